@@ -1,0 +1,1 @@
+"""CDK code: typed config, stacks and constructs."""

@@ -1,0 +1,1 @@
+"""Runtime code of the pipeline steps (Lambda handlers, pure cores, formats, local mode)."""

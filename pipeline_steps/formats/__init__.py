@@ -1,0 +1,1 @@
+"""SageMaker wire and artifact formats, numpy only (no sagemaker SDK, no MXNet)."""
