@@ -1,0 +1,1 @@
+"""Evaluate step (the gate): top-x ranking metrics of the model and of the most-popular baseline."""

@@ -1,0 +1,144 @@
+"""Evaluate (the gate): model vs most-popular baseline on the holdout; metrics JSON; fail if too low.
+
+Event: {"run_id", "manifest_key", "queries_manifest_key", "transform_output_s3_uri"}.
+Returns {"metrics_key", "passed": true, "model": {...}, "baseline": {...}} or raises GateFailedError
+(after writing the metrics JSON, so a failed run can be inspected).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pipeline_steps.evaluate import gate
+from pipeline_steps.evaluate.config import EvaluateConfig
+from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_metrics
+from pipeline_steps.publish import versioning
+from pipeline_steps.publish.core import RunInputs, load_inputs
+from pipeline_steps.publish.ranking import iter_part_top_x
+from pipeline_steps.publish.runio import (
+    InputError,
+    get_bytes,
+    get_json,
+    iter_lines,
+    load_csr,
+    load_popularity,
+    put_json,
+)
+
+GateFailedError = gate.GateFailedError
+
+
+def metrics_key(run_id: str) -> str:
+    return f"runs/{run_id}/evaluation/metrics.json"
+
+
+def model_metrics(s3: Any, inputs: RunInputs, holdout: Any, config: EvaluateConfig) -> tuple[dict, int]:
+    acc = MetricAccumulator(x=config.x, n_items=inputs.manifest.n_items)
+    for part, key in zip(inputs.queries.parts, inputs.out_keys, strict=True):
+        for u, items, _ in iter_part_top_x(
+            iter_lines(s3, inputs.bucket, key),
+            metric=config.index_metric,
+            seen=inputs.seen,
+            first_user=part.first_user,
+            n_users=part.n_users,
+            x=config.x,
+            n_items=inputs.manifest.n_items,
+            where=f"s3://{inputs.bucket}/{key}",
+        ):
+            acc.add(items, holdout.row(u))
+    return acc.result(), acc.n_users
+
+
+def published_metrics(
+    s3: Any, dynamodb: Any, table_name: str | None, bucket: str, run_id: str
+) -> tuple[dict | None, str | None]:
+    """Metrics of the run readers currently get (pointer item; its metrics.json as a fallback)."""
+    if dynamodb is None or not table_name:
+        return None, None
+    pointer = versioning.read_pointer(dynamodb, table_name)
+    if pointer is None:
+        return None, None
+    current = pointer["run_id"]
+    if current == run_id:  # re-evaluating the published run: compare with the one before it
+        current = pointer.get("previous_run_id")
+        pointer = {}
+        if not current:
+            return None, None
+    metrics = pointer.get("metrics")
+    if not metrics:
+        try:
+            metrics = get_json(s3, bucket, metrics_key(current)).get("model")
+        except (InputError, AttributeError):
+            metrics = None
+    return metrics, current
+
+
+def put_cloudwatch(cloudwatch: Any, config: EvaluateConfig, run_id: str, doc: dict) -> None:
+    base = [{"Name": k, "Value": v} for k, v in sorted(config.cloudwatch_dimensions.items())]
+    data = [
+        {
+            "MetricName": f"{name}_at_x",
+            "Dimensions": [*base, {"Name": "Variant", "Value": variant}],
+            "Value": float(value),
+            "Unit": "None",
+        }
+        for variant in ("model", "baseline")
+        for name, value in doc[variant].items()
+        if value is not None and math.isfinite(value)
+    ]
+    for start in range(0, len(data), 1000):  # PutMetricData takes at most 1000 values per call
+        cloudwatch.put_metric_data(
+            Namespace=config.cloudwatch_namespace, MetricData=data[start : start + 1000]
+        )
+
+
+def evaluate_run(
+    *,
+    s3: Any,
+    bucket: str,
+    event: dict,
+    config: EvaluateConfig,
+    dynamodb: Any = None,
+    table_name: str | None = None,
+    cloudwatch: Any = None,
+) -> dict:
+    inputs = load_inputs(s3, bucket, event)
+    m = inputs.manifest
+    holdout_key = m.file_key("holdout")
+    holdout = load_csr(
+        get_bytes(s3, bucket, holdout_key), name=holdout_key, n_users=m.n_users, n_items=m.n_items
+    )
+    popularity = load_popularity(s3, bucket, m.file_key("popularity"), n_items=m.n_items)
+    model, n_eval = model_metrics(s3, inputs, holdout, config)
+    baseline, _ = baseline_metrics(popularity, inputs.seen, holdout, x=config.x)
+    published, published_run = published_metrics(s3, dynamodb, table_name, bucket, inputs.run_id)
+    checks = gate.check(config, model, baseline, published, published_run)
+    passed = all(c["passed"] for c in checks)
+    lift = {
+        k: (model[k] / baseline[k] if baseline[k] and not math.isnan(baseline[k]) else None) for k in model
+    }
+    doc = {
+        "run_id": inputs.run_id,
+        "x": config.x,
+        "index_metric": config.index_metric,
+        "n_users": m.n_users,
+        "n_items": m.n_items,
+        "n_eval_users": n_eval,  # users with at least one held-out interaction
+        "model": _json_safe(model),
+        "baseline": _json_safe(baseline),
+        "lift_vs_baseline": lift,
+        "published": {"run_id": published_run, "metrics": published},
+        "gate": {"passed": passed, "checks": [_json_safe(c) for c in checks]},
+    }
+    key = metrics_key(inputs.run_id)
+    put_json(s3, bucket, key, doc)
+    if config.cloudwatch_namespace and cloudwatch is not None:
+        put_cloudwatch(cloudwatch, config, inputs.run_id, doc)
+    if not passed:
+        raise GateFailedError(gate.failure_message(inputs.run_id, config.x, checks))
+    return {"metrics_key": key, "passed": True, "model": doc["model"], "baseline": doc["baseline"]}
+
+
+def _json_safe(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}

@@ -1,0 +1,244 @@
+"""Publish: transform output -> each user's top x in DynamoDB under this run, then the pointer flip.
+
+Event (docs/contracts.md): {"run_id", "manifest_key", "queries_manifest_key", "transform_output_s3_uri"}
+[+ "part" for `publish_part`]. `publish_run` = every part, then `finalize`; a Distributed Map calls
+`publish_part` once per query part and `finalize` once after all of them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline_steps.publish import versioning
+from pipeline_steps.publish.config import PublishConfig
+from pipeline_steps.publish.items import encode_items
+from pipeline_steps.publish.ranking import iter_part_top_x
+from pipeline_steps.publish.runio import (
+    Csr,
+    InputError,
+    Manifest,
+    QueriesManifest,
+    get_json,
+    iter_lines,
+    load_csr,
+    load_id_list,
+    load_manifest,
+    load_popularity,
+    load_queries_manifest,
+    transform_output_keys,
+)
+from pipeline_steps.publish.writer import BatchWriter
+
+MAX_KEY_BYTES = 2048  # DynamoDB partition key limit; pk = "u#" + user id
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunInputs:
+    run_id: str
+    bucket: str
+    manifest: Manifest
+    queries: QueriesManifest
+    out_keys: list[str]
+    users: list[str]
+    items: list[str]
+    seen: Csr
+
+
+def required(event: dict, name: str) -> Any:
+    value = event.get(name)
+    if not isinstance(value, str) or not value:
+        raise InputError(f"event field {name!r} is missing or empty")
+    return value
+
+
+def load_inputs(s3: Any, bucket: str, event: dict) -> RunInputs:
+    run_id = required(event, "run_id")
+    manifest = load_manifest(s3, bucket, required(event, "manifest_key"))
+    queries = load_queries_manifest(s3, bucket, required(event, "queries_manifest_key"))
+    if (queries.n_users, queries.n_items) != (manifest.n_users, manifest.n_items):
+        raise InputError(
+            f"{queries.key}: {queries.n_users} users x {queries.n_items} items does not match "
+            f"{manifest.key} ({manifest.n_users} x {manifest.n_items})"
+        )
+    tr_bucket, out_keys = transform_output_keys(s3, required(event, "transform_output_s3_uri"), queries)
+    if tr_bucket != bucket:
+        raise InputError(f"transform_output_s3_uri is in bucket {tr_bucket!r}, expected {bucket!r}")
+    seen_key = manifest.file_key("seen")
+    return RunInputs(
+        run_id=run_id,
+        bucket=bucket,
+        manifest=manifest,
+        queries=queries,
+        out_keys=out_keys,
+        users=load_id_list(s3, bucket, manifest.file_key("users"), expected=manifest.n_users),
+        items=load_id_list(s3, bucket, manifest.file_key("items"), expected=manifest.n_items),
+        seen=load_csr(
+            s3.get_object(Bucket=bucket, Key=seen_key)["Body"].read(),
+            name=seen_key,
+            n_users=manifest.n_users,
+            n_items=manifest.n_items,
+        ),
+    )
+
+
+def expires_at(config: PublishConfig, now: float) -> int:
+    return int(now + config.ttl_days * 86_400)
+
+
+def user_item(
+    user_id: str, run_id: str, item_ids: list[str], scores: np.ndarray, expires: int
+) -> tuple[dict, int]:
+    pk = "u#" + user_id
+    if len(pk.encode("utf-8")) > MAX_KEY_BYTES:
+        raise InputError(f"user id {user_id[:40]!r}... is longer than DynamoDB's key limit")
+    text, kept = encode_items(item_ids, scores)
+    item = {"pk": {"S": pk}, "sk": {"S": run_id}, "items": {"S": text}, "expires_at": {"N": str(expires)}}
+    return item, kept
+
+
+def publish_part(
+    *,
+    s3: Any,
+    dynamodb: Any,
+    table_name: str,
+    inputs: RunInputs,
+    part: int,
+    config: PublishConfig,
+    now: float | None = None,
+    writer_options: dict | None = None,
+) -> dict:
+    """Write the top x of every user of one query part (idempotent: same keys, same content)."""
+    now = time.time() if now is None else now
+    if not 0 <= part < len(inputs.queries.parts):
+        raise InputError(f"part {part} out of range: the queries manifest has {len(inputs.queries.parts)}")
+    qp = inputs.queries.parts[part]
+    exp = expires_at(config, now)
+    versioning.begin_run(
+        dynamodb, table_name, inputs.run_id, n_parts=len(inputs.queries.parts), expires_at=exp, now=now
+    )
+    writer = BatchWriter(
+        dynamodb,
+        table_name,
+        threads=config.writer_threads,
+        max_seconds=config.max_seconds,
+        base_delay=config.base_backoff_seconds,
+        max_delay=config.max_backoff_seconds,
+        **(writer_options or {}),
+    )
+    written = short = truncated = 0
+    key = inputs.out_keys[part]
+    try:
+        for u, item_idx, scores in iter_part_top_x(
+            iter_lines(s3, inputs.bucket, key),
+            metric=config.index_metric,
+            seen=inputs.seen,
+            first_user=qp.first_user,
+            n_users=qp.n_users,
+            x=config.x,
+            n_items=inputs.manifest.n_items,
+            where=f"s3://{inputs.bucket}/{key}",
+        ):
+            ids = [inputs.items[i] for i in item_idx]
+            item, kept = user_item(inputs.users[u], inputs.run_id, ids, scores, exp)
+            writer.put(item)
+            written += 1
+            short += item_idx.size < config.x
+            truncated += kept < item_idx.size
+    except BaseException:
+        writer.abort()
+        raise
+    stats = writer.close()
+    versioning.mark_part_done(dynamodb, table_name, inputs.run_id, part=part, users=written)
+    return {
+        "part": part,
+        "users_written": written,
+        "users_short": short,  # fewer than x unseen items among the k neighbours
+        "users_truncated": truncated,  # list cut to fit the item size budget (very long ids)
+        "requests": stats.requests,
+        "throttled_requests": stats.throttled_requests,
+        "unprocessed_items": stats.unprocessed_items,
+    }
+
+
+def fallback_item(s3: Any, inputs: RunInputs, config: PublishConfig, expires: int) -> dict:
+    """Most popular items of the train split, for users the model does not know."""
+    pop = load_popularity(
+        s3, inputs.bucket, inputs.manifest.file_key("popularity"), n_items=inputs.manifest.n_items
+    )
+    size = config.fallback_size or config.x
+    order = np.lexsort((np.arange(pop.size), -pop))[:size]  # most popular first, ties by item index
+    item, _ = user_item(
+        "", inputs.run_id, [inputs.items[i] for i in order], pop[order].astype(float), expires
+    )
+    item["pk"] = {"S": "fallback"}
+    return item
+
+
+def model_metrics(s3: Any, bucket: str, run_id: str) -> dict[str, float]:
+    """The model's headline metrics from evaluate's output, for the pointer (empty if not evaluated)."""
+    key = f"runs/{run_id}/evaluation/metrics.json"
+    try:
+        doc = get_json(s3, bucket, key)
+    except InputError:
+        return {}
+    model = doc.get("model", {}) if isinstance(doc, dict) else {}
+    return {k: float(v) for k, v in model.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def finalize(
+    *,
+    s3: Any,
+    dynamodb: Any,
+    table_name: str,
+    inputs: RunInputs,
+    config: PublishConfig,
+    now: float | None = None,
+) -> dict:
+    """Write the fallback item, then flip the pointer to this run (refused unless every part is done)."""
+    now = time.time() if now is None else now
+    dynamodb.put_item(TableName=table_name, Item=fallback_item(s3, inputs, config, expires_at(config, now)))
+    return versioning.flip_pointer(
+        dynamodb, table_name, inputs.run_id, metrics=model_metrics(s3, inputs.bucket, inputs.run_id), now=now
+    )
+
+
+def publish_run(
+    *,
+    s3: Any,
+    dynamodb: Any,
+    bucket: str,
+    table_name: str,
+    event: dict,
+    config: PublishConfig,
+    now: float | None = None,
+    writer_options: dict | None = None,
+) -> dict:
+    """Every part, then the flip: the default (non-Distributed-Map) state machine path."""
+    inputs = load_inputs(s3, bucket, event)
+    parts = [
+        publish_part(
+            s3=s3,
+            dynamodb=dynamodb,
+            table_name=table_name,
+            inputs=inputs,
+            part=p,
+            config=config,
+            now=now,
+            writer_options=writer_options,
+        )
+        for p in range(len(inputs.queries.parts))
+    ]
+    flipped = finalize(s3=s3, dynamodb=dynamodb, table_name=table_name, inputs=inputs, config=config, now=now)
+    return {
+        "run_id": inputs.run_id,
+        "users_written": sum(p["users_written"] for p in parts),
+        "pointer": flipped["run_id"],
+        "previous_run_id": flipped["previous_run_id"],
+        "users_short": sum(p["users_short"] for p in parts),
+        "users_truncated": sum(p["users_truncated"] for p in parts),
+        "requests": sum(p["requests"] for p in parts),
+    }

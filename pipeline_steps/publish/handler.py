@@ -1,0 +1,76 @@
+"""Lambda handlers of the publish step (thin: parse env + event, build clients, call the core).
+
+`handler`: every part then the pointer flip (default state machine).
+`part_handler` / `finalize_handler`: one query part per Map iteration (event adds "part": int),
+then the flip once all parts are written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import boto3
+
+from pipeline_steps.publish import core
+from pipeline_steps.publish.config import PublishConfig
+from pipeline_steps.publish.runio import InputError, env_config
+
+log = logging.getLogger(__name__)
+log.setLevel(logging.INFO)
+
+
+def _env() -> tuple[str, str, PublishConfig]:
+    try:
+        return os.environ["BUCKET_NAME"], os.environ["TABLE_NAME"], env_config(PublishConfig)
+    except KeyError as exc:
+        raise InputError(f"environment variable {exc.args[0]} is not set") from None
+
+
+def handler(event: dict, context: Any = None) -> dict:
+    bucket, table, config = _env()
+    result = core.publish_run(
+        s3=boto3.client("s3"),
+        dynamodb=boto3.client("dynamodb"),
+        bucket=bucket,
+        table_name=table,
+        event=event,
+        config=config,
+    )
+    log.info(json.dumps({"step": "publish", **result}))
+    return {
+        "run_id": result["run_id"],
+        "users_written": result["users_written"],
+        "pointer": result["pointer"],
+    }
+
+
+def part_handler(event: dict, context: Any = None) -> dict:
+    bucket, table, config = _env()
+    part = event.get("part")
+    if not isinstance(part, int) or isinstance(part, bool):
+        raise InputError(f"event field 'part' must be an integer, got {part!r}")
+    s3 = boto3.client("s3")
+    inputs = core.load_inputs(s3, bucket, event)
+    result = core.publish_part(
+        s3=s3, dynamodb=boto3.client("dynamodb"), table_name=table, inputs=inputs, part=part, config=config
+    )
+    log.info(json.dumps({"step": "publish_part", **result}))
+    return result
+
+
+def finalize_handler(event: dict, context: Any = None) -> dict:
+    bucket, table, config = _env()
+    s3 = boto3.client("s3")
+    inputs = core.load_inputs(s3, bucket, event)
+    flipped = core.finalize(
+        s3=s3, dynamodb=boto3.client("dynamodb"), table_name=table, inputs=inputs, config=config
+    )
+    log.info(json.dumps({"step": "publish_finalize", **flipped}))
+    return {
+        "run_id": flipped["run_id"],
+        "users_written": flipped["users_written"],
+        "pointer": flipped["run_id"],
+    }

@@ -1,0 +1,36 @@
+"""The `items` attribute: one compact JSON string per user, bounded far below DynamoDB's 400 KB.
+
+`[["<item_id>", <score>], ...]` best first, scores with 7 significant digits (float32 precision).
+One string attribute instead of a list of maps: a DynamoDB list of maps costs ~20 bytes of type
+overhead per entry and is slower to marshal; a string is one value either way for the reader.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+# DynamoDB's item limit is 409,600 bytes (names + values). Keys take at most 2,048 + 1,024 bytes,
+# the other attributes < 100, so this budget for the items string leaves > 50 KB of slack.
+MAX_ITEMS_BYTES = 350_000
+# With x <= MAX_X and item ids up to ~300 UTF-8 bytes the budget is never reached; longer ids make
+# `encode_items` drop the tail of the list (reported) rather than fail the write.
+MAX_X = 1000
+
+
+def encode_items(item_ids: Sequence[str], scores: Sequence[float] | np.ndarray) -> tuple[str, int]:
+    """-> (JSON string, number of entries kept); keeps the best-first prefix that fits the budget."""
+    entries = [
+        json.dumps([item_id, float(f"{float(s):.7g}")], ensure_ascii=False, separators=(",", ":"))
+        for item_id, s in zip(item_ids, scores, strict=True)
+    ]
+    sizes = np.fromiter((len(e.encode("utf-8")) + 1 for e in entries), dtype=np.int64, count=len(entries))
+    # total = 2 brackets + entries + (n - 1) commas = 1 + cumsum(entry + 1)
+    n = int(np.searchsorted(np.cumsum(sizes) + 1, MAX_ITEMS_BYTES, side="right"))
+    return "[" + ",".join(entries[:n]) + "]", n
+
+
+def decode_items(text: str) -> list[dict]:
+    return [{"item_id": item_id, "score": score} for item_id, score in json.loads(text)]

@@ -1,0 +1,55 @@
+"""From k-NN neighbours to a user's top x: explicit sort (in knn_output), drop seen items, cut to x."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from pipeline_steps.formats import knn_output
+from pipeline_steps.publish.runio import Csr, InputError
+
+METRICS = ("INNER_PRODUCT", "COSINE", "L2")
+
+
+def top_x(
+    labels: np.ndarray, scores: np.ndarray, seen: np.ndarray, *, x: int, n_items: int, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best-first neighbours (labels = item ordinals 1..n_items) -> (item indices, scores), len <= x."""
+    items = np.asarray(labels, dtype=np.int64) - 1
+    if items.size and (items.min() < 0 or items.max() >= n_items):
+        raise InputError(f"{where}: label outside 1..{n_items} (labels must be item ordinals)")
+    keep = ~np.isin(items, seen) if seen.size else np.ones(items.size, dtype=bool)
+    # k-NN never returns an item twice for one query, but a hand-made file might: keep the first (best).
+    items, scores = items[keep], np.asarray(scores, dtype=np.float64)[keep]
+    _, first = np.unique(items, return_index=True)
+    if first.size != items.size:
+        first.sort()
+        items, scores = items[first], scores[first]
+    return items[:x], scores[:x]
+
+
+def iter_part_top_x(
+    lines: Iterable[bytes | str],
+    *,
+    metric: str,
+    seen: Csr,
+    first_user: int,
+    n_users: int,
+    x: int,
+    n_items: int,
+    where: str,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(user index, item indices, scores) for every query line of one transform output part."""
+    count = 0
+    for offset, (labels, scores) in enumerate(knn_output.iter_results(lines, metric)):
+        if offset >= n_users:
+            raise InputError(f"{where}: more than the {n_users} result lines expected for this part")
+        u = first_user + offset
+        items, kept = top_x(
+            labels, scores, seen.row(u), x=x, n_items=n_items, where=f"{where} line {offset + 1}"
+        )
+        yield u, items, kept
+        count += 1
+    if count != n_users:
+        raise InputError(f"{where}: {count} result lines, expected {n_users} (one per query)")

@@ -1,0 +1,241 @@
+"""Versioned publish on one DynamoDB table: run records, the `current` pointer, rollback.
+
+Items of run R live under sort key R. Readers follow `pk=pointer, sk=current`, which is flipped in
+one transaction with the run record's `complete` status, conditional on the pointer not having moved
+since it was read, so concurrent publishers or rollbacks cannot silently overwrite each other.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import botocore.exceptions
+
+POINTER_KEY = {"pk": {"S": "pointer"}, "sk": {"S": "current"}}
+# A run must outlive a rollback to it by at least this long, or readers would find expired items.
+MIN_REMAINING_TTL_S = 86_400
+
+
+class PublishStateError(RuntimeError):
+    """The table is not in a state that allows this publish/rollback (the message says why)."""
+
+
+def run_key(run_id: str) -> dict:
+    return {"pk": {"S": "run"}, "sk": {"S": run_id}}
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_attr_map(values: dict[str, float]) -> dict:
+    # DynamoDB numbers cannot be NaN/inf; a metric that is undefined (e.g. no holdout users) is left out.
+    return {"M": {k: {"N": repr(float(v))} for k, v in values.items() if math.isfinite(float(v))}}
+
+
+def from_attr(value: dict) -> Any:
+    """Plain Python value of a DynamoDB attribute (the few types this table uses)."""
+    ((kind, raw),) = value.items()
+    if kind == "S":
+        return raw
+    if kind == "N":
+        number = float(raw)
+        return int(number) if number.is_integer() and "." not in raw and "e" not in raw.lower() else number
+    if kind == "M":
+        return {k: from_attr(v) for k, v in raw.items()}
+    if kind == "L":
+        return [from_attr(v) for v in raw]
+    if kind == "BOOL":
+        return raw
+    if kind == "NULL":
+        return None
+    raise ValueError(f"unsupported attribute type {kind}")
+
+
+def plain(item: dict | None) -> dict | None:
+    return None if item is None else {k: from_attr(v) for k, v in item.items()}
+
+
+def read_pointer(dynamodb: Any, table: str, *, consistent: bool = True) -> dict | None:
+    item = dynamodb.get_item(TableName=table, Key=POINTER_KEY, ConsistentRead=consistent).get("Item")
+    return plain(item)
+
+
+def read_run(dynamodb: Any, table: str, run_id: str) -> dict | None:
+    return plain(dynamodb.get_item(TableName=table, Key=run_key(run_id), ConsistentRead=True).get("Item"))
+
+
+def list_runs(dynamodb: Any, table: str) -> list[dict]:
+    runs: list[dict] = []
+    kwargs: dict = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :run",
+        "ExpressionAttributeValues": {":run": {"S": "run"}},
+    }
+    while True:
+        page = dynamodb.query(**kwargs)
+        runs.extend(plain(i) for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return runs
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def begin_run(dynamodb: Any, table: str, run_id: str, *, n_parts: int, expires_at: int, now: float) -> None:
+    """Create the run record as `writing` (a completed run keeps `complete`: re-runs are idempotent)."""
+    dynamodb.update_item(
+        TableName=table,
+        Key=run_key(run_id),
+        UpdateExpression=(
+            "SET #s = if_not_exists(#s, :writing), started_at = if_not_exists(started_at, :now), "
+            "n_parts = :n, part_users = if_not_exists(part_users, :empty), expires_at = :exp"
+        ),
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={
+            ":writing": {"S": "writing"},
+            ":now": {"S": iso(now)},
+            ":n": {"N": str(n_parts)},
+            ":empty": {"M": {}},
+            ":exp": {"N": str(expires_at)},
+        },
+    )
+
+
+def mark_part_done(dynamodb: Any, table: str, run_id: str, *, part: int, users: int) -> None:
+    dynamodb.update_item(
+        TableName=table,
+        Key=run_key(run_id),
+        UpdateExpression="SET part_users.#p = :u",
+        ConditionExpression="attribute_exists(part_users)",
+        ExpressionAttributeNames={"#p": str(part)},
+        ExpressionAttributeValues={":u": {"N": str(users)}},
+    )
+
+
+def flip_pointer(
+    dynamodb: Any, table: str, run_id: str, *, metrics: dict[str, float], now: float | None = None
+) -> dict:
+    """Mark the run `complete` and point readers at it, atomically; only once every part is written."""
+    now = time.time() if now is None else now
+    record = read_run(dynamodb, table, run_id)
+    if record is None:
+        raise PublishStateError(f"run {run_id!r} has no run record: publish its parts first")
+    done = record.get("part_users", {})
+    missing = [p for p in range(int(record.get("n_parts", 0))) if str(p) not in done]
+    if missing:
+        raise PublishStateError(f"run {run_id!r}: parts {missing[:20]} not written yet; pointer not moved")
+    users_written = sum(int(v) for v in done.values())
+    current = read_pointer(dynamodb, table)
+    current_id = current.get("run_id") if current else None
+    # Re-finalizing the current run must not make it its own "previous".
+    previous = current.get("previous_run_id") if current_id == run_id else current_id
+    pointer = {
+        **POINTER_KEY,
+        "run_id": {"S": run_id},
+        "published_at": {"S": iso(now)},
+        "metrics": to_attr_map(metrics),
+    }
+    if previous:
+        pointer["previous_run_id"] = {"S": previous}
+    _transact(
+        dynamodb,
+        table,
+        run_update={
+            "UpdateExpression": "SET #s = :complete, published_at = :at, users_written = :u, #m = :m",
+            "ExpressionAttributeNames": {"#s": "status", "#m": "metrics"},
+            "ExpressionAttributeValues": {
+                ":complete": {"S": "complete"},
+                ":at": {"S": iso(now)},
+                ":u": {"N": str(users_written)},
+                ":m": to_attr_map(metrics),
+            },
+            "ConditionExpression": "attribute_exists(pk)",
+        },
+        run_id=run_id,
+        pointer=pointer,
+        expected_current=current_id,
+    )
+    return {
+        "run_id": run_id,
+        "previous_run_id": previous,
+        "users_written": users_written,
+        "published_at": iso(now),
+    }
+
+
+def rollback(dynamodb: Any, table: str, *, to_run_id: str | None = None, now: float | None = None) -> dict:
+    """Point readers back at `to_run_id` (default: the pointer's previous run); it must be complete."""
+    now = time.time() if now is None else now
+    current = read_pointer(dynamodb, table)
+    if current is None:
+        raise PublishStateError("nothing is published yet: there is no pointer to roll back")
+    target = to_run_id or current.get("previous_run_id")
+    if not target:
+        raise PublishStateError(f"current run {current['run_id']!r} has no previous run; pass --to RUN_ID")
+    if target == current["run_id"]:
+        raise PublishStateError(f"run {target!r} is already current")
+    record = read_run(dynamodb, table, target)
+    if record is None or record.get("status") != "complete":
+        status = "missing" if record is None else record.get("status")
+        raise PublishStateError(
+            f"cannot roll back to run {target!r}: its run record is {status}, not complete"
+        )
+    if int(record.get("expires_at", 0)) < now + MIN_REMAINING_TTL_S:
+        raise PublishStateError(f"cannot roll back to run {target!r}: its items expire within a day (TTL)")
+    pointer = {
+        **POINTER_KEY,
+        "run_id": {"S": target},
+        "previous_run_id": {"S": current["run_id"]},
+        "published_at": {"S": str(record.get("published_at", iso(now)))},
+        "rolled_back_at": {"S": iso(now)},
+        "metrics": to_attr_map(record.get("metrics") or {}),
+    }
+    _transact(
+        dynamodb, table, run_update=None, run_id=target, pointer=pointer, expected_current=current["run_id"]
+    )
+    return {"run_id": target, "previous_run_id": current["run_id"], "rolled_back_at": iso(now)}
+
+
+def _transact(
+    dynamodb: Any,
+    table: str,
+    *,
+    run_update: dict | None,
+    run_id: str,
+    pointer: dict,
+    expected_current: str | None,
+) -> None:
+    if expected_current is None:
+        condition, values = "attribute_not_exists(pk)", None
+    else:
+        condition, values = "run_id = :expected", {":expected": {"S": expected_current}}
+    put: dict = {"TableName": table, "Item": pointer, "ConditionExpression": condition}
+    if values:
+        put["ExpressionAttributeValues"] = values
+    items: list[dict] = [{"Put": put}]
+    if run_update is not None:
+        items.append({"Update": {"TableName": table, "Key": run_key(run_id), **run_update}})
+    else:
+        # Rollback: the target must still be complete at the moment of the flip.
+        items.append(
+            {
+                "ConditionCheck": {
+                    "TableName": table,
+                    "Key": run_key(run_id),
+                    "ConditionExpression": "#s = :complete",
+                    "ExpressionAttributeNames": {"#s": "status"},
+                    "ExpressionAttributeValues": {":complete": {"S": "complete"}},
+                }
+            }
+        )
+    try:
+        dynamodb.transact_write_items(TransactItems=items)
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            raise PublishStateError(
+                f"pointer flip to {run_id!r} cancelled: the pointer moved since it was read (expected "
+                f"{expected_current!r}) or the run record changed; nothing was changed, retry"
+            ) from exc
+        raise

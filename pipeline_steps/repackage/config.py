@@ -1,0 +1,23 @@
+"""Repackage step config (`STEP_CONFIG` of the repackage Lambda)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline_steps.publish.items import MAX_X
+from pipeline_steps.publish.runio import InputError
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepackageConfig:
+    x: int = 10  # the top-x published per user (same value as publish/evaluate)
+    max_k: int = 1000  # cap on neighbours per query (transform output size grows with k)
+    users_per_shard: int = 100_000  # users per query file = per transform output part
+
+    def validate(self, where: str) -> None:
+        if not 1 <= self.x <= MAX_X:
+            raise InputError(f"{where}.x: must be in 1..{MAX_X}, got {self.x}")
+        if self.max_k < self.x:
+            raise InputError(f"{where}.max_k: must be >= x ({self.x}), got {self.max_k}")
+        if self.users_per_shard < 1:
+            raise InputError(f"{where}.users_per_shard: must be >= 1, got {self.users_per_shard}")
