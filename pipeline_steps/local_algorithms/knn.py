@@ -1,0 +1,146 @@
+"""k-NN index and search (faiss-cpu), the numerical core of the local k-NN jobs.
+
+Mirrors SageMaker's built-in k-NN: exact ``faiss.Flat`` search (IVF variants map to faiss's IVF),
+metrics ``L2`` / ``INNER_PRODUCT`` / ``COSINE``, a seeded ``sample_size`` subset, and verbose results
+whose distances are sorted ascending (so with INNER_PRODUCT / COSINE the best neighbour is last).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+L2, INNER_PRODUCT, COSINE = "L2", "INNER_PRODUCT", "COSINE"
+METRICS = (L2, INNER_PRODUCT, COSINE)
+CLASSIFIER, REGRESSOR = "classifier", "regressor"
+INDEX_TYPES = ("faiss.Flat", "faiss.IVFFlat", "faiss.IVFPQ")
+# SageMaker exposes no seed for sampling; a fixed one makes local runs reproducible.
+SAMPLE_SEED = 20180101
+_NPROBE = 5  # SageMaker's container default (_faiss_index_nprobe)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KNNConfig:
+    feature_dim: int
+    k: int
+    predictor_type: str
+    sample_size: int
+    index_type: str = "faiss.Flat"
+    index_metric: str = L2
+    faiss_index_ivf_nlists: int | None = None  # None = "auto"
+    faiss_index_pq_m: int | None = None
+
+
+@dataclass
+class KNNModel:
+    index: faiss.Index
+    labels: np.ndarray  # (n,) float32, label of each indexed vector
+    k: int
+    predictor_type: str
+    metric: str
+
+    def metadata(self) -> dict:
+        return {
+            "k": self.k,
+            "predictor_type": self.predictor_type,
+            "index_metric": self.metric,
+            "normalize": self.metric == COSINE,
+            "version": "1.0",
+        }
+
+
+def _as_f32(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _faiss_metric(metric: str) -> int:
+    return faiss.METRIC_L2 if metric == L2 else faiss.METRIC_INNER_PRODUCT
+
+
+def build(X: np.ndarray, labels: np.ndarray, config: KNNConfig, *, seed: int = SAMPLE_SEED) -> KNNModel:
+    """Index the training vectors (a seeded random subset of ``sample_size`` when there are more)."""
+    X = _as_f32(X)
+    labels = np.asarray(labels, dtype=np.float32).reshape(-1)
+    if config.sample_size < X.shape[0]:
+        keep = np.sort(np.random.default_rng(seed).choice(X.shape[0], config.sample_size, replace=False))
+        X, labels = X[keep], labels[keep]
+    if config.index_metric == COSINE:
+        X = X.copy()
+        faiss.normalize_L2(X)
+    d, metric = X.shape[1], _faiss_metric(config.index_metric)
+    if config.index_type == "faiss.Flat":
+        index = faiss.IndexFlatIP(d) if metric == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(d)
+    else:
+        nlist = config.faiss_index_ivf_nlists or max(1, int(math.sqrt(X.shape[0])))
+        nlist = min(nlist, X.shape[0])
+        quantizer = faiss.IndexFlatIP(d) if metric == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(d)
+        if config.index_type == "faiss.IVFFlat":
+            index = faiss.IndexIVFFlat(quantizer, d, nlist, metric)
+        else:
+            index = faiss.IndexIVFPQ(quantizer, d, nlist, config.faiss_index_pq_m or 1, 8)
+        index.train(X)
+        index.nprobe = min(_NPROBE, nlist)
+        index.own_fields = True
+        index.quantizer_keepalive = quantizer  # keep the Python object alive with the index
+    index.add(X)
+    return KNNModel(index, labels, config.k, config.predictor_type, config.index_metric)
+
+
+def search(model: KNNModel, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, labels), each (n_queries, k') with k' = min(k, index size), distances ascending.
+
+    L2 distances are squared Euclidean, as faiss (and SageMaker's faiss-based container) report them.
+    """
+    Q = _as_f32(Q)
+    if model.metric == COSINE:
+        Q = Q.copy()
+        faiss.normalize_L2(Q)
+    k = min(model.k, model.index.ntotal)
+    dist, ids = model.index.search(Q, k)
+    if model.metric != L2:
+        # faiss returns similarities best-first; SageMaker lists distances smallest first.
+        dist, ids = dist[:, ::-1], ids[:, ::-1]
+    labels = np.where(ids >= 0, model.labels[np.maximum(ids, 0)], np.nan).astype(np.float32)
+    return np.ascontiguousarray(dist), np.ascontiguousarray(labels)
+
+
+def predict(model: KNNModel, labels: np.ndarray) -> np.ndarray:
+    """predicted_label per query: the mean (regressor) or the most frequent label (classifier).
+
+    Ties between equally frequent labels go to the smallest label (deterministic).
+    """
+    if model.predictor_type == REGRESSOR:
+        return np.nanmean(labels, axis=1).astype(np.float32)
+    if labels.shape[1] == 0:
+        return np.full(labels.shape[0], np.nan, dtype=np.float32)
+    srt = np.sort(labels, axis=1)
+    k = srt.shape[1]
+    pos = np.arange(k)
+    new_run = np.ones_like(srt, dtype=bool)
+    new_run[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    run_start = np.maximum.accumulate(np.where(new_run, pos, 0), axis=1)
+    run_len = pos - run_start + 1  # length of the run so far, per position
+    # The first position reaching the longest run ends the smallest of the most frequent labels.
+    best = np.argmax(run_len, axis=1)
+    return srt[np.arange(srt.shape[0]), best].astype(np.float32)
+
+
+def serialize(model: KNNModel) -> tuple[bytes, bytes, bytes]:
+    """The three members of ``model_algo-1*``: faiss index bytes, raw LE float32 labels, JSON metadata."""
+    index_bytes = faiss.serialize_index(model.index).tobytes()
+    labels = model.labels.astype("<f4").tobytes()
+    meta = json.dumps(model.metadata(), sort_keys=True).encode()
+    return index_bytes, labels, meta
+
+
+def deserialize(index_bytes: bytes, labels: bytes, meta: bytes) -> KNNModel:
+    info = json.loads(meta)
+    index = faiss.deserialize_index(np.frombuffer(index_bytes, dtype=np.uint8))
+    if hasattr(index, "nprobe"):
+        index.nprobe = min(_NPROBE, index.nlist)
+    lab = np.frombuffer(labels, dtype="<f4").astype(np.float32)
+    return KNNModel(index, lab, int(info["k"]), info["predictor_type"], info.get("index_metric", L2))
