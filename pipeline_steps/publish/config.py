@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline_steps.publish.items import MAX_X
-from pipeline_steps.publish.ranking import METRICS
 from pipeline_steps.publish.runio import InputError
+
+# k-NN index_metric values: INNER_PRODUCT/COSINE are similarities (higher is better), L2 a distance.
+METRICS = ("INNER_PRODUCT", "COSINE", "L2")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,8 +9,6 @@ import numpy as np
 from pipeline_steps.formats import knn_output
 from pipeline_steps.publish.runio import Csr, InputError
 
-METRICS = ("INNER_PRODUCT", "COSINE", "L2")
-
 
 def top_x(
     labels: np.ndarray, scores: np.ndarray, seen: np.ndarray, *, x: int, n_items: int, where: str
