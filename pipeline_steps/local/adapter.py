@@ -1,0 +1,470 @@
+"""The adapter for what moto lacks to run this project's state machine offline (pinned to moto 5.2.5).
+
+moto gives us the AWS control planes (CloudFormation, S3, DynamoDB, IAM, Lambda, SageMaker, SNS,
+Step Functions with LocalStack's ASL interpreter) but no compute. This module bridges exactly four
+gaps, each at the narrowest point we found in moto's code:
+
+1. **Lambda without Docker.** ``LambdaFunction._invoke_lambda`` is the one method that starts a
+   Docker container. We replace it with an in-process call of the function's ``Handler`` string,
+   with the function's environment variables set for the duration of the call and a minimal
+   context object. moto's own ``invoke`` still does the rest (status, ``FunctionError`` header).
+2. **SageMaker jobs without compute.** moto records ``CreateTrainingJob`` / ``CreateTransformJob``
+   and reports them ``Completed`` at once. We wrap the two API handlers
+   (``SageMakerResponse.create_*_job``): after moto recorded the job, its status is set to
+   ``InProgress`` and the exact request runs through ``pipeline_steps.local_algorithms`` in a
+   thread, which then sets ``Completed`` (artifacts, final metrics) or ``Failed`` (FailureReason).
+   ``CreateModel`` is moto's own; transforms find ``ModelDataUrl`` through it.
+3. **``sagemaker:*.sync`` in Step Functions.** moto's interpreter only forwards SageMaker calls
+   (no ``.sync``). We register a SageMaker service task (at ``state_task_factory``'s lookup) that
+   calls the API and, for ``.sync``, polls ``Describe*`` like AWS: ``Completed`` -> the Describe
+   output; ``Failed``/``Stopped`` -> ``States.TaskFailed`` with the Describe JSON (FailureReason
+   inside) as cause; an API error -> ``SageMaker.AmazonSageMakerException``.
+4. **State machines from CloudFormation are not executable.** moto's CloudFormation creates them in
+   the plain Step Functions backend, while executions run in the parser backend. ``mirror_state_
+   machines`` re-registers each one (same name, definition, role, hence same ARN) in the latter.
+
+Nothing else of moto is re-implemented. Patches are installed by ``install()`` and removed by
+``uninstall()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import threading
+import time
+import traceback
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import moto
+
+MOTO_VERSION = "5.2.5"
+if moto.__version__ != MOTO_VERSION:
+    raise ImportError(
+        f"pipeline_steps.local.adapter patches moto internals and is pinned to moto=={MOTO_VERSION}; "
+        f"found moto=={moto.__version__}. Install the pinned version (requirements*.txt, constraints.txt) "
+        "or re-check every patch point listed in docs/local-mode.md before moving the pin."
+    )
+
+# Imported after the version check: these are the internals the patches rely on.
+from botocore.exceptions import ClientError  # noqa: E402
+from moto.awslambda.models import LambdaFunction  # noqa: E402
+from moto.sagemaker.models import sagemaker_backends  # noqa: E402
+from moto.sagemaker.responses import SageMakerResponse  # noqa: E402
+from moto.stepfunctions.models import stepfunctions_backends  # noqa: E402
+from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails  # noqa: E402
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (  # noqa: E402
+    CustomErrorName,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (  # noqa: E402
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (  # noqa: E402
+    StatesErrorName,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (  # noqa: E402
+    StatesErrorNameType,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory  # noqa: E402
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (  # noqa: E402
+    ResourceCondition,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (  # noqa: E402, E501
+    StateTaskServiceCallback,
+)
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails  # noqa: E402
+from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for  # noqa: E402
+from moto.stepfunctions.parser.asl.utils.encoding import to_json_str  # noqa: E402
+from moto.stepfunctions.parser.models import stepfunctions_parser_backends  # noqa: E402
+
+LogFn = Callable[[str], None]
+
+# The SageMaker actions our state machine may use; their parameters pass through unfiltered.
+_SAGEMAKER_ACTIONS = {"createtrainingjob", "createtransformjob", "createmodel"}
+_SYNC_DESCRIBE = {
+    "createtrainingjob": "describe_training_job",
+    "createtransformjob": "describe_transform_job",
+}
+_JOB_NAME_PARAM = {"createtrainingjob": "TrainingJobName", "createtransformjob": "TransformJobName"}
+_STATUS_KEY = {"createtrainingjob": "TrainingJobStatus", "createtransformjob": "TransformJobStatus"}
+
+
+@dataclass
+class _State:
+    installed: bool = False
+    originals: dict[str, Any] = field(default_factory=dict)
+    job_log: LogFn = print
+    s3_factory: Callable[[], Any] | None = None
+    algorithms: Any = None  # an object with run_training_job / run_transform_job; None = ours
+    lambda_lock: threading.Lock = field(default_factory=threading.Lock)
+    jobs: list[threading.Thread] = field(default_factory=list)
+
+
+_STATE = _State()
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Lambda: run the handler in-process
+
+
+@dataclass(frozen=True)
+class LambdaContext:
+    """The subset of the Lambda context object our handlers (and Powertools-style code) read."""
+
+    function_name: str
+    function_version: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    timeout_seconds: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    _started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
+
+
+def _check_handler_in_code(fn: LambdaFunction, module: str) -> None:
+    """Fail like AWS would if the deployed zip lacks the handler module (a mis-built asset)."""
+    if not fn.code_bytes:
+        return
+    wanted = {module.replace(".", "/") + ".py", module.replace(".", "/") + "/__init__.py"}
+    with zipfile.ZipFile(io.BytesIO(fn.code_bytes)) as zf:
+        if wanted.isdisjoint(zf.namelist()):
+            raise ImportError(
+                f"Unable to import module '{module}': not in the deployed code of {fn.function_name}"
+            )
+
+
+def call_handler(fn: LambdaFunction, event: Any) -> tuple[str, bool]:
+    """Import ``fn.handler`` and call it with the function's environment; returns (payload, errored)."""
+    context = LambdaContext(
+        function_name=fn.function_name,
+        function_version=str(fn.version),
+        invoked_function_arn=fn.function_arn,
+        memory_limit_in_mb=int(fn.memory_size),
+        timeout_seconds=int(fn.timeout),
+        log_group_name=f"/aws/lambda/{fn.function_name}",
+    )
+    env = {k: str(v) for k, v in (fn.environment_vars or {}).items()}
+    env.update(AWS_LAMBDA_FUNCTION_NAME=fn.function_name, _HANDLER=str(fn.handler))
+    # os.environ is process-wide: one invocation at a time keeps each handler's variables its own.
+    with _STATE.lambda_lock:
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            module_name, _, func_name = str(fn.handler).rpartition(".")
+            _check_handler_in_code(fn, module_name)
+            func = getattr(importlib.import_module(module_name), func_name)
+            result = func(event, context)
+            return json.dumps(result), False
+        except Exception as exc:  # the error travels back as Lambda's FunctionError payload
+            payload = {
+                "errorMessage": str(exc),
+                "errorType": type(exc).__name__,
+                "stackTrace": traceback.format_exception(exc)[-5:],
+            }
+            return json.dumps(payload), True
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def _invoke_lambda_in_process(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+    payload, errored = call_handler(self, {} if event is None else event)
+    return payload, errored, ""
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. SageMaker: run the local algorithms when a job is created
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _s3_client() -> Any:
+    if _STATE.s3_factory is not None:
+        return _STATE.s3_factory()
+    import boto3
+
+    return boto3.client("s3")
+
+
+def _finish_job(job: Any, status_attr: str, result: dict[str, Any], status_key: str) -> None:
+    now = _utcnow()
+    setattr(job, status_attr, result.get(status_key, "Failed"))
+    job.failure_reason = result.get("FailureReason") or None
+    job.last_modified_time = now
+    if status_attr == "training_job_status":
+        job.secondary_status = job.training_job_status
+        job.training_end_time = now
+        if result.get("ModelArtifacts"):
+            job.model_artifacts = result["ModelArtifacts"]
+        job.final_metric_data_list = [
+            {"MetricName": m["MetricName"], "Value": float(m["Value"]), "Timestamp": m.get("Timestamp", now)}
+            for m in result.get("FinalMetricDataList", [])
+        ]
+    else:
+        job.transform_end_time = now
+
+
+def _run_job(kind: str, backend: Any, request: dict[str, Any]) -> None:
+    local_algorithms = _STATE.algorithms
+    if local_algorithms is None:
+        from pipeline_steps import local_algorithms
+    if kind == "training":
+        name, job = request["TrainingJobName"], backend.training_jobs[request["TrainingJobName"]]
+        status_attr, status_key = "training_job_status", "TrainingJobStatus"
+    else:
+        name, job = request["TransformJobName"], backend.transform_jobs[request["TransformJobName"]]
+        status_attr, status_key = "transform_job_status", "TransformJobStatus"
+
+    def log(message: str) -> None:
+        _STATE.job_log(f"[{name}] {message}")
+
+    try:
+        if kind == "training":
+            result = local_algorithms.run_training_job(request, s3=_s3_client(), log=log)
+        else:
+
+            def model_resolver(model_name: str) -> str:
+                model = backend.describe_model(model_name)
+                container = model.primary_container or (model.containers or [{}])[0]
+                return container["ModelDataUrl"]
+
+            result = local_algorithms.run_transform_job(
+                request, s3=_s3_client(), model_resolver=model_resolver, log=log
+            )
+    except Exception as exc:  # a crash of the local container is a failed job, as on SageMaker
+        result = {status_key: "Failed", "FailureReason": f"AlgorithmError: {type(exc).__name__}: {exc}"}
+        log(traceback.format_exc())
+    _finish_job(job, status_attr, result, status_key)
+
+
+def _start_job(kind: str, response: SageMakerResponse) -> None:
+    request = json.loads(response.body)
+    backend = response.sagemaker_backend
+    if kind == "training":
+        job = backend.training_jobs[request["TrainingJobName"]]
+        job.training_job_status, job.secondary_status = "InProgress", "Training"
+        job.model_artifacts = None  # moto pre-fills it; SageMaker sets it only on success
+    else:
+        job = backend.transform_jobs[request["TransformJobName"]]
+        job.transform_job_status = "InProgress"
+    job.failure_reason = None
+    thread = threading.Thread(target=_run_job, args=(kind, backend, request), daemon=True, name=f"job-{kind}")
+    _STATE.jobs.append(thread)
+    thread.start()
+
+
+def _create_training_job(self: SageMakerResponse) -> Any:
+    result = _STATE.originals["create_training_job"](self)
+    _start_job("training", self)
+    return result
+
+
+def _create_transform_job(self: SageMakerResponse) -> Any:
+    result = _STATE.originals["create_transform_job"](self)
+    _start_job("transform", self)
+    return result
+
+
+def wait_for_jobs(timeout: float = 60.0) -> None:
+    """Join the local job threads (used at shutdown so no job writes to a stopped server)."""
+    deadline = time.monotonic() + timeout
+    for thread in list(_STATE.jobs):
+        thread.join(max(0.0, deadline - time.monotonic()))
+    _STATE.jobs[:] = [t for t in _STATE.jobs if t.is_alive()]
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Step Functions: the SageMaker optimised integration with .sync
+
+
+def _jsonable(value: Any) -> Any:
+    # Step Functions hands timestamps to the next state as epoch numbers, not datetimes.
+    if isinstance(value, datetime):
+        return value.timestamp() * 1000
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class StateTaskServiceSageMaker(StateTaskServiceCallback):
+    """``arn:aws:states:::sagemaker:<action>[.sync]`` as AWS runs it, minus the compute."""
+
+    def __init__(self) -> None:
+        # WaitForTaskToken must be listed too: moto's callback base class always sets up (and later
+        # interrupts) a task-token endpoint for .sync tasks, and crashes on None without it.
+        super().__init__(
+            supported_integration_patterns={ResourceCondition.Sync, ResourceCondition.WaitForTaskToken}
+        )
+
+    def _action(self) -> str:
+        return self.resource.api_action.lower()
+
+    def _get_supported_parameters(self) -> set[str] | None:
+        # An empty set = known action, parameters passed through unfiltered.
+        return set() if self._action() in _SAGEMAKER_ACTIONS else None
+
+    def _from_error(self, env: Any, ex: Exception) -> FailureEvent:
+        if isinstance(ex, ClientError):
+            error = "SageMaker.AmazonSageMakerException"
+            code = ex.response["Error"]["Code"]
+            cause = f"{ex.response['Error']['Message']} (Service: AmazonSageMaker; Error Code: {code})"
+            return FailureEvent(
+                env=env,
+                error_name=CustomErrorName(error),
+                event_type=HistoryEventType.TaskFailed,
+                event_details=EventDetails(
+                    taskFailedEventDetails=TaskFailedEventDetails(
+                        error=error,
+                        cause=cause,
+                        resource=self._get_sfn_resource(),
+                        resourceType=self._get_sfn_resource_type(),
+                    )
+                ),
+            )
+        return super()._from_error(env=env, ex=ex)
+
+    def _eval_service_task(self, env, resource_runtime_part, normalised_parameters, state_credentials):
+        client = boto_client_for(
+            region=resource_runtime_part.region, service="sagemaker", state_credentials=state_credentials
+        )
+        response = getattr(client, self._get_boto_service_action())(**normalised_parameters)
+        response.pop("ResponseMetadata", None)
+        env.stack.append(response)
+
+    def _build_sync_resolver(self, env, resource_runtime_part, normalised_parameters, state_credentials):
+        action = self._action()
+        if action not in _SYNC_DESCRIBE:
+            raise RuntimeError(
+                f"Unsupported .sync callback procedure in resource {self.resource.resource_arn}"
+            )
+        client = boto_client_for(
+            region=resource_runtime_part.region, service="sagemaker", state_credentials=state_credentials
+        )
+        env.stack.pop()  # the Create* response; .sync returns the Describe* output instead
+        name_param = _JOB_NAME_PARAM[action]
+        describe = getattr(client, _SYNC_DESCRIBE[action])
+        status_key = _STATUS_KEY[action]
+
+        def resolve() -> dict[str, Any] | None:
+            output = describe(**{name_param: normalised_parameters[name_param]})
+            output.pop("ResponseMetadata", None)
+            status = output.get(status_key)
+            if status == "Completed":
+                return _jsonable(output)
+            if status in ("Failed", "Stopped"):
+                raise FailureEventException(
+                    FailureEvent(
+                        env=env,
+                        error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+                        event_type=HistoryEventType.TaskFailed,
+                        event_details=EventDetails(
+                            taskFailedEventDetails=TaskFailedEventDetails(
+                                resource=self._get_sfn_resource(),
+                                resourceType=self._get_sfn_resource_type(),
+                                error=StatesErrorNameType.StatesTaskFailed.to_name(),
+                                cause=to_json_str(_jsonable(output)),
+                            )
+                        ),
+                    )
+                )
+            return None  # still InProgress: the caller polls again
+
+        return resolve
+
+
+def _state_task_service_for(service_name: str) -> Any:
+    if service_name == "sagemaker":
+        return StateTaskServiceSageMaker()
+    return _STATE.originals["state_task_service_for"](service_name=service_name)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. CloudFormation-created state machines -> the executing backend
+
+
+def mirror_state_machines(account_id: str, region: str) -> list[str]:
+    """Register every CloudFormation-created state machine in moto's executing backend; returns ARNs."""
+    plain = stepfunctions_backends[account_id][region]
+    parser = stepfunctions_parser_backends[account_id][region]
+    known = {sm.arn for sm in parser.state_machines}
+    arns = []
+    for sm in plain.state_machines:
+        if sm.arn not in known:
+            parser.create_state_machine(name=sm.name, definition=sm.definition, roleArn=sm.roleArn)
+        arns.append(sm.arn)
+    return arns
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def install(
+    *, job_log: LogFn = print, s3_factory: Callable[[], Any] | None = None, algorithms: Any = None
+) -> None:
+    """Install the patches (idempotent). ``job_log`` receives local job progress (FM epochs...);
+    ``algorithms`` replaces ``pipeline_steps.local_algorithms`` (tests use tiny fakes)."""
+    _STATE.job_log = job_log
+    _STATE.s3_factory = s3_factory
+    _STATE.algorithms = algorithms
+    if _STATE.installed:
+        return
+    _STATE.originals.update(
+        invoke_lambda=LambdaFunction._invoke_lambda,
+        create_training_job=SageMakerResponse.create_training_job,
+        create_transform_job=SageMakerResponse.create_transform_job,
+        state_task_service_for=state_task_factory.state_task_service_for,
+    )
+    LambdaFunction._invoke_lambda = _invoke_lambda_in_process
+    SageMakerResponse.create_training_job = _create_training_job
+    SageMakerResponse.create_transform_job = _create_transform_job
+    state_task_factory.state_task_service_for = _state_task_service_for
+    _STATE.installed = True
+
+
+def uninstall() -> None:
+    """Restore moto's originals."""
+    if not _STATE.installed:
+        return
+    LambdaFunction._invoke_lambda = _STATE.originals["invoke_lambda"]
+    SageMakerResponse.create_training_job = _STATE.originals["create_training_job"]
+    SageMakerResponse.create_transform_job = _STATE.originals["create_transform_job"]
+    state_task_factory.state_task_service_for = _STATE.originals["state_task_service_for"]
+    _STATE.installed = False
+
+
+def sagemaker_job(account_id: str, region: str, name: str) -> Any:
+    """moto's record of a training or transform job (for tests and the report)."""
+    backend = sagemaker_backends[account_id][region]
+    return backend.training_jobs.get(name) or backend.transform_jobs.get(name)
+
+
+__all__ = [
+    "MOTO_VERSION",
+    "LambdaContext",
+    "StateTaskServiceSageMaker",
+    "call_handler",
+    "install",
+    "mirror_state_machines",
+    "sagemaker_job",
+    "uninstall",
+    "wait_for_jobs",
+]

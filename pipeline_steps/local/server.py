@@ -1,0 +1,116 @@
+"""The embedded AWS: moto in server mode on a loopback port, with Step Functions execution on.
+
+moto keeps its state in module-level backends, so one server per process is all there is: the
+first ``LocalAws.start()`` starts it and every later one only resets the state. Keeping the port
+also keeps valid any boto3 client a handler module cached during an earlier run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from typing import Any
+
+from pipeline_steps.local import adapter
+
+ACCOUNT_ID = "123456789012"  # moto's default account
+DEFAULT_REGION = "us-east-1"
+
+_server: Any = None  # the process-wide ThreadedMotoServer
+_port: int | None = None
+
+
+def _post(url: str, body: dict[str, Any] | None = None) -> None:
+    data = json.dumps(body or {}).encode("utf-8")
+    request = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+
+
+class LocalAws:
+    """Start/stop the embedded AWS and point boto3 (this process, handlers, jobs) at it."""
+
+    def __init__(
+        self, *, region: str = DEFAULT_REGION, job_log: adapter.LogFn = print, algorithms: object = None
+    ) -> None:
+        self.region = region
+        self._algorithms = algorithms
+        self.account_id = ACCOUNT_ID
+        self._job_log = job_log
+        self._saved_env: dict[str, str | None] = {}
+        self.endpoint = ""
+
+    def start(self) -> LocalAws:
+        global _server, _port
+        from moto.server import ThreadedMotoServer
+
+        if _server is None:
+            # Port 0: the OS picks a free loopback port, no race with other processes.
+            _server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            _server.start()
+            _port = _server.get_host_and_port()[1]
+        self.endpoint = f"http://127.0.0.1:{_port}"
+        env = {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "MOTO_PORT": str(_port),  # moto's own Step Functions clients call http://localhost:$MOTO_PORT
+        }
+        self._saved_env = {k: os.environ.get(k) for k in [*env, "AWS_PROFILE"]}
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.update(env)
+        adapter.install(
+            job_log=self._job_log, s3_factory=lambda: self.client("s3"), algorithms=self._algorithms
+        )
+        self.reset()
+        return self
+
+    def reset(self) -> None:
+        """Forget every resource, then switch Step Functions execution on (server-mode config API)."""
+        adapter.wait_for_jobs()
+        _post(f"{self.endpoint}/moto-api/reset")
+        _post(f"{self.endpoint}/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
+
+    def stop(self) -> None:
+        """Wait for local jobs, forget the state and restore the environment; the server thread stays."""
+        adapter.wait_for_jobs()
+        _post(f"{self.endpoint}/moto-api/reset")
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    def __enter__(self) -> LocalAws:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def resource(self, service: str) -> Any:
+        import boto3
+
+        return boto3.resource(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
