@@ -1,0 +1,1 @@
+"""Prepare step: raw interaction files -> FM RecordIO channels, id maps, seen/holdout, manifest."""

@@ -1,0 +1,388 @@
+"""Prepare step core: raw interaction files -> FM channels, id maps, seen/holdout, popularity, manifest.
+
+Contract (docs/contracts.md): everything is written under `out_prefix` (`runs/<run_id>/prepared/`
+in the bucket), `manifest.json` last. Re-running a completed run with the same input fingerprint
+and config returns the existing manifest without writing; with a different input or config it
+raises `PrepareConflictError` (a completed run's outputs are never overwritten). A run that has
+no manifest is incomplete: its leftovers are deleted and everything is rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline_steps.prepare import interactions as rows
+from pipeline_steps.prepare import labels, outputs
+from pipeline_steps.prepare.config import PrepareConfig
+from pipeline_steps.prepare.ids import IdRegistry, final_order
+from pipeline_steps.prepare.layout import PrepareInputError
+from pipeline_steps.prepare.parse import FileParser, Interactions, ParseStats
+from pipeline_steps.prepare.storage import ObjectInfo, Storage
+
+log = logging.getLogger(__name__)
+MANIFEST_VERSION = 1
+
+__all__ = ["PrepareConflictError", "PrepareInputError", "prepare", "step_output"]
+
+
+class PrepareConflictError(RuntimeError):
+    """The run already has a completed prepare from a different input or config."""
+
+
+@dataclass
+class _Parsed:
+    inter: Interactions
+    stats: ParseStats
+    objects: list[dict]
+
+
+def prepare(
+    config: PrepareConfig,
+    *,
+    source: Storage,
+    sink: Storage,
+    run_id: str,
+    out_prefix: str,
+    test_source: Storage | None = None,
+    bucket: str = "",
+) -> dict:
+    """Run the prepare step; returns the manifest (a dict, as written to `manifest.json`)."""
+    t0 = time.perf_counter()
+    if out_prefix and not out_prefix.endswith("/"):
+        out_prefix += "/"
+    test_source = test_source or source
+    split = config.effective_split
+    test_objects = test_source.list(config.test_prefix) if split == "explicit" else []
+    test_keys = {o.key for o in test_objects} if test_source is source else set()
+    objects = [o for o in source.list(config.input_prefix) if o.key not in test_keys]
+    if not objects:
+        raise PrepareInputError(f"no input files under {source.uri(config.input_prefix)!r}")
+    if split == "explicit" and not test_objects:
+        raise PrepareInputError(
+            f"split 'explicit' but no test files under {test_source.uri(config.test_prefix)!r}"
+        )
+
+    manifest_key = out_prefix + "manifest.json"
+    existing = sink.read_bytes(manifest_key)
+    if existing is not None:
+        return _reuse(json.loads(existing), config, source, objects, test_source, test_objects, run_id)
+    stale = [o.key for o in sink.list(out_prefix)] if out_prefix else []
+    if stale:
+        log.info("deleting %d leftover object(s) of an incomplete prepare under %s", len(stale), out_prefix)
+        sink.delete(stale)
+
+    users, items = IdRegistry("user"), IdRegistry("item")
+    train = _parse_all(config, source, objects, users, items, "train")
+    test = _parse_all(config, test_source, test_objects, users, items, "test") if test_objects else None
+    t_parse = time.perf_counter()
+    log.info(
+        "parsed %d rows (%d valid) in %.2fs", train.stats.rows_read, train.stats.rows_valid, t_parse - t0
+    )
+
+    u, i, r, ts = train.inter.arrays()
+    if config.label_mode in ("binary", "regression") and np.isnan(r).any():
+        no_rating = [f["key"] for f in train.stats.files if f.get("columns", {}).get("rating") is None]
+        raise PrepareInputError(
+            f"label_mode {config.label_mode!r} needs a rating column; none found in {no_rating[:5]}"
+        )
+    n_valid = len(u)
+    keep = rows.latest_per_pair(u, i, ts, len(items))
+    duplicates = n_valid - len(keep)
+    u, i, r, ts = u[keep], i[keep], r[keep], ts[keep]
+    keep = rows.filter_min_counts(
+        u, i, len(users), len(items), config.min_user_interactions, config.min_item_interactions
+    )
+    filtered = len(u) - len(keep)
+    u, i, r, ts = u[keep], i[keep], r[keep], ts[keep]
+    if len(u) == 0:
+        raise PrepareInputError(
+            f"no interactions left after the minimum-count filters (user >= {config.min_user_interactions}, "
+            f"item >= {config.min_item_interactions})"
+        )
+
+    test_info: dict = {}
+    if split == "last_n":
+        held = rows.last_n_split(u, ts, len(users), config.holdout_n)
+        hu, hi, hr = u[held], i[held], r[held]
+        u, i, r = u[~held], i[~held], r[~held]
+    elif split == "explicit":
+        assert test is not None
+        hu, hi, hr, test_info = _explicit_test(test, u, i, len(users), len(items))
+    else:
+        hu, hi, hr = (np.empty(0, dtype=np.int64),) * 2 + (np.empty(0),)
+
+    # Dense indices over the users/items that have training rows; held-out rows of users/items
+    # that only occur in the holdout cannot be scored by the model and are dropped (counted).
+    lut_u, users_order = rows.dense_map(u, len(users), lambda c: final_order(users.decoded(c)))
+    lut_i, items_order = rows.dense_map(i, len(items), lambda c: final_order(items.decoded(c)))
+    du, di = lut_u[u], lut_i[i]
+    hdu, hdi = lut_u[hu], lut_i[hi]
+    scorable = (hdu >= 0) & (hdi >= 0)
+    test_info["holdout_unscorable"] = int((~scorable).sum())
+    hdu, hdi, hr = hdu[scorable], hdi[scorable], hr[scorable]
+    n_users, n_items = len(users_order), len(items_order)
+    t_rules = time.perf_counter()
+
+    train_rows, test_rows, label_stats = _labelled(config, du, di, r, hdu, hdi, hr, n_users, n_items)
+    t_labels = time.perf_counter()
+
+    files = {
+        name: out_prefix + leaf
+        for name, leaf in (
+            ("users", "users.json"),
+            ("items", "items.json"),
+            ("seen", "seen.npz"),
+            ("holdout", "holdout.npz"),
+            ("popularity", "popularity.npy"),
+            ("report", "report.json"),
+        )
+    }
+    train_shards = _write_shards(sink, out_prefix + "train/", train_rows, n_users, n_items, config.shard_rows)
+    test_shards = _write_shards(sink, out_prefix + "test/", test_rows, n_users, n_items, config.shard_rows)
+    sink.write_bytes(files["users"], outputs.ids_json_bytes(users.decoded(users_order)))
+    sink.write_bytes(files["items"], outputs.ids_json_bytes(items.decoded(items_order)))
+    seen_ptr, seen_idx = rows.csr_from_pairs(du, di, n_users, n_items)
+    sink.write_bytes(files["seen"], _csr_npz(seen_ptr, seen_idx, n_users, n_items))
+    sink.write_bytes(
+        files["holdout"], _csr_npz(*rows.csr_from_pairs(hdu, hdi, n_users, n_items), n_users, n_items)
+    )
+    sink.write_bytes(
+        files["popularity"], outputs.npy_bytes(np.bincount(di, minlength=n_items).astype(np.int64))
+    )
+
+    all_objects = train.objects + (test.objects if test else [])
+    counts = {
+        "rows_read": train.stats.rows_read,
+        "rows_valid": train.stats.rows_valid,
+        "bad_rows": train.stats.bad_rows,
+        "duplicates": duplicates,
+        "filtered": filtered,
+        "train_rows": len(train_rows[0]),
+        "test_rows": len(test_rows[0]),
+        "holdout_pairs": len(hdu),
+        "train_interactions": len(du),
+    }
+    report = {
+        "run_id": run_id,
+        "counts": counts,
+        "bad_rows_by_reason": dict(sorted(train.stats.bad.items())),
+        "examples": train.stats.examples,
+        "files": train.stats.files,
+        "split": split,
+        "test": ({"parse": _stats_dict(test.stats), **test_info} if test else test_info),
+        "label_mode": config.label_mode,
+        "label_stats": label_stats,
+    }
+    sink.write_bytes(files["report"], outputs.json_bytes(report))
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "run_id": run_id,
+        "bucket": bucket,
+        "n_users": n_users,
+        "n_items": n_items,
+        "feature_dim": n_users + n_items,
+        "label_mode": config.label_mode,
+        "label_stats": label_stats,
+        "counts": counts,
+        "train_shards": train_shards,
+        "test_shards": test_shards,
+        "files": files,
+        "input": {"objects": all_objects, "sha256": _input_sha256(all_objects)},
+        "config": config.to_dict(),
+    }
+    sink.write_bytes(manifest_key, outputs.json_bytes(manifest))  # last: its presence = completed
+    t_end = time.perf_counter()
+    log.info(
+        "prepare %s: parse %.2fs, rules %.2fs, labels %.2fs, write %.2fs; %d users, %d items, %d train rows",
+        run_id,
+        t_parse - t0,
+        t_rules - t_parse,
+        t_labels - t_rules,
+        t_end - t_labels,
+        n_users,
+        n_items,
+        counts["train_rows"],
+    )
+    return manifest
+
+
+def step_output(manifest: dict, sink: Storage, manifest_key: str) -> dict:
+    """The Lambda/Step Functions return payload (docs/contracts.md)."""
+    prefix = manifest_key.rsplit("/", 1)[0] + "/"
+    return {
+        "run_id": manifest["run_id"],
+        "manifest_key": manifest_key,
+        "train_s3_uri": sink.uri(prefix + "train/"),
+        # No test rows (split "none") -> "" so the workflow can leave out the FM test channel.
+        "test_s3_uri": sink.uri(prefix + "test/") if manifest["test_shards"] else "",
+        "feature_dim": str(manifest["feature_dim"]),  # straight into the FM hyperparameters
+        "n_users": manifest["n_users"],
+        "n_items": manifest["n_items"],
+        "train_rows": manifest["counts"]["train_rows"],
+        "test_rows": manifest["counts"]["test_rows"],
+    }
+
+
+def _parse_all(config, storage, objects: list[ObjectInfo], users, items, channel: str) -> _Parsed:
+    stats = ParseStats()
+    inter = Interactions()
+    parser = FileParser(config, users, items, stats)
+    fingerprints = []
+    for obj in objects:
+        fp = parser.parse(storage, obj, inter)
+        fingerprints.append({"key": obj.key, "size": obj.size, "etag_or_sha256": fp, "channel": channel})
+    _check_quality(config, stats, channel)
+    return _Parsed(inter, stats, fingerprints)
+
+
+def _check_quality(config: PrepareConfig, stats: ParseStats, channel: str) -> None:
+    examples = "; ".join(stats.examples[:10])
+    by_reason = ", ".join(f"{k}: {v}" for k, v in sorted(stats.bad.items()))
+    if stats.rows_valid == 0:
+        raise PrepareInputError(
+            f"no valid rows in the {channel} input ({stats.rows_read} row(s) read; "
+            f"{by_reason or 'no data lines'})" + (f"; e.g. {examples}" if examples else "")
+        )
+    fraction = stats.bad_rows / max(stats.rows_read, 1)
+    if fraction > config.max_bad_fraction:
+        raise PrepareInputError(
+            f"{stats.bad_rows} of {stats.rows_read} {channel} rows are bad ({fraction:.2%} > "
+            f"max_bad_fraction {config.max_bad_fraction:.2%}): {by_reason}; e.g. {examples}"
+        )
+
+
+def _stats_dict(stats: ParseStats) -> dict:
+    return {
+        "rows_read": stats.rows_read,
+        "rows_valid": stats.rows_valid,
+        "bad_rows": stats.bad_rows,
+        "bad_rows_by_reason": dict(sorted(stats.bad.items())),
+        "examples": stats.examples,
+        "files": stats.files,
+    }
+
+
+def _explicit_test(test: _Parsed, u, i, n_users: int, n_items: int):
+    tu, ti, tr, tts = test.inter.arrays()
+    keep = rows.latest_per_pair(tu, ti, tts, n_items)
+    info = {"duplicates": len(tu) - len(keep)}
+    tu, ti, tr = tu[keep], ti[keep], tr[keep]
+    # A test pair also present in training can never be recommended (seen items are excluded).
+    train_pairs = np.sort(u * n_items + i)
+    codes = tu * n_items + ti
+    pos = np.minimum(np.searchsorted(train_pairs, codes), len(train_pairs) - 1)
+    overlap = train_pairs[pos] == codes
+    info["in_train"] = int(overlap.sum())
+    return tu[~overlap], ti[~overlap], tr[~overlap], info
+
+
+def _labelled(config: PrepareConfig, du, di, r, hdu, hdi, hr, n_users: int, n_items: int):
+    """((users, items, labels) train, (users, items, labels) test, label_stats)."""
+    seed = config.seed
+    if config.label_mode == "binary":
+        y, hy = (r >= config.rating_threshold), (hr >= config.rating_threshold)
+        train = (du, di, y.astype(np.float32))
+        test = (hdu, hdi, hy.astype(np.float32))
+    elif config.label_mode == "regression":
+        train = (du, di, r.astype(np.float32))
+        test = (hdu, hdi, hr.astype(np.float32))
+    else:
+        popularity = np.bincount(di, minlength=n_items)
+        train_seen = rows.csr_from_pairs(du, di, n_users, n_items)
+        parts_u, parts_i, parts_y = [], [], []
+        for draw in range(config.negative_draws):
+            rng = np.random.default_rng([seed, 1, draw])
+            nu, ni = labels.sample_negatives(
+                du, config.negative_ratio, train_seen, n_items, config.negative_sampling, popularity, rng
+            )
+            parts_u += [du, nu]
+            parts_i += [di, ni]
+            parts_y += [np.ones(len(du), np.float32), np.zeros(len(nu), np.float32)]
+        train = (np.concatenate(parts_u), np.concatenate(parts_i), np.concatenate(parts_y))
+        # Test negatives avoid every observed pair (train and holdout); training negatives only
+        # avoid training pairs, so the holdout does not leak into training.
+        everything = rows.csr_from_pairs(
+            np.concatenate([du, hdu]), np.concatenate([di, hdi]), n_users, n_items
+        )
+        rng = np.random.default_rng([seed, 2])
+        nu, ni = labels.sample_negatives(
+            hdu, config.negative_ratio, everything, n_items, config.negative_sampling, popularity, rng
+        )
+        test = (
+            np.concatenate([hdu, nu]),
+            np.concatenate([hdi, ni]),
+            np.concatenate([np.ones(len(hdu), np.float32), np.zeros(len(nu), np.float32)]),
+        )
+    if config.shuffle and len(train[0]):
+        # SGD reads the file in order: rows grouped by user would train badly.
+        perm = np.random.default_rng([seed, 3]).permutation(len(train[0]))
+        train = tuple(a[perm] for a in train)
+    y = train[2]
+    positives = (
+        int((y >= 1).sum()) if config.label_mode == "implicit" else int((y >= config.rating_threshold).sum())
+    )
+    if config.label_mode == "binary":
+        positives = int((y == 1).sum())
+    stats = {
+        "positives": positives,
+        "negatives": len(y) - positives,
+        "mean": round(float(y.mean()), 6) if len(y) else 0.0,
+    }
+    if config.label_mode == "implicit":
+        stats |= {"negative_ratio": config.negative_ratio, "negative_draws": config.negative_draws}
+    return train, test, stats
+
+
+def _write_shards(sink: Storage, prefix: str, data, n_users: int, n_items: int, shard_rows: int) -> list[str]:
+    keys = []
+    for k, blob in enumerate(outputs.fm_shards(*data, n_users, n_items, shard_rows)):
+        key = f"{prefix}part-{k:05d}.rec"
+        sink.write_bytes(key, blob)
+        keys.append(key)
+    return keys
+
+
+def _csr_npz(indptr: np.ndarray, indices: np.ndarray, n_users: int, n_items: int) -> bytes:
+    return outputs.npz_bytes(
+        indptr=indptr, indices=indices, shape=np.array([n_users, n_items], dtype=np.int64)
+    )
+
+
+def _input_sha256(objects: list[dict]) -> str:
+    text = json.dumps([[o["key"], o["size"], o["etag_or_sha256"]] for o in objects], separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fingerprint(storage: Storage, obj: ObjectInfo) -> str:
+    """ETag if the store has one, else sha256 of the bytes (what `FileParser.parse` returns)."""
+    if obj.etag is not None:
+        return obj.etag
+    digest = hashlib.sha256()
+    with storage.open(obj.key) as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _reuse(manifest: dict, config, source, objects, test_source, test_objects, run_id: str) -> dict:
+    listed = [(source, o, "train") for o in objects] + [(test_source, o, "test") for o in test_objects]
+    current = [
+        {"key": o.key, "size": o.size, "etag_or_sha256": fingerprint(s, o), "channel": ch}
+        for s, o, ch in listed
+    ]
+    if (
+        manifest.get("input", {}).get("sha256") == _input_sha256(current)
+        and manifest.get("config") == config.to_dict()
+    ):
+        log.info("prepare %s already completed with the same input and config: reusing its manifest", run_id)
+        return manifest
+    raise PrepareConflictError(
+        f"run {run_id!r} was already prepared from a different input or config; its outputs are kept. "
+        "Start a new run (new run_id) to prepare the new data."
+    )

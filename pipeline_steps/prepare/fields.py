@@ -1,0 +1,151 @@
+"""Vectorised operations on fields given as (start, length) slices of one byte buffer.
+
+Both parsers (the bulk fast path and the `csv` fallback) reduce a chunk to one contiguous byte
+buffer plus per-row start/length arrays per column; everything here works on that form, so the two
+paths produce identical hashes and values.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+
+_U64 = np.uint64
+_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [(1 << 64) - 1], dtype=_U64)
+SEED1 = _U64(0x9E3779B97F4A7C15)
+SEED2 = _U64(0xD1B54A32D192ED03)
+
+
+def padded(data: bytes) -> np.ndarray:
+    """The buffer as uint8 with 8 zero bytes appended, so 8-byte loads never run past the end."""
+    return np.frombuffer(data + b"\0" * 8, dtype=np.uint8)
+
+
+def _words_view(buf: np.ndarray) -> np.ndarray:
+    # A uint64 view with a 1-byte stride: element p = the 8 bytes starting at byte p (unaligned
+    # loads are fine on x86/arm64). Read-only, no copy.
+    n = len(buf) - 7
+    return np.ndarray(shape=(max(n, 0),), dtype="<u8", buffer=buf, strides=(1,))
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    # splitmix64 finalizer: a bijection with full avalanche (uint64 arithmetic wraps by design).
+    z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
+    return z ^ (z >> _U64(31))
+
+
+def hash_fields(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent 64-bit hashes of each field's bytes (together a 128-bit key)."""
+    n = len(starts)
+    h1 = np.empty(n, dtype=_U64)
+    h2 = np.empty(n, dtype=_U64)
+    if n == 0:
+        return h1, h2
+    words = _words_view(buf)
+    nwords = np.maximum((lens + 7) // 8, 1)
+    # Rows are folded over a power-of-two number of words that depends only on their length, so
+    # a field hashes the same whatever else is in its chunk (zero words past the end are folded too).
+    width = np.left_shift(1, np.ceil(np.log2(nwords)).astype(np.int64))
+    for w in np.unique(width):
+        rows = np.flatnonzero(width == w) if len(width) and width.min() != width.max() else slice(None)
+        s = starts[rows]
+        ln = lens[rows].astype(np.int64)
+        a = SEED1 ^ (ln.astype(_U64) * _U64(0xFF51AFD7ED558CCD))
+        b = SEED2 ^ (ln.astype(_U64) * _U64(0xC4CEB9FE1A85EC53))
+        last = len(words) - 1
+        for j in range(int(w)):
+            rem = np.clip(ln - 8 * j, 0, 8)
+            # Past a field's end the mask is 0, so the clamped index only has to stay in bounds.
+            word = words[np.minimum(s + 8 * j, last)] & _MASKS[rem]
+            a = _mix(a ^ word)
+            b = _mix(b ^ word ^ _U64(0x5851F42D4C957F2D))
+        h1[rows] = a
+        h2[rows] = b
+    return h1, h2
+
+
+def slices(data: bytes | memoryview, starts: np.ndarray, lens: np.ndarray) -> list[bytes]:
+    mv = memoryview(data)
+    return [bytes(mv[s : s + n]) for s, n in zip(starts.tolist(), lens.tolist(), strict=True)]
+
+
+def parse_uint(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Decimal digits -> int64, vectorised; returns (values, ok). Non-digit or >18 digits: not ok."""
+    n = len(starts)
+    value = np.zeros(n, dtype=np.int64)
+    ok = (lens > 0) & (lens <= 18)
+    if n == 0:
+        return value, ok
+    maxlen = int(min(lens.max(), 18))
+    for k in range(maxlen):
+        active = lens > k
+        digit = buf[np.where(active, starts + k, 0)].astype(np.int64) - 48
+        ok &= ~active | ((digit >= 0) & (digit <= 9))
+        value = np.where(active, value * 10 + digit, value)
+    return value, ok
+
+
+def parse_by_unique(
+    data: bytes, buf: np.ndarray, starts: np.ndarray, lens: np.ndarray, parse
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply a Python `parse(bytes) -> float|int|None` once per distinct field value."""
+    h1, _ = hash_fields(buf, starts, lens)
+    _, first, inverse = np.unique(h1, return_index=True, return_inverse=True)
+    parsed = [parse(s) for s in slices(data, starts[first], lens[first])]
+    ok_u = np.array([p is not None for p in parsed], dtype=bool)
+    vals_u = np.array([p if p is not None else 0 for p in parsed], dtype=np.float64)
+    return vals_u[inverse], ok_u[inverse]
+
+
+def parse_rating(text: bytes) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def parse_timestamp(text: bytes) -> int | None:
+    """Unix seconds (int or decimal) or an ISO 8601 date/datetime (naive = UTC) -> epoch seconds."""
+    s = text.decode("utf-8", errors="replace").strip()
+    if not s:
+        return None
+    try:
+        return int(s)
+    except ValueError:
+        pass
+    try:
+        value = float(s)
+        return math.floor(value) if math.isfinite(value) else None
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return math.floor(dt.timestamp())
+
+
+def timestamps(
+    data: bytes, buf: np.ndarray, starts: np.ndarray, lens: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch seconds per field: vectorised for plain digits, per distinct value otherwise."""
+    values, ok = parse_uint(buf, starts, lens)
+    if not ok.all():
+        rest = np.flatnonzero(~ok)
+        v, k = parse_by_unique(data, buf, starts[rest], lens[rest], parse_timestamp)
+        values[rest] = v.astype(np.int64)
+        ok[rest] = k
+    return values, ok
+
+
+def ratings(
+    data: bytes, buf: np.ndarray, starts: np.ndarray, lens: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """float64 per field; ratings have few distinct values, so each distinct text is parsed once."""
+    return parse_by_unique(data, buf, starts, lens, parse_rating)

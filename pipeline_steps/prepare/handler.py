@@ -1,0 +1,35 @@
+"""Lambda entry point of the prepare step.
+
+Event `{"run_id": "..."}`; environment `BUCKET_NAME`, `STEP_CONFIG` (JSON of `PrepareConfig`).
+Returns `{"run_id", "manifest_key", "train_s3_uri", "test_s3_uri", "feature_dim" (str), "n_users",
+"n_items", "train_rows", "test_rows"}` (docs/contracts.md). Safe to retry: a completed run is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from typing import Any
+
+from pipeline_steps.prepare.config import PrepareConfig
+from pipeline_steps.prepare.core import prepare, step_output
+from pipeline_steps.prepare.storage import S3Storage
+
+logging.getLogger().setLevel(logging.INFO)
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+def handler(event: dict[str, Any], context: Any = None, *, s3_client: Any = None) -> dict[str, Any]:
+    run_id = str(event.get("run_id") or "")
+    if not _RUN_ID.match(run_id):
+        raise ValueError(f"event.run_id must match {_RUN_ID.pattern}, got {run_id!r}")
+    bucket = os.environ["BUCKET_NAME"]
+    config = PrepareConfig.from_dict(json.loads(os.environ.get("STEP_CONFIG") or "{}"))
+    storage = S3Storage(bucket, s3_client)
+    out_prefix = f"runs/{run_id}/prepared/"
+    manifest = prepare(
+        config, source=storage, sink=storage, run_id=run_id, out_prefix=out_prefix, bucket=bucket
+    )
+    return step_output(manifest, storage, out_prefix + "manifest.json")

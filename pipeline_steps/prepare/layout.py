@@ -1,0 +1,148 @@
+"""Per-file layout detection: delimiter, header, and which column holds user/item/rating/timestamp."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+
+from pipeline_steps.prepare.config import PrepareConfig
+
+
+class PrepareInputError(ValueError):
+    """The input data cannot be used; the message names the file (and line/field when known)."""
+
+
+# Normalised header names (lower case, `:type` suffix dropped, `_ - . space` removed), best first.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "user": ("userid", "user", "customerid", "customer", "reviewerid", "visitorid", "memberid", "clientid",
+             "accountid", "buyerid", "personid", "uid"),
+    "item": ("itemid", "item", "movieid", "productid", "asin", "product", "articleid", "sku", "trackid",
+             "songid", "bookid", "isbn", "contentid", "movie", "iid"),
+    "rating": ("rating", "starrating", "stars", "score", "bookrating", "rate", "preference"),
+    "timestamp": ("timestamp", "time", "ts", "datetime", "date", "reviewdate", "reviewtime", "unixreviewtime",
+                  "eventtime", "createdat", "ratingtime"),
+}  # fmt: skip
+_ALL_ALIASES = {a for names in ALIASES.values() for a in names}
+_AUTO_DELIMITERS = ("\t", "::", ",", ";", "|")
+
+
+@dataclass(frozen=True)
+class Layout:
+    delimiter: str
+    header: bool
+    ncol: int
+    user: int
+    item: int
+    rating: int | None
+    timestamp: int | None
+    names: tuple[str, ...] | None
+
+    def describe(self) -> dict:
+        def col(i: int | None) -> str | int | None:
+            return None if i is None else (self.names[i] if self.names else i)
+
+        return {
+            "delimiter": self.delimiter,
+            "header": self.header,
+            "columns": {
+                "user": col(self.user),
+                "item": col(self.item),
+                "rating": col(self.rating),
+                "timestamp": col(self.timestamp),
+            },
+        }
+
+
+def normalise(name: str) -> str:
+    name = name.strip().strip('"').split(":", 1)[0].lower()
+    for ch in "_-. ":
+        name = name.replace(ch, "")
+    return name
+
+
+def split_line(text: str, delimiter: str, quotechar: str) -> list[str]:
+    text = text.rstrip("\r\n")
+    if len(delimiter) > 1 or not quotechar:
+        return text.split(delimiter)
+    return next(csv.reader([text], delimiter=delimiter, quotechar=quotechar), [])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def detect(first: str, second: str | None, config: PrepareConfig, key: str) -> Layout:
+    """Layout of one file from its first (and second) line."""
+    delimiter = config.delimiter
+    if delimiter == "auto":
+        delimiter = next((d for d in _AUTO_DELIMITERS if d in first), "")
+        if not delimiter:
+            raise PrepareInputError(
+                f"{key}:1: cannot detect the delimiter (no tab, '::', ',', ';' or '|' in the first line); "
+                "set `delimiter` in the prepare config"
+            )
+    fields = split_line(first, delimiter, config.quotechar)
+    names = [normalise(f) for f in fields]
+    specs = {"user": config.user_col, "item": config.item_col}
+    specs |= {"rating": config.rating_col, "timestamp": config.timestamp_col}
+    by_name = any(isinstance(s, str) and s for s in specs.values())
+    if config.header is not None:
+        header = config.header
+    elif by_name or any(n in _ALL_ALIASES for n in names):
+        header = True
+    else:
+        # Unknown header words: a non-numeric rating position above a numeric one.
+        nxt = split_line(second, delimiter, config.quotechar) if second else []
+        header = len(fields) >= 3 and len(nxt) >= 3 and not _is_number(fields[2]) and _is_number(nxt[2])
+    if by_name and not header:
+        raise PrepareInputError(f"{key}: columns are configured by name but the file has no header line")
+    ncol = len(fields)
+    cols = {
+        role: _resolve(role, spec, fields, names if header else None, ncol, key)
+        for role, spec in specs.items()
+    }
+    if cols["user"] == cols["item"]:
+        raise PrepareInputError(f"{key}: user and item resolve to the same column {cols['user']}")
+    return Layout(
+        delimiter=delimiter,
+        header=header,
+        ncol=ncol,
+        user=cols["user"],
+        item=cols["item"],
+        rating=cols["rating"],
+        timestamp=cols["timestamp"],
+        names=tuple(f.strip() for f in fields) if header else None,
+    )
+
+
+def _resolve(role: str, spec, fields: list[str], names: list[str] | None, ncol: int, key: str) -> int | None:
+    optional = role in ("rating", "timestamp")
+    if spec == "" and optional:
+        return None
+    if isinstance(spec, int):
+        if spec >= ncol:
+            raise PrepareInputError(f"{key}: {role}_col={spec} but the first line has only {ncol} field(s)")
+        return spec
+    if isinstance(spec, str):
+        assert names is not None  # by-name specs force header mode
+        exact = [i for i, f in enumerate(fields) if f.strip() == spec]
+        loose = [i for i, n in enumerate(names) if n == normalise(spec)]
+        if exact or loose:
+            return (exact or loose)[0]
+        raise PrepareInputError(f"{key}: no column named {spec!r} for {role}_col; header is {fields}")
+    if names is None:  # no header: MovieLens u.data order (user, item, rating, timestamp)
+        default = {"user": 0, "item": 1, "rating": 2, "timestamp": 3}[role]
+        return default if default < ncol else None
+    for alias in ALIASES[role]:
+        if alias in names:
+            return names.index(alias)
+    if optional:
+        return None
+    raise PrepareInputError(
+        f"{key}: cannot find the {role} column in header {fields}; "
+        f"set `{role}_col` (name or 0-based position)"
+    )

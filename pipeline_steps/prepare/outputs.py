@@ -1,0 +1,59 @@
+"""Byte-deterministic writers for the prepared artifacts (same input + config -> same bytes)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+
+import numpy as np
+
+from pipeline_steps.formats import recordio
+
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    """Like `np.savez`, but with fixed zip timestamps (np.savez stamps the current time)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, array in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_DATE)
+            info.external_attr = 0o100644 << 16
+            zf.writestr(info, member.getvalue())
+    return buf.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def json_bytes(obj) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=False) + "\n").encode("utf-8")
+
+
+def ids_json_bytes(ids: list[str]) -> bytes:
+    # One id per line keeps a diff of two runs' id maps readable; still one JSON array.
+    return ("[\n" + ",\n".join(json.dumps(s, ensure_ascii=False) for s in ids) + "\n]\n").encode("utf-8")
+
+
+def fm_shards(
+    users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_users: int, n_items: int, shard_rows: int
+) -> Iterator[bytes]:
+    """RecordIO-protobuf shards of one-hot FM rows: column u and column n_users + i, value 1.0."""
+    feature_dim = n_users + n_items
+    for start in range(0, len(users), shard_rows):
+        u = users[start : start + shard_rows]
+        n = len(u)
+        indices = np.empty(2 * n, dtype=np.int64)
+        indices[0::2] = u
+        indices[1::2] = items[start : start + n] + n_users
+        data = np.ones(2 * n, dtype=np.float32)
+        indptr = np.arange(0, 2 * n + 1, 2, dtype=np.int64)
+        lab = np.ascontiguousarray(labels[start : start + n], dtype=np.float32)
+        yield recordio.encode_sparse((data, indices, indptr, (n, feature_dim)), lab)
