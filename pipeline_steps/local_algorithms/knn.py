@@ -77,15 +77,11 @@ def build(X: np.ndarray, labels: np.ndarray, config: KNNConfig, *, seed: int = S
     else:
         nlist = config.faiss_index_ivf_nlists or max(1, int(math.sqrt(X.shape[0])))
         nlist = min(nlist, X.shape[0])
-        quantizer = faiss.IndexFlatIP(d) if metric == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(d)
-        if config.index_type == "faiss.IVFFlat":
-            index = faiss.IndexIVFFlat(quantizer, d, nlist, metric)
-        else:
-            index = faiss.IndexIVFPQ(quantizer, d, nlist, config.faiss_index_pq_m or 1, 8)
+        kind = "Flat" if config.index_type == "faiss.IVFFlat" else f"PQ{config.faiss_index_pq_m or 1}"
+        # index_factory owns the coarse quantizer (a hand-built one must outlive the index).
+        index = faiss.index_factory(d, f"IVF{nlist},{kind}", metric)
         index.train(X)
         index.nprobe = min(_NPROBE, nlist)
-        index.own_fields = True
-        index.quantizer_keepalive = quantizer  # keep the Python object alive with the index
     index.add(X)
     return KNNModel(index, labels, config.k, config.predictor_type, config.index_metric)
 
@@ -140,7 +136,7 @@ def serialize(model: KNNModel) -> tuple[bytes, bytes, bytes]:
 def deserialize(index_bytes: bytes, labels: bytes, meta: bytes) -> KNNModel:
     info = json.loads(meta)
     index = faiss.deserialize_index(np.frombuffer(index_bytes, dtype=np.uint8))
-    if hasattr(index, "nprobe"):
+    if isinstance(index, faiss.IndexIVF):
         index.nprobe = min(_NPROBE, index.nlist)
     lab = np.frombuffer(labels, dtype="<f4").astype(np.float32)
     return KNNModel(index, lab, int(info["k"]), info["predictor_type"], info.get("index_metric", L2))
