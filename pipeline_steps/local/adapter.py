@@ -106,6 +106,7 @@ class _State:
     algorithms: Any = None  # an object with run_training_job / run_transform_job; None = ours
     lambda_lock: threading.Lock = field(default_factory=threading.Lock)
     jobs: list[threading.Thread] = field(default_factory=list)
+    injections: dict[str, dict[str, str]] = field(default_factory=dict)  # image repository -> overrides
 
 
 _STATE = _State()
@@ -254,11 +255,32 @@ def _run_job(kind: str, backend: Any, request: dict[str, Any]) -> None:
     _finish_job(job, status_attr, result, status_key)
 
 
+def inject_hyperparameters(image_repository: str, overrides: dict[str, str]) -> None:
+    """Failure injection: the next training job of this algorithm (``factorization-machines``,
+    ``knn``) gets these hyperparameters, as if the request had carried them; one-shot."""
+    _STATE.injections[image_repository] = dict(overrides)
+
+
+def clear_injections() -> None:
+    _STATE.injections.clear()
+
+
+def _repository(image: str) -> str:
+    return image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+
+
 def _start_job(kind: str, response: SageMakerResponse) -> None:
     request = json.loads(response.body)
     backend = response.sagemaker_backend
     if kind == "training":
         job = backend.training_jobs[request["TrainingJobName"]]
+        overrides = _STATE.injections.pop(
+            _repository(request["AlgorithmSpecification"]["TrainingImage"]), None
+        )
+        if overrides:
+            request.setdefault("HyperParameters", {}).update(overrides)
+            job.hyper_parameters = request["HyperParameters"]  # Describe shows what the job ran with
+            _STATE.job_log(f"[{job.training_job_name}] failure injection: hyperparameters {overrides}")
         job.training_job_status, job.secondary_status = "InProgress", "Training"
         job.model_artifacts = None  # moto pre-fills it; SageMaker sets it only on success
     else:
@@ -462,6 +484,8 @@ __all__ = [
     "LambdaContext",
     "StateTaskServiceSageMaker",
     "call_handler",
+    "clear_injections",
+    "inject_hyperparameters",
     "install",
     "mirror_state_machines",
     "sagemaker_job",

@@ -8,6 +8,7 @@ also keeps valid any boto3 client a handler module cached during an earlier run.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import urllib.request
 from typing import Any
@@ -47,6 +48,10 @@ class LocalAws:
         global _server, _port
         from moto.server import ThreadedMotoServer
 
+        # One line per HTTP request and moto's own Step Functions traces would drown the progress.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        logging.getLogger("moto").setLevel(logging.CRITICAL)
+
         if _server is None:
             # Port 0: the OS picks a free loopback port, no race with other processes.
             _server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -74,6 +79,7 @@ class LocalAws:
     def reset(self) -> None:
         """Forget every resource, then switch Step Functions execution on (server-mode config API)."""
         adapter.wait_for_jobs()
+        adapter.clear_injections()
         _post(f"{self.endpoint}/moto-api/reset")
         _post(f"{self.endpoint}/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
 

@@ -1,0 +1,245 @@
+"""`python -m pipeline_steps.local demo|run`: the whole pipeline offline, in the embedded AWS."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline_steps.local import report as reporting
+from pipeline_steps.local.deploy import cdk_context, deploy
+from pipeline_steps.local.runner import (
+    execute,
+    new_run_id,
+    notifications,
+    query_users,
+    read_pointer,
+    upload_inputs,
+)
+from pipeline_steps.local.server import LocalAws
+
+TEST_PREFIX = "input-test/"
+INJECTED = {"factorization-machines": {"epochs": "0"}}  # SageMaker's FM rejects epochs < 1: ClientError
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def _context_overrides(args: argparse.Namespace, *, has_test: bool) -> dict[str, Any]:
+    overrides: dict[str, Any] = {"topx:schedule": "off"}  # nothing fires locally; keep the template lean
+    if has_test:
+        overrides["topx:prepare.test_prefix"] = TEST_PREFIX
+    if getattr(args, "x", None):
+        overrides["topx:x"] = args.x
+    columns = getattr(args, "columns", None)
+    if columns:
+        names = ("user_col", "item_col", "rating_col", "timestamp_col")
+        parts = columns.split(",")
+        if len(parts) < 2 or len(parts) > 4:
+            raise SystemExit(
+                "--columns takes USER,ITEM[,RATING[,TIMESTAMP]] (header names or 0-based positions)"
+            )
+        for name, value in zip(names, parts, strict=False):
+            overrides[f"topx:prepare.{name}"] = int(value) if value.strip().isdigit() else value.strip()
+    for item in getattr(args, "context", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"-c expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except ValueError:
+            overrides[key] = value
+    return overrides
+
+
+def _subset_users(base: Path, test: Path, n_users: int, workdir: Path) -> tuple[Path, Path]:
+    """The first n users of ``base`` (file order), with their rows of both files, for quick runs."""
+    keep: set[str] = set()
+    for line in base.read_text(encoding="utf-8").splitlines():
+        if len(keep) >= n_users:
+            break
+        keep.add(line.split("\t", 1)[0])
+    out = []
+    for path in (base, test):
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.split("\t", 1)[0] in keep]
+        target = workdir / path.name
+        target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        out.append(target)
+    return out[0], out[1]
+
+
+def run_local(
+    *,
+    ratings: list[Path],
+    test: list[Path],
+    overrides: dict[str, Any],
+    out: Path,
+    dataset: str,
+    titles: dict[str, str] | None = None,
+    inject_failure: str | None = None,
+    show_users: int = 3,
+) -> dict[str, Any]:
+    """Deploy, run, show and report; returns the report (also written to ``out/report.json``)."""
+    t0 = time.monotonic()
+    context = cdk_context(overrides)
+    aws = LocalAws(region=context.get("topx:region", "us-east-1"), job_log=lambda m: _log(f"      {m}"))
+    with aws:
+        _log(f"embedded AWS (moto server) at {aws.endpoint}")
+        t = time.monotonic()
+        dep = deploy(aws, context=overrides, log=_log)
+        deploy_seconds = time.monotonic() - t
+        stacks = ", ".join(dep.stacks)
+        _log(f"deployed {stacks} in {deploy_seconds:.1f}s; state machine {dep.state_machine_arn}")
+        if dep.skipped:
+            _log(
+                "  not emulated locally (moto cannot create them; no part in a run): "
+                + ", ".join(sorted({rtype for _, _, rtype in dep.skipped}))
+            )
+        upload_inputs(aws, dep, ratings, test, log=_log)
+        outcome = execute(aws, dep, run_id=new_run_id(), log=_log)
+        first_ok = outcome.result.status == "SUCCEEDED"
+        users = reporting.sample_users(outcome, aws, dep, show_users) if first_ok else []
+        recommendations = query_users(dep, aws, users) if users else []
+        if first_ok:
+            reporting.print_recommendations(recommendations, titles or {}, _log)
+            reporting.print_metrics(outcome, _log)
+        failure = None
+        if inject_failure:
+            failure = _failure_run(aws, dep, users, inject_failure)
+        total = time.monotonic() - t0
+        doc = reporting.build_report(
+            outcome=outcome,
+            dataset=dataset,
+            deploy_seconds=deploy_seconds,
+            total_seconds=total,
+            recommendations=recommendations,
+            failure=failure,
+            skipped=dep.skipped,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+    _log(f"report: {out / 'report.json'} (total {total:.1f}s)")
+    return doc
+
+
+def _failure_run(aws: LocalAws, dep: Any, users: list[str], algorithm: str) -> dict[str, Any]:
+    from pipeline_steps.local import adapter
+
+    repo = {"fm": "factorization-machines", "knn": "knn"}[algorithm]
+    overrides = INJECTED.get(repo, {"epochs": "0"}) if repo == "factorization-machines" else {"k": "0"}
+    before = read_pointer(aws, dep)
+    _log(f"\nfailure injection: the next {repo} training job runs with {overrides}")
+    adapter.inject_hyperparameters(repo, overrides)
+    outcome = execute(aws, dep, run_id=new_run_id("fail"), log=_log)
+    after = read_pointer(aws, dep)
+    messages = notifications(dep, aws)
+    _log(f"  execution ended {outcome.result.status} via {' > '.join(outcome.result.path[-3:])}")
+    for m in messages:
+        _log(
+            f"  SNS notification on {m['topic'].rsplit(':', 1)[-1]}: {m['subject']}\n    {m['message'][:400]}"
+        )
+    same = (before or {}).get("run_id") == (after or {}).get("run_id")
+    _log(
+        f"  current pointer before: {(before or {}).get('run_id')}  after: {(after or {}).get('run_id')}"
+        f"  ({'unchanged' if same else 'CHANGED'})"
+    )
+    still = query_users(dep, aws, users[:1]) if users and after else []
+    for rec in still:
+        _log(
+            f"  user {rec['user_id']} still served from run {rec['run_id']}: "
+            f"{[i['item_id'] for i in rec['items'][:5]]}..."
+        )
+    return {
+        "run_id": outcome.run_id,
+        "status": outcome.result.status,
+        "path": outcome.result.path,
+        "failures": [{k: v[:2000] for k, v in f.items()} for f in outcome.result.failures],
+        "notifications": messages,
+        "pointer_before": before,
+        "pointer_after": after,
+        "pointer_unchanged": same,
+        "query_after": still,
+        "stage_seconds": outcome.result.stage_seconds,
+    }
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pipeline_steps.datasets.movielens import CITATION, load
+
+    _log(CITATION)
+    ds = load()
+    ratings, test = [ds.ua_base], [ds.ua_test]
+    dataset = "MovieLens 100k (ua.base / ua.test)"
+    with tempfile.TemporaryDirectory(prefix="demo-subset-") as tmp:
+        if args.users:
+            base, held = _subset_users(ds.ua_base, ds.ua_test, args.users, Path(tmp))
+            ratings, test = [base], [held]
+            dataset += f", first {args.users} users"
+        doc = run_local(
+            ratings=ratings,
+            test=test,
+            overrides=_context_overrides(args, has_test=True),
+            out=Path(args.out),
+            dataset=dataset,
+            titles=ds.titles,
+            inject_failure=args.inject_failure,
+        )
+    return 0 if _succeeded(doc, args.inject_failure) else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    ratings = [Path(p) for p in args.ratings]
+    test = [Path(p) for p in args.test or []]
+    for path in [*ratings, *test]:
+        if not path.is_file():
+            raise SystemExit(f"no such file: {path}")
+    doc = run_local(
+        ratings=ratings,
+        test=test,
+        overrides=_context_overrides(args, has_test=bool(test)),
+        out=Path(args.out),
+        dataset=", ".join(str(p) for p in ratings),
+        inject_failure=args.inject_failure,
+    )
+    return 0 if _succeeded(doc, args.inject_failure) else 1
+
+
+def _succeeded(doc: dict[str, Any], inject: str | None) -> bool:
+    ok = doc.get("status") == "SUCCEEDED"
+    if inject:
+        ok = (
+            ok
+            and doc["failure_injection"]["status"] == "FAILED"
+            and doc["failure_injection"]["pointer_unchanged"]
+        )
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline_steps.local", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--x", type=int, help="recommendations per user (topx:x)")
+    common.add_argument("--inject-failure", choices=["fm"], help="then run again with a failing FM job")
+    common.add_argument("-c", "--context", action="append", metavar="KEY=VALUE", help="CDK context override")
+    demo = sub.add_parser("demo", parents=[common], help="MovieLens 100k, ua.base/ua.test")
+    demo.add_argument("--users", type=int, help="only the first N users (quick run)")
+    demo.add_argument("--out", default="demo-output")
+    demo.set_defaults(func=_demo)
+    run = sub.add_parser("run", parents=[common], help="any interaction file(s)")
+    run.add_argument("--ratings", nargs="+", required=True, help="interaction file(s) -> input prefix")
+    run.add_argument("--test", nargs="*", help="explicit test file(s) -> test prefix")
+    run.add_argument("--columns", help="USER,ITEM[,RATING[,TIMESTAMP]]: header names or 0-based positions")
+    run.add_argument("--out", required=True)
+    run.set_defaults(func=_run)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

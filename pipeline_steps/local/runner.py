@@ -1,0 +1,113 @@
+"""One local run end to end: deploy, upload, execute, then read results the way a consumer would."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline_steps.local.deploy import Deployment
+from pipeline_steps.local.progress import ExecutionResult, watch
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class RunOutcome:
+    """One execution and what it left behind (pointer, metrics) for the report."""
+
+    run_id: str
+    result: ExecutionResult
+    pointer: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    manifest: dict[str, Any] | None = None
+    fm_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def new_run_id(prefix: str = "local") -> str:
+    # Execution names become job names (`<run_id>-knn`, max 63 chars): keep them short and unique.
+    return f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{int(time.monotonic() * 1000) % 1000:03d}"
+
+
+def upload_inputs(
+    aws: Any, dep: Deployment, ratings: list[Path], test: list[Path], *, log: Log = print
+) -> None:
+    """Put the interaction files under the prefixes the deployed prepare step reads."""
+    config = dep.step_config("prepare")
+    input_prefix = config.get("input_prefix", "input/")
+    test_prefix = config.get("test_prefix", "")
+    if test and not test_prefix:
+        raise ValueError("a test file was given but the deployed prepare config has no test_prefix")
+    s3 = aws.client("s3")
+    for prefix, files in ((input_prefix, ratings), (test_prefix, test)):
+        for path in files:
+            key = f"{prefix}{path.name}"
+            s3.upload_file(str(path), dep.bucket, key)
+            log(f"  uploaded {path} -> s3://{dep.bucket}/{key} ({path.stat().st_size:,} bytes)")
+
+
+def _get_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def read_pointer(aws: Any, dep: Deployment) -> dict[str, Any] | None:
+    from pipeline_steps.publish.versioning import POINTER_KEY, plain
+
+    item = aws.client("dynamodb").get_item(TableName=dep.table, Key=POINTER_KEY).get("Item")
+    return plain(item) if item else None
+
+
+def fm_final_metrics(aws: Any, run_id: str) -> dict[str, float]:
+    """The FM job's FinalMetricDataList, read back from the (emulated) SageMaker API."""
+    try:
+        desc = aws.client("sagemaker").describe_training_job(TrainingJobName=f"{run_id}-fm")
+    except Exception:
+        return {}
+    return {m["MetricName"]: float(m["Value"]) for m in desc.get("FinalMetricDataList", [])}
+
+
+def execute(
+    aws: Any, dep: Deployment, *, run_id: str, execution_input: dict[str, Any] | None = None, log: Log = print
+) -> RunOutcome:
+    """Start one execution of the deployed state machine, follow it, collect its outputs."""
+    sfn = aws.client("stepfunctions")
+    arn = sfn.start_execution(
+        stateMachineArn=dep.state_machine_arn, name=run_id, input=json.dumps(execution_input or {})
+    )["executionArn"]
+    log(f"execution {run_id} started")
+    result = watch(sfn, arn, log=log)
+    log(f"execution {run_id}: {result.status} in {result.total_seconds:.1f}s")
+    s3 = aws.client("s3")
+    outcome = RunOutcome(run_id=run_id, result=result, pointer=read_pointer(aws, dep))
+    outcome.metrics = _get_json(s3, dep.bucket, f"runs/{run_id}/evaluation/metrics.json")
+    outcome.manifest = _get_json(s3, dep.bucket, f"runs/{run_id}/prepared/manifest.json")
+    outcome.fm_metrics = fm_final_metrics(aws, run_id)
+    return outcome
+
+
+def query_users(dep: Deployment, aws: Any, users: list[str]) -> list[dict[str, Any]]:
+    """Users' current top x through the project's read path (`pipeline_steps.query`)."""
+    from pipeline_steps.query import get_recommendations
+
+    client = aws.client("dynamodb")
+    return [get_recommendations(u, table_name=dep.table, dynamodb=client, cache_ttl=0) for u in users]
+
+
+def notifications(dep: Deployment, aws: Any) -> list[dict[str, Any]]:
+    """Messages published to the deployed topics (moto records them; no subscriber needed)."""
+    from moto.sns.models import sns_backends
+
+    backend = sns_backends[aws.account_id][aws.region]
+    out = []
+    for arn in dep.topics:
+        topic = backend.topics.get(arn)
+        for message_id, message, subject, *_ in topic.sent_notifications if topic else []:
+            out.append({"topic": arn, "message_id": message_id, "subject": subject, "message": message})
+    return out
