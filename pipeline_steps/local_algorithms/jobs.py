@@ -194,7 +194,13 @@ def _train_fm(request: dict, s3: Any, log: Log, output: str, deadline: float) ->
         metrics.update(_fm_metrics(config, test[1], fm.predict_raw(test[0], params), "test"))
     for name, value in metrics.items():
         log(f"[fm] #{name} = {value:.4f}")
-    model = FMModel(params.w0, params.w, params.V, config.feature_dim, dict(hyperparameters))
+    # meta.json keeps the hyperparameters as sent, with the two the arrays fix in canonical form
+    hyper = {
+        **hyperparameters,
+        "feature_dim": str(config.feature_dim),
+        "num_factors": str(config.num_factors),
+    }
+    model = FMModel(params.w0, params.w, params.V, config.feature_dim, hyper)
     buf = io.BytesIO()
     write_fm_model(model, buf)
     s3io.put_bytes(s3, s3io.join_uri(output, "model.tar.gz"), buf.getvalue(), "application/x-tar")
@@ -339,7 +345,7 @@ def transform_object(model: knn.KNNModel, body: bytes, out, *, verbose: bool, wh
         dist, labels = knn.search(model, Q[start : start + QUERY_BATCH])
         predicted = knn.predict(model, labels)
         if verbose:
-            knn_output.write_verbose(out, labels, dist, predicted)
+            knn_output.write_results(out, labels, dist, predicted, predictor_type=model.predictor_type)
         else:
             out.write("".join(json.dumps({"predicted_label": float(p)}) + "\n" for p in predicted).encode())
     return int(Q.shape[0])

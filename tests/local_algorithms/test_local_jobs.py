@@ -1,0 +1,382 @@
+"""Local SageMaker jobs against moto S3: FM and k-NN training, batch transform, failure reasons."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from moto import mock_aws
+
+from pipeline_steps.formats import artifact, knn_output, recordio
+from pipeline_steps.formats.fm_model import read_fm_model
+from pipeline_steps.local_algorithms import fm, run_training_job, run_transform_job
+from pipeline_steps.local_algorithms.hyperparameters import parse_fm
+
+BUCKET = "jobs"
+FM_IMAGE = "382416733822.dkr.ecr.us-east-1.amazonaws.com/factorization-machines:1"
+KNN_IMAGE = "382416733822.dkr.ecr.us-east-1.amazonaws.com/knn:1"
+RECORDIO = "application/x-recordio-protobuf"
+
+
+@pytest.fixture
+def s3():
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def _put(s3, key: str, body: bytes) -> None:
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+
+
+def _get(s3, key: str) -> bytes:
+    return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+def _one_hot(n_users=30, n_items=20, rows=600, seed=0, regression=False):
+    rng = np.random.default_rng(seed)
+    users, items = rng.integers(0, n_users, rows), rng.integers(0, n_items, rows)
+    r = np.repeat(np.arange(rows), 2)
+    cols = np.stack([users, n_users + items], axis=1).ravel()
+    X = sp.csr_matrix((np.ones(2 * rows, np.float32), (r, cols)), shape=(rows, n_users + n_items))
+    score = np.sin(users) * np.cos(items)
+    y = (score * 2 + 3).astype(np.float32) if regression else (score > 0).astype(np.float32)
+    return X, y
+
+
+def _channel(name, prefix, content_type=RECORDIO):
+    channel = {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": f"s3://{BUCKET}/{prefix}",
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+    }
+    if content_type:
+        channel["ContentType"] = content_type
+    return channel
+
+
+def _fm_request(hp=None, channels=None, name="run1-fm"):
+    hyper = {"feature_dim": "50", "num_factors": "4", "predictor_type": "binary_classifier", "epochs": "3"}
+    hyper.update(hp or {})
+    return {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {"TrainingImage": FM_IMAGE, "TrainingInputMode": "File"},
+        "RoleArn": "arn:aws:iam::123456789012:role/sm",
+        "HyperParameters": {k: v for k, v in hyper.items() if v is not None},
+        "InputDataConfig": channels
+        if channels is not None
+        else [_channel("train", "fm/train/"), _channel("test", "fm/test/")],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/fm/model"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+
+
+def _upload_fm(s3, regression=False):
+    X, y = _one_hot(regression=regression)
+    _put(s3, "fm/train/part-00000.rec", recordio.encode_sparse(X[:300], y[:300]))
+    _put(s3, "fm/train/part-00001.rec", recordio.encode_sparse(X[300:500], y[300:500]))
+    _put(s3, "fm/test/part-00000.rec", recordio.encode_sparse(X[500:], y[500:]))
+    return X, y
+
+
+def test_fm_training_job_writes_sagemaker_model_and_metrics(s3):
+    X, y = _upload_fm(s3)
+    lines: list[str] = []
+    result = run_training_job(_fm_request(), s3=s3, log=lines.append)
+    assert result["TrainingJobStatus"] == "Completed", result.get("FailureReason")
+    uri = result["ModelArtifacts"]["S3ModelArtifacts"]
+    assert uri == f"s3://{BUCKET}/fm/model/run1-fm/output/model.tar.gz"
+    model = read_fm_model(_get(s3, "fm/model/run1-fm/output/model.tar.gz"))
+    assert model.feature_dim == 50 and model.V.shape == (50, 4)
+    assert model.hyperparameters["predictor_type"] == "binary_classifier"
+    # same numbers as the core trainer on the shards in key order
+    config = parse_fm(_fm_request()["HyperParameters"])
+    direct = fm.train(X[:500], y[:500], config)
+    np.testing.assert_array_equal(model.V, direct.V)
+    np.testing.assert_array_equal(model.w, direct.w)
+    names = {m["MetricName"] for m in result["FinalMetricDataList"]}
+    assert {
+        "test:binary_classification_accuracy",
+        "test:binary_f_1.000",
+        "test:binary_classification_cross_entropy",
+    } <= names
+    metrics = json.loads(_get(s3, "fm/model/run1-fm/output/metrics.json"))
+    want = fm.binary_metrics(y[500:], fm.predict_raw(X[500:], direct))
+    assert metrics["metrics"]["test:binary_classification_accuracy"] == pytest.approx(want["accuracy"])
+    assert metrics["metrics"]["test:binary_classification_cross_entropy"] == pytest.approx(want["log_loss"])
+    assert sum("epoch 3/3" in line for line in lines) == 1
+
+
+def test_fm_regressor_reports_rmse_and_is_deterministic(s3):
+    _upload_fm(s3, regression=True)
+    hp = {
+        "predictor_type": "regressor",
+        "epochs": "2",
+        "bias_init_method": "constant",
+        "bias_init_value": "3",
+    }
+    first = run_training_job(_fm_request(hp, name="a"), s3=s3, log=lambda _: None)
+    second = run_training_job(_fm_request(hp, name="b"), s3=s3, log=lambda _: None)
+    assert first["TrainingJobStatus"] == second["TrainingJobStatus"] == "Completed"
+    assert [m["MetricName"] for m in first["FinalMetricDataList"]] == ["train:rmse", "test:rmse"]
+    a = read_fm_model(_get(s3, "fm/model/a/output/model.tar.gz"))
+    b = read_fm_model(_get(s3, "fm/model/b/output/model.tar.gz"))
+    assert a.w0 == b.w0
+    np.testing.assert_array_equal(a.V, b.V)
+
+
+@pytest.mark.parametrize(
+    ("hp", "channels", "reason"),
+    [
+        (
+            {"foo": "1"},
+            None,
+            "ClientError: Additional hyperparameters are not allowed ('foo' was unexpected)",
+        ),
+        ({"num_factors": "many"}, None, "ClientError: hyperparameter num_factors='many' is not an integer"),
+        ({"epochs": "0"}, None, "ClientError: hyperparameter epochs='0' must be >= 1"),
+        ({"factors_lr": "-1"}, None, "ClientError: hyperparameter factors_lr='-1' must be >= 0"),
+        (
+            {"predictor_type": "multiclass"},
+            None,
+            "ClientError: hyperparameter predictor_type='multiclass' must be one of binary_classifier",
+        ),
+        ({"predictor_type": None}, None, "ClientError: missing required hyperparameter(s): predictor_type"),
+        (
+            {"feature_dim": "51"},
+            None,
+            "ClientError: s3://jobs/fm/train/part-00000.rec: records have 50 features",
+        ),
+        ({}, [_channel("train", "fm/nothing/")], "ClientError: channel 'train' is empty: no object under"),
+        ({}, [_channel("test", "fm/test/")], "ClientError: required channel 'train' is missing"),
+        (
+            {},
+            [_channel("train", "fm/train/", "text/csv")],
+            "ClientError: channel 'train': content type 'text/csv'",
+        ),
+        ({}, [_channel("validation", "fm/train/")], "ClientError: channel 'validation' is not supported"),
+        (
+            {"linear_init_method": "uniform"},
+            None,
+            "ClientError: hyperparameter linear_init_scale is required",
+        ),
+    ],
+)
+def test_fm_failure_reasons(s3, hp, channels, reason):
+    _upload_fm(s3)
+    result = run_training_job(_fm_request(hp, channels), s3=s3, log=lambda _: None)
+    assert result["TrainingJobStatus"] == "Failed"
+    assert result["FailureReason"].startswith(reason), result["FailureReason"]
+    assert "ModelArtifacts" not in result
+
+
+def test_fm_rejects_non_binary_labels_and_float64_features(s3):
+    X, y = _one_hot()
+    _put(s3, "fm/train/part-00000.rec", recordio.encode_sparse(X, y * 2))
+    result = run_training_job(
+        _fm_request(channels=[_channel("train", "fm/train/")]), s3=s3, log=lambda _: None
+    )
+    assert result["FailureReason"] == "ClientError: binary_classifier labels must be 0 or 1 (channel 'train')"
+    _put(s3, "fm/train/part-00000.rec", recordio.encode_sparse(X.astype(np.float64), y))
+    result = run_training_job(
+        _fm_request(channels=[_channel("train", "fm/train/")]), s3=s3, log=lambda _: None
+    )
+    assert "features must be Float32 tensors" in result["FailureReason"]
+    _put(s3, "fm/train/part-00000.rec", b"not recordio at all")
+    result = run_training_job(
+        _fm_request(channels=[_channel("train", "fm/train/")]), s3=s3, log=lambda _: None
+    )
+    assert result["FailureReason"].startswith("ClientError: s3://jobs/fm/train/part-00000.rec: not RecordIO")
+
+
+def test_unknown_image_and_malformed_request(s3):
+    request = _fm_request()
+    request["AlgorithmSpecification"]["TrainingImage"] = "123.dkr.ecr.us-east-1.amazonaws.com/xgboost:1"
+    result = run_training_job(request, s3=s3, log=lambda _: None)
+    assert result["FailureReason"].startswith("ClientError: training image")
+    with pytest.raises(ValueError, match="OutputDataConfig"):
+        run_training_job(
+            {"TrainingJobName": "x", "AlgorithmSpecification": {"TrainingImage": FM_IMAGE}}, s3=s3
+        )
+
+
+# ----------------------------------------------------------------------------------------------- k-NN
+
+
+def _knn_request(hp=None, name="run1-knn", prefix="knn/train/"):
+    hyper = {"feature_dim": "6", "k": "5", "predictor_type": "classifier", "sample_size": "100"}
+    hyper.update({"index_metric": "INNER_PRODUCT"})
+    hyper.update(hp or {})
+    return {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {"TrainingImage": KNN_IMAGE, "TrainingInputMode": "File"},
+        "HyperParameters": {k: v for k, v in hyper.items() if v is not None},
+        "InputDataConfig": [_channel("train", prefix)],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/knn/model"},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+
+
+def _transform_request(prefix="knn/queries/users-", accept="application/jsonlines; verbose=true", **tin):
+    return {
+        "TransformJobName": "run1-tr",
+        "ModelName": "run1-knn",
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/{prefix}"}},
+            "ContentType": RECORDIO,
+            "SplitType": "RecordIO",
+            **tin,
+        },
+        "TransformOutput": {
+            "S3OutputPath": f"s3://{BUCKET}/transform",
+            "Accept": accept,
+            "AssembleWith": "Line",
+        },
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+    }
+
+
+def _knn_data(seed=1):
+    rng = np.random.default_rng(seed)
+    items = rng.normal(size=(40, 6)).astype(np.float32)
+    labels = np.arange(1, 41, dtype=np.float32)
+    users = rng.normal(size=(23, 6)).astype(np.float32)
+    return items, labels, users
+
+
+@pytest.mark.parametrize("metric", ["INNER_PRODUCT", "L2", "COSINE"])
+def test_knn_train_and_batch_transform(s3, metric):
+    items, labels, users = _knn_data()
+    _put(s3, "knn/train/items.rec", recordio.encode_dense(items, labels))
+    _put(s3, "knn/queries/users-00000.rec", recordio.encode_dense(users[:15]))
+    _put(s3, "knn/queries/users-00001.rec", recordio.encode_dense(users[15:]))
+    _put(s3, "knn/queries/manifest.json", b"{}")  # next to the shards; outside the transform prefix
+    trained = run_training_job(_knn_request({"index_metric": metric}), s3=s3, log=lambda _: None)
+    assert trained["TrainingJobStatus"] == "Completed", trained.get("FailureReason")
+    model_url = trained["ModelArtifacts"]["S3ModelArtifacts"]
+    members = {
+        m.name: m.data for m in artifact.read_model_tar_gz(_get(s3, "knn/model/run1-knn/output/model.tar.gz"))
+    }
+    assert sorted(members) == ["model_algo-1", "model_algo-1.json", "model_algo-1.labels"]
+    assert np.frombuffer(members["model_algo-1.labels"], "<f4").tolist() == labels.tolist()
+    assert json.loads(members["model_algo-1.json"])["k"] == 5
+
+    result = run_transform_job(
+        _transform_request(), s3=s3, model_resolver={"run1-knn": model_url}.__getitem__
+    )
+    assert result["TransformJobStatus"] == "Completed", result.get("FailureReason")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="transform/")["Contents"])
+    assert keys == ["transform/users-00000.rec.out", "transform/users-00001.rec.out"]
+    text = b"".join(_get(s3, k) for k in keys).decode()
+    raw_lines = text.splitlines()
+    assert len(raw_lines) == 23
+    for line in raw_lines:
+        obj = json.loads(line)
+        assert set(obj) == {"labels", "distances", "predicted_label"}
+        assert obj["distances"] == sorted(obj["distances"])
+    if metric == "L2":
+        score = -((users[:, None, :] - items[None]) ** 2).sum(-1)
+    elif metric == "COSINE":
+        norm = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+        score = norm(users) @ norm(items).T
+    else:
+        score = users @ items.T
+    want = np.argsort(-score, axis=1, kind="stable")[:, :5] + 1
+    for (got_labels, _scores), expected in zip(knn_output.iter_results(raw_lines, metric), want, strict=True):
+        assert got_labels.tolist() == expected.tolist()
+
+
+def test_knn_sample_size_and_predicted_label(s3):
+    items, _, users = _knn_data()
+    labels = (np.arange(40) % 3).astype(np.float32)
+    _put(s3, "knn/train/items.rec", recordio.encode_dense(items, labels))
+    _put(s3, "knn/queries/users-00000.rec", recordio.encode_dense(users))
+    hp = {"sample_size": "10", "predictor_type": "regressor", "index_metric": "L2"}
+    trained = run_training_job(_knn_request(hp), s3=s3, log=lambda _: None)
+    members = {
+        m.name: m.data for m in artifact.read_model_tar_gz(_get(s3, "knn/model/run1-knn/output/model.tar.gz"))
+    }
+    assert len(np.frombuffer(members["model_algo-1.labels"], "<f4")) == 10
+    resolver = {"run1-knn": trained["ModelArtifacts"]["S3ModelArtifacts"]}.__getitem__
+    assert (
+        run_transform_job(_transform_request(), s3=s3, model_resolver=resolver)["TransformJobStatus"]
+        == "Completed"
+    )
+    for line in _get(s3, "transform/users-00000.rec.out").decode().splitlines():
+        obj = json.loads(line)
+        assert obj["predicted_label"] == pytest.approx(np.mean(np.float32(obj["labels"])), rel=1e-6)
+
+
+def test_knn_non_verbose_output(s3):
+    items, labels, users = _knn_data()
+    _put(s3, "knn/train/items.rec", recordio.encode_dense(items, labels))
+    _put(s3, "knn/queries/users-00000.rec", recordio.encode_dense(users))
+    trained = run_training_job(_knn_request(), s3=s3, log=lambda _: None)
+    resolver = {"run1-knn": trained["ModelArtifacts"]["S3ModelArtifacts"]}.__getitem__
+    result = run_transform_job(
+        _transform_request(accept="application/jsonlines"), s3=s3, model_resolver=resolver
+    )
+    assert result["TransformJobStatus"] == "Completed"
+    lines = _get(s3, "transform/users-00000.rec.out").decode().splitlines()
+    assert len(lines) == 23 and set(json.loads(lines[0])) == {"predicted_label"}
+
+
+@pytest.mark.parametrize(
+    ("hp", "reason"),
+    [
+        ({"sample_size": None}, "ClientError: missing required hyperparameter(s): sample_size"),
+        ({"feature_dim": "7"}, "ClientError: s3://jobs/knn/train/items.rec: records have 6 features"),
+        (
+            {"index_metric": "MANHATTAN"},
+            "ClientError: hyperparameter index_metric='MANHATTAN' must be one of",
+        ),
+        ({"k": "0"}, "ClientError: hyperparameter k='0' must be >= 1"),
+        ({"num_factors": "3"}, "ClientError: Additional hyperparameters are not allowed ('num_factors' was"),
+    ],
+)
+def test_knn_training_failure_reasons(s3, hp, reason):
+    items, labels, _ = _knn_data()
+    _put(s3, "knn/train/items.rec", recordio.encode_dense(items, labels))
+    result = run_training_job(_knn_request(hp), s3=s3, log=lambda _: None)
+    assert result["TrainingJobStatus"] == "Failed"
+    assert result["FailureReason"].startswith(reason), result["FailureReason"]
+
+
+def test_transform_failure_reasons(s3):
+    items, labels, users = _knn_data()
+    _put(s3, "knn/train/items.rec", recordio.encode_dense(items, labels))
+    _put(s3, "knn/queries/users-00000.rec", recordio.encode_dense(users))
+    _put(s3, "bad/users-00000.rec", recordio.encode_dense(users[:, :4]))
+    trained = run_training_job(_knn_request(), s3=s3, log=lambda _: None)
+    resolver = {"run1-knn": trained["ModelArtifacts"]["S3ModelArtifacts"]}.__getitem__
+
+    def reason(request, resolve=resolver):
+        result = run_transform_job(request, s3=s3, model_resolver=resolve, log=lambda _: None)
+        assert result["TransformJobStatus"] == "Failed"
+        return result["FailureReason"]
+
+    assert reason(_transform_request(ContentType="text/csv")).startswith(
+        "ClientError: content type 'text/csv'"
+    )
+    assert reason(_transform_request(accept="application/json")).startswith(
+        "ClientError: Accept 'application/json'"
+    )
+    assert reason(_transform_request(prefix="nothing/")).startswith("ClientError: no input object under")
+    assert "records have 4 features but the model expects 6" in reason(_transform_request(prefix="bad/"))
+    X, y = _one_hot()
+    _put(s3, "fm/train/part-00000.rec", recordio.encode_sparse(X, y))
+    fm_job = run_training_job(
+        _fm_request(channels=[_channel("train", "fm/train/")]), s3=s3, log=lambda _: None
+    )
+    fm_url = fm_job["ModelArtifacts"]["S3ModelArtifacts"]
+    assert "is not a k-NN model" in reason(_transform_request(), lambda _: fm_url)
