@@ -1,18 +1,39 @@
 #!/usr/bin/env python3
-"""CDK entry point: build the typed config once, then compose the stacks."""
+"""CDK entry point: build the typed config once, then compose the stacks (cdk-nag checks every synth)."""
 
 from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 
 from infra.config import AppConfig
+from infra.nag import add_checks
+from infra.pipeline_stack import PipelineStack
 from infra.storage_stack import StorageStack
 
+CDK_JSON = Path(__file__).resolve().parent / "cdk.json"
 
-def build_app(context: dict | None = None) -> cdk.App:
-    app = cdk.App(context=context or {})
-    config = AppConfig.from_context(app.node.try_get_context)
-    StorageStack(app, f"{config.project}-storage", config=config)
+
+def default_context() -> dict[str, Any]:
+    """cdk.json's context: the CLI passes it in, `python app.py` and tests read it here."""
+    return json.loads(CDK_JSON.read_text())["context"]
+
+
+def build_app(context: dict[str, Any] | None = None, *, outdir: str | None = None) -> cdk.App:
+    """The app with both stacks; `context` entries override cdk.json's and the CLI's (as `-c` does)."""
+    app = cdk.App(context=default_context(), post_cli_context=context or {}, outdir=outdir)
+    config = AppConfig.from_context(app.node.get_all_context(), account=os.environ.get("CDK_DEFAULT_ACCOUNT"))
+    env = cdk.Environment(account=config.account, region=config.region)
+    storage = StorageStack(app, f"{config.project}-storage", config=config, env=env)
+    pipeline = PipelineStack(
+        app, f"{config.project}-pipeline", config=config, exports=storage.exports, env=env
+    )
+    pipeline.add_dependency(storage, "imports the bucket, table and key by export name")
+    add_checks(app)
     return app
 
 

@@ -1,9 +1,76 @@
-"""Typed deployment config, built once in app.py from cdk.json context (and -c overrides)."""
+"""Typed deployment config, built once in app.py from cdk.json context (and -c overrides).
+
+Every key lives under the `topx:` prefix. Object-valued keys (`topx:fm`, `topx:prepare`, ...) can be
+overridden whole (`-c 'topx:prepare={"label_mode": "binary"}'`) or one field at a time with a dotted
+key (`-c topx:prepare.label_mode=binary`, `-c topx:fm.hyperparameters.epochs=30`). Values given on
+the command line arrive as strings; they are read as JSON when they parse as JSON.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from infra import images
+from infra.step_configs import StepConfigs, validate_step_configs
+
+PREFIX = "topx:"
+
+FM_HYPERPARAMETERS = frozenset(
+    {
+        "num_factors",
+        "predictor_type",
+        "epochs",
+        "clip_gradient",
+        "eps",
+        "rescale_grad",
+        "bias_lr",
+        "linear_lr",
+        "factors_lr",
+        "bias_wd",
+        "linear_wd",
+        "factors_wd",
+        "bias_init_method",
+        "bias_init_scale",
+        "bias_init_sigma",
+        "bias_init_value",
+        "linear_init_method",
+        "linear_init_scale",
+        "linear_init_sigma",
+        "linear_init_value",
+        "factors_init_method",
+        "factors_init_scale",
+        "factors_init_sigma",
+        "factors_init_value",
+        "mini_batch_size",
+    }
+)
+KNN_HYPERPARAMETERS = frozenset(
+    {
+        "predictor_type",
+        "dimension_reduction_target",
+        "dimension_reduction_type",
+        "index_metric",
+        "index_type",
+        "faiss_index_ivf_nlists",
+        "faiss_index_pq_m",
+        "mini_batch_size",
+    }
+)
+# Set by the state machine from the step outputs, never from config.
+RUNTIME_HYPERPARAMETERS = {
+    "fm": frozenset({"feature_dim"}),
+    "knn": frozenset({"feature_dim", "k", "sample_size"}),
+}
+INDEX_METRICS = ("INNER_PRODUCT", "COSINE", "L2")
+
+_SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+_PROJECT = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
 
 
 class ConfigError(ValueError):
@@ -11,12 +78,320 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, kw_only=True)
+class JobConfig:
+    """One SageMaker training job: instances, limits and the static hyperparameters (strings)."""
+
+    instance_type: str
+    instance_count: int
+    volume_gb: int
+    max_runtime_seconds: int
+    hyperparameters: Mapping[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransformConfig:
+    instance_type: str
+    instance_count: int
+    max_payload_mb: int
+    max_runtime_seconds: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpotConfig:
+    enabled: bool
+    max_wait_seconds: int  # >= max_runtime_seconds of each job; SageMaker's MaxWaitTimeInSeconds
+
+
+@dataclass(frozen=True, kw_only=True)
+class LambdaConfig:
+    memory_mb: int
+    timeout_seconds: int
+    ephemeral_mb: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class AppConfig:
+    """Everything the stacks need, validated at synth time."""
+
     project: str
+    region: str
+    account: str | None
+    schedule: str | None  # EventBridge expression; None = no schedule
+    notification_email: str | None
+    kms: bool
+    run_expiry_days: int
+    noncurrent_expiry_days: int
+    log_retention_days: int
+    state_machine_timeout_hours: int
+    distributed_map_publish: bool
+    fm: JobConfig
+    knn: JobConfig
+    transform: TransformConfig
+    spot: SpotConfig
+    lambdas: LambdaConfig
+    steps: StepConfigs
 
     @classmethod
-    def from_context(cls, get: Any) -> AppConfig:
-        project = get("topx:project") or "fm-knn-topx"
-        if not isinstance(project, str) or not project.replace("-", "").isalnum():
-            raise ConfigError(f"context 'topx:project' must be alphanumeric with dashes, got {project!r}")
-        return cls(project=project)
+    def from_context(cls, context: Mapping[str, Any], *, account: str | None = None) -> AppConfig:
+        """Build from the app's whole context (cdk.json + `-c`); raises ConfigError naming the key."""
+        ctx = _Context(context)
+        region = ctx.str("region")
+        if region not in images.SUPPORTED_REGIONS:
+            raise ConfigError(
+                f"context 'topx:region': {region!r} has no built-in algorithm image in infra/images.py; "
+                f"supported: {', '.join(images.SUPPORTED_REGIONS)}"
+            )
+        project = ctx.str("project")
+        if not _PROJECT.match(project):
+            raise ConfigError(
+                f"context 'topx:project' must be a letter then letters/digits/dashes, got {project!r}"
+            )
+        schedule = ctx.str("schedule").strip()
+        schedule_value = None if schedule.lower() in ("off", "none", "") else schedule
+        if schedule_value is not None and not _SCHEDULE.match(schedule_value):
+            raise ConfigError(
+                f"context 'topx:schedule': {schedule!r} is not an EventBridge expression "
+                "('rate(7 days)', 'cron(0 3 ? * SUN *)') nor 'off'"
+            )
+        email = ctx.str("notification_email").strip()
+        if email and not _EMAIL.match(email):
+            raise ConfigError(
+                f"context 'topx:notification_email': {email!r} is not an e-mail address ('' = none)"
+            )
+        fm = _job(ctx, "fm", FM_HYPERPARAMETERS)
+        knn = _job(ctx, "knn", KNN_HYPERPARAMETERS)
+        _check_fm(fm)
+        metric = _check_knn(knn)
+        spot = _spot(ctx, fm, knn)
+        steps = validate_step_configs(
+            {name: ctx.obj(name) for name in ("prepare", "repackage", "evaluate", "publish")},
+            x=ctx.int("x", 1, 1000),
+            index_metric=metric,
+        )
+        return cls(
+            project=project,
+            region=region,
+            account=account,
+            schedule=schedule_value,
+            notification_email=email or None,
+            kms=ctx.bool("kms"),
+            run_expiry_days=ctx.int("run_expiry_days", 1, 3650),
+            noncurrent_expiry_days=ctx.int("noncurrent_expiry_days", 1, 3650),
+            log_retention_days=ctx.int("log_retention_days", 1, 3653),
+            state_machine_timeout_hours=ctx.int("state_machine_timeout_hours", 1, 24 * 365),
+            distributed_map_publish=ctx.bool("distributed_map_publish"),
+            fm=fm,
+            knn=knn,
+            transform=_transform(ctx),
+            spot=spot,
+            lambdas=_lambdas(ctx),
+            steps=steps,
+        )
+
+
+class _Context:
+    """Typed reads of `topx:` keys with dotted overrides applied; errors name the key."""
+
+    def __init__(self, context: Mapping[str, Any]) -> None:
+        self._values: dict[str, Any] = {}
+        dotted: list[tuple[str, Any]] = []
+        for key, value in context.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX) :]
+            if "." in name:
+                dotted.append((name, value))
+            else:
+                self._values[name] = _from_cli(value)
+        for name, value in sorted(dotted):
+            head, *path = name.split(".")
+            node = self._values.setdefault(head, {})
+            if isinstance(node, str):
+                node = self._values[head] = _json_object(head, node)
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"context '{PREFIX}{name}': '{part}' is not an object")
+            node[path[-1]] = _from_cli(value)
+
+    def _get(self, name: str) -> Any:
+        if name not in self._values:
+            raise ConfigError(f"context '{PREFIX}{name}' is missing (defaults live in cdk.json)")
+        return self._values[name]
+
+    def str(self, name: str) -> str:
+        value = self._get(name)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ConfigError(f"context '{PREFIX}{name}': expected a string, got {value!r}")
+        return value
+
+    def bool(self, name: str) -> bool:
+        return _bool(f"{PREFIX}{name}", self._get(name))
+
+    def int(self, name: str, low: int, high: int) -> int:
+        return _int(f"{PREFIX}{name}", self._get(name), low, high)
+
+    def obj(self, name: str) -> dict[str, Any]:
+        value = self._get(name)
+        if isinstance(value, str):
+            value = _json_object(name, value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"context '{PREFIX}{name}': expected an object, got {value!r}")
+        return dict(value)
+
+
+def _from_cli(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _json_object(name: str, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"context '{PREFIX}{name}': not a JSON object ({exc})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"context '{PREFIX}{name}': expected a JSON object, got {value!r}")
+    return value
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"context '{key}': expected true or false, got {value!r}")
+
+
+def _int(key: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"context '{key}': expected an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"context '{key}': must be in {low}..{high}, got {value}")
+    return value
+
+
+def _fields(section: str, data: dict[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"context '{PREFIX}{section}': unknown key(s) {unknown}; known: {sorted(known)}")
+    missing = sorted(known - set(data))
+    if missing:
+        raise ConfigError(f"context '{PREFIX}{section}': missing key(s) {missing}")
+
+
+def _instance(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not _INSTANCE.match(value):
+        raise ConfigError(
+            f"context '{key}': expected a SageMaker instance type like 'ml.m5.xlarge', got {value!r}"
+        )
+    return value
+
+
+def _job(ctx: _Context, section: str, allowed: frozenset[str]) -> JobConfig:
+    data = ctx.obj(section)
+    _fields(
+        section,
+        data,
+        {"instance_type", "instance_count", "volume_gb", "max_runtime_seconds", "hyperparameters"},
+    )
+    key = f"{PREFIX}{section}"
+    hyper = data["hyperparameters"]
+    if not isinstance(hyper, dict):
+        raise ConfigError(f"context '{key}.hyperparameters': expected an object, got {hyper!r}")
+    runtime = sorted(set(hyper) & RUNTIME_HYPERPARAMETERS[section])
+    if runtime:
+        raise ConfigError(
+            f"context '{key}.hyperparameters': {runtime} are set by the state machine from the data; "
+            "remove them"
+        )
+    unknown = sorted(set(hyper) - allowed)
+    if unknown:
+        raise ConfigError(f"context '{key}.hyperparameters': unknown SageMaker hyperparameter(s) {unknown}")
+    strings: dict[str, str] = {}
+    for name, value in hyper.items():
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(
+                f"context '{key}.hyperparameters.{name}': expected a string or number, got {value!r}"
+            )
+        strings[name] = value if isinstance(value, str) else repr(value)
+    return JobConfig(
+        instance_type=_instance(f"{key}.instance_type", data["instance_type"]),
+        instance_count=_int(f"{key}.instance_count", data["instance_count"], 1, 100),
+        volume_gb=_int(f"{key}.volume_gb", data["volume_gb"], 1, 16384),
+        max_runtime_seconds=_int(f"{key}.max_runtime_seconds", data["max_runtime_seconds"], 60, 28 * 86400),
+        hyperparameters=strings,
+    )
+
+
+def _check_fm(fm: JobConfig) -> None:
+    hyper = fm.hyperparameters
+    for name in ("num_factors", "predictor_type"):
+        if name not in hyper:
+            raise ConfigError(f"context 'topx:fm.hyperparameters.{name}' is required by SageMaker FM")
+    if hyper["predictor_type"] not in ("binary_classifier", "regressor"):
+        raise ConfigError(
+            "context 'topx:fm.hyperparameters.predictor_type': must be 'binary_classifier' or 'regressor', "
+            f"got {hyper['predictor_type']!r}"
+        )
+    if not hyper["num_factors"].isdigit() or int(hyper["num_factors"]) < 1:
+        raise ConfigError(
+            "context 'topx:fm.hyperparameters.num_factors': expected an integer >= 1, "
+            f"got {hyper['num_factors']!r}"
+        )
+
+
+def _check_knn(knn: JobConfig) -> str:
+    hyper = knn.hyperparameters
+    if hyper.get("predictor_type") not in ("classifier", "regressor"):
+        raise ConfigError(
+            "context 'topx:knn.hyperparameters.predictor_type': must be 'classifier' or 'regressor'"
+        )
+    metric = hyper.get("index_metric", "L2")  # SageMaker's default
+    if metric not in INDEX_METRICS:
+        raise ConfigError(
+            f"context 'topx:knn.hyperparameters.index_metric': must be one of {INDEX_METRICS}, got {metric!r}"
+        )
+    return metric
+
+
+def _transform(ctx: _Context) -> TransformConfig:
+    data = ctx.obj("transform")
+    _fields("transform", data, {"instance_type", "instance_count", "max_payload_mb", "max_runtime_seconds"})
+    key = f"{PREFIX}transform"
+    return TransformConfig(
+        instance_type=_instance(f"{key}.instance_type", data["instance_type"]),
+        instance_count=_int(f"{key}.instance_count", data["instance_count"], 1, 100),
+        max_payload_mb=_int(f"{key}.max_payload_mb", data["max_payload_mb"], 1, 100),
+        max_runtime_seconds=_int(f"{key}.max_runtime_seconds", data["max_runtime_seconds"], 60, 28 * 86400),
+    )
+
+
+def _spot(ctx: _Context, fm: JobConfig, knn: JobConfig) -> SpotConfig:
+    data = ctx.obj("spot")
+    _fields("spot", data, {"enabled", "max_wait_seconds"})
+    spot = SpotConfig(
+        enabled=_bool("topx:spot.enabled", data["enabled"]),
+        max_wait_seconds=_int("topx:spot.max_wait_seconds", data["max_wait_seconds"], 60, 28 * 86400),
+    )
+    longest = max(fm.max_runtime_seconds, knn.max_runtime_seconds)
+    if spot.enabled and spot.max_wait_seconds < longest:
+        raise ConfigError(
+            f"context 'topx:spot.max_wait_seconds' ({spot.max_wait_seconds}) must be >= the longest "
+            f"max_runtime_seconds of the training jobs ({longest}); SageMaker rejects it otherwise"
+        )
+    return spot
+
+
+def _lambdas(ctx: _Context) -> LambdaConfig:
+    data = ctx.obj("lambda")
+    _fields("lambda", data, {"memory_mb", "timeout_seconds", "ephemeral_mb"})
+    return LambdaConfig(
+        memory_mb=_int("topx:lambda.memory_mb", data["memory_mb"], 128, 10240),
+        timeout_seconds=_int("topx:lambda.timeout_seconds", data["timeout_seconds"], 1, 900),
+        ephemeral_mb=_int("topx:lambda.ephemeral_mb", data["ephemeral_mb"], 512, 10240),
+    )

@@ -1,0 +1,72 @@
+"""Validate each step's `STEP_CONFIG` with the step's own config dataclass (one source of truth).
+
+The shared values (`topx:x`, the k-NN `index_metric`) are injected into the steps that use them, so
+they cannot disagree; a step section that sets one of them to another value is an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline_steps.evaluate.config import EvaluateConfig
+from pipeline_steps.prepare.config import PrepareConfig
+from pipeline_steps.publish.config import PublishConfig
+from pipeline_steps.publish.runio import config_from_dict
+from pipeline_steps.repackage.config import RepackageConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepConfigs:
+    """The validated, fully explicit `STEP_CONFIG` objects (defaults filled in by each step's dataclass)."""
+
+    prepare: Mapping[str, Any]
+    repackage: Mapping[str, Any]
+    evaluate: Mapping[str, Any]
+    publish: Mapping[str, Any]
+
+    def for_step(self, step: str) -> Mapping[str, Any]:
+        return getattr(self, step)
+
+
+def _strict(cls: type) -> Callable[[dict[str, Any], str], Any]:
+    return lambda data, where: config_from_dict(cls, data, where=where)
+
+
+_BUILDERS: dict[str, Callable[[dict[str, Any], str], Any]] = {
+    "prepare": lambda data, _where: PrepareConfig.from_dict(data),
+    "repackage": _strict(RepackageConfig),
+    "evaluate": _strict(EvaluateConfig),
+    "publish": _strict(PublishConfig),
+}
+_SHARED = {"x": ("repackage", "evaluate", "publish"), "index_metric": ("evaluate", "publish")}
+
+
+def validate_step_configs(
+    sections: Mapping[str, dict[str, Any]], *, x: int, index_metric: str
+) -> StepConfigs:
+    """Return the explicit config of every step; raise ConfigError naming the context key."""
+    from infra.config import ConfigError  # config imports this module
+
+    shared = {"x": x, "index_metric": index_metric}
+    built: dict[str, Mapping[str, Any]] = {}
+    for step, builder in _BUILDERS.items():
+        data = dict(sections[step])
+        for name, steps in _SHARED.items():
+            if step not in steps:
+                continue
+            if name in data and data[name] != shared[name]:
+                source = "topx:x" if name == "x" else "topx:knn.hyperparameters.index_metric"
+                raise ConfigError(
+                    f"context 'topx:{step}.{name}' ({data[name]!r}) differs from '{source}' "
+                    f"({shared[name]!r}); set it once in '{source}'"
+                )
+            data[name] = shared[name]
+        try:
+            config = builder(data, f"topx:{step}")
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"context 'topx:{step}': {exc}") from None
+        built[step] = dataclasses.asdict(config)
+    return StepConfigs(**built)

@@ -1,0 +1,364 @@
+"""The state machine: guard -> prepare -> train FM -> repackage -> train k-NN -> model -> transform
+-> evaluate -> publish, with Catch -> notify (SNS) -> Fail on every failure path.
+
+SageMaker states are written as plain ASL (CustomState) so the request is exactly what SageMaker,
+docs/state-machine.md and the local runner see; their IAM statements are written here, scoped to
+the job/model ARNs and the two Step Functions-managed EventBridge rules that `.sync` uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra import images
+from infra.config import AppConfig
+from infra.nag import acknowledge, finding
+from infra.retention import retention
+
+LAMBDA_TRANSIENT = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+# Step Functions reports every SageMaker API error, throttling included, under this one name; a
+# failed *job* is States.TaskFailed and is never retried (a new job would need a new name).
+SAGEMAKER_TRANSIENT = ["SageMaker.AmazonSageMakerException"]
+SNS_TRANSIENT = ["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException"]
+RECORDIO = "application/x-recordio-protobuf"
+SYNC_RULES = (
+    "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
+    "StepFunctionsGetEventsForSageMakerTransformJobsRule",
+)
+
+
+class Workflow(Construct):
+    """`state_machine` and its `log_group`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        functions: Mapping[str, lambda_.IFunction],
+        sagemaker_role: iam.IRole,
+        topic: sns.ITopic,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        self._role = sagemaker_role
+        region = Stack.of(self).region
+
+        failed = sfn.Fail(self, "RunFailed", error_path="$.error.Error", cause_path="$.error.Cause")
+        notify = tasks.SnsPublish(
+            self,
+            "NotifyFailure",
+            topic=topic,
+            subject=f"{config.project}: pipeline run failed",
+            message=sfn.TaskInput.from_object(
+                {
+                    "execution": sfn.JsonPath.string_at("$$.Execution.Id"),
+                    "run": sfn.JsonPath.string_at("$$.Execution.Name"),
+                    "error": sfn.JsonPath.string_at("$.error.Error"),
+                    "cause": sfn.JsonPath.string_at("$.error.Cause"),
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        notify.add_retry(errors=SNS_TRANSIENT, interval=Duration.seconds(2), max_attempts=3, backoff_rate=2)
+        # If even the notification fails, the run still ends in Fail with the original error.
+        notify.add_catch(failed, errors=["States.ALL"], result_path="$.notify_error")
+        notify.next(failed)
+        self._notify = notify
+
+        guard = self._lambda(
+            "Guard",
+            functions["guard"],
+            {
+                "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
+                "execution_arn": sfn.JsonPath.string_at("$$.Execution.Id"),
+                "state_machine_arn": sfn.JsonPath.string_at("$$.StateMachine.Id"),
+                "start_time": sfn.JsonPath.string_at("$$.Execution.StartTime"),
+            },
+            "$.run",
+        )
+        skipped = sfn.Succeed(
+            self, "SkippedAnotherRunActive", comment="an earlier execution is still running"
+        )
+        prepare = self._lambda("Prepare", functions["prepare"], {"run_id": "$.run.run_id"}, "$.prepare")
+        train_fm = self._training("TrainFM", "fm", with_test=True)
+        train_fm_no_test = self._training("TrainFMWithoutTest", "fm", with_test=False)
+        repackage = self._lambda(
+            "Repackage",
+            functions["repackage"],
+            {
+                "run_id": "$.run.run_id",
+                "manifest_key": "$.prepare.manifest_key",
+                "model_s3_uri": "$.fm.model_s3_uri",
+            },
+            "$.repackage",
+        )
+        train_knn = self._training("TrainKNN", "knn", with_test=False)
+        create_model = self._task(
+            "CreateModel",
+            "arn:aws:states:::sagemaker:createModel",
+            {
+                "ModelName.$": "$.run.model_name",
+                "ExecutionRoleArn": sagemaker_role.role_arn,
+                "PrimaryContainer": {
+                    "Image": images.image_uri("knn", region),
+                    "ModelDataUrl.$": "$.knn.model_s3_uri",
+                },
+            },
+            {"model_arn.$": "$.ModelArn"},
+            "$.model",
+        )
+        transform = self._task(
+            "Transform",
+            "arn:aws:states:::sagemaker:createTransformJob.sync",
+            self._transform_request(),
+            {"job_name.$": "$.TransformJobName", "output_s3_uri.$": "$.TransformOutput.S3OutputPath"},
+            "$.transform",
+        )
+        run_outputs = {
+            "run_id": "$.run.run_id",
+            "manifest_key": "$.prepare.manifest_key",
+            "queries_manifest_key": "$.repackage.queries_manifest_key",
+            "transform_output_s3_uri": "$.transform.output_s3_uri",
+        }
+        evaluate = self._lambda("Evaluate", functions["evaluate"], run_outputs, "$.evaluate")
+        publish = self._publish(functions, run_outputs)
+        done = sfn.Succeed(self, "Published")
+
+        has_test = (
+            sfn.Choice(self, "HasTestSet")
+            .when(sfn.Condition.number_equals("$.prepare.test_rows", 0), train_fm_no_test)
+            .otherwise(train_fm)
+        )
+        train_fm.next(repackage)
+        train_fm_no_test.next(repackage)
+        repackage.next(train_knn).next(create_model).next(transform).next(evaluate).next(publish).next(done)
+        definition = guard.next(
+            sfn.Choice(self, "AnotherRunActive")
+            .when(sfn.Condition.boolean_equals("$.run.skip", True), skipped)
+            .otherwise(prepare.next(has_test))
+        )
+
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=retention(config.log_retention_days), removal_policy=RemovalPolicy.DESTROY
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            timeout=Duration.hours(config.state_machine_timeout_hours),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+            ),
+            comment=f"{config.project}: retrain FM, index with k-NN, publish top-x to DynamoDB",
+        )
+        sagemaker_arns = self._grant_sagemaker(self.state_machine.role)
+        acknowledge(
+            self.state_machine.role,
+            "AwsSolutions-IAM5",
+            "Log delivery and X-Ray actions (CDK-generated for logging/tracing) have no resource-level "
+            "permissions; SageMaker job and model names carry the run id, known only at run time.",
+            applies_to=["Resource::*", *(finding(self, a) for a in sagemaker_arns)],
+        )
+        acknowledge(
+            self.state_machine.role,
+            "AwsSolutions-IAM5",
+            "CDK's Lambda task grant: our own step functions' ARNs and their ':*' versions/aliases.",
+            applies_to=[finding(self, f"{f.function_arn}:*") for f in functions.values()],
+        )
+
+    # -- state builders ------------------------------------------------------------------------
+
+    def _lambda(
+        self, name: str, function: lambda_.IFunction, payload: Mapping[str, str], result_path: str
+    ) -> tasks.LambdaInvoke:
+        def value(v: str) -> Any:
+            return sfn.JsonPath.string_at(v) if v.startswith("$") else v
+
+        task = tasks.LambdaInvoke(
+            self,
+            name,
+            lambda_function=function,
+            payload=sfn.TaskInput.from_object({k: value(v) for k, v in payload.items()}),
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            result_path=result_path,
+        )
+        task.add_retry(errors=LAMBDA_TRANSIENT, interval=Duration.seconds(2), max_attempts=6, backoff_rate=2)
+        task.add_catch(self._notify, errors=["States.ALL"], result_path="$.error")
+        return task
+
+    def _task(
+        self,
+        name: str,
+        resource: str,
+        parameters: Mapping[str, Any],
+        selector: Mapping[str, str],
+        result_path: str,
+        timeout_seconds: int | None = None,
+    ) -> sfn.CustomState:
+        state: dict[str, Any] = {
+            "Type": "Task",
+            "Resource": resource.replace("arn:aws:", f"arn:{Aws.PARTITION}:", 1),
+            "Parameters": parameters,
+            "ResultSelector": selector,
+            "ResultPath": result_path,
+        }
+        if timeout_seconds:
+            state["TimeoutSeconds"] = timeout_seconds
+        task = sfn.CustomState(self, name, state_json=state)
+        task.add_retry(
+            errors=SAGEMAKER_TRANSIENT, interval=Duration.seconds(15), max_attempts=4, backoff_rate=2
+        )
+        task.add_catch(self._notify, errors=["States.ALL"], result_path="$.error")
+        return task
+
+    def _training(self, name: str, algorithm: str, *, with_test: bool) -> sfn.CustomState:
+        config = self._config
+        job = config.fm if algorithm == "fm" else config.knn
+        region = Stack.of(self).region
+
+        def channel(channel_name: str, uri_path: str, sharded: bool) -> dict[str, Any]:
+            distribution = "ShardedByS3Key" if sharded and job.instance_count > 1 else "FullyReplicated"
+            return {
+                "ChannelName": channel_name,
+                "ContentType": RECORDIO,
+                "InputMode": "File",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri.$": uri_path,
+                        "S3DataDistributionType": distribution,
+                    }
+                },
+            }
+
+        if algorithm == "fm":
+            channels = [channel("train", "$.prepare.train_s3_uri", True)]
+            if with_test:
+                channels.append(channel("test", "$.prepare.test_s3_uri", False))
+            runtime = {"feature_dim.$": "$.prepare.feature_dim"}
+            names = {"TrainingJobName.$": "$.run.fm_job_name", "output": "$.run.fm_output_s3_uri"}
+        else:
+            channels = [channel("train", "$.repackage.knn_train_s3_uri", False)]
+            runtime = {
+                "feature_dim.$": "$.repackage.feature_dim",
+                "k.$": "$.repackage.k",
+                "sample_size.$": "$.repackage.sample_size",
+            }
+            names = {"TrainingJobName.$": "$.run.knn_job_name", "output": "$.run.knn_output_s3_uri"}
+        stopping: dict[str, int] = {"MaxRuntimeInSeconds": job.max_runtime_seconds}
+        request: dict[str, Any] = {
+            "TrainingJobName.$": names["TrainingJobName.$"],
+            "AlgorithmSpecification": {
+                "TrainingImage": images.image_uri(algorithm, region),
+                "TrainingInputMode": "File",
+            },
+            "RoleArn": self._role.role_arn,
+            "HyperParameters": {**dict(sorted(job.hyperparameters.items())), **runtime},
+            "InputDataConfig": channels,
+            "OutputDataConfig": {"S3OutputPath.$": names["output"]},
+            "ResourceConfig": {
+                "InstanceType": job.instance_type,
+                "InstanceCount": job.instance_count,
+                "VolumeSizeInGB": job.volume_gb,
+            },
+            "StoppingCondition": stopping,
+        }
+        if config.spot.enabled:
+            request["EnableManagedSpotTraining"] = True
+            stopping["MaxWaitTimeInSeconds"] = config.spot.max_wait_seconds
+        longest = config.spot.max_wait_seconds if config.spot.enabled else job.max_runtime_seconds
+        return self._task(
+            name,
+            "arn:aws:states:::sagemaker:createTrainingJob.sync",
+            request,
+            {"job_name.$": "$.TrainingJobName", "model_s3_uri.$": "$.ModelArtifacts.S3ModelArtifacts"},
+            "$.fm" if algorithm == "fm" else "$.knn",
+            # SageMaker enforces its own stop; this only bounds a lost .sync (+1 h for provisioning).
+            timeout_seconds=longest + 3600,
+        )
+
+    def _transform_request(self) -> dict[str, Any]:
+        transform = self._config.transform
+        return {
+            "TransformJobName.$": "$.run.transform_job_name",
+            "ModelName.$": "$.run.model_name",
+            "MaxPayloadInMB": transform.max_payload_mb,
+            "BatchStrategy": "MultiRecord",
+            "TransformInput": {
+                "DataSource": {
+                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": "$.repackage.queries_s3_uri"}
+                },
+                "ContentType": RECORDIO,
+                "SplitType": "RecordIO",
+            },
+            "TransformOutput": {
+                "S3OutputPath.$": "$.run.transform_output_s3_uri",
+                "Accept": "application/jsonlines; verbose=true",
+                "AssembleWith": "Line",
+            },
+            "TransformResources": {
+                "InstanceType": transform.instance_type,
+                "InstanceCount": transform.instance_count,
+            },
+        }
+
+    def _publish(
+        self, functions: Mapping[str, lambda_.IFunction], payload: Mapping[str, str]
+    ) -> sfn.IChainable:
+        return self._lambda("Publish", functions["publish"], payload, "$.publish")
+
+    # -- IAM -----------------------------------------------------------------------------------
+
+    def _grant_sagemaker(self, role: iam.IRole) -> list[str]:
+        arn = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+        events = f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule"
+        statements = [
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:CreateTrainingJob",
+                    "sagemaker:DescribeTrainingJob",
+                    "sagemaker:StopTrainingJob",
+                ],
+                resources=[f"{arn}:training-job/*"],
+            ),
+            iam.PolicyStatement(actions=["sagemaker:CreateModel"], resources=[f"{arn}:model/*"]),
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:CreateTransformJob",
+                    "sagemaker:DescribeTransformJob",
+                    "sagemaker:StopTransformJob",
+                ],
+                resources=[f"{arn}:transform-job/*"],
+            ),
+            iam.PolicyStatement(
+                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                resources=[f"{events}/{rule}" for rule in SYNC_RULES],
+            ),
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self._role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            ),
+        ]
+        for statement in statements:
+            role.add_to_principal_policy(statement)
+        return [f"{arn}:training-job/*", f"{arn}:model/*", f"{arn}:transform-job/*"]
