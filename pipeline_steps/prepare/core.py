@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,13 +22,14 @@ import numpy as np
 from pipeline_steps.prepare import interactions as rows
 from pipeline_steps.prepare import labels, outputs
 from pipeline_steps.prepare.config import PrepareConfig
-from pipeline_steps.prepare.ids import IdRegistry, final_order
+from pipeline_steps.prepare.ids import IdRegistry
 from pipeline_steps.prepare.layout import PrepareInputError
 from pipeline_steps.prepare.parse import FileParser, Interactions, ParseStats
 from pipeline_steps.prepare.storage import ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
+SHARD_WORKERS = 4  # bounded: each in-flight shard holds its encoded bytes in memory
 
 __all__ = ["PrepareConflictError", "PrepareInputError", "prepare", "step_output"]
 
@@ -119,14 +122,14 @@ def prepare(
 
     # Dense indices over the users/items that have training rows; held-out rows of users/items
     # that only occur in the holdout cannot be scored by the model and are dropped (counted).
-    lut_u, users_order = rows.dense_map(u, len(users), lambda c: final_order(users.decoded(c)))
-    lut_i, items_order = rows.dense_map(i, len(items), lambda c: final_order(items.decoded(c)))
+    lut_u, user_ids = rows.dense_map(u, users)
+    lut_i, item_ids = rows.dense_map(i, items)
     du, di = lut_u[u], lut_i[i]
     hdu, hdi = lut_u[hu], lut_i[hi]
     scorable = (hdu >= 0) & (hdi >= 0)
     test_info["holdout_unscorable"] = int((~scorable).sum())
     hdu, hdi, hr = hdu[scorable], hdi[scorable], hr[scorable]
-    n_users, n_items = len(users_order), len(items_order)
+    n_users, n_items = len(user_ids), len(item_ids)
     t_rules = time.perf_counter()
 
     train_rows, test_rows, label_stats = _labelled(config, du, di, r, hdu, hdi, hr, n_users, n_items)
@@ -145,8 +148,8 @@ def prepare(
     }
     train_shards = _write_shards(sink, out_prefix + "train/", train_rows, n_users, n_items, config.shard_rows)
     test_shards = _write_shards(sink, out_prefix + "test/", test_rows, n_users, n_items, config.shard_rows)
-    sink.write_bytes(files["users"], outputs.ids_json_bytes(users.decoded(users_order)))
-    sink.write_bytes(files["items"], outputs.ids_json_bytes(items.decoded(items_order)))
+    sink.write_bytes(files["users"], outputs.ids_json_bytes(user_ids))
+    sink.write_bytes(files["items"], outputs.ids_json_bytes(item_ids))
     seen_ptr, seen_idx = rows.csr_from_pairs(du, di, n_users, n_items)
     sink.write_bytes(files["seen"], _csr_npz(seen_ptr, seen_idx, n_users, n_items))
     sink.write_bytes(
@@ -340,11 +343,18 @@ def _labelled(config: PrepareConfig, du, di, r, hdu, hdi, hr, n_users: int, n_it
 
 
 def _write_shards(sink: Storage, prefix: str, data, n_users: int, n_items: int, shard_rows: int) -> list[str]:
-    keys = []
-    for k, blob in enumerate(outputs.fm_shards(*data, n_users, n_items, shard_rows)):
-        key = f"{prefix}part-{k:05d}.rec"
-        sink.write_bytes(key, blob)
-        keys.append(key)
+    """Encode and write shards on a few threads (numpy and S3 uploads release the GIL)."""
+    n = len(data[0])
+    starts = list(range(0, n, shard_rows))
+    keys = [f"{prefix}part-{k:05d}.rec" for k in range(len(starts))]
+
+    def one(k: int) -> None:
+        sl = slice(starts[k], starts[k] + shard_rows)
+        sink.write_bytes(keys[k], outputs.fm_shard(data[0][sl], data[1][sl], data[2][sl], n_users, n_items))
+
+    workers = max(1, min(SHARD_WORKERS, len(starts), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, range(len(starts))))  # re-raises the first failure
     return keys
 
 

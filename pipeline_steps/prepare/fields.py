@@ -31,40 +31,54 @@ def _words_view(buf: np.ndarray) -> np.ndarray:
 
 
 def _mix(z: np.ndarray) -> np.ndarray:
-    # splitmix64 finalizer: a bijection with full avalanche (uint64 arithmetic wraps by design).
-    z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-    return z ^ (z >> _U64(31))
+    """splitmix64 finalizer, in place: a bijection with full avalanche (uint64 wraps by design)."""
+    z ^= z >> _U64(30)
+    z *= _U64(0xBF58476D1CE4E5B9)
+    z ^= z >> _U64(27)
+    z *= _U64(0x94D049BB133111EB)
+    z ^= z >> _U64(31)
+    return z
 
 
 def hash_fields(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two independent 64-bit hashes of each field's bytes (together a 128-bit key)."""
+    """Two independent 64-bit hashes of each field's bytes (together a 128-bit key).
+
+    h1 chains a splitmix64 round per 8-byte word (the lookup key); h2 is a cheap multilinear sum
+    of the words with different odd constants, only used to detect an h1 collision.
+    """
     n = len(starts)
     h1 = np.empty(n, dtype=_U64)
     h2 = np.empty(n, dtype=_U64)
     if n == 0:
         return h1, h2
     words = _words_view(buf)
+    last = len(words) - 1
     nwords = np.maximum((lens + 7) // 8, 1)
     # Rows are folded over a power-of-two number of words that depends only on their length, so
     # a field hashes the same whatever else is in its chunk (zero words past the end are folded too).
     width = np.left_shift(1, np.ceil(np.log2(nwords)).astype(np.int64))
-    for w in np.unique(width):
-        rows = np.flatnonzero(width == w) if len(width) and width.min() != width.max() else slice(None)
+    lo, hi = int(width.min()), int(width.max())
+    for w in [lo] if lo == hi else np.unique(width).tolist():
+        rows = slice(None) if lo == hi else np.flatnonzero(width == w)
         s = starts[rows]
         ln = lens[rows].astype(np.int64)
         a = SEED1 ^ (ln.astype(_U64) * _U64(0xFF51AFD7ED558CCD))
-        b = SEED2 ^ (ln.astype(_U64) * _U64(0xC4CEB9FE1A85EC53))
-        last = len(words) - 1
+        b = SEED2 ^ ln.astype(_U64)
         for j in range(int(w)):
-            rem = np.clip(ln - 8 * j, 0, 8)
             # Past a field's end the mask is 0, so the clamped index only has to stay in bounds.
-            word = words[np.minimum(s + 8 * j, last)] & _MASKS[rem]
-            a = _mix(a ^ word)
-            b = _mix(b ^ word ^ _U64(0x5851F42D4C957F2D))
+            word = words[np.minimum(s + 8 * j, last)] & _MASKS[np.clip(ln - 8 * j, 0, 8)]
+            a ^= word
+            _mix(a)
+            word *= _H2_MULT[j % len(_H2_MULT)] + _U64(2 * j)
+            b += word
         h1[rows] = a
-        h2[rows] = b
+        h2[rows] = _mix(b)
     return h1, h2
+
+
+_H2_MULT = np.array(
+    [0x9FB21C651E98DF25, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93], dtype=_U64
+)
 
 
 def slices(data: bytes | memoryview, starts: np.ndarray, lens: np.ndarray) -> list[bytes]:
@@ -88,13 +102,31 @@ def parse_uint(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> tuple[n
     return value, ok
 
 
+def _inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys, index of each key among them); cheap when there are few distinct keys."""
+    s = np.sort(keys)
+    uniq = s[np.concatenate([[True], s[1:] != s[:-1]])] if len(s) else s
+    if len(uniq) <= 65536:  # binary search in a cache-resident array
+        return uniq, np.searchsorted(uniq, keys)
+    return np.unique(keys, return_inverse=True)
+
+
 def parse_by_unique(
     data: bytes, buf: np.ndarray, starts: np.ndarray, lens: np.ndarray, parse
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply a Python `parse(bytes) -> float|int|None` once per distinct field value."""
-    h1, _ = hash_fields(buf, starts, lens)
-    _, first, inverse = np.unique(h1, return_index=True, return_inverse=True)
-    parsed = [parse(s) for s in slices(data, starts[first], lens[first])]
+    if len(starts) and int(lens.max()) <= 8:
+        # Short fields: the zero-padded 8 bytes themselves are an exact key (text has no NUL).
+        words = _words_view(buf)[np.minimum(starts, len(buf) - 8)] & _MASKS[np.minimum(lens, 8)]
+        uniq, inverse = _inverse(words)
+        texts = [int(w).to_bytes(8, "little").rstrip(b"\0") for w in uniq.tolist()]
+    else:
+        h1, _ = hash_fields(buf, starts, lens)
+        uniq, inverse = _inverse(h1)
+        first = np.empty(len(uniq), dtype=np.int64)
+        first[inverse] = np.arange(len(starts))  # any row of each distinct value will do
+        texts = slices(data, starts[first], lens[first])
+    parsed = [parse(t) for t in texts]
     ok_u = np.array([p is not None for p in parsed], dtype=bool)
     vals_u = np.array([p if p is not None else 0 for p in parsed], dtype=np.float64)
     return vals_u[inverse], ok_u[inverse]

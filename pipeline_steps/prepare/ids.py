@@ -1,8 +1,10 @@
 """String id <-> provisional code registry, keyed by a 128-bit hash of the id's bytes.
 
-Per chunk the distinct hashes are found with numpy; only ids never seen before are sliced into
-Python `bytes`. Codes are provisional (first-seen order); `final_order` gives the deterministic
-dense index order (numeric ids numerically, others by UTF-8 bytes), independent of file order.
+Per chunk, codes come from a vectorised hash table; only ids never seen before are sliced into
+Python `bytes`. A second independent 64-bit hash is stored per id and compared on every row, so a
+collision of the first hash is reported instead of silently merging two ids. Codes are
+provisional (first-seen order); `final_order` gives the deterministic dense index order (numeric
+ids numerically, others by UTF-8 bytes), independent of file order.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline_steps.prepare import fields
+from pipeline_steps.prepare.hashtable import HashTable
 
 
 class IdCollisionError(RuntimeError):
@@ -20,10 +23,8 @@ class IdRegistry:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.ids: list[bytes] = []
-        self._keys = np.empty(0, dtype=np.uint64)  # sorted h1
-        self._codes = np.empty(0, dtype=np.int64)  # code of each sorted key
-        self._h2: list[np.ndarray] = []  # h2 per code, in code order (chunks appended)
-        self._h2_all = np.empty(0, dtype=np.uint64)
+        self._table = HashTable()
+        self._h2 = np.empty(0, dtype=np.uint64)  # second hash per code, to detect collisions
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -33,39 +34,29 @@ class IdRegistry:
         if len(starts) == 0:
             return np.empty(0, dtype=np.int64)
         h1, h2 = fields.hash_fields(buf, starts, lens)
-        uniq, first, inverse = np.unique(h1, return_index=True, return_inverse=True)
-        if not np.array_equal(h2, h2[first][inverse]):
-            row = int(np.flatnonzero(h2 != h2[first][inverse])[0])
-            self._collision(data, starts, lens, row, int(first[inverse[row]]))
-        pos = np.minimum(np.searchsorted(self._keys, uniq), max(len(self._keys) - 1, 0))
-        found = self._keys[pos] == uniq if len(self._keys) else np.zeros(len(uniq), dtype=bool)
-        codes = np.empty(len(uniq), dtype=np.int64)
-        codes[found] = self._codes[pos[found]]
-        self._flush_h2()
-        if found.any() and not np.array_equal(self._h2_all[codes[found]], h2[first[found]]):
-            raise IdCollisionError(f"two different {self.kind} ids share a 64-bit hash; please report this")
-        new = np.flatnonzero(~found)
-        if len(new):
+        codes = self._table.lookup(h1)
+        new_rows = np.flatnonzero(codes < 0)
+        if len(new_rows):
+            order = new_rows[np.argsort(h1[new_rows], kind="stable")]
+            hs = h1[order]
+            first = np.ones(len(order), dtype=bool)
+            first[1:] = hs[1:] != hs[:-1]
+            reps = order[first]  # first row (in input order) of each new id
             start = len(self.ids)
-            codes[new] = np.arange(start, start + len(new))
-            self.ids.extend(fields.slices(data, starts[first[new]], lens[first[new]]))
-            self._h2.append(h2[first[new]])
-            keys = np.concatenate([self._keys, uniq[new]])
-            order = np.argsort(keys, kind="stable")
-            self._keys = keys[order]
-            self._codes = np.concatenate([self._codes, codes[new]])[order]
-        return codes[inverse]
-
-    def _flush_h2(self) -> None:
-        if self._h2:
-            self._h2_all = np.concatenate([self._h2_all, *self._h2])
-            self._h2 = []
-
-    def _collision(self, data: bytes, starts, lens, a: int, b: int) -> None:
-        ids = fields.slices(data, starts[[a, b]], lens[[a, b]])
-        raise IdCollisionError(
-            f"{self.kind} ids {ids[0]!r} and {ids[1]!r} share a 64-bit hash; please report this"
-        )
+            new_codes = np.arange(start, start + len(reps))
+            self._table.insert(h1[reps], new_codes)
+            self.ids.extend(fields.slices(data, starts[reps], lens[reps]))
+            self._h2 = np.concatenate([self._h2, h2[reps]])
+            codes[order] = np.repeat(new_codes, np.diff(np.append(np.flatnonzero(first), len(order))))
+        bad = np.flatnonzero(self._h2[codes] != h2)
+        if len(bad):
+            row = int(bad[0])
+            other = self.ids[codes[row]]
+            this = fields.slices(data, starts[[row]], lens[[row]])[0]
+            raise IdCollisionError(
+                f"{self.kind} ids {other!r} and {this!r} share a 64-bit hash; please report this"
+            )
+        return codes
 
     def decoded(self, codes: np.ndarray) -> list[str]:
         return [self.ids[c].decode("utf-8") for c in codes.tolist()]

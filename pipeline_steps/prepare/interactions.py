@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline_steps.prepare.ids import final_order
+
 
 def latest_per_pair(users: np.ndarray, items: np.ndarray, ts: np.ndarray, n_items: int) -> np.ndarray:
     """Indices of the rows to keep: one per (user, item) pair, the latest by timestamp, then row order.
@@ -17,7 +19,13 @@ def latest_per_pair(users: np.ndarray, items: np.ndarray, ts: np.ndarray, n_item
     dup_values = sorted_pairs[1:][sorted_pairs[1:] == sorted_pairs[:-1]]
     if len(dup_values) == 0:
         return np.arange(n)
-    involved = np.flatnonzero(np.isin(pair, dup_values))
+    dup_values = np.unique(dup_values)
+    # Cheap prefilter (one gather per row into a bitmap), then an exact check on the candidates.
+    bitmap = np.zeros(1 << 24, dtype=bool)
+    bitmap[dup_values & 0xFFFFFF] = True
+    cand = np.flatnonzero(bitmap[pair & 0xFFFFFF])
+    pos = np.minimum(np.searchsorted(dup_values, pair[cand]), len(dup_values) - 1)
+    involved = cand[dup_values[pos] == pair[cand]]
     # Stable sorts: by timestamp, then by pair; within a pair the last row is the latest, ties broken
     # by input order (the stable sort keeps later rows after earlier ones).
     order = involved[np.argsort(ts[involved], kind="stable")]
@@ -48,16 +56,18 @@ def filter_min_counts(
         keep = keep[ok]
 
 
-def dense_map(codes: np.ndarray, n_codes: int, order_of) -> tuple[np.ndarray, np.ndarray]:
-    """(lookup provisional code -> dense index or -1, provisional codes in dense order).
+def dense_map(codes: np.ndarray, registry) -> tuple[np.ndarray, list[str]]:
+    """(lookup provisional code -> dense index or -1, original ids in dense-index order).
 
-    `order_of(used_codes)` returns the positions of `used_codes` in canonical order.
+    Only ids that occur in `codes` get an index; the order is `ids.final_order` (numeric ids
+    numerically, others by UTF-8 bytes), so it does not depend on file order.
     """
-    used = np.flatnonzero(np.bincount(codes, minlength=n_codes))
-    ordered = used[np.asarray(order_of(used), dtype=np.int64)] if len(used) else used
-    lut = np.full(n_codes, -1, dtype=np.int64)
-    lut[ordered] = np.arange(len(ordered))
-    return lut, ordered
+    used = np.flatnonzero(np.bincount(codes, minlength=len(registry)))
+    names = registry.decoded(used)
+    order = np.asarray(final_order(names), dtype=np.int64)
+    lut = np.full(len(registry), -1, dtype=np.int64)
+    lut[used[order]] = np.arange(len(order))
+    return lut, [names[k] for k in order.tolist()]
 
 
 def last_n_split(users: np.ndarray, ts: np.ndarray, n_users: int, n: int) -> np.ndarray:
@@ -65,15 +75,35 @@ def last_n_split(users: np.ndarray, ts: np.ndarray, n_users: int, n: int) -> np.
 
     Users with `n` or fewer interactions keep everything in training (they would have no
     training signal otherwise), so each held-out user still has at least one training row.
+    Sorting keys (not an argsort) finds each user's n-th latest timestamp; only rows tied with
+    that threshold need an order, and they are few.
     """
-    order = np.argsort(ts, kind="stable")
-    order = order[np.argsort(users[order], kind="stable")]
-    counts = np.bincount(users, minlength=n_users)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    u = users[order]
-    rank_from_end = counts[u] - (np.arange(len(order)) - starts[u])  # 1 = the user's latest row
     held = np.zeros(len(users), dtype=bool)
-    held[order] = (rank_from_end <= n) & (counts[u] > n)
+    if len(users) == 0:
+        return held
+    t = ts - ts.min()
+    span = int(t.max()) + 1
+    if n_users * span >= 2**62:  # timestamps too spread to pack with the user: use their ranks
+        t = np.unique(ts, return_inverse=True)[1].reshape(-1)
+        span = int(t.max()) + 1
+    key = users * span + t
+    counts = np.bincount(users, minlength=n_users)
+    ends = np.cumsum(counts)
+    many = counts > n
+    thr = np.full(n_users, np.iinfo(np.int64).max, dtype=np.int64)
+    thr[many] = np.sort(key)[ends[many] - n]  # key of each user's n-th latest row
+    row_thr = thr[users]
+    held[:] = key > row_thr
+    tied = np.flatnonzero(key == row_thr)
+    if len(tied):
+        # Per user, hold the latest (last in input order) tied rows until n rows are held.
+        room = n - np.bincount(users[held], minlength=n_users)
+        tu = users[tied]
+        order = np.argsort(tu, kind="stable")
+        tu_sorted = tu[order]
+        group_end = np.searchsorted(tu_sorted, tu_sorted, side="right")
+        rank_from_end = group_end - np.arange(len(order))  # 1 = last tied row of the user
+        held[tied[order]] = rank_from_end <= room[tu_sorted]
     return held
 
 
@@ -81,7 +111,9 @@ def csr_from_pairs(
     users: np.ndarray, items: np.ndarray, n_users: int, n_items: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indptr int64, indices int32) of the set of pairs, rows sorted by item."""
-    codes = np.unique(users.astype(np.int64) * n_items + items)
+    codes = np.sort(users.astype(np.int64) * n_items + items)
+    if len(codes) > 1:
+        codes = codes[np.concatenate([[True], codes[1:] != codes[:-1]])]
     indptr = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(codes // n_items, minlength=n_users), out=indptr[1:])
     return indptr, (codes % n_items).astype(np.int32)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -38,22 +37,17 @@ def json_bytes(obj) -> bytes:
 
 
 def ids_json_bytes(ids: list[str]) -> bytes:
-    # One id per line keeps a diff of two runs' id maps readable; still one JSON array.
-    return ("[\n" + ",\n".join(json.dumps(s, ensure_ascii=False) for s in ids) + "\n]\n").encode("utf-8")
+    # Compact separators keep json's C encoder (indent would switch to the pure-Python one).
+    return (json.dumps(ids, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
-def fm_shards(
-    users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_users: int, n_items: int, shard_rows: int
-) -> Iterator[bytes]:
-    """RecordIO-protobuf shards of one-hot FM rows: column u and column n_users + i, value 1.0."""
-    feature_dim = n_users + n_items
-    for start in range(0, len(users), shard_rows):
-        u = users[start : start + shard_rows]
-        n = len(u)
-        indices = np.empty(2 * n, dtype=np.int64)
-        indices[0::2] = u
-        indices[1::2] = items[start : start + n] + n_users
-        data = np.ones(2 * n, dtype=np.float32)
-        indptr = np.arange(0, 2 * n + 1, 2, dtype=np.int64)
-        lab = np.ascontiguousarray(labels[start : start + n], dtype=np.float32)
-        yield recordio.encode_sparse((data, indices, indptr, (n, feature_dim)), lab)
+def fm_shard(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_users: int, n_items: int) -> bytes:
+    """One RecordIO-protobuf shard of one-hot FM rows: column u and column n_users + i, value 1.0."""
+    n = len(users)
+    indices = np.empty(2 * n, dtype=np.int64)
+    indices[0::2] = users
+    indices[1::2] = items + n_users
+    data = np.ones(2 * n, dtype=np.float32)
+    indptr = np.arange(0, 2 * n + 1, 2, dtype=np.int64)
+    lab = np.ascontiguousarray(labels, dtype=np.float32)
+    return recordio.encode_sparse((data, indices, indptr, (n, n_users + n_items)), lab)

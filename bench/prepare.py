@@ -1,0 +1,195 @@
+"""Benchmark of the prepare step: ML-100k (u.data, ua.base + ua.test) and a synthetic 10M-row file.
+
+Each case runs in a fresh subprocess (so `ru_maxrss` of that child is the case's peak RSS), end to
+end: parse -> rules -> labels -> every output file written to a local directory. The baseline is a
+plain `csv.reader` pass over the same 10M-row file (rows only, no conversion), measured in the same
+run. The last stdout line is one JSON object.
+
+    .venv/bin/python bench/prepare.py [--rows 10000000] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_CHILD = r"""
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+from pipeline_steps.prepare.config import PrepareConfig
+from pipeline_steps.prepare.core import prepare
+from pipeline_steps.prepare.storage import LocalStorage
+args = json.loads(sys.argv[1])
+config = PrepareConfig.from_dict(args["config"])
+t = time.perf_counter()
+m = prepare(config, source=LocalStorage(args["src"]), sink=LocalStorage(args["out"]),
+            test_source=LocalStorage(args["test_src"]) if args.get("test_src") else None,
+            run_id="bench", out_prefix="runs/bench/prepared/")
+dt = time.perf_counter() - t
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"seconds": dt, "peak_rss_mb": rss, "counts": m["counts"], "n_users": m["n_users"],
+                  "n_items": m["n_items"]}}))
+"""
+
+_BASELINE = r"""
+import csv, json, resource, sys, time
+t = time.perf_counter()
+n = 0
+with open(sys.argv[1], newline="", encoding="utf-8") as f:
+    for _row in csv.reader(f):
+        n += 1
+dt = time.perf_counter() - t
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": dt, "rows": n, "peak_rss_mb": rss}))
+"""
+
+
+def run_case(name: str, src: Path, out: Path, config: dict, rows: int, test_src: Path | None = None) -> dict:
+    args = {
+        "src": str(src),
+        "out": str(out),
+        "config": config,
+        "test_src": str(test_src) if test_src else None,
+    }
+    code = _CHILD.format(root=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["rows_per_s"] = round(rows / res["seconds"])
+    res["name"] = name
+    res["config"] = config
+    res["seconds"] = round(res["seconds"], 3)
+    res["peak_rss_mb"] = round(res["peak_rss_mb"], 1)
+    print(
+        f"  {name}: {rows:,} rows in {res['seconds']:.2f}s = {res['rows_per_s']:,} rows/s, "
+        f"peak RSS {res['peak_rss_mb']:.0f} MB, {res['n_users']:,} users, {res['n_items']:,} items, "
+        f"{res['counts']['train_rows']:,} train rows",
+        flush=True,
+    )
+    return res
+
+
+def synthetic(path: Path, rows: int, seed: int = 7) -> None:
+    """CSV with header, Amazon-like string ids (14-char reviewer ids, 10-char ASINs), ratings, unix time.
+
+    Built as a fixed-width byte matrix per block (fast to generate; the parser does not know that).
+    """
+    rng = np.random.default_rng(seed)
+    n_users, n_items = max(rows // 20, 10), max(rows // 100, 10)
+    alnum = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", dtype=np.uint8)
+    user_ids = np.concatenate(
+        [np.full((n_users, 1), ord("A"), np.uint8), alnum[rng.integers(0, 36, (n_users, 13))]], axis=1
+    )
+    item_ids = np.concatenate(
+        [np.full((n_items, 2), [ord("B"), ord("0")], np.uint8), alnum[rng.integers(0, 36, (n_items, 8))]],
+        axis=1,
+    )
+    # Popularity-skewed items (Zipf-like), uniform users.
+    item_p = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    item_p /= item_p.sum()
+    with path.open("wb") as f:
+        f.write(b"user_id,item_id,rating,timestamp\n")
+        for start in range(0, rows, 1_000_000):
+            n = min(1_000_000, rows - start)
+            line = np.empty((n, 14 + 1 + 10 + 1 + 1 + 1 + 10 + 1), dtype=np.uint8)
+            line[:, 0:14] = user_ids[rng.integers(0, n_users, n)]
+            line[:, 14] = ord(",")
+            line[:, 15:25] = item_ids[rng.choice(n_items, n, p=item_p)]
+            line[:, 25] = ord(",")
+            line[:, 26] = ord("1") + rng.integers(0, 5, n)
+            line[:, 27] = ord(",")
+            ts = rng.integers(1_000_000_000, 1_700_000_000, n)
+            for k in range(10):
+                line[:, 37 - k] = ord("0") + (ts // 10**k) % 10
+            line[:, 38] = ord("\n")
+            f.write(line.tobytes())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from pipeline_steps.datasets.movielens import load
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
+    cases = []
+    try:
+        ml = load()
+        print("ML-100k (default config: implicit, ratio 3, 4 draws):", flush=True)
+        cfg = {"input_prefix": "u.data"}
+        cases.append(run_case("ml100k_u_data_last_n", ml.u_data.parent, tmp / "o1", cfg, 100_000))
+        ml_src = tmp / "ml"
+        ml_src.mkdir()
+        shutil.copy(ml.ua_base, ml_src / "ua.base")
+        shutil.copy(ml.ua_test, ml_src / "ua.test")
+        cfg = {"input_prefix": "ua.base", "test_prefix": "ua.test"}
+        cases.append(run_case("ml100k_ua_explicit", ml_src, tmp / "o2", cfg, 100_000))
+        cfg = {"input_prefix": "ua.base", "test_prefix": "ua.test", "label_mode": "binary"}
+        cases.append(run_case("ml100k_ua_binary", ml_src, tmp / "o3", cfg, 100_000))
+
+        big = tmp / "big"
+        big.mkdir()
+        t = time.perf_counter()
+        synthetic(big / "interactions.csv", args.rows)
+        size_mb = (big / "interactions.csv").stat().st_size / 1e6
+        print(
+            f"synthetic file: {args.rows:,} rows, {size_mb:.0f} MB, "
+            f"generated in {time.perf_counter() - t:.1f}s"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", _BASELINE, str(big / "interactions.csv")], capture_output=True, text=True
+        )
+        base = json.loads(proc.stdout.strip().splitlines()[-1])
+        base_rps = round(args.rows / base["seconds"])
+        print(
+            f"  baseline csv.reader (parse only, no conversion): {base['seconds']:.2f}s = {base_rps:,} rows/s"
+        )
+        big_cfg = {"input_prefix": "", "label_mode": "binary"}
+        big_case = run_case("synthetic_10m_binary_last_n", big, tmp / "o4", big_cfg, args.rows)
+        cases.append(big_case)
+        shutil.rmtree(tmp / "o4", ignore_errors=True)
+        imp_cfg = {"input_prefix": "", "negative_ratio": 1, "negative_draws": 1}
+        cases.append(run_case("synthetic_10m_implicit_1x1", big, tmp / "o5", imp_cfg, args.rows))
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result = {
+        "rows_per_s": big_case["rows_per_s"],
+        "peak_rss_mb": big_case["peak_rss_mb"],
+        "rows": args.rows,
+        "headline_case": big_case["name"],
+        "baseline_csv_reader_rows_per_s": base_rps,
+        "ratio_vs_csv_reader": round(big_case["rows_per_s"] / base_rps, 2),
+        "targets": {"rows_per_s": 1_000_000, "peak_rss_mb": 2048},
+        "targets_met": big_case["rows_per_s"] >= 1_000_000 and big_case["peak_rss_mb"] <= 2048,
+        "cpu_count": os.cpu_count(),
+        "cases": [
+            {
+                k: c[k]
+                for k in ("name", "seconds", "rows_per_s", "peak_rss_mb", "n_users", "n_items", "config")
+            }
+            | {"train_rows": c["counts"]["train_rows"]}
+            for c in cases
+        ],
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
