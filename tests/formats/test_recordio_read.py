@@ -1,0 +1,328 @@
+"""Golden vectors, the real train.data, decode round trips and every reader/writer error path."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from pipeline_steps.formats import recordio
+from pipeline_steps.formats.recordio import RecordIOError
+
+VALUES = "0a0676616c756573"  # MapEntry.key "values"
+
+# FORMATS.md §1.5: bytes produced by the unmodified sagemaker 2.257.7 code
+GOLDEN = {
+    "dense_f32_pad": (
+        "0a23d7ce 28000000 0a12 " + VALUES + " 1208 1206 0a04 0000e040 "
+        "1212 " + VALUES + " 1208 1206 0a04 0000803f"
+    ),
+    "sparse_f32_labels_f32": (
+        "0a23d7ce 33000000 0a1d " + VALUES + " 1213 1211 0a08 0000803f0000803f 1202 0003 1a01 05 1212 "
+        + VALUES + " 1208 1206 0a04 0000a040 00"
+        "0a23d7ce 33000000 0a1d " + VALUES + " 1213 1211 0a08 0000803f0000803f 1202 0104 1a01 05 1212 "
+        + VALUES + " 1208 1206 0a04 00004040 00"
+    ),
+    "dense_f64_labels_i64": (
+        "0a23d7ce 29000000 0a16 " + VALUES + " 120c 1a0a 0a08 000000000000f03f 120f " + VALUES
+        + " 1205 3a03 0a01 01 000000"
+    ),
+}  # fmt: skip
+
+
+def golden(name: str) -> bytes:
+    return bytes.fromhex(GOLDEN[name].replace(" ", ""))
+
+
+def test_golden_vectors():
+    assert recordio.encode_dense(np.array([[7.0]], np.float32), np.array([1.0], np.float32)) == golden(
+        "dense_f32_pad"
+    )
+    one_hot = sp.csr_matrix(([1.0] * 4, ([0, 0, 1, 1], [0, 3, 1, 4])), shape=(2, 5), dtype=np.float32)
+    assert recordio.encode_sparse(one_hot, np.array([5.0, 3.0], np.float32)) == golden(
+        "sparse_f32_labels_f32"
+    )
+    assert recordio.encode_dense(np.array([[1.0]]), np.array([1])) == golden("dense_f64_labels_i64")
+
+
+def test_golden_vectors_decode():
+    (rec,) = recordio.iter_records(golden("dense_f32_pad"))
+    assert rec.values.dtype == np.float32 and rec.values.tolist() == [7.0]
+    assert rec.keys.size == 0 and rec.shape == () and rec.label_values.tolist() == [1.0]
+    data, indices, indptr, shape, labels = recordio.read_sparse(golden("sparse_f32_labels_f32"))
+    assert (indices.tolist(), indptr.tolist(), shape) == ([0, 3, 1, 4], [0, 2, 4], (2, 5))
+    assert data.tolist() == [1.0] * 4 and labels.tolist() == [5.0, 3.0] and labels.dtype == np.float32
+    array, labels = recordio.read_dense(golden("dense_f64_labels_i64"))
+    assert array.dtype == np.float64 and array.tolist() == [[1.0]]
+    assert labels.dtype == np.int32 and labels.tolist() == [1]
+
+
+def test_real_train_data_decodes_and_reencodes_byte_identically(fixtures):
+    raw = (fixtures / "alexdongli-linear-kmeans" / "train.data").read_bytes()
+    records = list(recordio.iter_records(raw))
+    assert len(records) == 1168
+    assert all(r.values.shape == (331,) and r.values.dtype == np.float32 for r in records)
+    assert all(r.label_values.shape == (1,) and r.label_values.dtype == np.float32 for r in records)
+    features, labels = recordio.read_dense(raw)
+    assert features.shape == (1168, 331) and features.dtype == np.float32
+    assert np.array_equal(features[5], records[5].values)
+    assert np.array_equal(labels, np.concatenate([r.label_values for r in records]))
+    assert recordio.encode_dense(features, labels) == raw
+    with open(fixtures / "alexdongli-linear-kmeans" / "train.data", "rb") as f:  # file objects too
+        assert sum(1 for _ in recordio.iter_records(f)) == 1168
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+
+
+@st.composite
+def csr_and_labels(draw):
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.int64]))
+    n_rows, n_cols = draw(st.integers(1, 20)), draw(st.sampled_from([1, 3, 130, 20_000, 2**31 - 1]))
+    counts = draw(st.lists(st.integers(0, min(4, n_cols)), min_size=n_rows, max_size=n_rows))
+    indices = draw(hnp.arrays(np.int64, sum(counts), elements=st.integers(0, n_cols - 1)))
+    elements = st.integers(-(2**31), 2**31 - 1) if dtype is np.int64 else st.floats(width=32)
+    data = draw(hnp.arrays(dtype, sum(counts), elements=elements))
+    ldtype = draw(st.sampled_from([None, np.float32, np.float64, np.int64]))
+    labels = None
+    if ldtype is not None:
+        lel = st.integers(-(2**31), 2**31 - 1) if ldtype is np.int64 else st.floats(width=32)
+        labels = draw(hnp.arrays(ldtype, n_rows, elements=lel))
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return (data, indices, indptr, (n_rows, n_cols)), labels
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(csr_and_labels())
+def test_sparse_round_trip(case):
+    (data, indices, indptr, shape), labels = case
+    raw = recordio.encode_sparse((data, indices, indptr, shape), labels)
+    got = recordio.read_sparse(raw)
+    stored = {np.int64: np.int32, np.float32: np.float32, np.float64: np.float64}[data.dtype.type]
+    assert _same(got[0], data.astype(stored))
+    assert got[1].tolist() == indices.tolist() and got[2].tolist() == indptr.tolist() and got[3] == shape
+    if labels is None:
+        assert got[4] is None
+    else:
+        assert _same(got[4], labels.astype(np.int32 if labels.dtype == np.int64 else labels.dtype))
+    records = list(recordio.iter_records(raw))
+    assert len(records) == shape[0]
+    for i, rec in enumerate(records):
+        assert _same(rec.values, got[0][indptr[i] : indptr[i + 1]])
+        assert rec.keys.tolist() == indices[indptr[i] : indptr[i + 1]].tolist() and rec.shape == (shape[1],)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    hnp.arrays(st.sampled_from([np.float32, np.float64]), st.tuples(st.integers(1, 10), st.integers(1, 30))),
+    st.sampled_from([None, np.float32, np.int64]),
+)
+def test_dense_round_trip(array, label_dtype):
+    labels = None if label_dtype is None else np.arange(array.shape[0]).astype(label_dtype) - 3
+    got, got_labels = recordio.read_dense(recordio.encode_dense(array, labels))
+    assert _same(got, array)
+    assert got_labels is None if labels is None else got_labels.tolist() == labels.tolist()
+
+
+def test_read_dense_of_int_features_with_varying_varint_lengths():
+    array = np.array([[1, -1, 300], [2**31 - 1, 0, -(2**31)]])
+    got, labels = recordio.read_dense(recordio.encode_dense(array, np.array([0, -7])))
+    assert got.dtype == np.int32 and got.tolist() == array.tolist() and labels.tolist() == [0, -7]
+
+
+def test_empty_inputs():
+    assert recordio.encode_dense(np.zeros((0, 3), np.float32)) == b""
+    assert recordio.encode_sparse(sp.csr_matrix((0, 3), dtype=np.float32)) == b""
+    assert list(recordio.iter_records(b"")) == []
+    data, indices, indptr, shape, labels = recordio.read_sparse(b"")
+    assert (data.size, indices.size, indptr.tolist(), shape, labels) == (0, 0, [0], (0, 0), None)
+    array, labels = recordio.read_dense(b"")
+    assert array.shape == (0, 0) and labels is None
+
+
+def test_all_empty_sparse_rows_round_trip():
+    raw = recordio.encode_sparse(sp.csr_matrix((3, 70_000), dtype=np.float32), np.ones(3, np.float32))
+    data, _, indptr, shape, _ = recordio.read_sparse(raw)
+    assert data.size == 0 and indptr.tolist() == [0, 0, 0, 0] and shape == (3, 70_000)
+    assert [r.values.size for r in recordio.iter_records(raw)] == [0, 0, 0]
+
+
+def test_read_dense_of_sparse_records_densifies():
+    m = sp.csr_matrix(np.array([[0, 2.5, 0], [1, 0, 0]], np.float32))
+    array, _ = recordio.read_dense(recordio.encode_sparse(m))
+    assert array.tolist() == [[0, 2.5, 0], [1, 0, 0]]
+
+
+def test_magic_inside_a_payload_does_not_confuse_the_fast_scanner():
+    magic_float = np.array([recordio.MAGIC], np.uint32).view(np.float32)[0]
+    m = sp.csr_matrix(
+        ([magic_float, 1.0, magic_float], ([0, 0, 1], [0, 1, 1])), shape=(2, 2), dtype=np.float32
+    )
+    raw = recordio.encode_sparse(m, np.array([magic_float, 2.0], np.float32))
+    assert raw.count(struct.pack("<I", recordio.MAGIC)) > 2
+    data, indices, _, _, labels = recordio.read_sparse(raw)
+    assert data.view(np.uint32).tolist() == m.data.view(np.uint32).tolist() and indices.tolist() == [0, 1, 1]
+    assert labels.view(np.uint32)[0] == recordio.MAGIC
+
+
+def _frame(payload: bytes, cflag: int = 0) -> bytes:
+    return (
+        struct.pack("<II", recordio.MAGIC, (cflag << 29) | len(payload))
+        + payload
+        + b"\0" * (-len(payload) % 4)
+    )
+
+
+def _value_record(values: list[float]) -> bytes:
+    tensor = b"\x0a" + bytes([4 * len(values)]) + np.array(values, "<f4").tobytes()
+    value = b"\x12" + bytes([len(tensor)]) + tensor
+    entry = bytes.fromhex(VALUES) + b"\x12" + bytes([len(value)]) + value
+    return b"\x0a" + bytes([len(entry)]) + entry
+
+
+def test_irregular_but_valid_records_use_the_general_parser():
+    # unknown fields, uid/metadata, an unpacked float field, a label map with two keys
+    payload = _value_record([1.0, 2.0]) + b"\x1a\x03abc" + b"\x22\x01m" + b"\x30\x07"
+    raw = _frame(payload) + _frame(_value_record([3.0, 4.0]))
+    recs = list(recordio.iter_records(raw))
+    assert recs[0].uid == "abc" and recs[0].metadata == "m" and recs[1].offset == len(_frame(payload))
+    array, labels = recordio.read_dense(raw)
+    assert array.tolist() == [[1, 2], [3, 4]] and labels is None
+    unpacked = b"\x0d" + np.array([5.0], "<f4").tobytes() + b"\x0d" + np.array([6.0], "<f4").tobytes()
+    value = b"\x12" + bytes([len(unpacked)]) + unpacked
+    entry = bytes.fromhex(VALUES) + b"\x12" + bytes([len(value)]) + value
+    (rec,) = recordio.iter_records(_frame(b"\x0a" + bytes([len(entry)]) + entry))
+    assert rec.values.tolist() == [5.0, 6.0]
+
+
+def test_fm_style_output_record_with_several_label_keys():
+    def entry(key: bytes, v: float) -> bytes:
+        tensor = b"\x0a\x04" + np.array([v], "<f4").tobytes()
+        value = b"\x12" + bytes([len(tensor)]) + tensor
+        body = b"\x0a" + bytes([len(key)]) + key + b"\x12" + bytes([len(value)]) + value
+        return b"\x12" + bytes([len(body)]) + body
+
+    (rec,) = recordio.iter_records(_frame(entry(b"score", 0.25) + entry(b"predicted_label", 1.0)))
+    assert rec.label["score"].values.tolist() == [0.25] and rec.label["predicted_label"].kind == "Float32"
+    assert rec.features == {} and rec.label_values is None and rec.values.size == 0
+
+
+def test_bytes_values():
+    inner = b"\x0a\x02hi\x0a\x01!\x12\x0atext/plain"
+    value = b"\x4a" + bytes([len(inner)]) + inner
+    entry = bytes.fromhex(VALUES) + b"\x12" + bytes([len(value)]) + value
+    (rec,) = recordio.iter_records(_frame(b"\x0a" + bytes([len(entry)]) + entry))
+    t = rec.features["values"]
+    assert t.kind == "Bytes" and list(t.values) == [b"hi", b"!"] and t.content_type == "text/plain"
+
+
+def test_dmlc_multipart_records_are_reassembled():
+    magic = struct.pack("<I", recordio.MAGIC)
+    base = _value_record([1.0, 2.0, 3.0])
+    skip = -(len(base) + 2) % 4
+    uid = b"x" * skip + magic + b"yz"
+    payload = base + b"\x1a" + bytes([len(uid)]) + uid  # the magic word sits at an aligned offset
+    cut = len(base) + 2 + skip
+    # split the way dmlc's writer does: at the aligned magic word, which is dropped
+    raw = _frame(payload[:cut], 1) + _frame(payload[cut + 4 :], 3)
+    rec = next(recordio.iter_records(raw))
+    assert rec.values.tolist() == [1.0, 2.0, 3.0] and rec.uid.endswith("yz")
+    three = _frame(b"abcd", 1) + _frame(b"efgh", 2) + _frame(b"", 3)
+    assert [p for _, p in recordio._iter_payloads(io.BytesIO(three).read, None)] == [
+        b"abcd" + magic + b"efgh" + magic
+    ]
+    data, *_ = recordio.read_sparse(raw)  # the fast reader falls back to the general parser
+    assert data.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_length_word_flags_are_masked_not_taken_as_length():
+    rec = _value_record([1.0])
+    raw = struct.pack("<II", recordio.MAGIC, len(rec)) + rec + b"\0" * (-len(rec) % 4)
+    assert next(recordio.iter_records(raw)).values.tolist() == [1.0]
+    # the final pad of the last record may be missing
+    assert next(recordio.iter_records(raw[: 8 + len(rec)])).values.tolist() == [1.0]
+
+
+@pytest.mark.parametrize(
+    ("raw", "offset", "reason"),
+    [
+        (b"\x00\x01\x02\x03\x04\x05\x06\x07", 0, "bad magic"),
+        (_frame(_value_record([1.0])) + b"\x0a\x23\xd7", 24, "truncated record header"),
+        (_frame(_value_record([1.0]))[:-6], 0, "truncated record"),
+        (_frame(b"abcd", 4), 0, "unsupported cflag 4"),
+        (_frame(b"abcd", 2), 0, "without a start"),
+        (_frame(b"abcd", 1), 12, "ends inside a multi-part"),
+        (_frame(b"abcd", 1) + _frame(b"abcd"), 12, "inside an unfinished"),
+        (_frame(b"abcd", 1) + _frame(b"abcd", 1), 12, "inside an unfinished"),
+        (_frame(b"\x0a\x05abc"), 9, "runs past the end"),
+        (_frame(b"\x0a"), 9, "truncated varint"),
+        (_frame(b"\x0b"), 9, "unsupported protobuf wire type 3"),
+        (_frame(b"\x0d\x00\x00"), 9, "truncated fixed-width"),
+        (_frame(b"\x08" + b"\xff" * 11), 9, "longer than 10 bytes"),
+    ],
+)
+def test_reader_errors_name_offset_and_reason(raw, offset, reason):
+    with pytest.raises(RecordIOError, match=reason) as err:
+        list(recordio.iter_records(raw))
+    assert err.value.offset >= offset
+    assert "byte offset" in str(err.value)
+    with pytest.raises(RecordIOError):
+        recordio.read_sparse(raw)
+
+
+def test_bad_tensor_contents_are_errors():
+    bad_floats = b"\x0a\x03\x01\x02\x03"  # 3 bytes are not float32 values
+    value = b"\x12" + bytes([len(bad_floats)]) + bad_floats
+    entry = bytes.fromhex(VALUES) + b"\x12" + bytes([len(value)]) + value
+    with pytest.raises(RecordIOError, match="bad Float32 values"):
+        list(recordio.iter_records(_frame(b"\x0a" + bytes([len(entry)]) + entry)))
+    bad_keys = b"\x12\x01\x80"  # truncated packed varint
+    value = b"\x12" + bytes([len(bad_keys)]) + bad_keys
+    entry = bytes.fromhex(VALUES) + b"\x12" + bytes([len(value)]) + value
+    with pytest.raises(RecordIOError, match="truncated varint in packed field 2"):
+        list(recordio.iter_records(_frame(b"\x0a" + bytes([len(entry)]) + entry)))
+
+
+def test_inconsistent_files_for_the_array_readers():
+    a = recordio.encode_dense(np.ones((1, 2), np.float32), np.ones(1, np.float32))
+    b = recordio.encode_dense(np.ones((1, 3), np.float32))
+    c = recordio.encode_dense(np.ones((1, 2)))
+    with pytest.raises(ValueError, match="different lengths"):
+        recordio.read_dense(a + b)
+    with pytest.raises(ValueError, match="exactly one label"):
+        recordio.read_dense(a + recordio.encode_dense(np.ones((1, 2), np.float32)))
+    with pytest.raises(ValueError, match="mix feature types"):
+        recordio.read_dense(a + c)
+    with pytest.raises(ValueError, match="mix label types"):
+        recordio.read_dense(a + recordio.encode_dense(np.ones((1, 2), np.float32), np.ones(1)))
+    s1 = recordio.encode_sparse(sp.csr_matrix(np.ones((1, 2), np.float32)))
+    s2 = recordio.encode_sparse(sp.csr_matrix(np.ones((1, 3), np.float32)))
+    with pytest.raises(ValueError, match="different shapes"):
+        recordio.read_sparse(s1 + s2)
+
+
+def test_writer_argument_errors():
+    with pytest.raises(TypeError, match="must be sparse"):
+        recordio.encode_sparse(np.ones((2, 2), np.float32))
+    with pytest.raises(ValueError, match="Matrix"):
+        recordio.encode_dense(np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="Vector"):
+        recordio.encode_dense(np.ones((2, 2), np.float32), np.ones((2, 1), np.float32))
+    with pytest.raises(ValueError, match="not compatible"):
+        recordio.encode_dense(np.ones((2, 3), np.float32), np.ones(3, np.float32))
+    data, indices = np.ones(2, np.float32), np.array([0, 1])
+    with pytest.raises(ValueError, match="indptr must have"):
+        recordio.encode_sparse((data, indices, np.array([0, 2]), (2, 2)))
+    with pytest.raises(ValueError, match="non-decreasing"):
+        recordio.encode_sparse((data, indices, np.array([0, 2, 1]), (2, 2)))
+    with pytest.raises(ValueError, match="column indices"):
+        recordio.encode_sparse((data, np.array([0, 5]), np.array([0, 1, 2]), (2, 2)))
+    with pytest.raises(ValueError, match="Matrix"):
+        recordio.encode_sparse((data, indices, np.array([0, 2]), (2,)))
