@@ -32,7 +32,7 @@ def build_app(context: dict[str, Any] | None = None, *, outdir: str | None = Non
     pipeline = PipelineStack(
         app, f"{config.project}-pipeline", config=config, exports=storage.exports, env=env
     )
-    pipeline.add_dependency(storage, "imports the bucket, table and key by export name")
+    pipeline.add_stack_dependency(storage, "imports the bucket, table and key by export name")
     add_checks(app)
     return app
 

@@ -7,9 +7,11 @@ acknowledged on the construct it names (never on a stack), and wildcard IAM find
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from aws_cdk import Acknowledgment, App, Stack, Validations
+from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
@@ -47,4 +49,18 @@ def _render(value: object) -> str:
             return arg
         if fn == "Fn::Join":
             return arg[0].join(_render(part) for part in arg[1])
-    raise ValueError(f"cannot render {value!r} as a cdk-nag finding")
+    # Anything else (Fn::Select, Fn::Split, ...) appears as its compact JSON.
+    return json.dumps(value, separators=(",", ":"))
+
+
+def policy_wildcards(policy: iam.Policy) -> list[str]:
+    """The IAM5 findings of every wildcard resource in a (CDK-generated) policy."""
+    document = Stack.of(policy).resolve(policy.document)
+    found = []
+    for statement in document["Statement"]:
+        resources = statement.get("Resource", [])
+        for resource in resources if isinstance(resources, list) else [resources]:
+            rendered = _render(resource)
+            if "*" in rendered:
+                found.append("Resource::" + rendered)
+    return found

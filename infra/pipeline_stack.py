@@ -6,6 +6,7 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from infra.config import AppConfig
+from infra.kms_access import allow_key
 from infra.monitoring import Monitoring
 from infra.notifications import Notifications
 from infra.sagemaker_role import SageMakerRole
@@ -38,10 +39,10 @@ class PipelineStack(Stack):
             functions=steps.functions,
             sagemaker_role=sagemaker.role,
             topic=notifications.topic,
+            bucket=bucket,
         )
         steps.allow_guard(workflow.state_machine)
-        if key is not None:
-            key.grant_encrypt_decrypt(workflow.state_machine.role)
+        allow_key(key, workflow.state_machine.role)
         if config.schedule:
             Schedule(self, "Schedule", expression=config.schedule, state_machine=workflow.state_machine)
         Monitoring(

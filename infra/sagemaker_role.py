@@ -9,6 +9,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra import images
+from infra.kms_access import allow_key
 from infra.nag import acknowledge, finding
 
 # contracts.md: what the jobs read (channels, model data) and write (their output paths).
@@ -83,8 +84,7 @@ class SageMakerRole(Construct):
             ),
         ]
         policy = iam.Policy(self, "Policy", statements=statements, roles=[self.role])
-        if key is not None:
-            key.grant_encrypt_decrypt(self.role)
+        allow_key(key, self.role)
         self.policy = policy
         acknowledge(
             policy,

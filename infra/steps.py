@@ -23,6 +23,7 @@ from constructs import Construct
 
 from infra import bundling
 from infra.config import AppConfig
+from infra.kms_access import allow_key
 from infra.nag import acknowledge, finding
 from infra.retention import retention
 
@@ -68,6 +69,11 @@ class StepFunctions(Construct):
         name: f"pipeline_steps.{name}.handler.handler"
         for name in ("guard", "prepare", "repackage", "evaluate", "publish")
     }
+    # Only with `topx:distributed_map_publish`: one Map iteration per query part, then the flip.
+    FAN_OUT_HANDLERS: Mapping[str, str] = {
+        "publish_part": "pipeline_steps.publish.handler.part_handler",
+        "publish_finalize": "pipeline_steps.publish.handler.finalize_handler",
+    }
 
     def __init__(
         self,
@@ -80,72 +86,87 @@ class StepFunctions(Construct):
         key: kms.IKey | None,
     ) -> None:
         super().__init__(scope, construct_id)
-        code = bundling.step_code()
-        access = step_access(config)
+        self._config, self._bucket, self._table, self._key = config, bucket, table, key
+        self._code = bundling.step_code()
+        self._access = step_access(config)
         self.functions: dict[str, lambda_.Function] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
-        for name, handler in self.HANDLERS.items():
-            env = {"BUCKET_NAME": bucket.bucket_name}
-            if name != "guard":
-                env["STEP_CONFIG"] = json.dumps(dict(config.steps.for_step(name)), sort_keys=True)
-            if access[name].table_actions:
-                env["TABLE_NAME"] = table.table_name
-            log_group = logs.LogGroup(
-                self,
-                f"{name.title()}Logs",
-                retention=retention(config.log_retention_days),
-                removal_policy=RemovalPolicy.DESTROY,
-            )
-            role = iam.Role(
-                self, f"{name.title()}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com")
-            )
-            log_group.grant_write(role)
-            small = name == "guard"
-            function = lambda_.Function(
-                self,
-                name.title(),
-                runtime=bundling.RUNTIME,
-                architecture=bundling.ARCHITECTURE,
-                code=code,
-                handler=handler,
-                role=role,
-                environment=env,
-                log_group=log_group,
-                memory_size=256 if small else config.lambdas.memory_mb,
-                timeout=Duration.seconds(30 if small else config.lambdas.timeout_seconds),
-                ephemeral_storage_size=Size.mebibytes(512 if small else config.lambdas.ephemeral_mb),
-                description=f"{config.project} pipeline step: {name}",
-            )
-            wildcards = _grant_prefixes(role, bucket, access[name])
-            if access[name].table_actions:
-                table.grant(role, *access[name].table_actions)
-            if key is not None and name != "guard":
-                key.grant_encrypt_decrypt(role)
-            if wildcards:
-                acknowledge(
-                    role,
-                    "AwsSolutions-IAM5",
-                    "Object access is limited to the contract's per-run prefixes; the run id segment is "
-                    "only known at run time (runs/<run_id>/...), hence the '*' in that path segment.",
-                    applies_to=[finding(self, r) for r in wildcards],
-                )
-            acknowledge(
-                function,
-                "AwsSolutions-L1",
-                f"Pinned to {bundling.RUNTIME.name}: the bundle's wheels are resolved for CPython "
-                f"{bundling.PYTHON_VERSION} (infra/bundling.py); moving runtime means re-testing that set.",
-            )
-            self.functions[name] = function
-            self.log_groups[name] = log_group
+        handlers = dict(self.HANDLERS)
+        if config.distributed_map_publish:
+            handlers |= self.FAN_OUT_HANDLERS
+        for name, handler in handlers.items():
+            self._function(name, handler, step="publish" if name.startswith("publish") else name)
         namespace = config.steps.evaluate.get("cloudwatch_namespace")
         if namespace:
-            self.functions["evaluate"].add_to_role_policy(
+            role = self.functions["evaluate"].role
+            role.add_to_principal_policy(
                 iam.PolicyStatement(
                     actions=["cloudwatch:PutMetricData"],
                     resources=["*"],
                     conditions={"StringEquals": {"cloudwatch:namespace": namespace}},
                 )
             )
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5",
+                "cloudwatch:PutMetricData has no resource-level permissions; limited to the configured "
+                "namespace by condition.",
+                applies_to=["Resource::*"],
+            )
+
+    def _function(self, name: str, handler: str, *, step: str) -> None:
+        config, access = self._config, self._access[step]
+        env = {"BUCKET_NAME": self._bucket.bucket_name}
+        if step != "guard":
+            env["STEP_CONFIG"] = json.dumps(dict(config.steps.for_step(step)), sort_keys=True)
+        if access.table_actions:
+            env["TABLE_NAME"] = self._table.table_name
+        cid = "".join(part.title() for part in name.split("_"))
+        log_group = logs.LogGroup(
+            self,
+            f"{cid}Logs",
+            retention=retention(config.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        role = iam.Role(self, f"{cid}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        log_group.grant_write(role)
+        small = name == "guard"  # lists executions and formats names: no data
+        function = lambda_.Function(
+            self,
+            cid,
+            runtime=bundling.RUNTIME,
+            architecture=bundling.ARCHITECTURE,
+            code=self._code,
+            handler=handler,
+            role=role,
+            environment=env,
+            log_group=log_group,
+            memory_size=256 if small else config.lambdas.memory_mb,
+            timeout=Duration.seconds(30 if small else config.lambdas.timeout_seconds),
+            ephemeral_storage_size=Size.mebibytes(512 if small else config.lambdas.ephemeral_mb),
+            description=f"{config.project} pipeline step: {name}",
+        )
+        wildcards = _grant_prefixes(role, self._bucket, access)
+        if access.table_actions:
+            self._table.grant(role, *access.table_actions)
+        if not small:
+            allow_key(self._key, role)
+        if wildcards:
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5",
+                "Object access is limited to the contract's per-run prefixes; the run id segment is "
+                "only known at run time (runs/<run_id>/...), hence the '*' in that path segment.",
+                applies_to=[finding(self, r) for r in wildcards],
+            )
+        acknowledge(
+            function,
+            "AwsSolutions-L1",
+            f"Pinned to {bundling.RUNTIME.name}: the bundle's wheels are resolved for CPython "
+            f"{bundling.PYTHON_VERSION} (infra/bundling.py); moving runtime means re-testing that set.",
+        )
+        self.functions[name] = function
+        self.log_groups[name] = log_group
 
     def allow_guard(self, state_machine: sfn.IStateMachine) -> None:
         """Let the guard list this state machine's executions.

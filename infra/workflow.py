@@ -15,6 +15,7 @@ from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
@@ -22,7 +23,7 @@ from constructs import Construct
 
 from infra import images
 from infra.config import AppConfig
-from infra.nag import acknowledge, finding
+from infra.nag import acknowledge, finding, policy_wildcards
 from infra.retention import retention
 
 LAMBDA_TRANSIENT = [
@@ -36,6 +37,7 @@ LAMBDA_TRANSIENT = [
 SAGEMAKER_TRANSIENT = ["SageMaker.AmazonSageMakerException"]
 SNS_TRANSIENT = ["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException"]
 RECORDIO = "application/x-recordio-protobuf"
+PUBLISH_MAX_CONCURRENCY = 10  # parallel DynamoDB writers; each already batches and backs off
 SYNC_RULES = (
     "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
     "StepFunctionsGetEventsForSageMakerTransformJobsRule",
@@ -54,9 +56,11 @@ class Workflow(Construct):
         functions: Mapping[str, lambda_.IFunction],
         sagemaker_role: iam.IRole,
         topic: sns.ITopic,
+        bucket: s3.IBucket,
     ) -> None:
         super().__init__(scope, construct_id)
         self._config = config
+        self._bucket = bucket
         self._role = sagemaker_role
         region = Stack.of(self).region
 
@@ -177,6 +181,15 @@ class Workflow(Construct):
             "permissions; SageMaker job and model names carry the run id, known only at run time.",
             applies_to=["Resource::*", *(finding(self, a) for a in sagemaker_arns)],
         )
+        fan_out_policy = self.state_machine.node.try_find_child("DistributedMapPolicy")
+        if fan_out_policy is not None:
+            acknowledge(
+                fan_out_policy,
+                "AwsSolutions-IAM5",
+                "CDK's Distributed Map grant: child executions of this state machine only (their names "
+                "are generated per run).",
+                applies_to=policy_wildcards(fan_out_policy),
+            )
         acknowledge(
             self.state_machine.role,
             "AwsSolutions-IAM5",
@@ -187,8 +200,16 @@ class Workflow(Construct):
     # -- state builders ------------------------------------------------------------------------
 
     def _lambda(
-        self, name: str, function: lambda_.IFunction, payload: Mapping[str, str], result_path: str
+        self,
+        name: str,
+        function: lambda_.IFunction,
+        payload: Mapping[str, str] | None,
+        result_path: str,
+        *,
+        catch: bool = True,
     ) -> tasks.LambdaInvoke:
+        """A Lambda task whose result is the handler's return value; `payload` None = the state input."""
+
         def value(v: str) -> Any:
             return sfn.JsonPath.string_at(v) if v.startswith("$") else v
 
@@ -196,13 +217,16 @@ class Workflow(Construct):
             self,
             name,
             lambda_function=function,
-            payload=sfn.TaskInput.from_object({k: value(v) for k, v in payload.items()}),
+            payload=None
+            if payload is None
+            else sfn.TaskInput.from_object({k: value(v) for k, v in payload.items()}),
             payload_response_only=True,
             retry_on_service_exceptions=False,
             result_path=result_path,
         )
         task.add_retry(errors=LAMBDA_TRANSIENT, interval=Duration.seconds(2), max_attempts=6, backoff_rate=2)
-        task.add_catch(self._notify, errors=["States.ALL"], result_path="$.error")
+        if catch:  # a Map iteration's failure is caught on the Map state instead
+            task.add_catch(self._notify, errors=["States.ALL"], result_path="$.error")
         return task
 
     def _task(
@@ -324,7 +348,27 @@ class Workflow(Construct):
     def _publish(
         self, functions: Mapping[str, lambda_.IFunction], payload: Mapping[str, str]
     ) -> sfn.IChainable:
-        return self._lambda("Publish", functions["publish"], payload, "$.publish")
+        if not self._config.distributed_map_publish:
+            return self._lambda("Publish", functions["publish"], payload, "$.publish")
+        # One child execution per transform output part. The S3 listing is in key order, and the
+        # parts are users-00000.rec.out, users-00001.rec.out, ...: the item index is the part number.
+        fan_out = sfn.DistributedMap(
+            self,
+            "PublishParts",
+            item_reader=sfn.S3ObjectsItemReader(
+                bucket=self._bucket, prefix=sfn.JsonPath.string_at("$.run.transform_output_prefix")
+            ),
+            item_selector={
+                **{k: sfn.JsonPath.string_at(v) for k, v in payload.items()},
+                "part": sfn.JsonPath.number_at("$$.Map.Item.Index"),
+            },
+            max_concurrency=PUBLISH_MAX_CONCURRENCY,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        fan_out.item_processor(self._lambda("PublishPart", functions["publish_part"], None, "$", catch=False))
+        fan_out.add_catch(self._notify, errors=["States.ALL"], result_path="$.error")
+        finalize = self._lambda("PublishFinalize", functions["publish_finalize"], payload, "$.publish")
+        return fan_out.next(finalize)
 
     # -- IAM -----------------------------------------------------------------------------------
 

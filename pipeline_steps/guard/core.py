@@ -48,6 +48,7 @@ def run_names(execution_name: str, bucket: str) -> dict[str, str]:
         "fm_output_s3_uri": f"{root}/fm/",
         "knn_output_s3_uri": f"{root}/knn/model/",
         "transform_output_s3_uri": f"{root}/transform/",
+        "transform_output_prefix": f"runs/{run_id}/transform/",  # S3 listing of the publish fan-out
     }
     return names
 

@@ -1,6 +1,7 @@
 """Guard Lambda: `{"execution_name", "execution_arn", "state_machine_arn", "start_time"}` ->
 `{"skip": bool, "blocking_execution_arn", "run_id", "fm_job_name", "knn_job_name", "model_name",
-"transform_job_name", "fm_output_s3_uri", "knn_output_s3_uri", "transform_output_s3_uri"}`.
+"transform_job_name", "fm_output_s3_uri", "knn_output_s3_uri", "transform_output_s3_uri",
+"transform_output_prefix"}`.
 
 The state machine passes its context object (`$$.Execution.*`, `$$.StateMachine.Id`), so the function
 needs no state machine ARN in its environment (that would be a CloudFormation cycle).
