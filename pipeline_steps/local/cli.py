@@ -120,6 +120,7 @@ def run_local(
             recommendations=recommendations,
             failure=failure,
             skipped=dep.skipped,
+            synth=dep.synth,
         )
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")

@@ -11,12 +11,14 @@ by Node.js providers...) are left out and listed.
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,7 @@ class Deployment:
     topics: list[str]
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (stack, logical id, type)
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    synth: dict[str, Any] = field(default_factory=dict)  # seconds, cached, assembly directory
 
     def step_function(self, step: str) -> dict[str, Any] | None:
         """The deployed function whose handler is ``pipeline_steps.<step>.handler...``."""
@@ -94,6 +97,57 @@ def synth(outdir: Path, *, context: dict[str, Any] | None = None, app: Path = RE
     if proc.returncode != 0:
         raise DeployError(f"synthesis of {app} failed:\n{proc.stderr[-4000:]}")
     return outdir
+
+
+def _source_fingerprint(context: dict[str, Any], app: Path) -> str:
+    """Everything a synthesis depends on: context, app, infra, the runtime code in the assets."""
+    import importlib.metadata
+
+    digest = hashlib.sha256(json.dumps(context, sort_keys=True).encode())
+    digest.update(f"{sys.version}|{importlib.metadata.version('aws-cdk-lib')}".encode())
+    roots = [app, REPO_ROOT / "cdk.json", REPO_ROOT / "infra", REPO_ROOT / "pipeline_steps"]
+    for root in roots:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for file in files:
+            if "__pycache__" in file.parts or file.suffix == ".pyc":
+                continue
+            digest.update(file.relative_to(REPO_ROOT).as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def synth_cached(
+    *,
+    context: dict[str, Any] | None = None,
+    app: Path = REPO_ROOT / "app.py",
+    log: Any = print,
+    keep: int = 2,
+) -> tuple[Path, bool]:
+    """``synth`` into a cache keyed by the source fingerprint: an unchanged tree is not re-synthesized.
+
+    Synthesis (jsii, Lambda bundling, cdk-nag) takes most of a local deploy; the cloud assembly is a
+    pure function of the sources and the context, so an identical tree reuses the last one.
+    """
+    from pipeline_steps.datasets.movielens import cache_dir
+
+    root = cache_dir() / "cdk-assembly"
+    key = _source_fingerprint(cdk_context(context), app)
+    target = root / key
+    if (target / "manifest.json").exists() and (target / ".complete").exists():
+        log(f"  cloud assembly unchanged since the last synthesis: reusing {target}")
+        return target, True
+    staging = root / f".{key}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    synth(staging, context=context, app=app)
+    (staging / ".complete").write_text(key)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    old = sorted(
+        (p for p in root.iterdir() if p.is_dir() and p != target and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+    )
+    for stale in old[: max(0, len(old) - (keep - 1))]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return target, False
 
 
 def read_assembly(outdir: Path) -> list[StackArtifact]:
@@ -298,29 +352,31 @@ def deploy(
     """Synthesize ``app`` and create its stacks in the embedded AWS ``aws`` (a ``LocalAws``)."""
     from pipeline_steps.local import adapter
 
-    tmp = None
+    started = time.monotonic()
+    cached = False
     if outdir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="cdk.out.local-")
-        outdir = Path(tmp.name)
-    try:
+        outdir, cached = synth_cached(context=context, app=app, log=log)
+    else:
         synth(outdir, context=context, app=app)
-        stacks = read_assembly(outdir)
-        s3, cfn = aws.client("s3"), aws.client("cloudformation")
-        supported = supported_types()
-        skipped: list[tuple[str, str, str]] = []
-        for stack in stacks:
-            if stack.assets_path is not None:
-                publish_assets(stack.assets_path, s3, account_id=aws.account_id, region=aws.region)
-            template = json.loads(stack.template_path.read_text(encoding="utf-8"))
-            local, dropped = localize_template(template, supported)
-            skipped += [(stack.name, lid, rtype) for lid, rtype in dropped]
-            _create_stack(cfn, stack.name, local)
-            log(f"  created stack {stack.name} ({len(local.get('Resources', {}))} resources)")
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+    synth_info = {"seconds": round(time.monotonic() - started, 3), "cached": cached, "assembly": str(outdir)}
+    if not cached:
+        log(f"  synthesized {app.name} in {synth_info['seconds']:.1f}s")
+    stacks = read_assembly(outdir)
+    s3, cfn = aws.client("s3"), aws.client("cloudformation")
+    supported = supported_types()
+    skipped: list[tuple[str, str, str]] = []
+    for stack in stacks:
+        if stack.assets_path is not None:
+            publish_assets(stack.assets_path, s3, account_id=aws.account_id, region=aws.region)
+        template = json.loads(stack.template_path.read_text(encoding="utf-8"))
+        local, dropped = localize_template(template, supported)
+        skipped += [(stack.name, lid, rtype) for lid, rtype in dropped]
+        _create_stack(cfn, stack.name, local)
+        log(f"  created stack {stack.name} ({len(local.get('Resources', {}))} resources)")
     arns = adapter.mirror_state_machines(aws.account_id, aws.region)
-    return _describe(aws, [s.name for s in stacks], arns, skipped)
+    deployment = _describe(aws, [s.name for s in stacks], arns, skipped)
+    deployment.synth = synth_info
+    return deployment
 
 
 def _describe(aws: Any, stack_names: list[str], sm_arns: list[str], skipped: list) -> Deployment:

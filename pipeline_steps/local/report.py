@@ -58,6 +58,7 @@ def build_report(
     recommendations: list[dict[str, Any]],
     failure: dict[str, Any] | None,
     skipped: list[tuple[str, str, str]],
+    synth: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from pipeline_steps.local.adapter import MOTO_VERSION
 
@@ -85,7 +86,8 @@ def build_report(
         "recommendations_sample": recommendations,
         "stage_seconds": outcome.result.stage_seconds,
         "pipeline_seconds": outcome.result.total_seconds,
-        "deploy_seconds": round(deploy_seconds, 3),
+        "deploy_seconds": round(deploy_seconds, 3),  # synthesis (or cached assembly) + create stacks
+        "synth": synth or {},
         "total_seconds": round(total_seconds, 3),
         "embedded_aws": {"moto": MOTO_VERSION, "not_emulated": [list(s) for s in skipped]},
     }
