@@ -229,9 +229,8 @@ def _batch_grad(P: np.ndarray, k: int, w0: float, batch: _Batch, binary: bool, s
     per_row[:, k] = 1.0  # now [s_i | 1]: one product below yields both the V and the w gradient
     y = batch.y
     if binary:
-        p = _sigmoid(raw)
-        g = p - y
-        loss = -np.sum(np.where(y > 0.5, np.log(np.maximum(p, 1e-12)), np.log(np.maximum(1 - p, 1e-12))))
+        g = _sigmoid(raw) - y
+        loss = np.sum(np.logaddexp(0.0, raw)) - np.dot(y, raw)  # log loss, stable for large |raw|
     else:
         g = raw - y
         loss = 0.5 * np.sum(g * g)

@@ -329,10 +329,17 @@ def _output_key(prefix_uri: str, key: str) -> str:
     return key[len(base) :]
 
 
-def transform_object(model: knn.KNNModel, body: bytes, out, *, verbose: bool, where: str) -> int:
-    """Search every record of one RecordIO object; write one JSON line per record to ``out``."""
+def transform_object(
+    model: knn.KNNModel, body: bytes, out, *, verbose: bool, where: str, timings: dict | None = None
+) -> int:
+    """Search every record of one RecordIO object; write one JSON line per record to ``out``.
+
+    ``timings`` (optional) accumulates seconds spent in "read", "search" and "write".
+    """
     from pipeline_steps.formats import knn_output, recordio
 
+    clock = timings if timings is not None else {}
+    started = time.perf_counter()
     try:
         Q, _ = recordio.read_dense(body)
     except ValueError as e:
@@ -341,20 +348,33 @@ def transform_object(model: knn.KNNModel, body: bytes, out, *, verbose: bool, wh
         raise ClientError(
             f"{where}: records have {Q.shape[1]} features but the model expects {model.index.d}"
         )
+    clock["read"] = clock.get("read", 0.0) + time.perf_counter() - started
     for start in range(0, Q.shape[0], QUERY_BATCH):
+        t0 = time.perf_counter()
         dist, labels = knn.search(model, Q[start : start + QUERY_BATCH])
         predicted = knn.predict(model, labels)
+        t1 = time.perf_counter()
         if verbose:
             knn_output.write_results(out, labels, dist, predicted, predictor_type=model.predictor_type)
         else:
             out.write("".join(json.dumps({"predicted_label": float(p)}) + "\n" for p in predicted).encode())
+        clock["search"] = clock.get("search", 0.0) + t1 - t0
+        clock["write"] = clock.get("write", 0.0) + time.perf_counter() - t1
     return int(Q.shape[0])
 
 
 def run_transform_job(
-    request: dict, *, s3: Any = None, model_resolver: Callable[[str], str], log: Log = print
+    request: dict,
+    *,
+    s3: Any = None,
+    model_resolver: Callable[[str], str],
+    log: Log = print,
+    timings: dict | None = None,
 ) -> dict:
-    """Run a CreateTransformJob request for a k-NN model locally; returns a DescribeTransformJob dict."""
+    """Run a CreateTransformJob request for a k-NN model locally; returns a DescribeTransformJob dict.
+
+    ``timings`` (optional, for benchmarks) accumulates seconds in "read", "search", "write", "s3".
+    """
     name = _require(request, "TransformJobName")
     model_name = _require(request, "ModelName")
     input_uri = _require(request, "TransformInput", "DataSource", "S3DataSource", "S3Uri")
@@ -375,7 +395,7 @@ def run_transform_job(
         "TransformStartTime": created,
     }
     try:
-        _transform(request, s3, model_resolver(model_name), input_uri, output_path, log)
+        _transform(request, s3, model_resolver(model_name), input_uri, output_path, log, timings)
     except ClientError as e:
         return _failed(describe, "TransformJobStatus", f"ClientError: {e}", log)
     except Exception as e:
@@ -385,7 +405,9 @@ def run_transform_job(
     return describe
 
 
-def _transform(request: dict, s3: Any, model_url: str, input_uri: str, output_path: str, log: Log) -> None:
+def _transform(
+    request: dict, s3: Any, model_url: str, input_uri: str, output_path: str, log: Log, timings: dict | None
+) -> None:
     tin, tout = request["TransformInput"], request["TransformOutput"]
     source = tin["DataSource"]["S3DataSource"]
     if source.get("S3DataType", "S3Prefix") != "S3Prefix":
@@ -405,11 +427,17 @@ def _transform(request: dict, s3: Any, model_url: str, input_uri: str, output_pa
     listed = s3io.list_objects(s3, input_uri)
     if not listed:
         raise ClientError(f"no input object under {input_uri}")
+    clock = timings if timings is not None else {}
     for key, _size in listed:
         where = f"s3://{bucket}/{key}"
         started = time.perf_counter()
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as out:
-            n = transform_object(model, s3io.get_bytes(s3, bucket, key), out, verbose=verbose, where=where)
+            t0 = time.perf_counter()
+            body = s3io.get_bytes(s3, bucket, key)
+            clock["s3"] = clock.get("s3", 0.0) + time.perf_counter() - t0
+            n = transform_object(model, body, out, verbose=verbose, where=where, timings=clock)
             target = s3io.join_uri(output_path, _output_key(input_uri, key) + ".out")
+            t0 = time.perf_counter()
             s3io.put_file(s3, target, out)
+            clock["s3"] += time.perf_counter() - t0
         log(f"[knn] {where}: {n} records -> {target} ({time.perf_counter() - started:.2f}s)")
