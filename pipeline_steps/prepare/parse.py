@@ -102,11 +102,13 @@ class _Prefixed:
         self.head, self.rest = head, rest
 
     def read(self, n: int = -1) -> bytes:
-        if self.head:
-            out = self.head if n < 0 or n >= len(self.head) else self.head[:n]
-            self.head = self.head[len(out) :]
-            return out
-        return self.rest.read(n)
+        head, self.head = self.head, b""
+        if n is None or n < 0:
+            return head + self.rest.read()
+        if len(head) >= n:
+            self.head = head[n:]
+            return head[:n]
+        return head + self.rest.read(n - len(head))
 
 
 def _line_chunks(stream, size: int) -> Iterator[bytes]:
@@ -138,7 +140,7 @@ class FileParser:
         self.quote = config.quotechar.encode() if config.quotechar else b""
 
     def parse(
-        self, storage: Storage, obj: ObjectInfo, out: Interactions, *, chunk_bytes: int = CHUNK_BYTES
+        self, storage: Storage, obj: ObjectInfo, out: Interactions, *, chunk_bytes: int | None = None
     ) -> str:
         """Returns the object's fingerprint (ETag, or sha256 of its bytes for local files)."""
         digest = hashlib.sha256() if obj.etag is None else None
@@ -151,7 +153,8 @@ class FileParser:
             if gz:
                 stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[arg-type]
             try:
-                summary = self._parse_stream(obj.key, _line_chunks(stream, chunk_bytes), out)
+                chunks = _line_chunks(stream, chunk_bytes or CHUNK_BYTES)
+                summary = self._parse_stream(obj.key, chunks, out)
             except (OSError, EOFError) as exc:
                 if gz:
                     raise PrepareInputError(f"{obj.key}: corrupt gzip data ({exc})") from exc

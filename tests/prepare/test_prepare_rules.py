@@ -1,0 +1,144 @@
+"""Row rules: duplicates keep the latest, min-count filters until stable, holdout splits, id order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline_steps.datasets.movielens import ua_split
+from pipeline_steps.prepare import interactions as rows
+from pipeline_steps.prepare.hashtable import HashTable
+from pipeline_steps.prepare.ids import final_order
+
+REG = {"label_mode": "regression", "split": "none", "shuffle": False}
+
+
+def test_duplicates_keep_latest_by_timestamp_then_file_order():
+    users = np.array([0, 0, 0, 1, 1, 0])
+    items = np.array([5, 5, 5, 2, 2, 7])
+    ts = np.array([10, 30, 20, 5, 5, 1])
+    keep = rows.latest_per_pair(users, items, ts, 10)
+    assert keep.tolist() == [1, 4, 5]  # (0,5): ts 30 wins; (1,2): tie -> later row; (0,7) unique
+
+
+def test_duplicates_end_to_end(run_prepare):
+    data = "user,item,rating,timestamp\nu,a,1,100\nu,a,2,300\nu,a,3,200\nv,b,4,7\nv,b,5,7\n"
+    r = run_prepare({"input/a.csv": data}, **REG)
+    assert sorted(r.rows("train")) == [("u", "a", 2.0), ("v", "b", 5.0)]
+    assert r.manifest["counts"]["duplicates"] == 3
+
+
+def test_min_count_filters_apply_until_stable():
+    # u0 has 2 items; item 2 only seen by u1 who has 2 interactions... removing item 2 (count 1)
+    # drops u1 below 2, which drops item 1 below 2, which drops u0 below 2: nothing survives.
+    users = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    items = np.array([0, 1, 1, 2, 0, 3, 0, 3])
+    keep = rows.filter_min_counts(users, items, 4, 4, 2, 2)
+    u, i = users[keep], items[keep]
+    assert np.all(np.bincount(u)[u] >= 2) and np.all(np.bincount(i)[i] >= 2)
+    assert sorted(zip(u.tolist(), i.tolist(), strict=True)) == [(2, 0), (2, 3), (3, 0), (3, 3)]
+
+
+def test_filters_end_to_end_and_error_when_empty(run_prepare):
+    data = "user,item\n" + "".join(f"u{k},i{k}\n" for k in range(5)) + "a,x\na,y\nb,x\nb,y\n"
+    r = run_prepare({"input/a.csv": data}, label_mode="implicit", split="none", min_user_interactions=2)
+    assert set(r.users) == {"a", "b"} and set(r.items) == {"x", "y"}
+    assert r.manifest["counts"]["filtered"] == 5
+    with pytest.raises(ValueError, match="no interactions left"):
+        run_prepare({"input/a.csv": data}, label_mode="implicit", split="none", min_item_interactions=3)
+
+
+def test_last_n_split_by_timestamp_with_ties_and_small_users():
+    users = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2])
+    ts = np.array([4, 1, 3, 2, 9, 8, 5, 5, 5])
+    held = rows.last_n_split(users, ts, 3, 2)
+    # user 0: ts 4 and 3 held; user 1 has only 2 rows -> all train; user 2: all tied -> last 2 rows.
+    assert held.tolist() == [True, False, True, False, False, False, False, True, True]
+
+
+def test_last_n_split_matches_a_reference_sort():
+    rng = np.random.default_rng(3)
+    users = rng.integers(0, 50, 3000)
+    ts = rng.integers(0, 40, 3000)  # many ties
+    held = rows.last_n_split(users, ts, 50, 5)
+    for u in range(50):
+        idx = np.flatnonzero(users == u)
+        ref = sorted(idx, key=lambda k: (ts[k], k))[-5:] if len(idx) > 5 else []
+        assert sorted(np.flatnonzero(held & (users == u)).tolist()) == sorted(ref)
+
+
+def test_last_n_end_to_end_without_timestamps_uses_file_order(run_prepare):
+    data = "user,item\n" + "".join(f"u,i{k}\n" for k in range(6)) + "v,i4\nv,i5\n"
+    r = run_prepare({"input/a.csv": data}, label_mode="implicit", split="last_n", holdout_n=2)
+    assert r.csr("holdout") == {"u": {"i4", "i5"}}  # v has only 2 rows: all in training
+    assert r.csr("seen") == {"u": {"i0", "i1", "i2", "i3"}, "v": {"i4", "i5"}}
+
+
+def test_ua_split_with_an_explicit_test_file(run_prepare):
+    """The MovieLens ua rule: per user the first 10 ratings in u.data order are the test set."""
+    rng = np.random.default_rng(5)
+    lines = [
+        f"{u}\t{i}\t{rng.integers(1, 6)}\t{880000000 + k}"
+        for k, (u, i) in enumerate(
+            dict.fromkeys((int(rng.integers(1, 31)), int(rng.integers(1, 80))) for _ in range(1500))
+        )
+    ]
+    base, test = ua_split(lines)
+    r = run_prepare(
+        {"ml/ua.base": "\n".join(base) + "\n", "ml/ua.test": "\n".join(test) + "\n"},
+        input_prefix="ml/ua.base",
+        test_prefix="ml/ua.test",
+        label_mode="binary",
+        shuffle=False,
+    )
+    expected_test = {}
+    for line in test:
+        u, i = line.split("\t")[:2]
+        expected_test.setdefault(u, set()).add(i)
+    expected_seen = {}
+    for line in base:
+        u, i = line.split("\t")[:2]
+        expected_seen.setdefault(u, set()).add(i)
+    seen_items = {i for s in expected_seen.values() for i in s}
+    # Held-out items never seen in training cannot be scored: dropped and counted.
+    expected_holdout = {u: {i for i in s if i in seen_items} for u, s in expected_test.items()}
+    expected_holdout = {u: s for u, s in expected_holdout.items() if s and u in expected_seen}
+    assert r.csr("seen") == expected_seen
+    assert r.csr("holdout") == expected_holdout
+    assert r.report["split"] == "explicit"
+    n_dropped = sum(len(s) for s in expected_test.values()) - sum(len(s) for s in expected_holdout.values())
+    assert r.report["test"]["holdout_unscorable"] == n_dropped
+    test_rows = r.rows("test")
+    assert {(u, i) for u, i, _ in test_rows} == {(u, i) for u, s in expected_holdout.items() for i in s}
+    ratings = {tuple(x.split("\t")[:2]): int(x.split("\t")[2]) for x in test}
+    assert all(y == float(ratings[(u, i)] >= 4) for u, i, y in test_rows)
+
+
+def test_test_pairs_present_in_training_are_dropped(run_prepare):
+    r = run_prepare(
+        {"in/train.csv": "user,item\nu,a\nu,b\nv,a\n", "in/test.csv": "user,item\nu,a\nv,b\nw,a\n"},
+        input_prefix="in/train",
+        test_prefix="in/test",
+    )
+    assert r.csr("holdout") == {"v": {"b"}}
+    assert r.report["test"]["in_train"] == 1 and r.report["test"]["holdout_unscorable"] == 1
+
+
+def test_final_order():
+    assert [["10", "9", "100"][k] for k in final_order(["10", "9", "100"])] == ["9", "10", "100"]
+    ids = ["b", "a", "10", "é", "Z", "007"]  # not all canonical integers -> code point order
+    assert [ids[k] for k in final_order(ids)] == ["007", "10", "Z", "a", "b", "é"]
+
+
+def test_hash_table_lookup_and_growth():
+    rng = np.random.default_rng(1)
+    keys = np.unique(rng.integers(0, 2**63, 20000, dtype=np.int64).astype(np.uint64))
+    keys[:100] = (np.arange(100, dtype=np.uint64) << np.uint64(40)) | np.uint64(7)  # same low bits
+    keys = np.unique(keys)
+    table = HashTable(capacity_bits=4)
+    half = len(keys) // 2
+    table.insert(keys[:half], np.arange(half))
+    table.insert(keys[half:], np.arange(half, len(keys)))
+    assert table.lookup(keys).tolist() == list(range(len(keys)))
+    absent = np.setdiff1d(keys + np.uint64(1), keys)
+    assert len(absent) > 19000 and np.all(table.lookup(absent) == -1)
