@@ -277,8 +277,13 @@ def train(
     *,
     seed: int = DEFAULT_SEED,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    on_params: Callable[[int, FMParams], None] | None = None,
 ) -> FMParams:
-    """Train an FM on CSR rows X (n, feature_dim) and labels y; deterministic for a given seed."""
+    """Train an FM on CSR rows X (n, feature_dim) and labels y; deterministic for a given seed.
+
+    ``on_epoch`` gets progress after each epoch; ``on_params`` (for experiments) gets the epoch
+    number and a read-only view of the current parameters.
+    """
     X = sp.csr_matrix(X, dtype=np.float32)
     X.sort_indices()
     n, dim = X.shape
@@ -335,4 +340,6 @@ def train(
         if on_epoch is not None:
             report = EpochReport(epoch, config.epochs, total / max(n, 1), time.perf_counter() - started, n)
             on_epoch(report)
+        if on_params is not None:  # experiments: a view of the parameters after each epoch
+            on_params(epoch, FMParams(w0=float(w0), w=P[:, k], V=P[:, :k]))
     return FMParams(w0=float(w0), w=P[:, k].copy(), V=np.ascontiguousarray(P[:, :k]))

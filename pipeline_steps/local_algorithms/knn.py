@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
@@ -42,6 +42,10 @@ class KNNModel:
     k: int
     predictor_type: str
     metric: str
+    distinct_labels: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.distinct_labels = bool(np.unique(self.labels).size == self.labels.size)
 
     def metadata(self) -> dict:
         return {
@@ -99,9 +103,12 @@ def search(model: KNNModel, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     dist, ids = model.index.search(Q, k)
     if model.metric != L2:
         # faiss returns similarities best-first; SageMaker lists distances smallest first.
-        dist, ids = dist[:, ::-1], ids[:, ::-1]
-    labels = np.where(ids >= 0, model.labels[np.maximum(ids, 0)], np.nan).astype(np.float32)
-    return np.ascontiguousarray(dist), np.ascontiguousarray(labels)
+        dist, ids = np.ascontiguousarray(dist[:, ::-1]), ids[:, ::-1]
+    if ids.size and ids.min() < 0:  # IVF probes can come back with fewer than k hits
+        labels = np.where(ids >= 0, model.labels[np.maximum(ids, 0)], np.nan).astype(np.float32)
+    else:
+        labels = model.labels[ids]  # fancy indexing: a new C-ordered array
+    return dist, labels
 
 
 def predict(model: KNNModel, labels: np.ndarray) -> np.ndarray:
@@ -113,6 +120,10 @@ def predict(model: KNNModel, labels: np.ndarray) -> np.ndarray:
         return np.nanmean(labels, axis=1).astype(np.float32)
     if labels.shape[1] == 0:
         return np.full(labels.shape[0], np.nan, dtype=np.float32)
+    if model.distinct_labels and not np.isnan(labels).any():
+        # every neighbour has its own label (items labelled 1..n): all counts are 1, so the
+        # most frequent label with ties to the smallest is simply the smallest
+        return labels.min(axis=1)
     srt = np.sort(labels, axis=1)
     k = srt.shape[1]
     pos = np.arange(k)

@@ -78,14 +78,27 @@ def test_k_larger_than_index_returns_all():
 
 
 def test_predicted_label_mode_and_mean():
+    # labels shared by several indexed vectors: the general mode path
     model = knn.KNNModel(
-        index=None, labels=np.zeros(0, np.float32), k=5, predictor_type=knn.CLASSIFIER, metric="L2"
+        index=None, labels=np.array([1, 1, 2], np.float32), k=5, predictor_type=knn.CLASSIFIER, metric="L2"
     )
-    labels = np.array([[3, 1, 3, 2, 1], [4, 4, 2, 2, 7], [5, 6, 7, 8, 9]], dtype=np.float32)
-    # ties go to the smallest label
-    np.testing.assert_array_equal(knn.predict(model, labels), [1, 2, 5])
+    assert not model.distinct_labels
+    labels = np.array([[3, 1, 3, 2, 1], [4, 4, 2, 2, 7], [5, 6, 7, 8, 9], [3, 3, 1, 2, 2]], dtype=np.float32)
+    # ties go to the smallest of the most frequent labels
+    np.testing.assert_array_equal(knn.predict(model, labels), [1, 2, 5, 2])
     model.predictor_type = knn.REGRESSOR
-    np.testing.assert_allclose(knn.predict(model, labels), [2.0, 3.8, 7.0])
+    np.testing.assert_allclose(knn.predict(model, labels), [2.0, 3.8, 7.0, 2.2])
+
+
+def test_predicted_label_with_distinct_item_labels_is_the_general_mode():
+    X, Q, labels = _data()
+    config = knn.KNNConfig(feature_dim=9, k=6, predictor_type=knn.CLASSIFIER, sample_size=300)
+    model = knn.build(X, labels, config)
+    assert model.distinct_labels
+    _, lab = knn.search(model, Q)
+    fast = knn.predict(model, lab)
+    model.distinct_labels = False
+    np.testing.assert_array_equal(fast, knn.predict(model, lab))
 
 
 @pytest.mark.parametrize("metric", knn.METRICS)
