@@ -1,0 +1,65 @@
+"""PrepareConfig.from_dict: defaults, coercion, and clear messages for bad values."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline_steps.prepare.config import ConfigError, PrepareConfig
+
+
+def test_defaults_and_effective_split():
+    c = PrepareConfig.from_dict({})
+    assert (c.label_mode, c.negative_ratio, c.negative_draws, c.effective_split) == (
+        "implicit",
+        3,
+        4,
+        "last_n",
+    )
+    assert PrepareConfig.from_dict({"test_prefix": "input-test/"}).effective_split == "explicit"
+    assert PrepareConfig.from_dict(None) == c
+    assert PrepareConfig.from_dict(c.to_dict()) == c
+
+
+def test_coercion_of_env_style_strings():
+    c = PrepareConfig.from_dict(
+        {"delimiter": "tab", "header": "auto", "shuffle": "false", "seed": "7", "rating_threshold": "3.5"}
+    )
+    assert (c.delimiter, c.header, c.shuffle, c.seed, c.rating_threshold) == ("\t", None, False, 7, 3.5)
+    c = PrepareConfig.from_dict({"user_col": 2, "item_col": "asin", "rating_col": "", "header": True})
+    assert (c.user_col, c.item_col, c.rating_col, c.header) == (2, "asin", "", True)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"labelmode": "binary"}, "unknown prepare config key(s): labelmode"),
+        ({"label_mode": "stars"}, "label_mode: 'stars' is not one of binary, regression, implicit"),
+        ({"negative_sampling": "zipf"}, "negative_sampling: 'zipf' is not one of uniform, popularity"),
+        ({"split": "random"}, "split: 'random' is not one of explicit, last_n, none"),
+        ({"split": "explicit"}, "split: 'explicit' needs test_prefix"),
+        ({"negative_ratio": 0}, "negative_ratio: must be >= 1, got 0"),
+        ({"negative_draws": "many"}, "negative_draws: expected an integer, got 'many'"),
+        ({"seed": True}, "seed: expected an integer, got True"),
+        ({"max_bad_fraction": 2}, "max_bad_fraction: must be in [0, 1], got 2.0"),
+        ({"delimiter": "#"}, "delimiter: '#' is not one of"),
+        ({"user_col": -1}, "user_col: a column position must be >= 0, got -1"),
+        ({"item_col": ""}, "item_col: cannot be empty"),
+        ({"item_col": 1.5}, "item_col: expected a header name, a 0-based position or null"),
+        ({"header": "maybe"}, "header: expected true/false/auto, got 'maybe'"),
+        ({"encoding": "klingon"}, "encoding: unknown codec 'klingon'"),
+        ({"quotechar": "''"}, "quotechar: must be one character or empty"),
+        ({"shard_rows": 0}, "shard_rows: must be >= 1, got 0"),
+    ],
+)
+def test_bad_values_name_the_key(raw, message):
+    with pytest.raises(ConfigError) as err:
+        PrepareConfig.from_dict(raw)
+    assert message in str(err.value)
+
+
+def test_keyword_only_and_frozen():
+    with pytest.raises(TypeError):
+        PrepareConfig("input/")  # type: ignore[misc]
+    c = PrepareConfig()
+    with pytest.raises(AttributeError):
+        c.seed = 1  # type: ignore[misc]

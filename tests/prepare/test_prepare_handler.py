@@ -1,0 +1,128 @@
+"""Lambda handler on moto S3, and the CLI on local paths."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from pipeline_steps.formats import recordio
+from pipeline_steps.prepare import handler as prepare_handler
+from pipeline_steps.prepare.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "prep-bucket"
+
+
+def _ratings(n_users=30, n_items=40, per_user=15, seed=0) -> str:
+    rng = np.random.default_rng(seed)
+    lines = []
+    for u in range(n_users):
+        for k, i in enumerate(rng.choice(n_items, per_user, replace=False)):
+            lines.append(f"U{u:03d}\tASIN{i:05d}\t{rng.integers(1, 6)}\t{1_000_000 + 100 * u + k}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        monkeypatch.setenv("BUCKET_NAME", BUCKET)
+        yield client
+
+
+def test_handler_writes_the_contract_layout_and_payload(s3, monkeypatch):
+    s3.put_object(Bucket=BUCKET, Key="input/ratings.tsv.gz", Body=gzip.compress(_ratings().encode()))
+    s3.put_object(Bucket=BUCKET, Key="input/_SUCCESS", Body=b"")
+    monkeypatch.setenv(
+        "STEP_CONFIG", json.dumps({"negative_ratio": 2, "negative_draws": 2, "shard_rows": 500})
+    )
+    out = prepare_handler.handler({"run_id": "exec-1"}, None)
+    prefix = "runs/exec-1/prepared/"
+    assert out == {
+        "run_id": "exec-1",
+        "manifest_key": prefix + "manifest.json",
+        "train_s3_uri": f"s3://{BUCKET}/{prefix}train/",
+        "test_s3_uri": f"s3://{BUCKET}/{prefix}test/",
+        "feature_dim": "70",
+        "n_users": 30,
+        "n_items": 40,
+        "train_rows": 30 * 5 * 2 * 3,  # 5 training rows per user x 2 draws x (1 + 2 negatives)
+        "test_rows": 30 * 10 * 3,
+    }
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]}
+    for leaf in ("manifest.json", "users.json", "items.json", "seen.npz", "holdout.npz", "popularity.npy"):
+        assert prefix + leaf in keys
+    assert prefix + "report.json" in keys
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=prefix + "manifest.json")["Body"].read())
+    assert manifest["bucket"] == BUCKET and manifest["feature_dim"] == 70
+    assert manifest["train_shards"] == [f"{prefix}train/part-0000{k}.rec" for k in range(2)]
+    assert [o["key"] for o in manifest["input"]["objects"]] == ["input/ratings.tsv.gz"]
+    shard = s3.get_object(Bucket=BUCKET, Key=manifest["train_shards"][0])["Body"].read()
+    data, _, _, shape, labels = recordio.read_sparse(shard)
+    assert shape == (500, 70) and data.dtype == np.float32 and labels.dtype == np.float32
+    users = json.loads(s3.get_object(Bucket=BUCKET, Key=prefix + "users.json")["Body"].read())
+    assert users == [f"U{u:03d}" for u in range(30)]
+
+    # A retry (same input and config) returns the same payload and rewrites nothing.
+    etags = {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]}
+    assert prepare_handler.handler({"run_id": "exec-1"}, None) == out
+    assert {
+        o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]
+    } == etags
+
+
+def test_handler_rejects_bad_events_and_config(s3, monkeypatch):
+    with pytest.raises(ValueError, match="run_id"):
+        prepare_handler.handler({"run_id": "../x"}, None)
+    monkeypatch.setenv("STEP_CONFIG", json.dumps({"label_mode": "stars"}))
+    with pytest.raises(ValueError, match="label_mode: 'stars' is not one of binary, regression, implicit"):
+        prepare_handler.handler({"run_id": "r"}, None)
+
+
+def test_handler_explicit_test_prefix(s3, monkeypatch):
+    s3.put_object(Bucket=BUCKET, Key="input/base.tsv", Body=_ratings(seed=1).encode())
+    s3.put_object(
+        Bucket=BUCKET, Key="input-test/test.tsv", Body=b"U000\tASIN00001\t5\t1\nU001\tASIN00002\t4\t1\n"
+    )
+    monkeypatch.setenv("STEP_CONFIG", json.dumps({"test_prefix": "input-test/", "label_mode": "binary"}))
+    out = prepare_handler.handler({"run_id": "r2"}, None)
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=out["manifest_key"])["Body"].read())
+    assert (
+        manifest["counts"]["holdout_pairs"]
+        + json.loads(s3.get_object(Bucket=BUCKET, Key=manifest["files"]["report"])["Body"].read())["test"][
+            "in_train"
+        ]
+        == 2
+    )
+
+
+def test_cli_local_paths(tmp_path, capsys):
+    src = tmp_path / "u.data"
+    src.write_text(_ratings(seed=2))
+    assert (
+        main(["--input", str(src), "--out", str(tmp_path / "out"), "--set", "label_mode=binary", "-q"]) == 0
+    )
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["feature_dim"] == "70" and payload["run_id"] == "local"
+    assert (tmp_path / "out/runs/local/prepared/manifest.json").is_file()
+    assert main(["--input", str(tmp_path / "missing"), "--out", str(tmp_path / "o2")]) == 2
+    assert "no input files" in capsys.readouterr().err
+
+
+def test_cli_help_runs_as_a_module():
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline_steps.prepare", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "--input" in proc.stdout and "--test" in proc.stdout
