@@ -224,6 +224,22 @@ def _train_knn(request: dict, s3: Any, log: Log, output: str, deadline: float) -
         f"[knn] {config.index_type} {config.index_metric} index of {model.index.ntotal} vectors "
         f"built in {time.perf_counter() - started:.2f}s"
     )
+    metrics: dict[str, float] = {}
+    if "test" in channels:
+        # as SageMaker's k-NN: accuracy (classifier) or mean squared error (regressor) on "test"
+        Xt, yt = _read_dense_channel(s3, channels["test"]["uri"], "test", config.feature_dim)
+        predicted = np.concatenate(
+            [
+                knn.predict(model, knn.search(model, Xt[i : i + QUERY_BATCH])[1])
+                for i in range(0, len(Xt), QUERY_BATCH)
+            ]
+        )
+        if config.predictor_type == knn.CLASSIFIER:
+            metrics["test:accuracy"] = float(np.mean(predicted == yt))
+        else:
+            metrics["test:mse"] = float(np.mean((predicted - yt) ** 2))
+        for name, value in metrics.items():
+            log(f"[knn] #{name} = {value:.4f}")
     index_bytes, labels, meta = knn.serialize(model)
     stamp = int(time.time())  # SageMaker's tar members carry their write time
     members = [
@@ -233,7 +249,7 @@ def _train_knn(request: dict, s3: Any, log: Log, output: str, deadline: float) -
     ]
     body = artifact.model_tar_gz(members)
     s3io.put_bytes(s3, s3io.join_uri(output, "model.tar.gz"), body, "application/x-tar")
-    return {}
+    return metrics
 
 
 def run_training_job(request: dict, *, s3: Any = None, log: Log = print) -> dict:

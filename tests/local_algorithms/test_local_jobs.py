@@ -380,3 +380,16 @@ def test_transform_failure_reasons(s3):
     )
     fm_url = fm_job["ModelArtifacts"]["S3ModelArtifacts"]
     assert "is not a k-NN model" in reason(_transform_request(), lambda _: fm_url)
+
+
+def test_knn_test_channel_metrics(s3):
+    items, _, _ = _knn_data()
+    labels = (np.arange(40) % 4).astype(np.float32)
+    _put(s3, "knn/train/items.rec", recordio.encode_dense(items, labels))
+    _put(s3, "knn/test/items.rec", recordio.encode_dense(items[:10], labels[:10]))
+    request = _knn_request({"k": "1", "index_metric": "L2"})
+    request["InputDataConfig"].append(_channel("test", "knn/test/"))
+    result = run_training_job(request, s3=s3, log=lambda _: None)
+    # each test vector is its own nearest neighbour in the index
+    assert result["FinalMetricDataList"][0]["MetricName"] == "test:accuracy"
+    assert result["FinalMetricDataList"][0]["Value"] == 1.0
