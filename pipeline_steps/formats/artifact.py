@@ -106,7 +106,7 @@ def model_tar_gz(members: Sequence[Member]) -> bytes:
 
 def stored_zip(files: Iterable[tuple[str, bytes]], date_time: tuple[int, ...] | None = None) -> bytes:
     """An uncompressed ZIP (like ``model_algo-1``); every member gets the same DOS timestamp."""
-    stamp = tuple(date_time or time.localtime()[:6])
+    stamp = max(tuple(date_time or time.localtime()[:6]), (1980, 1, 1, 0, 0, 0))  # DOS dates start in 1980
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
         for name, data in files:

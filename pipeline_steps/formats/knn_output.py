@@ -140,11 +140,9 @@ def _row_reprs(a: np.ndarray) -> list[str]:
         return [""] * n
     integral = np.all(np.isfinite(a)) and np.all(np.abs(a) < 2.0**53) and np.all(a == np.round(a))
     if integral and not np.any(np.signbit(a) & (a == 0)):
-        text = json.dumps(a.astype(np.int64).tolist(), separators=(",", ":"))[2:-2]
-        text = text.replace(",", ".0,").replace("]", ".0]") + ".0"
-    else:
-        text = json.dumps(a.tolist(), separators=(",", ":"))[2:-2]
-    return text.split("],[")
+        text = json.dumps(a.astype(np.int64).tolist(), separators=(",", ":"))[2:-2].replace("],[", "|")
+        return (text.replace(",", ".0,").replace("|", ".0|") + ".0").split("|")
+    return json.dumps(a.tolist(), separators=(",", ":"))[2:-2].split("],[")
 
 
 def _mode(labels: np.ndarray) -> np.ndarray:
