@@ -123,6 +123,8 @@ def run_local(
             synth=dep.synth,
         )
     out.mkdir(parents=True, exist_ok=True)
+    if outcome.metrics:
+        (out / "metrics.json").write_text(json.dumps(outcome.metrics, indent=2) + "\n", encoding="utf-8")
     (out / "report.json").write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
     _log(f"report: {out / 'report.json'} (total {total:.1f}s)")
     return doc
@@ -159,7 +161,7 @@ def _failure_run(aws: LocalAws, dep: Any, users: list[str], algorithm: str) -> d
         "run_id": outcome.run_id,
         "status": outcome.result.status,
         "path": outcome.result.path,
-        "failures": [{k: v[:2000] for k, v in f.items()} for f in outcome.result.failures],
+        "failures": outcome.result.failures,
         "notifications": messages,
         "pointer_before": before,
         "pointer_after": after,
