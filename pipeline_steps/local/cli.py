@@ -31,7 +31,8 @@ def _log(message: str) -> None:
 
 
 def _context_overrides(args: argparse.Namespace, *, has_test: bool) -> dict[str, Any]:
-    overrides: dict[str, Any] = {"topx:schedule": "off"}  # nothing fires locally; keep the template lean
+    # The template is deployed as configured (schedule included: moto records the rule, never fires it).
+    overrides: dict[str, Any] = {}
     if has_test:
         overrides["topx:prepare.test_prefix"] = TEST_PREFIX
     if getattr(args, "x", None):
