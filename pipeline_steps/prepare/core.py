@@ -277,8 +277,8 @@ def _explicit_test(test: _Parsed, u, i, n_users: int, n_items: int):
     info = {"duplicates": len(tu) - len(keep)}
     tu, ti, tr = tu[keep], ti[keep], tr[keep]
     # A test pair also present in training can never be recommended (seen items are excluded).
-    train_pairs = np.sort(u * n_items + i)
-    codes = tu * n_items + ti
+    train_pairs = np.sort(u.astype(np.int64) * n_items + i)
+    codes = tu.astype(np.int64) * n_items + ti
     pos = np.minimum(np.searchsorted(train_pairs, codes), len(train_pairs) - 1)
     overlap = train_pairs[pos] == codes
     info["in_train"] = int(overlap.sum())
@@ -304,8 +304,8 @@ def _labelled(config: PrepareConfig, du, di, r, hdu, hdi, hr, n_users: int, n_it
             nu, ni = labels.sample_negatives(
                 du, config.negative_ratio, train_seen, n_items, config.negative_sampling, popularity, rng
             )
-            parts_u += [du, nu]
-            parts_i += [di, ni]
+            parts_u += [du, nu.astype(np.int32)]
+            parts_i += [di, ni.astype(np.int32)]
             parts_y += [np.ones(len(du), np.float32), np.zeros(len(nu), np.float32)]
         train = (np.concatenate(parts_u), np.concatenate(parts_i), np.concatenate(parts_y))
         # Test negatives avoid every observed pair (train and holdout); training negatives only
@@ -318,8 +318,8 @@ def _labelled(config: PrepareConfig, du, di, r, hdu, hdi, hr, n_users: int, n_it
             hdu, config.negative_ratio, everything, n_items, config.negative_sampling, popularity, rng
         )
         test = (
-            np.concatenate([hdu, nu]),
-            np.concatenate([hdi, ni]),
+            np.concatenate([hdu, nu.astype(np.int32)]),
+            np.concatenate([hdi, ni.astype(np.int32)]),
             np.concatenate([np.ones(len(hdu), np.float32), np.zeros(len(nu), np.float32)]),
         )
     if config.shuffle and len(train[0]):
@@ -327,11 +327,9 @@ def _labelled(config: PrepareConfig, du, di, r, hdu, hdi, hr, n_users: int, n_it
         perm = np.random.default_rng([seed, 3]).permutation(len(train[0]))
         train = tuple(a[perm] for a in train)
     y = train[2]
-    positives = (
-        int((y >= 1).sum()) if config.label_mode == "implicit" else int((y >= config.rating_threshold).sum())
-    )
-    if config.label_mode == "binary":
-        positives = int((y == 1).sum())
+    # Positives: label 1 (binary, implicit) or rating >= threshold (regression).
+    threshold = config.rating_threshold if config.label_mode == "regression" else 1.0
+    positives = int((y >= threshold).sum())
     stats = {
         "positives": positives,
         "negatives": len(y) - positives,

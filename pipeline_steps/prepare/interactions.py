@@ -14,7 +14,7 @@ def latest_per_pair(users: np.ndarray, items: np.ndarray, ts: np.ndarray, n_item
     later line / later file wins" when timestamps tie or are absent.
     """
     n = len(users)
-    pair = users * n_items + items
+    pair = users.astype(np.int64) * n_items + items
     sorted_pairs = np.sort(pair)
     dup_values = sorted_pairs[1:][sorted_pairs[1:] == sorted_pairs[:-1]]
     if len(dup_values) == 0:
@@ -65,7 +65,7 @@ def dense_map(codes: np.ndarray, registry) -> tuple[np.ndarray, list[str]]:
     used = np.flatnonzero(np.bincount(codes, minlength=len(registry)))
     names = registry.decoded(used)
     order = np.asarray(final_order(names), dtype=np.int64)
-    lut = np.full(len(registry), -1, dtype=np.int64)
+    lut = np.full(len(registry), -1, dtype=np.int32)  # int32 halves the per-row arrays
     lut[used[order]] = np.arange(len(order))
     return lut, [names[k] for k in order.tolist()]
 
@@ -86,7 +86,7 @@ def last_n_split(users: np.ndarray, ts: np.ndarray, n_users: int, n: int) -> np.
     if n_users * span >= 2**62:  # timestamps too spread to pack with the user: use their ranks
         t = np.unique(ts, return_inverse=True)[1].reshape(-1)
         span = int(t.max()) + 1
-    key = users * span + t
+    key = users.astype(np.int64) * span + t
     counts = np.bincount(users, minlength=n_users)
     ends = np.cumsum(counts)
     many = counts > n

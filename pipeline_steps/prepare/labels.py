@@ -51,7 +51,7 @@ def popularity_negatives(
                 break
             draw = np.searchsorted(cdf, rng.random(len(todo)) * cdf[-1], side="right")
             draw = np.minimum(draw, n_items - 1)
-            code = users[todo] * n_items + draw
+            code = users[todo].astype(np.int64) * n_items + draw
             pos = np.minimum(np.searchsorted(seen_codes, code), max(len(seen_codes) - 1, 0))
             hit = seen_codes[pos] == code if len(seen_codes) else np.zeros(len(todo), dtype=bool)
             out[todo[~hit]] = draw[~hit]
@@ -72,7 +72,7 @@ def sample_negatives(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`ratio` negatives per positive row of each user (users who saw every item get none)."""
     indptr, indices = exclude
-    users = np.repeat(pos_users, ratio)
+    users = np.repeat(pos_users.astype(np.int64), ratio)
     users = users[np.diff(indptr)[users] < n_items]
     if mode == "popularity":
         items = popularity_negatives(users, indptr, indices, n_items, popularity, rng)

@@ -55,9 +55,9 @@ class Interactions:
             return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
 
         return (
-            cat(self.users, np.int64),
-            cat(self.items, np.int64),
-            cat(self.ratings, np.float64),
+            cat(self.users, np.int32),
+            cat(self.items, np.int32),
+            cat(self.ratings, np.float32),
             cat(self.timestamps, np.int64),
         )
 
@@ -349,9 +349,10 @@ class FileParser:
             self.stats.add_bad(key, lines[ok & ~good], "bad timestamp")
             ok &= good
         keep = slice(None) if ok.all() else np.flatnonzero(ok)
-        out.users.append(self.users.encode(data, buf, *(a[keep] for a in cols["user"])))
-        out.items.append(self.items.encode(data, buf, *(a[keep] for a in cols["item"])))
-        out.ratings.append(rating[keep])
+        # int32 codes and float32 ratings: the parsed rows are the biggest arrays held.
+        out.users.append(self.users.encode(data, buf, *(a[keep] for a in cols["user"])).astype(np.int32))
+        out.items.append(self.items.encode(data, buf, *(a[keep] for a in cols["item"])).astype(np.int32))
+        out.ratings.append(rating[keep].astype(np.float32))
         out.timestamps.append(ts[keep])
         self.stats.rows_valid += len(out.users[-1])
 
