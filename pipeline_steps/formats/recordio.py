@@ -48,7 +48,7 @@ _FLOAT = {"Float32": np.dtype("<f4"), "Float64": np.dtype("<f8")}
 _NUMPY = {"Float32": np.dtype(np.float32), "Float64": np.dtype(np.float64), "Int32": np.dtype(np.int32)}
 _U64 = np.uint64
 _VARINT_LIMITS = [1 << (7 * i) for i in range(1, 10)]
-DEFAULT_CHUNK_ROWS = 1 << 16
+DEFAULT_CHUNK_ROWS = 1 << 14  # ~1 MB of slots for one-hot rows: stays in cache
 _SLOT_BUDGET = 1 << 25  # padded (rows x nnz) cells per chunk when rows have different nnz
 
 
@@ -139,34 +139,32 @@ def _float_bytes(values: np.ndarray, kind: str) -> np.ndarray:
 
 
 class _Rows:
-    """Byte layout of ``n`` records: one matrix row per record, fields as column slots."""
+    """Byte layout of ``n`` records: one matrix row per record, fields as column slots.
+
+    A field is ``(width, data, mask)``: ``data`` is one row shared by all records (a 1-D
+    constant) or ``(n, width)``; ``mask`` is None (every slot used), a 1-D or an ``(n, width)``
+    boolean array. Constants go into a template row copied once; only per-record fields are
+    written column-wise, and the mask compaction runs only if some slot can be unused.
+    """
 
     def __init__(self, n: int) -> None:
         self.n = n
         self._fields: list[tuple[int, np.ndarray, np.ndarray | None]] = []
-        self._const = bytearray()
-
-    def _flush(self) -> None:
-        if self._const:
-            self._fields.append((len(self._const), np.frombuffer(bytes(self._const), np.uint8), None))
-            self._const = bytearray()
 
     def const(self, b: bytes, present: bool | np.ndarray = True) -> None:
-        if present is True:
-            self._const += b
-        elif present is not False:
-            self._flush()
-            mask = np.broadcast_to(present[:, None], (self.n, len(b)))
-            self._fields.append((len(b), np.frombuffer(b, np.uint8), mask))
+        if present is False or not b:
+            return
+        mask = None if present is True else np.broadcast_to(present[:, None], (self.n, len(b)))
+        self._fields.append((len(b), np.frombuffer(b, np.uint8), mask))
 
     def varint(self, x: int | np.ndarray, present: bool | np.ndarray = True) -> None:
         if np.ndim(x) == 0:
             self.const(_varint_bytes(int(x)), present)
             return
-        x = x.astype(_U64, copy=False)
-        lens = _vlen(x)
         if present is False:
             return
+        x = x.astype(_U64, copy=False)
+        lens = _vlen(x)
         if present is not True:
             lens = np.where(present, lens, 0)
         self.varints(x[:, None], lens[:, None])
@@ -180,41 +178,58 @@ class _Rows:
         if w == 1:
             data = x.astype(np.uint8)
         else:
-            shifts = np.arange(0, 7 * w, 7, dtype=_U64)
-            data = ((x[..., None] >> shifts) & _U64(0x7F)).astype(np.uint8)
-            data |= (np.arange(w) < (lens[..., None] - 1)).astype(np.uint8) << np.uint8(7)
+            data = np.empty((n, m, w), np.uint8)
+            for j in range(w):
+                byte = (x >> _U64(7 * j)) if j else x
+                data[..., j] = (byte & _U64(0x7F)).astype(np.uint8)
+                if j < w - 1:
+                    data[..., j] |= (lens > j + 1).view(np.uint8) << np.uint8(7)
             data = data.reshape(n, m * w)
         mask = None
         if int(lens.min()) != w:
-            mask = (np.arange(w) < lens[..., None]).reshape(n, m * w)
-        self._flush()
+            mask = np.empty((n, m, w), bool)
+            for j in range(w):
+                mask[..., j] = lens > j
+            mask = mask.reshape(n, m * w)
         self._fields.append((m * w, data, mask))
 
     def block(self, data: np.ndarray, mask: np.ndarray | None = None) -> None:
         if data.shape[1]:
-            self._flush()
             self._fields.append((data.shape[1], data, mask))
 
     def padding(self, pad: int | np.ndarray) -> None:
-        if isinstance(pad, int):
-            self.const(b"\0" * pad)
+        if np.ndim(pad) == 0:
+            self.const(b"\0" * int(pad))
         else:
-            self.varints(np.zeros((self.n, 3), _U64), (np.arange(3) < pad[:, None]).astype(np.int64))
+            self._fields.append((3, np.zeros(3, np.uint8), np.arange(3) < pad[:, None]))  # type: ignore[index]
 
     def build(self) -> np.ndarray:
-        self._flush()
         width = sum(f[0] for f in self._fields)
         out = np.empty((self.n, width), np.uint8)
-        keep = None
-        if any(f[2] is not None for f in self._fields):
-            keep = np.ones((self.n, width), bool)
+        template = np.zeros(width, np.uint8)
+        keep_template = np.ones(width, bool)
+        per_row: list[tuple[int, int, np.ndarray]] = []
+        row_masks: list[tuple[int, int, np.ndarray]] = []
         col = 0
         for w, data, mask in self._fields:
-            out[:, col : col + w] = data
+            if data.ndim == 1:
+                template[col : col + w] = data
+            else:
+                per_row.append((col, w, data))
             if mask is not None:
-                keep[:, col : col + w] = mask  # type: ignore[index]
+                row_masks.append((col, w, mask))
             col += w
-        return out.reshape(-1) if keep is None else out[keep]
+        if len(per_row) < len(self._fields):
+            out[:] = template
+        for col, w, data in per_row:
+            out[:, col : col + w] = data
+        if not row_masks:
+            return out.reshape(-1)
+        keep = np.empty((self.n, width), bool)
+        keep[:] = keep_template
+        for col, w, mask in row_masks:
+            keep[:, col : col + w] = mask
+        return out[keep]
 
 
 def _label_length(labels: np.ndarray | None, kind: str | None) -> tuple[int | np.ndarray, Any]:
