@@ -39,15 +39,22 @@ def iter_part_top_x(
     where: str,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(user index, item indices, scores) for every query line of one transform output part."""
-    count = 0
-    for offset, (labels, scores) in enumerate(knn_output.iter_results(lines, metric)):
+    results = knn_output.iter_results(lines, metric)
+    offset = 0
+    while True:
+        try:
+            labels, scores = next(results)
+        except StopIteration:
+            break
+        except knn_output.KnnOutputError as exc:
+            raise InputError(f"{where}: {exc}") from None
         if offset >= n_users:
             raise InputError(f"{where}: more than the {n_users} result lines expected for this part")
-        u = first_user + offset
-        items, kept = top_x(
-            labels, scores, seen.row(u), x=x, n_items=n_items, where=f"{where} line {offset + 1}"
+        where_line = f"{where} line {offset + 1}"
+        yield (
+            first_user + offset,
+            *top_x(labels, scores, seen.row(first_user + offset), x=x, n_items=n_items, where=where_line),
         )
-        yield u, items, kept
-        count += 1
-    if count != n_users:
-        raise InputError(f"{where}: {count} result lines, expected {n_users} (one per query)")
+        offset += 1
+    if offset != n_users:
+        raise InputError(f"{where}: {offset} result lines, expected {n_users} (one per query)")

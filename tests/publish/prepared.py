@@ -1,0 +1,110 @@
+"""Small prepared-run fixtures that follow docs/contracts.md (what prepare writes under the run)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+
+def csr_bytes(rows: list[list[int]], n_users: int) -> bytes:
+    assert len(rows) == n_users
+    indptr = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64)
+    indices = np.array([i for r in rows for i in r], dtype=np.int32)
+    buf = io.BytesIO()
+    np.savez(buf, indptr=indptr, indices=indices)
+    return buf.getvalue()
+
+
+def put_prepared(
+    s3,
+    bucket: str,
+    run_id: str,
+    *,
+    users: list[str],
+    items: list[str],
+    seen: list[list[int]],
+    holdout: list[list[int]] | None = None,
+    popularity: np.ndarray | None = None,
+) -> str:
+    """Write manifest.json, users.json, items.json, seen.npz, holdout.npz, popularity.npy; -> manifest key."""
+    base = f"runs/{run_id}/prepared"
+    n_users, n_items = len(users), len(items)
+    holdout = holdout if holdout is not None else [[] for _ in users]
+    if popularity is None:
+        popularity = np.bincount([i for r in seen for i in r], minlength=n_items).astype(np.int64)
+    files = {
+        "users": f"{base}/users.json",
+        "items": f"{base}/items.json",
+        "seen": f"{base}/seen.npz",
+        "holdout": f"{base}/holdout.npz",
+        "popularity": f"{base}/popularity.npy",
+        "report": f"{base}/report.json",
+    }
+    pop = io.BytesIO()
+    np.save(pop, np.asarray(popularity, dtype=np.int64))
+    bodies = {
+        "users": json.dumps(users, ensure_ascii=False).encode(),
+        "items": json.dumps(items, ensure_ascii=False).encode(),
+        "seen": csr_bytes(seen, n_users),
+        "holdout": csr_bytes(holdout, n_users),
+        "popularity": pop.getvalue(),
+        "report": b"{}",
+    }
+    for name, body in bodies.items():
+        s3.put_object(Bucket=bucket, Key=files[name], Body=body)
+    manifest = {
+        "version": 1,
+        "run_id": run_id,
+        "bucket": bucket,
+        "n_users": n_users,
+        "n_items": n_items,
+        "feature_dim": n_users + n_items,
+        "label_mode": "implicit",
+        "label_stats": {"positives": 0, "negatives": 0, "mean": 0.0},
+        "counts": {
+            "train_interactions": sum(len(r) for r in seen),
+            "holdout_pairs": sum(len(r) for r in holdout),
+        },
+        "train_shards": [f"{base}/train/part-00000.rec"],
+        "test_shards": [],
+        "files": files,
+        "input": {"objects": [], "sha256": ""},
+        "config": {},
+    }
+    key = f"{base}/manifest.json"
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(manifest).encode())
+    return key
+
+
+def put_queries_manifest(s3, bucket: str, run_id: str, *, part_sizes: list[int], k: int, n_items: int) -> str:
+    """What repackage writes: one query shard per part, users in index order."""
+    parts, first = [], 0
+    for i, n in enumerate(part_sizes):
+        parts.append(
+            {"key": f"runs/{run_id}/knn/queries/users-{i:05d}.rec", "first_user": first, "n_users": n}
+        )
+        first += n
+    key = f"runs/{run_id}/knn/queries/manifest.json"
+    doc = {"parts": parts, "k": k, "n_items": n_items, "n_users": first}
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc).encode())
+    return key
+
+
+def put_transform_output(s3, bucket: str, run_id: str, part: int, labels, distances) -> str:
+    """A `.out` part as the k-NN batch transform writes it (ascending distances, verbose JSON lines)."""
+    from pipeline_steps.formats.knn_output import format_results
+
+    key = f"runs/{run_id}/transform/users-{part:05d}.rec.out"
+    s3.put_object(Bucket=bucket, Key=key, Body=format_results(labels, distances).encode())
+    return key
+
+
+def event(bucket: str, run_id: str) -> dict:
+    return {
+        "run_id": run_id,
+        "manifest_key": f"runs/{run_id}/prepared/manifest.json",
+        "queries_manifest_key": f"runs/{run_id}/knn/queries/manifest.json",
+        "transform_output_s3_uri": f"s3://{bucket}/runs/{run_id}/transform/",
+    }
