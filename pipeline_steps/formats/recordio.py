@@ -31,6 +31,7 @@ __all__ = [
     "iter_dense_chunks",
     "iter_records",
     "iter_sparse_chunks",
+    "parse_record",
     "read_dense",
     "read_sparse",
     "resolve_type",
@@ -689,7 +690,7 @@ def parse_record(payload: bytes | memoryview, offset: int = 0, payload_offset: i
     return Record(features, label, offset, strings.get(3), strings.get(4), strings.get(5))
 
 
-def _iter_payloads(read, size_hint: int | None) -> Iterator[tuple[int, bytes | memoryview]]:
+def _iter_payloads(read: Any) -> Iterator[tuple[int, bytes | memoryview]]:
     """(offset, payload) of each logical record; reassembles dmlc multi-part records."""
     offset = 0
     parts: list[bytes | memoryview] = []
@@ -738,22 +739,44 @@ def _iter_payloads(read, size_hint: int | None) -> Iterator[tuple[int, bytes | m
         raise RecordIOError(offset, "stream ends inside a multi-part record (no cflag 3 part)")
 
 
+def _stream_reader(stream: BinaryIO) -> Any:
+    """``read(n)`` that returns n bytes unless at EOF (network streams may return short reads)."""
+
+    def read(n: int) -> bytes:
+        out = stream.read(n)
+        got = len(out)
+        if got == n or not out:
+            return out
+        parts = [out]
+        while got < n:
+            more = stream.read(n - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    return read
+
+
+def _view_reader(data: bytes | bytearray | memoryview) -> Any:
+    view = memoryview(data).cast("B")
+    pos = 0
+
+    def read(n: int) -> memoryview:
+        nonlocal pos
+        out = view[pos : pos + n]
+        pos += len(out)
+        return out
+
+    return read
+
+
 def iter_records(source: bytes | bytearray | memoryview | BinaryIO) -> Iterator[Record]:
     """Decode every record of a RecordIO-protobuf stream (bytes or a binary file object)."""
-    if isinstance(source, bytes | bytearray | memoryview):
-        view = memoryview(source).cast("B")
-        pos = 0
-
-        def read(n: int) -> memoryview:
-            nonlocal pos
-            out = view[pos : pos + n]
-            pos += len(out)
-            return out
-
-        reader = read
-    else:
-        reader = source.read
-    for offset, payload in _iter_payloads(reader, None):
+    buffered = isinstance(source, bytes | bytearray | memoryview)
+    reader = _view_reader(source) if buffered else _stream_reader(source)  # type: ignore[arg-type]
+    for offset, payload in _iter_payloads(reader):
         yield parse_record(payload, offset)
 
 

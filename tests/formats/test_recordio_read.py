@@ -235,7 +235,7 @@ def test_dmlc_multipart_records_are_reassembled():
     rec = next(recordio.iter_records(raw))
     assert rec.values.tolist() == [1.0, 2.0, 3.0] and rec.uid.endswith("yz")
     three = _frame(b"abcd", 1) + _frame(b"efgh", 2) + _frame(b"", 3)
-    assert [p for _, p in recordio._iter_payloads(io.BytesIO(three).read, None)] == [
+    assert [p for _, p in recordio._iter_payloads(io.BytesIO(three).read)] == [
         b"abcd" + magic + b"efgh" + magic
     ]
     data, *_ = recordio.read_sparse(raw)  # the fast reader falls back to the general parser
@@ -326,3 +326,23 @@ def test_writer_argument_errors():
         recordio.encode_sparse((data, np.array([0, 5]), np.array([0, 1, 2]), (2, 2)))
     with pytest.raises(ValueError, match="Matrix"):
         recordio.encode_sparse((data, indices, np.array([0, 2]), (2,)))
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that returns at most 3 bytes per read, like a slow network body."""
+
+    def __init__(self, data: bytes) -> None:
+        self._buf = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        return self._buf.read(min(n, 3) if n >= 0 else 3)
+
+
+def test_short_reads_from_streams_are_completed():
+    raw = recordio.encode_dense(np.arange(12, dtype=np.float32).reshape(3, 4), np.arange(3))
+    records = list(recordio.iter_records(_Trickle(raw)))
+    assert [r.values.tolist() for r in records] == np.arange(12).reshape(3, 4).tolist()
+    assert [r.label_values.tolist() for r in records] == [[0], [1], [2]]
