@@ -48,7 +48,7 @@ def watch(
     execution_arn: str,
     *,
     log: Callable[[str], None] = print,
-    poll_seconds: float = 0.25,
+    poll_seconds: float = 0.1,
     timeout_seconds: float = 3600.0,
 ) -> ExecutionResult:
     """Poll ``GetExecutionHistory`` until the execution ends, logging each state's start and end."""
