@@ -6,7 +6,8 @@
 * A: ``arg:v`` (N, k), ``arg:w1_weight`` (N, 1), ``arg:w0_weight`` (1,)
 * B: ``arg:v`` (k, N), ``arg:Linear_Plus_Bias_weight`` (1, N), ``arg:Linear_Plus_Bias_bias`` (1,)
 
-The reader picks the axes by ``feature_dim`` from ``meta.json``; the writer emits layout A.
+The reader picks the axes by ``feature_dim`` from ``meta.json``; the writer emits layout A
+(or B on request).
 """
 
 from __future__ import annotations
@@ -174,8 +175,10 @@ def _dmlc_json(value: Any, depth: int = 0) -> str:
     return open_ + pad + (", " + pad).join(items) + "\n" + "  " * depth + close
 
 
-def symbol_json(feature_dim: int, num_factors: int, predictor_type: str = "regressor") -> str:
-    """An MXNet symbol graph computing the FM score with layout-A parameter names."""
+def symbol_json(
+    feature_dim: int, num_factors: int, predictor_type: str = "regressor", layout: str = "A"
+) -> str:
+    """An MXNet symbol graph computing the FM score with the parameter names of ``layout``."""
     nodes: list[dict[str, Any]] = []
 
     def node(op: str, name: str, inputs: list[int] = (), attrs: dict[str, str] | None = None) -> int:  # type: ignore[assignment]
@@ -186,17 +189,26 @@ def symbol_json(feature_dim: int, num_factors: int, predictor_type: str = "regre
         nodes.append(entry)
         return len(nodes) - 1
 
+    n, k = feature_dim, num_factors
     data = node("null", "data", attrs={"__storage_type__": "2"})
-    w1 = node("null", "w1_weight", attrs={"__shape__": f"({feature_dim}, 1)"})
-    linear = node("dot", "dot0", [data, w1])
-    w0 = node("null", "w0_weight", attrs={"__shape__": "(1,)"})
-    bias = node("broadcast_add", "broadcast_plus0", [linear, w0])
-    v = node("null", "v", attrs={"__shape__": f"({feature_dim}, {num_factors})"})
-    xv = node("dot", "dot1", [data, v])
+    if layout == "A":
+        w1 = node("null", "w1_weight", attrs={"__shape__": f"({n}, 1)"})
+        linear = node("dot", "dot0", [data, w1])
+        w0 = node("null", "w0_weight", attrs={"__shape__": "(1,)"})
+        bias = node("broadcast_add", "broadcast_plus0", [linear, w0])
+        v = node("null", "v", attrs={"__shape__": f"({n}, {k})"})
+        dot_v: dict[str, str] = {}
+    else:
+        weight = node("null", "Linear_Plus_Bias_weight", attrs={"__shape__": f"(1, {n})"})
+        b = node("null", "Linear_Plus_Bias_bias", attrs={"__shape__": "(1,)"})
+        bias = node("FullyConnected", "Linear_Plus_Bias", [data, weight, b], {"num_hidden": "1"})
+        v = node("null", "v", attrs={"__shape__": f"({k}, {n})"})
+        dot_v = {"transpose_b": "True"}
+    xv = node("dot", "dot1", [data, v], dot_v)
     xv2 = node("square", "square0", [xv])
     x2 = node("square", "square1", [data])
     v2 = node("square", "square2", [v])
-    x2v2 = node("dot", "dot2", [x2, v2])
+    x2v2 = node("dot", "dot2", [x2, v2], dot_v)
     diff = node("elemwise_sub", "_minus0", [xv2, x2v2])
     total = node("sum", "sum0", [diff], {"axis": "1", "keepdims": "True"})
     half = node("_mul_scalar", "_mulscalar0", [total], {"scalar": "0.5"})
@@ -206,7 +218,7 @@ def symbol_json(feature_dim: int, num_factors: int, predictor_type: str = "regre
     out = node(op, "out", [score, label])
     graph = {
         "nodes": nodes,
-        "arg_nodes": [i for i, n in enumerate(nodes) if n["op"] == "null"],
+        "arg_nodes": [i for i, nd in enumerate(nodes) if nd["op"] == "null"],
         "node_row_ptr": list(range(len(nodes) + 1)),
         "heads": [[out, 0, 0]],
         "attrs": {"mxnet_version": ["int", 10100]},
@@ -214,8 +226,27 @@ def symbol_json(feature_dim: int, num_factors: int, predictor_type: str = "regre
     return _dmlc_json(graph)
 
 
-def fm_model_bytes(model: FMModel, *, mtime: int | None = None) -> bytes:
-    """``model.tar.gz`` bytes of ``model`` in SageMaker's layout (parameters in layout A)."""
+def _params(model: FMModel, layout: str) -> dict[str, np.ndarray]:
+    w0 = np.array([model.w0], np.float32)
+    if layout == "A":
+        return {"arg:v": model.V, "arg:w1_weight": model.w.reshape(-1, 1), "arg:w0_weight": w0}
+    if layout == "B":
+        return {
+            "arg:v": np.ascontiguousarray(model.V.T),
+            "arg:Linear_Plus_Bias_weight": model.w.reshape(1, -1),
+            "arg:Linear_Plus_Bias_bias": w0,
+        }
+    raise ValueError(f"unknown FM parameter layout {layout!r} (expected 'A' or 'B')")
+
+
+def fm_model_bytes(model: FMModel, *, mtime: int | None = None, layout: str = "A") -> bytes:
+    """``model.tar.gz`` bytes of ``model`` in SageMaker's layout.
+
+    ``layout`` "A" (default) is the blog's ``arg:v`` (N, k) / ``arg:w1_weight`` / ``arg:w0_weight``;
+    "B" the transposed ``Linear_Plus_Bias`` variant (for testing readers). ``mtime`` (default: now)
+    sets the tar member time and the ZIP timestamps (UTC), so equal inputs give equal bytes.
+    """
+    params = mxnet_params.dump(_params(model, layout))
     stamp = int(time.time()) if mtime is None else int(mtime)
     hyper = {str(k): str(v) for k, v in model.hyperparameters.items()}
     for key, value in (("feature_dim", model.feature_dim), ("num_factors", model.num_factors)):
@@ -224,14 +255,8 @@ def fm_model_bytes(model: FMModel, *, mtime: int | None = None) -> bytes:
         hyper[key] = str(value)
     epoch = model.epoch_number if model.epoch_number is not None else int(hyper.get("epochs", "1") or 1)
     meta = json.dumps({"training_parameters": hyper, "version": 1, "epoch_number": epoch})
-    params = mxnet_params.dump(
-        {
-            "arg:v": model.V.astype(np.float32),
-            "arg:w1_weight": model.w.astype(np.float32).reshape(-1, 1),
-            "arg:w0_weight": np.array([model.w0], np.float32),
-        }
-    )
-    symbol = symbol_json(model.feature_dim, model.num_factors, hyper.get("predictor_type", "regressor"))
+    predictor = hyper.get("predictor_type", "regressor")
+    symbol = symbol_json(model.feature_dim, model.num_factors, predictor, layout)
     zipped = stored_zip(
         [("meta.json", meta.encode()), ("symbol.json", symbol.encode()), ("params", params)],
         time.gmtime(stamp)[:6],
@@ -240,10 +265,10 @@ def fm_model_bytes(model: FMModel, *, mtime: int | None = None) -> bytes:
 
 
 def write_fm_model(
-    model: FMModel, target: str | os.PathLike[str] | BinaryIO, *, mtime: int | None = None
+    model: FMModel, target: str | os.PathLike[str] | BinaryIO, *, mtime: int | None = None, layout: str = "A"
 ) -> bytes:
     """Write ``model.tar.gz`` to a path or binary file object; returns the bytes written."""
-    data = fm_model_bytes(model, mtime=mtime)
+    data = fm_model_bytes(model, mtime=mtime, layout=layout)
     if hasattr(target, "write"):
         target.write(data)  # type: ignore[union-attr]
     else:

@@ -85,6 +85,21 @@ def test_written_layout_is_sagemakers():
     assert symbol["nodes"][-1]["op"] == "LogisticRegressionOutput"
 
 
+@pytest.mark.parametrize(("n", "k"), [(7, 3), (5, 5)])
+def test_write_read_round_trip_layout_b(tmp_path, n, k):
+    model = _model(n, k)
+    data = write_fm_model(model, tmp_path / "b.tar.gz", mtime=1_700_000_000, layout="B")
+    (member,) = artifact.read_model_tar_gz(data)
+    zf = zipfile.ZipFile(io.BytesIO(member.data))
+    params = mxnet_params.load(zf.read("params"))
+    assert list(params) == ["arg:v", "arg:Linear_Plus_Bias_weight", "arg:Linear_Plus_Bias_bias"]
+    assert [params[key].shape for key in params] == [(k, n), (1, n), (1,)]
+    assert "Linear_Plus_Bias" in {nd["name"] for nd in json.loads(zf.read("symbol.json"))["nodes"]}
+    _assert_same(read_fm_model(tmp_path / "b.tar.gz"), model)
+    with pytest.raises(ValueError, match="unknown FM parameter layout"):
+        fm_model.fm_model_bytes(model, layout="C")
+
+
 def test_write_to_file_object():
     buf = io.BytesIO()
     data = write_fm_model(_model(), buf, mtime=5)
