@@ -62,11 +62,15 @@ def hash_fields(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> tuple[
         rows = slice(None) if lo == hi else np.flatnonzero(width == w)
         s = starts[rows]
         ln = lens[rows].astype(np.int64)
+        full_words = int(ln.min()) // 8  # words every row fills completely need no mask
         a = SEED1 ^ (ln.astype(_U64) * _U64(0xFF51AFD7ED558CCD))
         b = SEED2 ^ ln.astype(_U64)
         for j in range(int(w)):
-            # Past a field's end the mask is 0, so the clamped index only has to stay in bounds.
-            word = words[np.minimum(s + 8 * j, last)] & _MASKS[np.clip(ln - 8 * j, 0, 8)]
+            if j < full_words:
+                word = words[s + 8 * j]
+            else:
+                # Past a field's end the mask is 0, so the clamped index only has to stay in bounds.
+                word = words[np.minimum(s + 8 * j, last)] & _MASKS[np.clip(ln - 8 * j, 0, 8)]
             a ^= word
             _mix(a)
             word *= _H2_MULT[j % len(_H2_MULT)] + _U64(2 * j)
@@ -81,9 +85,8 @@ _H2_MULT = np.array(
 )
 
 
-def slices(data: bytes | memoryview, starts: np.ndarray, lens: np.ndarray) -> list[bytes]:
-    mv = memoryview(data)
-    return [bytes(mv[s : s + n]) for s, n in zip(starts.tolist(), lens.tolist(), strict=True)]
+def slices(data: bytes, starts: np.ndarray, lens: np.ndarray) -> list[bytes]:
+    return [data[s : s + n] for s, n in zip(starts.tolist(), lens.tolist(), strict=True)]
 
 
 def _parse_uint_loop(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,6 +129,8 @@ def parse_uint(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> tuple[n
     if fast.any():
         rows = np.flatnonzero(fast) if not fast.all() else slice(None)
         e, ln = ends[rows], lens[rows].astype(np.int64)
+        if int(ln.min()) == int(ln.max()):  # the usual case (e.g. 10-digit unix seconds): scalar masks
+            ln = int(ln.min())
         words = _words_view(buf)
         out = []
         for word_end, keep in ((e - 16, np.clip(ln - 8, 0, 8)), (e - 8, np.minimum(ln, 8))):
@@ -222,4 +227,8 @@ def ratings(
     data: bytes, buf: np.ndarray, starts: np.ndarray, lens: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """float64 per field; ratings have few distinct values, so each distinct text is parsed once."""
+    if len(lens) and int(lens.min()) == 1 and int(lens.max()) == 1:  # "1".."5": one byte each
+        digit = buf[starts].astype(np.int64) - 48
+        ok = (digit >= 0) & (digit <= 9)
+        return np.where(ok, digit, 0).astype(np.float64), ok
     return parse_by_unique(data, buf, starts, lens, parse_rating)

@@ -23,17 +23,18 @@ class HashTable:
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Value per key, -1 where absent."""
-        out = np.full(len(keys), -1, dtype=np.int64)
         slot = (keys & self.mask).astype(np.intp)
-        todo = np.arange(len(keys))
+        v = self.values[slot]
+        hit = self.keys[slot] == keys
+        out = np.where(hit, v, -1)  # an empty slot has value -1 anyway
+        todo = np.flatnonzero((v >= 0) & ~hit)  # slot taken by another key: probe on (rare)
         while len(todo):
+            slot[todo] = (slot[todo] + 1) & int(self.mask)
             s = slot[todo]
             v = self.values[s]
             hit = (v >= 0) & (self.keys[s] == keys[todo])
             out[todo[hit]] = v[hit]
-            more = (v >= 0) & ~hit  # occupied by another key: probe the next slot
-            todo = todo[more]
-            slot[todo] = (slot[todo] + 1) & int(self.mask)
+            todo = todo[(v >= 0) & ~hit]
         return out
 
     def insert(self, keys: np.ndarray, values: np.ndarray) -> None:
