@@ -8,6 +8,7 @@ the command line arrive as strings; they are read as JSON when they parse as JSO
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Mapping
@@ -168,6 +169,7 @@ class AppConfig:
             x=ctx.int("x", 1, 1000),
             index_metric=metric,
         )
+        _check_consistency(ctx, fm, steps)
         return cls(
             project=project,
             region=region,
@@ -201,8 +203,8 @@ class _Context:
             name = key[len(PREFIX) :]
             if "." in name:
                 dotted.append((name, value))
-            else:
-                self._values[name] = _from_cli(value)
+            else:  # a copy: dotted overrides below must not write into the caller's context
+                self._values[name] = copy.deepcopy(_from_cli(value))
         for name, value in sorted(dotted):
             head, *path = name.split(".")
             node = self._values.setdefault(head, {})
@@ -395,3 +397,22 @@ def _lambdas(ctx: _Context) -> LambdaConfig:
         timeout_seconds=_int("topx:lambda.timeout_seconds", data["timeout_seconds"], 1, 900),
         ephemeral_mb=_int("topx:lambda.ephemeral_mb", data["ephemeral_mb"], 512, 10240),
     )
+
+
+def _check_consistency(ctx: _Context, fm: JobConfig, steps: StepConfigs) -> None:
+    """Values that live in different sections but must agree."""
+    label_mode = steps.prepare["label_mode"]
+    wanted = "regressor" if label_mode == "regression" else "binary_classifier"
+    predictor = fm.hyperparameters["predictor_type"]
+    if predictor != wanted:
+        raise ConfigError(
+            f"context 'topx:fm.hyperparameters.predictor_type' is {predictor!r} but "
+            f"'topx:prepare.label_mode' {label_mode!r} writes labels for {wanted!r}"
+        )
+    run_days = ctx.int("run_expiry_days", 1, 3650)
+    ttl_days = steps.publish["ttl_days"]
+    if run_days <= ttl_days:
+        raise ConfigError(
+            f"context 'topx:run_expiry_days' ({run_days}) must exceed 'topx:publish.ttl_days' ({ttl_days}): "
+            "a published run's files (metrics, id maps) must outlive its DynamoDB items"
+        )

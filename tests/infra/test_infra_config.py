@@ -1,0 +1,108 @@
+"""Config validation: clear messages naming the key, -c string values, dotted overrides, cross-checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.config import AppConfig, ConfigError
+
+DEFAULTS: dict[str, Any] = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())[
+    "context"
+]
+
+
+def build(**overrides: Any) -> AppConfig:
+    context = dict(DEFAULTS)
+    context.update({f"topx:{k}": v for k, v in overrides.items()})
+    return AppConfig.from_context(context)
+
+
+def test_defaults_build_explicit_step_configs() -> None:
+    config = build()
+    assert config.region == "us-east-1" and config.schedule == "rate(7 days)"
+    assert config.notification_email is None and config.kms is False
+    assert config.fm.hyperparameters["predictor_type"] == "binary_classifier"
+    assert config.steps.publish["x"] == config.steps.evaluate["x"] == config.steps.repackage["x"] == 10
+    assert config.steps.evaluate["index_metric"] == "INNER_PRODUCT"
+    # defaults of each step's own dataclass are filled in (one source of truth)
+    assert config.steps.prepare["holdout_n"] == 10 and "ttl_days" in config.steps.publish
+
+
+def test_cli_strings_and_dotted_keys() -> None:
+    config = build(
+        **{
+            "x": "20",
+            "kms": "true",
+            "schedule": "off",
+            "fm.hyperparameters.epochs": "30",
+            "fm.hyperparameters.factors_wd": "0.01",
+            "prepare.label_mode": "binary",
+            "prepare": '{"input_prefix": "data/ratings/"}',
+            "notification_email": "ops@example.com",
+        }
+    )
+    assert config.steps.publish["x"] == 20 and config.kms is True and config.schedule is None
+    assert config.fm.hyperparameters["epochs"] == "30" and config.fm.hyperparameters["factors_wd"] == "0.01"
+    assert config.steps.prepare["input_prefix"] == "data/ratings/"  # whole-object override
+    assert config.steps.prepare["label_mode"] == "binary"  # then the dotted key on top
+    assert config.notification_email == "ops@example.com"
+
+
+def test_numeric_hyperparameters_become_sagemaker_strings() -> None:
+    config = build(**{"fm.hyperparameters.epochs": 25, "fm.hyperparameters.bias_lr": 0.1})
+    assert config.fm.hyperparameters["epochs"] == "25" and config.fm.hyperparameters["bias_lr"] == "0.1"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"region": "mars-north-1"}, "'topx:region': 'mars-north-1' has no built-in algorithm image"),
+        ({"schedule": "every sunday"}, "'topx:schedule': 'every sunday' is not an EventBridge expression"),
+        ({"notification_email": "nobody"}, "'topx:notification_email': 'nobody' is not an e-mail"),
+        ({"kms": "maybe"}, "'topx:kms': expected true or false"),
+        ({"x": 0}, "'topx:x': must be in 1..1000"),
+        ({"fm.instance_type": "c5.xlarge"}, "'topx:fm.instance_type': expected a SageMaker instance type"),
+        ({"fm.instance_count": 0}, "'topx:fm.instance_count': must be in 1..100"),
+        ({"fm.hyperparameters.feature_dim": "10"}, "['feature_dim'] are set by the state machine"),
+        ({"knn.hyperparameters.k": "10"}, "['k'] are set by the state machine"),
+        ({"fm.hyperparameters.num_factor": "8"}, "unknown SageMaker hyperparameter(s) ['num_factor']"),
+        (
+            {"fm.hyperparameters.predictor_type": "regressor"},
+            "'topx:prepare.label_mode' 'implicit' writes labels",
+        ),
+        (
+            {"knn.hyperparameters.index_metric": "DOT"},
+            "'topx:knn.hyperparameters.index_metric': must be one of",
+        ),
+        (
+            {"spot.enabled": True, "spot.max_wait_seconds": 600},
+            "'topx:spot.max_wait_seconds' (600) must be >=",
+        ),
+        ({"spot.enable": True}, "'topx:spot': unknown key(s) ['enable']"),
+        ({"transform": "{not json"}, "'topx:transform': not a JSON object"),
+        ({"run_expiry_days": 30}, "'topx:run_expiry_days' (30) must exceed 'topx:publish.ttl_days' (30.0)"),
+        ({"publish.x": 5}, "'topx:publish.x' (5) differs from 'topx:x' (10)"),
+        ({"prepare.label_mode": "stars"}, "context 'topx:prepare': label_mode: 'stars' is not one of"),
+        ({"prepare.negative_ratio": 0}, "context 'topx:prepare': negative_ratio: must be >= 1"),
+        (
+            {"evaluate.min_precision": 2.0},
+            "context 'topx:evaluate': topx:evaluate.min_precision: must be in [0, 1]",
+        ),
+        ({"publish.ttl_day": 3}, "context 'topx:publish': topx:publish: unknown key(s) ['ttl_day']"),
+        ({"lambda.memory_mb": 64}, "'topx:lambda.memory_mb': must be in 128..10240"),
+    ],
+)
+def test_invalid_values_are_rejected_with_the_key(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build(**overrides)
+    assert message in str(info.value)
+
+
+def test_missing_key_points_at_cdk_json() -> None:
+    context = {k: v for k, v in DEFAULTS.items() if k != "topx:fm"}
+    with pytest.raises(ConfigError, match=r"context 'topx:fm' is missing \(defaults live in cdk.json\)"):
+        AppConfig.from_context(context)

@@ -1,0 +1,30 @@
+"""Our static image table equals the SageMaker SDK's (2.257.7, test-only oracle) for every region we list."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import sagemaker
+
+from infra import images
+
+SDK_CONFIG = Path(sagemaker.__file__).parent / "image_uri_config"
+
+
+def test_registries_match_the_sdk_for_both_algorithms() -> None:
+    for algorithm, repository in images.ALGORITHMS.items():
+        spec = json.loads((SDK_CONFIG / f"{repository}.json").read_text())["versions"][images.TAG]
+        assert spec["repository"] == repository
+        sdk = {r: a for r, a in spec["registries"].items() if not r.startswith("us-iso")}
+        assert sdk == images.REGISTRIES, algorithm
+
+
+def test_uris_and_repository_arns() -> None:
+    assert (
+        images.image_uri("fm", "us-east-1")
+        == "382416733822.dkr.ecr.us-east-1.amazonaws.com/factorization-machines:1"
+    )
+    assert images.image_uri("knn", "eu-west-1") == "438346466558.dkr.ecr.eu-west-1.amazonaws.com/knn:1"
+    assert images.image_uri("knn", "cn-north-1").endswith(".dkr.ecr.cn-north-1.amazonaws.com.cn/knn:1")
+    assert images.repository_arn("fm", "us-gov-west-1").startswith("arn:aws-us-gov:ecr:us-gov-west-1:")

@@ -1,0 +1,283 @@
+"""Pipeline stack: the state machine's integrations and failure paths, schedule, IAM scoping, Lambdas."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from infra import images
+from tests.infra.conftest import Synth, all_states, render_asl, resources
+
+SYNC = {
+    "arn:aws:states:::sagemaker:createTrainingJob.sync",
+    "arn:aws:states:::sagemaker:createTransformJob.sync",
+}
+HANDLERS = {
+    "pipeline_steps.guard.handler.handler",
+    "pipeline_steps.prepare.handler.handler",
+    "pipeline_steps.repackage.handler.handler",
+    "pipeline_steps.evaluate.handler.handler",
+    "pipeline_steps.publish.handler.handler",
+}
+
+
+@pytest.fixture(scope="module")
+def pipeline(default_synth: Synth) -> Template:
+    return Template.from_stack(default_synth.app.node.find_child("fm-knn-topx-pipeline"))
+
+
+@pytest.fixture(scope="module")
+def asl(pipeline: Template) -> dict:
+    return render_asl(pipeline.to_json())
+
+
+def test_definition_runs_the_steps_in_order_with_the_three_sync_jobs(asl: dict) -> None:
+    states = asl["States"]
+    order, name = [], asl["StartAt"]
+    while name in states and states[name]["Type"] != "Succeed":
+        order.append(name)
+        state = states[name]
+        name = state.get("Next") or state.get("Default")
+    assert order == [
+        "Guard", "AnotherRunActive", "Prepare", "HasTestSet", "TrainFM", "Repackage", "TrainKNN",
+        "CreateModel", "Transform", "Evaluate", "Publish",
+    ]  # fmt: skip
+    assert name == "Published"
+    resources_used = {s.get("Resource") for s in states.values()}
+    assert resources_used >= SYNC | {"arn:aws:states:::sagemaker:createModel", "arn:aws:states:::sns:publish"}
+    trainings = [
+        s for s in states.values() if s.get("Resource") == "arn:aws:states:::sagemaker:createTrainingJob.sync"
+    ]
+    assert len(trainings) == 3  # FM with and without a test channel, k-NN
+    assert states["AnotherRunActive"]["Choices"][0] == {
+        "Variable": "$.run.skip",
+        "BooleanEquals": True,
+        "Next": "SkippedAnotherRunActive",
+    }
+    assert states["SkippedAnotherRunActive"]["Type"] == "Succeed"
+
+
+def test_every_task_catches_into_notify_then_fail_with_error_and_cause(asl: dict) -> None:
+    states = asl["States"]
+    tasks = {n: s for n, s in states.items() if s["Type"] in ("Task", "Map") and n != "NotifyFailure"}
+    assert len(tasks) == 10
+    for name, state in tasks.items():
+        assert state["Catch"] == [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}
+        ], name
+    notify = states["NotifyFailure"]
+    assert notify["Resource"] == "arn:aws:states:::sns:publish"
+    assert notify["Next"] == "RunFailed"
+    assert notify["Catch"][0]["Next"] == "RunFailed"
+    assert notify["Parameters"]["Message"]["error.$"] == "$.error.Error"
+    assert states["RunFailed"] == {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
+
+
+def test_retries_only_transient_errors_with_backoff(asl: dict) -> None:
+    allowed = {
+        "Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException", "SageMaker.AmazonSageMakerException", "SNS.ThrottledException",
+        "SNS.InternalErrorException", "SNS.KMSThrottlingException",
+    }  # fmt: skip
+    for name, state in all_states(asl).items():
+        for retry in state.get("Retry", []):
+            assert set(retry["ErrorEquals"]) <= allowed, name
+            assert retry["BackoffRate"] >= 2 and retry["MaxAttempts"] <= 6, name
+
+
+def test_sagemaker_requests(asl: dict) -> None:
+    states = asl["States"]
+    fm = states["TrainFM"]["Parameters"]
+    assert fm["TrainingJobName.$"] == "$.run.fm_job_name"
+    assert fm["AlgorithmSpecification"]["TrainingImage"] == images.image_uri("fm", "us-east-1")
+    assert fm["HyperParameters"]["feature_dim.$"] == "$.prepare.feature_dim"
+    assert all(isinstance(v, str) for k, v in fm["HyperParameters"].items())
+    assert [c["ChannelName"] for c in fm["InputDataConfig"]] == ["train", "test"]
+    assert [c["ChannelName"] for c in states["TrainFMWithoutTest"]["Parameters"]["InputDataConfig"]] == [
+        "train"
+    ]
+    knn = states["TrainKNN"]["Parameters"]
+    assert knn["AlgorithmSpecification"]["TrainingImage"] == images.image_uri("knn", "us-east-1")
+    assert {
+        k: knn["HyperParameters"][k] for k in ("k.$", "sample_size.$", "feature_dim.$", "index_metric")
+    } == {
+        "k.$": "$.repackage.k",
+        "sample_size.$": "$.repackage.sample_size",
+        "feature_dim.$": "$.repackage.feature_dim",
+        "index_metric": "INNER_PRODUCT",
+    }
+    model = states["CreateModel"]["Parameters"]
+    assert model["PrimaryContainer"]["ModelDataUrl.$"] == "$.knn.model_s3_uri"
+    transform = states["Transform"]["Parameters"]
+    assert transform["TransformOutput"]["Accept"] == "application/jsonlines; verbose=true"
+    assert transform["TransformInput"]["SplitType"] == "RecordIO"
+    assert (
+        transform["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.repackage.queries_s3_uri"
+    )
+    assert states["Transform"]["ResultSelector"]["output_s3_uri.$"] == "$.TransformOutput.S3OutputPath"
+    assert "EnableManagedSpotTraining" not in fm
+
+
+def test_state_machine_logs_all_traces_and_times_out(pipeline: Template, asl: dict) -> None:
+    pipeline.has_resource_properties(
+        "AWS::StepFunctions::StateMachine",
+        {
+            "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": True}),
+            "TracingConfiguration": {"Enabled": True},
+        },
+    )
+    assert asl["TimeoutSeconds"] == 12 * 3600
+
+
+def test_schedule_targets_the_state_machine(pipeline: Template) -> None:
+    template = pipeline.to_json()
+    (machine_id,) = resources(template, "AWS::StepFunctions::StateMachine")
+    (rule,) = resources(template, "AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(7 days)"
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Ref": machine_id}
+    assert json.loads(target["Input"]) == {}
+
+
+def test_no_managed_policies_at_all(pipeline: Template, default_synth: Synth) -> None:
+    for stack in ("pipeline", "storage"):
+        text = json.dumps(default_synth.template(stack))
+        assert "FullAccess" not in text
+        assert "ManagedPolicyArns" not in text
+
+
+def _statements(template: dict, role_fragment: str) -> list[dict]:
+    roles = {k for k in resources(template, "AWS::IAM::Role") if role_fragment in k}
+    found = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if any(r.get("Ref") in roles for r in policy["Properties"]["Roles"]):
+            found += policy["Properties"]["PolicyDocument"]["Statement"]
+    assert found, role_fragment
+    return found
+
+
+def test_state_machine_passes_only_the_sagemaker_role_only_to_sagemaker(pipeline: Template) -> None:
+    template = pipeline.to_json()
+    passes = [s for s in _statements(template, "StateMachineRole") if s["Action"] == "iam:PassRole"]
+    (sagemaker_role,) = [k for k in resources(template, "AWS::IAM::Role") if k.startswith("SageMaker")]
+    assert passes == [
+        {
+            "Action": "iam:PassRole",
+            "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [sagemaker_role, "Arn"]},
+        }
+    ]
+
+
+def test_sagemaker_role_reads_channels_writes_outputs_pulls_two_images(pipeline: Template) -> None:
+    statements = {s["Sid"]: s for s in _statements(pipeline.to_json(), "SageMaker")}
+    keys = lambda s: sorted(json.dumps(r).split("/", 1)[1].rstrip('"]}') for r in s["Resource"])  # noqa: E731
+    assert keys(statements["ReadChannelsAndModels"]) == sorted(
+        ["runs/*/prepared/train/*", "runs/*/prepared/test/*", "runs/*/knn/train/*", "runs/*/knn/queries/*",
+         "runs/*/knn/model/*"]
+    )  # fmt: skip
+    assert keys(statements["WriteJobOutputs"]) == sorted(
+        ["runs/*/fm/*", "runs/*/knn/model/*", "runs/*/transform/*"]
+    )
+    assert statements["PullAlgorithmImages"]["Resource"] == [
+        images.repository_arn("fm", "us-east-1"),
+        images.repository_arn("knn", "us-east-1"),
+    ]
+    wildcard_actions = [s for s in statements.values() if any("*" in a for a in _list(s["Action"]))]
+    assert wildcard_actions == []
+    assert statements["EcrLogin"] == {
+        "Action": "ecr:GetAuthorizationToken",
+        "Effect": "Allow",
+        "Resource": "*",
+        "Sid": "EcrLogin",
+    }
+
+
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_lambdas_wired_by_handler_path_with_validated_step_config(
+    pipeline: Template, default_synth: Synth
+) -> None:
+    functions = resources(pipeline.to_json(), "AWS::Lambda::Function")
+    by_handler = {f["Properties"]["Handler"]: f["Properties"] for f in functions.values()}
+    assert set(by_handler) == HANDLERS
+    for handler, props in by_handler.items():
+        assert props["Runtime"] == "python3.12"
+        assert props["Architectures"] == ["x86_64"]
+        env = props["Environment"]["Variables"]
+        assert env["BUCKET_NAME"] == {"Fn::ImportValue": "fm-knn-topx-bucket-name"}
+        step = handler.split(".")[1]
+        assert ("TABLE_NAME" in env) == (step in ("evaluate", "publish")), handler
+        if step != "guard":
+            config = json.loads(env["STEP_CONFIG"])
+            if step != "prepare":
+                assert config["x"] == 10
+    prepare = json.loads(
+        by_handler["pipeline_steps.prepare.handler.handler"]["Environment"]["Variables"]["STEP_CONFIG"]
+    )
+    assert prepare["label_mode"] == "implicit" and prepare["input_prefix"] == "input/"
+    codes = {json.dumps(f["Properties"]["Code"]) for f in functions.values()}
+    assert len(codes) == 1  # one shared code asset
+
+
+def test_each_lambda_only_gets_its_prefixes_and_table_actions(pipeline: Template) -> None:
+    template = pipeline.to_json()
+
+    def object_actions(fragment: str) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for s in _statements(template, fragment):
+            for action in _list(s["Action"]):
+                if action in ("s3:GetObject", "s3:PutObject"):
+                    found.setdefault(action, set()).update(
+                        json.dumps(r).split("/", 1)[1].rstrip('"]}') for r in _list(s["Resource"])
+                    )
+        return found
+
+    assert object_actions("PrepareRole") == {
+        "s3:GetObject": {"input/*", "runs/*/prepared/*"},
+        "s3:PutObject": {"runs/*/prepared/*"},
+    }
+    assert object_actions("RepackageRole")["s3:PutObject"] == {"runs/*/knn/train/*", "runs/*/knn/queries/*"}
+    assert object_actions("EvaluateRole")["s3:PutObject"] == {"runs/*/evaluation/*"}
+    assert "s3:PutObject" not in object_actions("PublishRole")
+
+    def table_actions(fragment: str) -> set[str]:
+        return {
+            a
+            for s in _statements(template, fragment)
+            for a in _list(s["Action"])
+            if a.startswith("dynamodb:")
+        }
+
+    assert table_actions("EvaluateRole") == {"dynamodb:GetItem", "dynamodb:Query"}
+    assert "dynamodb:TransactWriteItems" not in table_actions("PublishRole")
+    assert table_actions("PrepareRole") == table_actions("RepackageRole") == set()
+    guard = [a for s in _statements(template, "GuardRole") for a in _list(s["Action"])]
+    assert "states:ListExecutions" in guard and not any(a.startswith(("s3:", "dynamodb:")) for a in guard)
+
+
+def test_options_spot_fan_out_no_schedule_email(options_synth: Synth) -> None:
+    template = options_synth.template("pipeline")
+    asl = render_asl(template)
+    fm = asl["States"]["TrainFM"]["Parameters"]
+    assert fm["EnableManagedSpotTraining"] is True
+    assert fm["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 14400}
+    assert fm["HyperParameters"]["epochs"] == "7"  # dotted -c override
+    fan_out = asl["States"]["PublishParts"]
+    assert fan_out["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert fan_out["ItemReader"]["Parameters"]["Prefix.$"] == "$.run.transform_output_prefix"
+    assert fan_out["ItemSelector"]["part.$"] == "$$.Map.Item.Index"
+    assert fan_out["Next"] == "PublishFinalize"
+    assert resources(template, "AWS::Events::Rule") == {}
+    (subscription,) = resources(template, "AWS::SNS::Subscription").values()
+    assert subscription["Properties"]["Endpoint"] == "ops@example.com"
+    handlers = {f["Properties"]["Handler"] for f in resources(template, "AWS::Lambda::Function").values()}
+    assert handlers >= {
+        "pipeline_steps.publish.handler.part_handler",
+        "pipeline_steps.publish.handler.finalize_handler",
+    }
