@@ -1,0 +1,150 @@
+"""evaluate_run on contract-shaped inputs: metrics by hand, the baseline, every gate mode, CloudWatch."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import numpy as np
+import pytest
+
+from pipeline_steps.evaluate.config import EvaluateConfig
+from pipeline_steps.evaluate.core import GateFailedError, evaluate_run
+from pipeline_steps.publish import versioning
+from pipeline_steps.publish.runio import config_from_dict
+from tests.publish.conftest import BUCKET, TABLE
+from tests.publish.prepared import event, put_prepared, put_queries_manifest, put_transform_output
+
+
+def setup_run(s3, run_id="r1"):
+    """The model ranks each user's held-out item first; most-popular misses all of them."""
+    put_prepared(
+        s3,
+        BUCKET,
+        run_id,
+        users=["u0", "u1", "u2", "u3"],
+        items=[f"i{j}" for j in range(6)],
+        seen=[[0], [0], [1], []],
+        holdout=[[4], [5], [3], []],
+    )
+    put_queries_manifest(s3, BUCKET, run_id, part_sizes=[2, 2], k=3, n_items=6)
+    # ordinals = item index + 1; INNER_PRODUCT: highest score is best
+    put_transform_output(
+        s3, BUCKET, run_id, 0, np.array([[5, 1, 3], [6, 2, 1]], float), np.array([[3, 2, 1], [3, 2, 1.0]])
+    )
+    put_transform_output(
+        s3, BUCKET, run_id, 1, np.array([[4, 3, 2], [1, 2, 3]], float), np.array([[3, 2, 1], [3, 2, 1.0]])
+    )
+    return event(BUCKET, run_id)
+
+
+def cfg(**kw) -> EvaluateConfig:
+    return config_from_dict(EvaluateConfig, {"x": 2, **kw}, where="STEP_CONFIG")
+
+
+def metrics_doc(s3, run_id="r1") -> dict:
+    return json.loads(
+        s3.get_object(Bucket=BUCKET, Key=f"runs/{run_id}/evaluation/metrics.json")["Body"].read()
+    )
+
+
+def test_metrics_model_and_baseline(s3):
+    out = evaluate_run(s3=s3, bucket=BUCKET, event=setup_run(s3), config=cfg())
+    assert out["passed"] is True and out["metrics_key"] == "runs/r1/evaluation/metrics.json"
+    assert out["model"] == pytest.approx(
+        {"precision": 0.5, "recall": 1.0, "ndcg": 1.0, "map": 1.0, "hit_rate": 1.0, "coverage": 1.0}
+    )
+    assert out["baseline"] == pytest.approx(
+        {"precision": 0.0, "recall": 0.0, "ndcg": 0.0, "map": 0.0, "hit_rate": 0.0, "coverage": 0.5}
+    )
+    doc = metrics_doc(s3)
+    assert doc["n_eval_users"] == 3 and doc["x"] == 2 and doc["gate"] == {"passed": True, "checks": []}
+
+
+def test_gate_absolute_floor(s3):
+    ev = setup_run(s3)
+    assert evaluate_run(s3=s3, bucket=BUCKET, event=ev, config=cfg(min_precision=0.5, min_ndcg=0.9))["passed"]
+    with pytest.raises(GateFailedError, match=r"min_precision: precision@2 = 0.5000 < 0.6000"):
+        evaluate_run(s3=s3, bucket=BUCKET, event=ev, config=cfg(min_precision=0.6))
+    doc = metrics_doc(s3)  # written before failing, so the failed run can be inspected
+    assert doc["gate"]["passed"] is False and doc["gate"]["checks"][0]["threshold"] == 0.6
+
+
+def test_gate_lift_vs_baseline(s3):
+    ev = setup_run(s3)
+    assert evaluate_run(s3=s3, bucket=BUCKET, event=ev, config=cfg(min_lift_vs_baseline=1.5))["passed"]
+    with pytest.raises(GateFailedError, match="min_lift_vs_baseline: coverage@2"):
+        evaluate_run(
+            s3=s3, bucket=BUCKET, event=ev, config=cfg(gate_metric="coverage", min_lift_vs_baseline=2.5)
+        )
+
+
+def test_gate_vs_published_run(s3, dynamodb):
+    ev = setup_run(s3)
+    config = cfg(min_ratio_vs_published=0.9)
+    kwargs = {"s3": s3, "bucket": BUCKET, "event": ev, "dynamodb": dynamodb, "table_name": TABLE}
+    assert evaluate_run(config=config, **kwargs)["passed"]  # nothing published yet
+    dynamodb.put_item(
+        TableName=TABLE,
+        Item={
+            **versioning.POINTER_KEY,
+            "run_id": {"S": "r0"},
+            "metrics": versioning.to_attr_map({"ndcg": 1.05}),
+        },
+    )
+    assert evaluate_run(config=config, **kwargs)["passed"]  # 1.0 >= 0.9 * 1.05
+    dynamodb.put_item(
+        TableName=TABLE,
+        Item={
+            **versioning.POINTER_KEY,
+            "run_id": {"S": "r0"},
+            "metrics": versioning.to_attr_map({"ndcg": 1.2}),
+        },
+    )
+    with pytest.raises(GateFailedError, match=r"min_ratio_vs_published: ndcg@2 = 1.0000 < 1.0800"):
+        evaluate_run(config=config, **kwargs)
+    assert metrics_doc(s3)["published"] == {"run_id": "r0", "metrics": {"ndcg": 1.2}}
+
+
+def test_gate_vs_published_reads_metrics_json_when_pointer_has_none(s3, dynamodb):
+    ev = setup_run(s3)
+    s3.put_object(
+        Bucket=BUCKET, Key="runs/r0/evaluation/metrics.json", Body=json.dumps({"model": {"ndcg": 2.0}})
+    )
+    dynamodb.put_item(TableName=TABLE, Item={**versioning.POINTER_KEY, "run_id": {"S": "r0"}})
+    with pytest.raises(GateFailedError, match=r"< 1\.2000"):
+        evaluate_run(
+            s3=s3,
+            bucket=BUCKET,
+            event=ev,
+            config=cfg(min_ratio_vs_published=0.6),
+            dynamodb=dynamodb,
+            table_name=TABLE,
+        )
+
+
+def test_handler_with_cloudwatch(s3, dynamodb, monkeypatch):
+    from pipeline_steps.evaluate import handler
+
+    ev = setup_run(s3)
+    monkeypatch.setenv("BUCKET_NAME", BUCKET)
+    monkeypatch.setenv("TABLE_NAME", TABLE)
+    monkeypatch.setenv(
+        "STEP_CONFIG",
+        json.dumps(
+            {
+                "x": 2,
+                "min_hit_rate": 0.5,
+                "cloudwatch_namespace": "TopX",
+                "cloudwatch_dimensions": {"Pipeline": "p1"},
+            }
+        ),
+    )
+    out = handler.handler(ev)
+    assert out["passed"] is True and set(out) == {"metrics_key", "passed", "model", "baseline"}
+    metrics = boto3.client("cloudwatch").list_metrics(Namespace="TopX")["Metrics"]
+    names = {
+        (m["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in m["Dimensions"]))) for m in metrics
+    }
+    assert ("precision_at_x", (("Pipeline", "p1"), ("Variant", "model"))) in names
+    assert ("ndcg_at_x", (("Pipeline", "p1"), ("Variant", "baseline"))) in names

@@ -1,0 +1,173 @@
+"""Repackage: FM model -> k-NN items/queries; inner product == FM score - w0 - w_u, both layouts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline_steps.formats import mxnet_params
+from pipeline_steps.formats.artifact import Member, model_tar_gz, stored_zip
+from pipeline_steps.formats.fm_model import FMModel, fm_model_bytes
+from pipeline_steps.formats.recordio import read_dense
+from pipeline_steps.publish.runio import config_from_dict
+from pipeline_steps.repackage.config import RepackageConfig
+from pipeline_steps.repackage.core import FeatureDimMismatchError, choose_k, repackage
+from tests.publish.conftest import BUCKET
+from tests.publish.prepared import put_prepared
+
+N_USERS, N_ITEMS, FACTORS = 7, 5, 3
+
+
+def random_model(rng, feature_dim=N_USERS + N_ITEMS) -> FMModel:
+    return FMModel(
+        w0=float(rng.normal()),
+        w=rng.normal(size=feature_dim).astype(np.float32),
+        V=rng.normal(size=(feature_dim, FACTORS)).astype(np.float32),
+        feature_dim=feature_dim,
+        hyperparameters={"predictor_type": "binary_classifier", "epochs": "1"},
+    )
+
+
+def layout_b_bytes(model: FMModel) -> bytes:
+    """The (k, N) / (1, N) FullyConnected layout some FM artifacts use (FORMATS.md §2.4 B)."""
+    meta = {"training_parameters": {"feature_dim": str(model.feature_dim)}, "version": 1, "epoch_number": 1}
+    params = mxnet_params.dump(
+        {
+            "arg:v": np.ascontiguousarray(model.V.T),
+            "arg:Linear_Plus_Bias_weight": model.w.reshape(1, -1),
+            "arg:Linear_Plus_Bias_bias": np.array([model.w0], np.float32),
+        }
+    )
+    zipped = stored_zip(
+        [("meta.json", json.dumps(meta).encode()), ("symbol.json", b"{}"), ("params", params)]
+    )
+    return model_tar_gz([Member("model_algo-1", zipped, 0)])
+
+
+def fm_score(model: FMModel, u: int, i: int) -> float:
+    """Rendle's formula on the one-hot row of (user u, item i), independent of the repackaging."""
+    x = np.zeros(model.feature_dim)
+    x[u] = x[N_USERS + i] = 1.0
+    V = model.V.astype(np.float64)
+    pair = 0.5 * float(((x @ V) ** 2 - (x**2) @ (V**2)).sum())
+    return model.w0 + float(x @ model.w) + pair
+
+
+def setup(s3, rng, body: bytes, seen=None):
+    seen = seen if seen is not None else [[0], [1, 2, 3], [], [4], [], [0, 1], []]
+    put_prepared(
+        s3,
+        BUCKET,
+        "r1",
+        users=[f"u{i}" for i in range(N_USERS)],
+        items=[f"i{j}" for j in range(N_ITEMS)],
+        seen=seen,
+    )
+    s3.put_object(Bucket=BUCKET, Key="runs/r1/fm/r1-fm/output/model.tar.gz", Body=body)
+    return {
+        "run_id": "r1",
+        "manifest_key": "runs/r1/prepared/manifest.json",
+        "model_s3_uri": f"s3://{BUCKET}/runs/r1/fm/r1-fm/output/model.tar.gz",
+    }
+
+
+def cfg(**kw) -> RepackageConfig:
+    return config_from_dict(RepackageConfig, kw, where="STEP_CONFIG")
+
+
+def read(s3, key):
+    return read_dense(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+@pytest.mark.parametrize("layout", ["A", "B"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_inner_product_is_fm_score_minus_user_constants(s3, layout, seed):
+    rng = np.random.default_rng(seed)
+    model = random_model(rng)
+    body = fm_model_bytes(model, mtime=0) if layout == "A" else layout_b_bytes(model)
+    out = repackage(s3=s3, bucket=BUCKET, event=setup(s3, rng, body), config=cfg(x=2, users_per_shard=3))
+
+    items, labels = read(s3, "runs/r1/knn/train/items.rec")
+    assert items.dtype == np.float32 and items.shape == (N_ITEMS, FACTORS + 1)
+    assert labels.dtype == np.float32 and labels.reshape(-1).tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    qm = json.loads(s3.get_object(Bucket=BUCKET, Key=out["queries_manifest_key"])["Body"].read())
+    assert [(p["key"], p["first_user"], p["n_users"]) for p in qm["parts"]] == [
+        ("runs/r1/knn/queries/users-00000.rec", 0, 3),
+        ("runs/r1/knn/queries/users-00001.rec", 3, 3),
+        ("runs/r1/knn/queries/users-00002.rec", 6, 1),
+    ]
+    queries = []
+    for p in qm["parts"]:
+        q, q_labels = read(s3, p["key"])
+        assert q_labels is None
+        queries.append(q)
+    queries = np.vstack(queries)
+    assert queries.shape == (N_USERS, FACTORS + 1) and np.all(queries[:, -1] == 1.0)
+
+    ip = queries.astype(np.float64) @ items.astype(np.float64).T
+    for u in range(N_USERS):
+        for i in range(N_ITEMS):
+            expected = fm_score(model, u, i) - model.w0 - float(model.w[u])
+            assert ip[u, i] == pytest.approx(expected, rel=1e-5, abs=1e-5)
+        # ranking by inner product == ranking by FM score for the user
+        scores = [fm_score(model, u, i) for i in range(N_ITEMS)]
+        assert np.argmax(ip[u]) == int(np.argmax(scores))
+
+
+def test_returns_contract_strings_and_separate_keys(s3):
+    rng = np.random.default_rng(5)
+    out = repackage(
+        s3=s3, bucket=BUCKET, event=setup(s3, rng, fm_model_bytes(random_model(rng))), config=cfg(x=1)
+    )
+    assert out == {
+        "knn_train_s3_uri": f"s3://{BUCKET}/runs/r1/knn/train/",
+        "queries_s3_uri": f"s3://{BUCKET}/runs/r1/knn/queries/users-",
+        "feature_dim": str(FACTORS + 1),
+        "k": "4",  # x 1 + max seen 3, < n_items 5
+        "sample_size": str(N_ITEMS),
+        "queries_manifest_key": "runs/r1/knn/queries/manifest.json",
+    }
+    listed = [
+        o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/r1/knn/queries/users-")["Contents"]
+    ]
+    assert listed == ["runs/r1/knn/queries/users-00000.rec"]  # the manifest is not transform input
+
+
+def test_feature_dim_mismatch_is_rejected(s3):
+    rng = np.random.default_rng(3)
+    body = fm_model_bytes(random_model(rng, feature_dim=N_USERS + N_ITEMS + 2))
+    with pytest.raises(
+        FeatureDimMismatchError, match=r"feature_dim 14 .* feature_dim 12 = 7 users \+ 5 items"
+    ):
+        repackage(s3=s3, bucket=BUCKET, event=setup(s3, rng, body), config=cfg())
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/r1/knn/")
+
+
+def test_handler(s3, monkeypatch):
+    from pipeline_steps.repackage import handler
+
+    rng = np.random.default_rng(4)
+    ev = setup(s3, rng, fm_model_bytes(random_model(rng)))
+    monkeypatch.setenv("BUCKET_NAME", BUCKET)
+    monkeypatch.setenv("STEP_CONFIG", json.dumps({"x": 10, "max_k": 20}))
+    assert handler.handler(ev)["k"] == "5"  # capped at n_items
+
+
+@pytest.mark.parametrize(
+    ("seen", "x", "n_items", "max_k", "k", "over"),
+    [
+        ([0, 3, 1], 10, 100, 1000, 13, 0),  # x + max seen
+        ([0, 3, 1], 10, 11, 1000, 11, 1),  # capped at the catalogue: the heavy user may get < x
+        ([0, 900, 5], 20, 5000, 500, 500, 1),  # capped at max_k
+        ([], 3, 2, 10, 2, 0),
+    ],
+)
+def test_k_rule(seen, x, n_items, max_k, k, over):
+    assert choose_k(np.array(seen), x=x, n_items=n_items, max_k=max_k) == (k, over)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match=r"STEP_CONFIG.max_k: must be >= x"):
+        cfg(x=20, max_k=10)
