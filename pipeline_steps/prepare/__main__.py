@@ -77,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
             sink: Storage = S3Storage(bucket)
             root = root.rstrip("/") + "/" if root else ""
         else:
+            inp = Path(args.input).resolve()
+            if inp.is_dir() and Path(args.out).resolve().is_relative_to(inp):
+                raise ConfigError(
+                    "--out must not be inside the --input directory (outputs would be read as input)"
+                )
             Path(args.out).mkdir(parents=True, exist_ok=True)
             sink, root, bucket = LocalStorage(args.out), "", str(Path(args.out).resolve())
         out_prefix = f"{root}runs/{args.run_id}/prepared/"

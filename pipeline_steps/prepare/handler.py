@@ -25,7 +25,9 @@ def handler(event: dict[str, Any], context: Any = None, *, s3_client: Any = None
     run_id = str(event.get("run_id") or "")
     if not _RUN_ID.match(run_id):
         raise ValueError(f"event.run_id must match {_RUN_ID.pattern}, got {run_id!r}")
-    bucket = os.environ["BUCKET_NAME"]
+    bucket = os.environ.get("BUCKET_NAME")
+    if not bucket:
+        raise ValueError("environment variable BUCKET_NAME is not set")
     config = PrepareConfig.from_dict(json.loads(os.environ.get("STEP_CONFIG") or "{}"))
     storage = S3Storage(bucket, s3_client)
     out_prefix = f"runs/{run_id}/prepared/"

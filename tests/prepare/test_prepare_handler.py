@@ -126,3 +126,10 @@ def test_cli_help_runs_as_a_module():
         [sys.executable, "-m", "pipeline_steps.prepare", "--help"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 0 and "--input" in proc.stdout and "--test" in proc.stdout
+
+
+def test_cli_refuses_output_inside_input(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/u.data").write_text(_ratings(seed=3))
+    assert main(["--input", str(tmp_path / "data"), "--out", str(tmp_path / "data/out")]) == 2
+    assert "--out must not be inside" in capsys.readouterr().err
