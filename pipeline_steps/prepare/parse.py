@@ -217,9 +217,10 @@ class FileParser:
 
     def _normalise(self, chunk: bytes, key: str, line_no: int) -> bytes:
         """Validated UTF-8 with LF line ends (line numbers are unchanged: CRLF -> LF)."""
-        text = self._decode(chunk, key, line_no + 1)
-        if self.config.encoding.replace("-", "").lower() not in ("utf8", "ascii"):
-            chunk = text.encode("utf-8")
+        if not chunk.isascii():  # ASCII is valid in every supported (ASCII-compatible) codec
+            text = self._decode(chunk, key, line_no + 1)
+            if self.config.encoding.replace("-", "").replace("_", "").lower() != "utf8":
+                chunk = text.encode("utf-8")
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n")
         return chunk
