@@ -49,6 +49,7 @@ def watch(
     *,
     log: Callable[[str], None] = print,
     poll_seconds: float = 0.1,
+    max_poll_seconds: float = 0.5,
     timeout_seconds: float = 3600.0,
 ) -> ExecutionResult:
     """Poll ``GetExecutionHistory`` until the execution ends, logging each state's start and end."""
@@ -58,6 +59,7 @@ def watch(
     started = None
     current_state = ""
     deadline = time.monotonic() + timeout_seconds
+    interval = poll_seconds
     while True:
         # Status first, history second: once the status is final, this history read holds every event.
         desc = sfn.describe_execution(executionArn=execution_arn)
@@ -90,12 +92,15 @@ def watch(
                         f"  [{offset:6.1f}s] ! {current_state} failed: {details.get('error')}: "
                         f"{_short_cause(details.get('cause'))}"
                     )
+        # Back off while nothing happens: each poll is two requests served by the same process
+        # (and GIL) as a running local job. Timings come from event timestamps, not from polling.
+        interval = poll_seconds if len(events) > seen else min(max_poll_seconds, interval * 1.5)
         seen = len(events)
         if desc["status"] != "RUNNING":
             break
         if time.monotonic() > deadline:
             raise TimeoutError(f"execution {execution_arn} still running after {timeout_seconds:.0f}s")
-        time.sleep(poll_seconds)
+        time.sleep(interval)
     result.status = desc["status"]
     result.error, result.cause = desc.get("error"), desc.get("cause")
     if desc.get("output"):
