@@ -20,11 +20,18 @@ MAX_ITEMS_BYTES = 350_000
 MAX_X = 1000
 
 
+_encode_string = json.encoder.encode_basestring  # the C version when available, as json.dumps uses
+
+
 def encode_items(item_ids: Sequence[str], scores: Sequence[float] | np.ndarray) -> tuple[str, int]:
     """-> (JSON string, number of entries kept); keeps the best-first prefix that fits the budget."""
+    values = scores.tolist() if isinstance(scores, np.ndarray) else list(scores)
+    if len(values) != len(item_ids):
+        raise ValueError(f"{len(item_ids)} item ids but {len(values)} scores")
+    # json's C string encoder + repr of the rounded float: what json.dumps writes, at a third of the cost.
     entries = [
-        json.dumps([item_id, float(f"{float(s):.7g}")], ensure_ascii=False, separators=(",", ":"))
-        for item_id, s in zip(item_ids, scores, strict=True)
+        f"[{_encode_string(item_id)},{float(f'{score:.7g}')!r}]"
+        for item_id, score in zip(item_ids, values, strict=True)
     ]
     sizes = np.fromiter((len(e.encode("utf-8")) + 1 for e in entries), dtype=np.int64, count=len(entries))
     # total = 2 brackets + entries + (n - 1) commas = 1 + cumsum(entry + 1)

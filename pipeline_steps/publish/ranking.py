@@ -17,6 +17,8 @@ def top_x(
     items = np.asarray(labels, dtype=np.int64) - 1
     if items.size and (items.min() < 0 or items.max() >= n_items):
         raise InputError(f"{where}: label outside 1..{n_items} (labels must be item ordinals)")
+    if not np.all(np.isfinite(scores)):
+        raise InputError(f"{where}: a distance is not a finite number")
     keep = ~np.isin(items, seen) if seen.size else np.ones(items.size, dtype=bool)
     # k-NN never returns an item twice for one query, but a hand-made file might: keep the first (best).
     items, scores = items[keep], np.asarray(scores, dtype=np.float64)[keep]
