@@ -74,6 +74,9 @@ def sample_negatives(
     indptr, indices = exclude
     users = np.repeat(pos_users.astype(np.int64), ratio)
     users = users[np.diff(indptr)[users] < n_items]
+    # Ascending users make the binary searches below walk memory in order: several times faster
+    # than random queries on large inputs (the order does not matter: training rows are shuffled).
+    users.sort()
     if mode == "popularity":
         items = popularity_negatives(users, indptr, indices, n_items, popularity, rng)
     else:
