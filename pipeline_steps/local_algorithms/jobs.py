@@ -96,6 +96,13 @@ def _objects(s3: Any, uri: str, channel: str) -> Iterator[tuple[str, bytes]]:
         yield f"s3://{bucket}/{key}", s3io.get_bytes(s3, bucket, key)
 
 
+def _one_label_per_record(labels: Any, n: int, where: str) -> np.ndarray:
+    out = np.asarray(labels, dtype=np.float32).reshape(-1)
+    if out.shape[0] != n:
+        raise ClientError(f"{where}: expected one label per record, found {out.shape[0]} for {n} records")
+    return out
+
+
 def _read_sparse_channel(
     s3: Any, uri: str, channel: str, feature_dim: int
 ) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -118,7 +125,7 @@ def _read_sparse_channel(
         if lab is None:
             raise ClientError(f"{where}: records have no label")
         parts.append(sp.csr_matrix((data, indices, indptr), shape=(n, n_cols)))
-        labels.append(np.asarray(lab, dtype=np.float32).reshape(-1))
+        labels.append(_one_label_per_record(lab, n, where))
     if not parts:
         raise ClientError(f"channel {channel!r} has no records under {uri}")
     return sp.vstack(parts, format="csr"), np.concatenate(labels)
@@ -142,7 +149,7 @@ def _read_dense_channel(s3: Any, uri: str, channel: str, feature_dim: int) -> tu
         if lab is None:
             raise ClientError(f"{where}: records have no label")
         arrays.append(np.asarray(X, dtype=np.float32))
-        labels.append(np.asarray(lab, dtype=np.float32).reshape(-1))
+        labels.append(_one_label_per_record(lab, X.shape[0], where))
     if not arrays:
         raise ClientError(f"channel {channel!r} has no records under {uri}")
     return np.concatenate(arrays), np.concatenate(labels)
