@@ -85,6 +85,7 @@ def watch(
                         {
                             "state": current_state,
                             "error": details.get("error", ""),
+                            "reason": _short_cause(details.get("cause")),
                             "cause": details.get("cause", ""),
                         }
                     )

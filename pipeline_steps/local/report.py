@@ -67,7 +67,9 @@ def build_report(
     metrics = _metrics(doc.get("model"))
     if metrics:
         metrics["x"] = doc.get("x")
-        metrics["fm_test"] = outcome.fm_metrics
+        fm = outcome.fm_metrics
+        metrics["fm_test"] = {k: v for k, v in fm.items() if k.startswith("test:")}
+        metrics["fm_train"] = {k: v for k, v in fm.items() if k.startswith("train:")}
     report = {
         "run_id": outcome.run_id,
         "status": outcome.result.status,

@@ -109,8 +109,9 @@ def test_metrics_file_and_baseline_are_reported(report):
     for name in ("precision", "recall", "ndcg", "coverage"):
         assert 0.0 <= doc["metrics"][name] <= 1.0
         assert 0.0 <= doc["baseline"][name] <= 1.0
-    assert doc["metrics"] == {**metrics["model"], "x": 5, "fm_test": doc["metrics"]["fm_test"]}
-    assert any(name.startswith("test:") for name in doc["metrics"]["fm_test"])
+    fm = {"fm_test": doc["metrics"]["fm_test"], "fm_train": doc["metrics"]["fm_train"]}
+    assert doc["metrics"] == {**metrics["model"], "x": 5, **fm}
+    assert fm["fm_test"] and all(name.startswith("test:") for name in fm["fm_test"])
 
 
 def test_injected_fm_failure_takes_the_catch_path_and_keeps_the_pointer(report):
@@ -122,6 +123,7 @@ def test_injected_fm_failure_takes_the_catch_path_and_keeps_the_pointer(report):
     train = next(f for f in failure["failures"] if f["state"] == "TrainFM")
     assert train["error"] == "States.TaskFailed"
     assert "epochs" in json.loads(train["cause"])["FailureReason"]
+    assert train["reason"] == json.loads(train["cause"])["FailureReason"]
     messages = [json.loads(m["message"]) for m in failure["notifications"]]
     assert [m["run"] for m in messages] == [failure["run_id"]]
     assert messages[0]["error"] == "States.TaskFailed"
