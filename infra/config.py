@@ -409,6 +409,17 @@ def _check_consistency(ctx: _Context, fm: JobConfig, steps: StepConfigs) -> None
             f"context 'topx:fm.hyperparameters.predictor_type' is {predictor!r} but "
             f"'topx:prepare.label_mode' {label_mode!r} writes labels for {wanted!r}"
         )
+    for name in ("input_prefix", "test_prefix"):
+        prefix = steps.prepare[name]
+        if name == "input_prefix" and not prefix:
+            raise ConfigError(
+                "context 'topx:prepare.input_prefix' must not be empty (it scopes prepare's read access)"
+            )
+        if prefix.startswith("runs/") or "*" in prefix:
+            raise ConfigError(
+                f"context 'topx:prepare.{name}': {prefix!r} must not contain '*' nor lie under runs/ "
+                "(the pipeline's own outputs, which expire)"
+            )
     run_days = ctx.int("run_expiry_days", 1, 3650)
     ttl_days = steps.publish["ttl_days"]
     if run_days <= ttl_days:

@@ -34,6 +34,7 @@ class StepAccess:
 
     read: Sequence[str]
     write: Sequence[str] = ()
+    delete: Sequence[str] = ()  # prepare removes the leftovers of an incomplete earlier attempt
     table_actions: Sequence[str] = ()
 
 
@@ -45,7 +46,9 @@ def step_access(config: AppConfig) -> dict[str, StepAccess]:
     rw_table += ("dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable")
     return {
         "guard": StepAccess(read=()),
-        "prepare": StepAccess(read=[*inputs, "runs/*/prepared/"], write=["runs/*/prepared/"]),
+        "prepare": StepAccess(
+            read=[*inputs, "runs/*/prepared/"], write=["runs/*/prepared/"], delete=["runs/*/prepared/"]
+        ),
         "repackage": StepAccess(
             read=["runs/*/prepared/", "runs/*/fm/", "runs/*/knn/train/", "runs/*/knn/queries/"],
             write=["runs/*/knn/train/", "runs/*/knn/queries/"],
@@ -187,23 +190,22 @@ class StepFunctions(Construct):
 
 
 def _grant_prefixes(role: iam.IRole, bucket: s3.IBucket, access: StepAccess) -> list[str]:
-    """Object-level Get/Put on exactly these key patterns; ListBucket only under them.
+    """Object-level Get/Put/Delete on exactly these key patterns, and ListBucket.
 
-    Returns the wildcard object ARNs granted (for the cdk-nag acknowledgement).
+    ListBucket has no `s3:prefix` condition on purpose: S3 answers a GetObject on a missing key with
+    404 NoSuchKey only to callers allowed to list the bucket (otherwise 403), and the steps rely on
+    NoSuchKey (prepare's "manifest already there?" check, evaluate's and publish's fallbacks).
+    It exposes key names, never object contents. Returns the wildcard object ARNs granted.
     """
-    reads = [bucket.arn_for_objects(p + "*") for p in access.read]
-    writes = [bucket.arn_for_objects(p + "*") for p in access.write]
-    if reads:
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=reads))
-    if writes:
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=writes))
-    prefixes = sorted({*access.read, *access.write})
-    if prefixes:
+    arns = {
+        name: [bucket.arn_for_objects(p + "*") for p in getattr(access, name)]
+        for name in ("read", "write", "delete")
+    }
+    for name, action in (("read", "s3:GetObject"), ("write", "s3:PutObject"), ("delete", "s3:DeleteObject")):
+        if arns[name]:
+            role.add_to_principal_policy(iam.PolicyStatement(actions=[action], resources=arns[name]))
+    if any(arns.values()):
         role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [p + "*" for p in prefixes]}},
-            )
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
         )
-    return list(dict.fromkeys(reads + writes))
+    return list(dict.fromkeys(arns["read"] + arns["write"] + arns["delete"]))

@@ -94,6 +94,11 @@ def test_numeric_hyperparameters_become_sagemaker_strings() -> None:
         ),
         ({"publish.ttl_day": 3}, "context 'topx:publish': topx:publish: unknown key(s) ['ttl_day']"),
         ({"lambda.memory_mb": 64}, "'topx:lambda.memory_mb': must be in 128..10240"),
+        ({"prepare.input_prefix": ""}, "'topx:prepare.input_prefix' must not be empty"),
+        (
+            {"prepare.test_prefix": "runs/x/"},
+            "'topx:prepare.test_prefix': 'runs/x/' must not contain '*' nor lie under",
+        ),
     ],
 )
 def test_invalid_values_are_rejected_with_the_key(overrides: dict[str, Any], message: str) -> None:

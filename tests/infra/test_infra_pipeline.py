@@ -232,7 +232,7 @@ def test_each_lambda_only_gets_its_prefixes_and_table_actions(pipeline: Template
         found: dict[str, set[str]] = {}
         for s in _statements(template, fragment):
             for action in _list(s["Action"]):
-                if action in ("s3:GetObject", "s3:PutObject"):
+                if action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
                     found.setdefault(action, set()).update(
                         json.dumps(r).split("/", 1)[1].rstrip('"]}') for r in _list(s["Resource"])
                     )
@@ -241,7 +241,9 @@ def test_each_lambda_only_gets_its_prefixes_and_table_actions(pipeline: Template
     assert object_actions("PrepareRole") == {
         "s3:GetObject": {"input/*", "runs/*/prepared/*"},
         "s3:PutObject": {"runs/*/prepared/*"},
+        "s3:DeleteObject": {"runs/*/prepared/*"},
     }
+    assert "s3:DeleteObject" not in object_actions("RepackageRole") | object_actions("PublishRole")
     assert object_actions("RepackageRole")["s3:PutObject"] == {"runs/*/knn/train/*", "runs/*/knn/queries/*"}
     assert object_actions("EvaluateRole")["s3:PutObject"] == {"runs/*/evaluation/*"}
     assert "s3:PutObject" not in object_actions("PublishRole")
