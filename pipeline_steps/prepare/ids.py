@@ -70,5 +70,9 @@ def final_order(ids: list[str]) -> list[int]:
             return sorted(range(len(ids)), key=keys.__getitem__)
     except ValueError:
         pass
-    # Python compares str by code point, which is the same order as UTF-8 bytes.
-    return sorted(range(len(ids)), key=ids.__getitem__)
+    encoded = [s.encode("utf-8") for s in ids]
+    if not any(b"\0" in e for e in encoded):
+        # numpy's fixed-width bytes sort is unsigned-bytewise (= code point order for UTF-8) and
+        # faster than sorted() on str; NUL padding would only be ambiguous for ids containing NUL.
+        return np.argsort(np.array(encoded, dtype=bytes), kind="stable").tolist()
+    return sorted(range(len(ids)), key=ids.__getitem__)  # str order = code point order

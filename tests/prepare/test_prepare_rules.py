@@ -142,3 +142,16 @@ def test_hash_table_lookup_and_growth():
     assert table.lookup(keys).tolist() == list(range(len(keys)))
     absent = np.setdiff1d(keys + np.uint64(1), keys)
     assert len(absent) > 19000 and np.all(table.lookup(absent) == -1)
+
+
+def test_final_order_matches_code_point_order_on_random_unicode():
+    rng = np.random.default_rng(9)
+    alphabet = [*"aZ0 ,\"'éÉ東京🙂-", "\x00"]
+    for with_nul in (False, True):
+        ids = list(
+            {
+                "".join(rng.choice(alphabet[: len(alphabet) - (not with_nul)], rng.integers(1, 6)))
+                for _ in range(400)
+            }
+        )
+        assert [ids[k] for k in final_order(ids)] == sorted(ids)
