@@ -124,3 +124,31 @@ def test_incomplete_run_leftovers_are_replaced(run_prepare, tmp_path):
     assert not stale.exists()
     assert json.loads((out / "runs/r1/prepared/manifest.json").read_text())["run_id"] == r.manifest["run_id"]
     assert r.manifest["train_shards"] == ["runs/r1/prepared/train/part-00000.rec"]
+
+
+def test_manifest_is_written_last(tmp_path):
+    from pipeline_steps.prepare.config import PrepareConfig
+    from pipeline_steps.prepare.core import prepare
+    from pipeline_steps.prepare.storage import LocalStorage
+
+    class Recording(LocalStorage):
+        def __init__(self, root):
+            super().__init__(root)
+            self.writes: list[str] = []
+
+        def write_bytes(self, key, data):
+            self.writes.append(key)
+            super().write_bytes(key, data)
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in/a.csv").write_text("user,item\n" + "".join(f"u{k % 9},i{k % 13}\n" for k in range(200)))
+    sink = Recording(tmp_path / "out")
+    m = prepare(
+        PrepareConfig.from_dict({"input_prefix": "", "holdout_n": 2}),
+        source=LocalStorage(tmp_path / "in"),
+        sink=sink,
+        run_id="r",
+        out_prefix="runs/r/prepared/",
+    )
+    assert sink.writes[-1] == "runs/r/prepared/manifest.json"
+    assert set(sink.writes[:-1]) == set(m["files"].values()) | set(m["train_shards"]) | set(m["test_shards"])
