@@ -117,6 +117,10 @@ def prepare(
     elif split == "explicit":
         assert test is not None
         hu, hi, hr, test_info = _explicit_test(test, u, i, len(users), len(items))
+        if config.label_mode in ("binary", "regression") and np.isnan(hr).any():
+            raise PrepareInputError(
+                f"label_mode {config.label_mode!r} needs a rating column in the test file(s)"
+            )
     else:
         hu, hi, hr = (np.empty(0, dtype=np.int64),) * 2 + (np.empty(0),)
 

@@ -155,3 +155,13 @@ def test_final_order_matches_code_point_order_on_random_unicode():
             }
         )
         assert [ids[k] for k in final_order(ids)] == sorted(ids)
+
+
+def test_explicit_test_file_needs_ratings_for_rating_labels(run_prepare):
+    with pytest.raises(ValueError, match="needs a rating column in the test file"):
+        run_prepare(
+            {"in/train.csv": "user,item,rating\nu,a,4\nv,b,3\n", "in/test.csv": "user,item\nu,b\n"},
+            input_prefix="in/train",
+            test_prefix="in/test",
+            label_mode="binary",
+        )
