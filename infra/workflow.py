@@ -147,7 +147,7 @@ class Workflow(Construct):
 
         has_test = (
             sfn.Choice(self, "HasTestSet")
-            .when(sfn.Condition.number_equals("$.prepare.test_rows", 0), train_fm_no_test)
+            .when(sfn.Condition.string_equals("$.prepare.test_s3_uri", ""), train_fm_no_test)
             .otherwise(train_fm)
         )
         train_fm.next(repackage)

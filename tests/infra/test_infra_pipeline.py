@@ -57,6 +57,10 @@ def test_definition_runs_the_steps_in_order_with_the_three_sync_jobs(asl: dict) 
         "Next": "SkippedAnotherRunActive",
     }
     assert states["SkippedAnotherRunActive"]["Type"] == "Succeed"
+    assert states["HasTestSet"]["Choices"] == [
+        {"Variable": "$.prepare.test_s3_uri", "StringEquals": "", "Next": "TrainFMWithoutTest"}
+    ]
+    assert states["TrainFMWithoutTest"]["Next"] == "Repackage"
 
 
 def test_every_task_catches_into_notify_then_fail_with_error_and_cause(asl: dict) -> None:
