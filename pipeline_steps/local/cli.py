@@ -14,6 +14,7 @@ from pipeline_steps.local import report as reporting
 from pipeline_steps.local.deploy import cdk_context, deploy
 from pipeline_steps.local.runner import (
     execute,
+    flush_progress,
     new_run_id,
     notifications,
     query_users,
@@ -28,6 +29,11 @@ INJECTED = {"factorization-machines": {"epochs": "0"}}  # SageMaker's FM rejects
 
 def _log(message: str) -> None:
     print(message, flush=True)
+
+
+def _job_log(message: str) -> None:
+    flush_progress()  # the state that started this job prints first
+    _log(f"      {message}")
 
 
 def _context_overrides(args: argparse.Namespace, *, has_test: bool) -> dict[str, Any]:
@@ -88,7 +94,7 @@ def run_local(
     """Deploy, run, show and report; returns the report (also written to ``out/report.json``)."""
     t0 = time.monotonic()
     context = cdk_context(overrides)
-    aws = LocalAws(region=context.get("topx:region", "us-east-1"), job_log=lambda m: _log(f"      {m}"))
+    aws = LocalAws(region=context.get("topx:region", "us-east-1"), job_log=_job_log)
     with aws:
         _log(f"embedded AWS (moto server) at {aws.endpoint}")
         t = time.monotonic()

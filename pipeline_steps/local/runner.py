@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_steps.local.deploy import Deployment
-from pipeline_steps.local.progress import ExecutionResult, watch
+from pipeline_steps.local.progress import ExecutionResult, Watcher, watch
 
 Log = Callable[[str], None]
 
@@ -26,6 +27,23 @@ class RunOutcome:
     metrics: dict[str, Any] | None = None
     manifest: dict[str, Any] | None = None
     fm_metrics: dict[str, float] = field(default_factory=dict)
+
+
+_watcher: Watcher | None = None
+
+
+def _set_watcher(watcher: Watcher | None) -> None:
+    global _watcher
+    _watcher = watcher
+
+
+def flush_progress() -> None:
+    """Print the states that started since the last poll (called before a local job's log line)."""
+    watcher = _watcher
+    if watcher is not None:
+        # Display only: a job must never fail because its progress could not print.
+        with contextlib.suppress(Exception):
+            watcher.poll()
 
 
 def new_run_id(prefix: str = "local") -> str:
@@ -82,7 +100,7 @@ def execute(
         stateMachineArn=dep.state_machine_arn, name=run_id, input=json.dumps(execution_input or {})
     )["executionArn"]
     log(f"execution {run_id} started")
-    result = watch(sfn, arn, log=log)
+    result = watch(sfn, arn, log=log, on_start=_set_watcher)
     log(f"execution {run_id}: {result.status} in {result.total_seconds:.1f}s")
     s3 = aws.client("s3")
     outcome = RunOutcome(run_id=run_id, result=result, pointer=read_pointer(aws, dep))
