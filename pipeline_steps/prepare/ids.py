@@ -62,15 +62,19 @@ class IdRegistry:
         return [self.ids[c].decode("utf-8") for c in codes.tolist()]
 
 
-def final_order(ids: list[str]) -> list[int]:
-    """Positions of `ids` in their canonical order: all-integer ids numerically, else by UTF-8 bytes."""
+def final_order(ids: list[str], encoded: list[bytes] | None = None) -> list[int]:
+    """Positions of `ids` in their canonical order: all-integer ids numerically, else by UTF-8 bytes.
+
+    `encoded` (the same ids as UTF-8 bytes) saves re-encoding when the caller has them.
+    """
     try:
         keys = [int(s) for s in ids]
         if all(str(k) == s for k, s in zip(keys, ids, strict=True)):
             return sorted(range(len(ids)), key=keys.__getitem__)
     except ValueError:
         pass
-    encoded = [s.encode("utf-8") for s in ids]
+    if encoded is None:
+        encoded = [s.encode("utf-8") for s in ids]
     if not any(b"\0" in e for e in encoded):
         # numpy's fixed-width bytes sort is unsigned-bytewise (= code point order for UTF-8) and
         # faster than sorted() on str; NUL padding would only be ambiguous for ids containing NUL.

@@ -63,8 +63,9 @@ def dense_map(codes: np.ndarray, registry) -> tuple[np.ndarray, list[str]]:
     numerically, others by UTF-8 bytes), so it does not depend on file order.
     """
     used = np.flatnonzero(np.bincount(codes, minlength=len(registry)))
-    names = registry.decoded(used)
-    order = np.asarray(final_order(names), dtype=np.int64)
+    raw = [registry.ids[c] for c in used.tolist()]
+    names = [b.decode("utf-8") for b in raw]
+    order = np.asarray(final_order(names, raw), dtype=np.int64)
     lut = np.full(len(registry), -1, dtype=np.int32)  # int32 halves the per-row arrays
     lut[used[order]] = np.arange(len(order))
     return lut, [names[k] for k in order.tolist()]

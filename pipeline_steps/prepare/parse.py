@@ -194,8 +194,7 @@ class FileParser:
                 parser = "csv"
                 self._parse_csv(key, layout, itertools.chain([raw], all_chunks), line_no, out)
                 break
-            self._parse_fast(key, layout, chunk, line_no, out)
-            line_no += chunk.count(b"\n")
+            line_no += self._parse_fast(key, layout, chunk, line_no, out)
         return {
             "rows_read": self.stats.rows_read - read0,
             "rows_valid": self.stats.rows_valid - valid0,
@@ -225,7 +224,8 @@ class FileParser:
             chunk = chunk.replace(b"\r\n", b"\n")
         return chunk
 
-    def _parse_fast(self, key: str, layout: Layout, chunk: bytes, line0: int, out: Interactions) -> None:
+    def _parse_fast(self, key: str, layout: Layout, chunk: bytes, line0: int, out: Interactions) -> int:
+        """Parses one chunk of whole lines; returns its number of lines."""
         delim = layout.delimiter.encode()
         if len(delim) > 1:
             if b"\0" in chunk:
@@ -266,6 +266,7 @@ class FileParser:
             end = nl if c == k else grid[:, c]
             cols[role] = (start, end - start)
         self._consume(key, layout, chunk, buf, cols, lines, out)
+        return n
 
     def _parse_csv(
         self, key: str, layout: Layout, chunks: Iterator[bytes], line0: int, out: Interactions
