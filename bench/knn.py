@@ -10,8 +10,9 @@ text), and a synthetic 100,000 users x 50,000 items x 65 dims with k = 100.
 format the verbose JSON lines, write the ``.out`` objects. S3 is a local file-backed stub of the
 boto3 client (a temp directory), so the figure is our code plus disk, not moto's overhead.
 "faiss" = ``IndexFlatIP.search(all queries, k)`` on in-memory arrays, timed in the same run.
-Ratios are throughput ratios ours/faiss (= faiss seconds / our seconds); short cases take the
-best of 3 runs of each. Last stdout line: JSON.
+The three are timed shard by shard in turn (faiss, our search, our transform job on that one
+shard) so a shared machine's load affects them alike; short cases keep the best of 7 or 3 rounds.
+Ratios are throughput ratios ours/faiss (= faiss seconds / our seconds). Last stdout line: JSON.
 
     .venv/bin/python bench/knn.py [--quick]
 """
@@ -72,6 +73,23 @@ class FileS3:
         yield {"Contents": contents}
 
 
+def _transform_request(name: str, input_uri: str) -> dict:
+    return {
+        "TransformJobName": f"{name}-tr",
+        "ModelName": f"{name}-knn",
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
+            "ContentType": "application/x-recordio-protobuf",
+            "SplitType": "RecordIO",
+        },
+        "TransformOutput": {
+            "S3OutputPath": "s3://b/transform",
+            "Accept": "application/jsonlines; verbose=true",
+            "AssembleWith": "Line",
+        },
+    }
+
+
 def run_case(name: str, n_users: int, n_items: int, dim: int, k: int, shards: int, root: Path) -> dict:
     print(f"== {name}: {n_users} users x {n_items} items x {dim} dims, k={k}, {shards} query shard(s)")
     rng = np.random.default_rng(0)
@@ -111,53 +129,42 @@ def run_case(name: str, n_users: int, n_items: int, dim: int, k: int, shards: in
     assert trained["TrainingJobStatus"] == "Completed", trained.get("FailureReason")
     model_url = trained["ModelArtifacts"]["S3ModelArtifacts"]
 
-    # bare faiss on the same arrays
     index = faiss.IndexFlatIP(dim)
     index.add(items)
-    repeats = 3 if n_users * n_items <= 10**8 else 1  # best of 3 where a run is short
-    t_faiss = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        index.search(users, k)
-        t_faiss = min(t_faiss, time.perf_counter() - started)
-    print(f"  faiss IndexFlatIP.search: {t_faiss:.2f}s ({n_users / t_faiss:,.0f} queries/s)")
-
-    request = {
-        "TransformJobName": f"{name}-tr",
-        "ModelName": f"{name}-knn",
-        "TransformInput": {
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/knn/queries/users-"}},
-            "ContentType": "application/x-recordio-protobuf",
-            "SplitType": "RecordIO",
-        },
-        "TransformOutput": {
-            "S3OutputPath": "s3://b/transform",
-            "Accept": "application/jsonlines; verbose=true",
-            "AssembleWith": "Line",
-        },
-    }
-    # our search path alone (same batches as the transform, no writing in parallel)
     model = jobs.load_knn_model(s3, model_url)
-    t_search = float("inf")
+    # Paired measurements shard by shard (faiss, then ours, on the same queries) so that the load
+    # of a shared machine drifts over both alike; short cases keep the best of 3 rounds.
+    repeats = 7 if n_users * n_items <= 10**7 else 3 if n_users * n_items <= 10**9 else 1
+    t_faiss = t_search = t_e2e = float("inf")
+    timings: dict[str, float] = {}
     for _ in range(repeats):
-        started = time.perf_counter()
-        for start in range(0, n_users, jobs.QUERY_BATCH):
-            jobs._search_batch(model, users[start : start + jobs.QUERY_BATCH])
-        t_search = min(t_search, time.perf_counter() - started)
-    print(f"  ours, search: {t_search:.2f}s")
-
-    t_e2e = float("inf")
-    for _ in range(repeats):
-        timings: dict[str, float] = {}
-        started = time.perf_counter()
-        result = run_transform_job(
-            request, s3=s3, model_resolver=lambda _: model_url, log=print, timings=timings
+        round_faiss = round_search = round_e2e = 0.0
+        timings = {}
+        for i in range(shards):
+            Q = users[bounds[i] : bounds[i + 1]]
+            started = time.perf_counter()
+            index.search(Q, k)
+            round_faiss += time.perf_counter() - started
+            started = time.perf_counter()
+            for start in range(0, Q.shape[0], jobs.QUERY_BATCH):
+                jobs._search_batch(model, Q[start : start + jobs.QUERY_BATCH])
+            round_search += time.perf_counter() - started
+            request = _transform_request(name, f"s3://b/knn/queries/users-{i:05d}.rec")
+            started = time.perf_counter()
+            result = run_transform_job(
+                request, s3=s3, model_resolver=lambda _: model_url, log=lambda _: None, timings=timings
+            )
+            round_e2e += time.perf_counter() - started
+            assert result["TransformJobStatus"] == "Completed", result.get("FailureReason")
+        t_faiss, t_search, t_e2e = (
+            min(t_faiss, round_faiss),
+            min(t_search, round_search),
+            min(t_e2e, round_e2e),
         )
-        assert result["TransformJobStatus"] == "Completed", result.get("FailureReason")
-        t_e2e = min(t_e2e, time.perf_counter() - started)
-    print(f"  ours, end to end: split of the last run {timings}")
     out_bytes = sum(p.stat().st_size for p in (root / name / "b" / "transform").glob("*.out"))
-    print(f"  ours, end to end: {t_e2e:.2f}s ({out_bytes / 1e6:,.1f} MB of .out)")
+    print(f"  faiss IndexFlatIP.search: {t_faiss:.2f}s ({n_users / t_faiss:,.0f} queries/s)")
+    print(f"  ours, search: {t_search:.2f}s")
+    print(f"  ours, end to end: {t_e2e:.2f}s ({out_bytes / 1e6:,.1f} MB of .out); split {timings}")
     shutil.rmtree(root / name)
     return {
         "name": name,
