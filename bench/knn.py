@@ -133,7 +133,7 @@ def run_case(name: str, n_users: int, n_items: int, dim: int, k: int, shards: in
     index.add(items)
     model = jobs.load_knn_model(s3, model_url)
     # Paired measurements shard by shard (faiss, then ours, on the same queries) so that the load
-    # of a shared machine drifts over both alike; short cases keep the best of 3 rounds.
+    # of a shared machine drifts over both alike; short cases keep the best of several rounds.
     repeats = 7 if n_users * n_items <= 10**7 else 3 if n_users * n_items <= 10**9 else 1
     t_faiss = t_search = t_e2e = float("inf")
     timings: dict[str, float] = {}
