@@ -133,3 +133,15 @@ def test_cli_refuses_output_inside_input(tmp_path, capsys):
     (tmp_path / "data/u.data").write_text(_ratings(seed=3))
     assert main(["--input", str(tmp_path / "data"), "--out", str(tmp_path / "data/out")]) == 2
     assert "--out must not be inside" in capsys.readouterr().err
+
+
+def test_cli_with_s3_uris(s3, capsys):
+    s3.put_object(Bucket=BUCKET, Key="raw/ratings.tsv", Body=_ratings(seed=4).encode())
+    code = main(["--input", f"s3://{BUCKET}/raw/", "--out", f"s3://{BUCKET}/work", "--run-id", "cli1", "-q"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["train_s3_uri"] == f"s3://{BUCKET}/work/runs/cli1/prepared/train/"
+    keys = {
+        o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="work/runs/cli1/prepared/")["Contents"]
+    }
+    assert "work/runs/cli1/prepared/manifest.json" in keys
