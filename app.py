@@ -38,4 +38,5 @@ def build_app(context: dict[str, Any] | None = None, *, outdir: str | None = Non
 
 
 if __name__ == "__main__":
-    build_app().synth()
+    # The CLI sets CDK_OUTDIR; a plain `python app.py` writes next to this file like `cdk synth` does.
+    build_app(outdir=os.environ.get("CDK_OUTDIR") or str(CDK_JSON.parent / "cdk.out")).synth()

@@ -80,6 +80,10 @@ def tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _top_level_extras(root: Path, directory: str, names: list[str]) -> set[str]:
+    return {".complete", "bin"} & set(names) if Path(directory) == root else set()
+
+
 @jsii.implements(cdk.ILocalBundling)
 class LocalPipBundling:
     """Bundle on the host: cached manylinux wheels + a copy of `pipeline_steps/`."""
@@ -92,7 +96,10 @@ class LocalPipBundling:
             print(f"local bundling failed, falling back to Docker: {detail.strip()[-2000:]}", file=sys.stderr)
             return False
         out = Path(output_dir)
-        shutil.copytree(deps, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
+        # Top-level bin/ holds console scripts (f2py) with this host's interpreter path: useless there.
+        shutil.copytree(
+            deps, out, dirs_exist_ok=True, ignore=lambda d, names: _top_level_extras(deps, d, names)
+        )
         shutil.copytree(
             STEPS_DIR, out / "pipeline_steps", dirs_exist_ok=True, ignore=shutil.ignore_patterns(*EXCLUDE)
         )
