@@ -189,3 +189,21 @@ def test_undetectable_delimiter_and_missing_columns(run_prepare):
 def test_binary_mode_needs_ratings(run_prepare):
     with pytest.raises(PrepareInputError, match="needs a rating column"):
         run_prepare({"input/a.csv": "user,item\nu1,i1\n"}, label_mode="binary", split="none")
+
+
+def test_empty_and_header_only_files_next_to_real_data(run_prepare):
+    files = {
+        "input/0-empty.csv": "",
+        "input/1-header.csv": "user_id,item_id,rating,timestamp\n",
+        "input/2-data.csv": "user_id,item_id,rating,timestamp\nu,i,4,1\n",
+    }
+    r = run_prepare(files, **REG)
+    assert triples(r) == [("u", "i", 4.0)]
+    assert [f["rows_read"] for f in r.report["files"]] == [0, 0, 1]
+
+
+def test_a_line_longer_than_a_chunk(run_prepare, monkeypatch):
+    monkeypatch.setattr(parse, "CHUNK_BYTES", 64)
+    long_item = "x" * 1000
+    r = run_prepare({"input/a.csv": f"user,item,rating\nu1,{long_item},3\nu2,short,4\n"}, **REG)
+    assert triples(r) == [("u1", long_item, 3.0), ("u2", "short", 4.0)]
