@@ -285,7 +285,9 @@ def train(
     number and a read-only view of the current parameters.
     """
     X = sp.csr_matrix(X, dtype=np.float32)
-    X.sort_indices()
+    if not X.has_canonical_format:  # a key repeated in a record counts once, with the summed value
+        X = X.copy()  # the caller's arrays stay as they were
+        X.sum_duplicates()
     n, dim = X.shape
     if dim != config.feature_dim:
         raise ValueError(f"data has {dim} columns but feature_dim is {config.feature_dim}")

@@ -100,7 +100,7 @@ def test_predict_matches_definition_by_hand():
 
 @pytest.mark.parametrize("predictor", [fm.BINARY, fm.REGRESSOR])
 def test_general_csr_matches_reference(predictor):
-    # rows with different numbers of non-zeros, values other than 1, an empty row, a repeated column
+    # rows with different numbers of non-zeros, values other than 1, an empty row, shared columns
     dense = np.array(
         [
             [1, 0, 0.5, 0, 0, 0],
