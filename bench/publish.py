@@ -7,7 +7,7 @@ a 500), half by handing back a random 1..24 of the 25 items as UnprocessedItems.
 Measured: the whole `publish_run` (stream the .out parts from S3, rank, filter seen items, encode,
 write, flip the pointer). Baseline in the same run: one PutItem per user, one thread, no faults
 (the loop public pipelines use), on a sample. Verification: every user's item is read back from
-the server's table store (a full API Scan is avoided: moto re-sorts the whole table on every Scan
+the server process's table store (a full API Scan is avoided: moto re-sorts the whole table on every Scan
 page, ~2.5 s a page here, ~3 min for this table) and a random sample through BatchGetItem is
 compared with a top-x computed independently with numpy.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import socket
 import sys
@@ -41,6 +42,26 @@ from tests.publish.prepared import event, put_prepared, put_queries_manifest, pu
 
 BUCKET, TABLE, RUN = "bench-bucket", "bench-table", "bench-run"
 ACCOUNT = "123456789012"  # moto's default account
+
+
+def serve(port: int, conn) -> None:
+    """Child process: the moto server, plus answers about its own table store for verification."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    from moto.dynamodb.models import dynamodb_backends
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    conn.send("ready")
+    while True:
+        command, *rest = conn.recv()
+        if command == "keys":
+            table_name, run_id = rest
+            table = dynamodb_backends[ACCOUNT]["us-east-1"].tables[table_name]
+            conn.send([i.hash_key.value for i in table.all_items() if i.range_key.value == run_id])
+        else:
+            server.stop()
+            conn.send("stopped")
+            return
 
 
 def free_port() -> int:
@@ -77,7 +98,10 @@ def main() -> int:
     parser.add_argument("--parts", type=int, default=4)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--fault-rate", type=float, default=0.3)
-    parser.add_argument("--baseline-sample", type=int, default=2_000)
+    parser.add_argument(
+        "--throttle-share", type=float, default=0.5, help="share of faulty calls that throttle"
+    )
+    parser.add_argument("--baseline-sample", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -89,8 +113,14 @@ def main() -> int:
     os.environ.pop("AWS_PROFILE", None)
 
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # The server runs in its own process so that it and the publisher each get a core (one process
+    # would serialise both on the GIL and measure moto's CPU cost, not the publisher's).
+    ctx = multiprocessing.get_context("spawn")
+    conn, child_conn = ctx.Pipe()
+    server = ctx.Process(target=serve, args=(port, child_conn), daemon=True)
     server.start()
+    if not conn.poll(60) or conn.recv() != "ready":
+        raise RuntimeError("the moto server did not start within 60 s")
     endpoint = f"http://127.0.0.1:{port}"
     boto_cfg = Config(max_pool_connections=max(10, 2 * args.threads), retries={"mode": "standard"})
     s3 = boto3.client("s3", endpoint_url=endpoint)
@@ -138,7 +168,9 @@ def main() -> int:
     baseline_ips = sample / baseline_s
     print(f"baseline: {sample:,} PutItem calls in {baseline_s:.1f}s = {baseline_ips:,.0f} items/s")
 
-    faulty = FaultyDynamoDB(dynamodb, fault_rate=args.fault_rate, throttle_share=0.5, seed=args.seed)
+    faulty = FaultyDynamoDB(
+        dynamodb, fault_rate=args.fault_rate, throttle_share=args.throttle_share, seed=args.seed
+    )
     config = config_from_dict(PublishConfig, {"x": args.x, "writer_threads": args.threads}, where="bench")
     t = time.perf_counter()
     result = core.publish_run(
@@ -153,14 +185,8 @@ def main() -> int:
     )
 
     # Verification 1: the server's own table store (every item of the run, exactly the expected keys).
-    from moto.dynamodb.models import dynamodb_backends
-
-    table = dynamodb_backends[ACCOUNT]["us-east-1"].tables[TABLE]
-    stored = {
-        i.hash_key.value
-        for i in table.all_items()
-        if i.range_key.value == RUN and i.hash_key.value.startswith("u#")
-    }
+    conn.send(("keys", TABLE, RUN))
+    stored = {key for key in conn.recv() if key.startswith("u#")}
     wanted = {f"u#{u}" for u in users}
     lost = len(wanted - stored)
     extra = len(stored - wanted)
@@ -185,18 +211,22 @@ def main() -> int:
         f"duplicate puts {duplicates}, "
         f"{mismatched} of {check.size:,} sampled lists differ from numpy"
     )
-    server.stop()
+    conn.send(("stop",))
+    conn.recv()
+    server.join(10)
 
     # Fewest calls any client could make under these faults: throttled calls write nothing, partial
     # ones hold back 12.5 items on average, all others write 25.
-    p_t = args.fault_rate * 0.5
-    floor = 1.0 / (25 * (1 - p_t) - args.fault_rate * 0.5 * 12.5)
+    p_throttle = args.fault_rate * args.throttle_share
+    p_partial = args.fault_rate - p_throttle
+    floor = 1.0 / (25 * (1 - p_throttle) - p_partial * 12.5)
     summary = {
         "users": args.users,
         "x": args.x,
         "k": k,
         "writer_threads": args.threads,
         "fault_rate": args.fault_rate,
+        "throttle_share": args.throttle_share,
         "seconds": round(elapsed, 2),
         "items_per_s": round(ips, 1),
         "requests_per_item": round(user_calls / result["users_written"], 4),
