@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -196,6 +197,7 @@ def main() -> None:
     result = {
         "s3": "local file-backed stub of the boto3 S3 client (temp directory)",
         "faiss_threads": faiss.omp_get_max_threads(),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "ratio_vs_faiss": {
             "search": min(c["ratio_search"] for c in cases),
             "end_to_end": min(c["ratio_end_to_end"] for c in cases),
