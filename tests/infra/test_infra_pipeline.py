@@ -98,6 +98,13 @@ def test_sagemaker_requests(asl: dict) -> None:
     assert fm["AlgorithmSpecification"]["TrainingImage"] == images.image_uri("fm", "us-east-1")
     assert fm["HyperParameters"]["feature_dim.$"] == "$.prepare.feature_dim"
     assert all(isinstance(v, str) for k, v in fm["HyperParameters"].items())
+    # docs/decisions/0004: the FM defaults that reach precision@10 >= 0.24 on ML-100k
+    assert {k: fm["HyperParameters"][k] for k in ("num_factors", "epochs", "factors_lr", "linear_lr")} == {
+        "num_factors": "64",
+        "epochs": "10",
+        "factors_lr": "0.002",
+        "linear_lr": "0.01",
+    }
     assert [c["ChannelName"] for c in fm["InputDataConfig"]] == ["train", "test"]
     assert [c["ChannelName"] for c in states["TrainFMWithoutTest"]["Parameters"]["InputDataConfig"]] == [
         "train"
