@@ -129,6 +129,16 @@ def flip_pointer(
     users_written = sum(int(v) for v in done.values())
     current = read_pointer(dynamodb, table)
     current_id = current.get("run_id") if current else None
+    if current_id and current_id != run_id:
+        # A late finisher (an older execution retried after a newer one published) must not
+        # silently replace newer recommendations; going back is what `rollback` is for.
+        newer = read_run(dynamodb, table, current_id) or {}
+        if str(newer.get("started_at", "")) > str(record.get("started_at", "")):
+            raise PublishStateError(
+                f"run {current_id!r} (started {newer.get('started_at')}) is current and newer than "
+                f"{run_id!r} (started {record.get('started_at')}); pointer not moved "
+                "(use rollback to go back)"
+            )
     # Re-finalizing the current run must not make it its own "previous".
     previous = current.get("previous_run_id") if current_id == run_id else current_id
     pointer = {

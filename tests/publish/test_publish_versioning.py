@@ -181,3 +181,14 @@ def test_items_attribute_stays_under_the_item_limit():
     assert [i["item_id"] for i in decode_items(text)] == long_ids[:kept]
     text, kept = encode_items([f"B00{i:07d}" for i in range(1000)], [0.5] * 1000)
     assert kept == 1000 and len(text) < 30_000
+
+
+def test_an_older_run_finishing_late_does_not_replace_a_newer_one(dynamodb):
+    versioning.begin_run(dynamodb, TABLE, "old", n_parts=1, expires_at=EXPIRES, now=NOW)
+    versioning.mark_part_done(dynamodb, TABLE, "old", part=0, users=0)
+    versioning.begin_run(dynamodb, TABLE, "new", n_parts=1, expires_at=EXPIRES, now=NOW + 60)
+    versioning.mark_part_done(dynamodb, TABLE, "new", part=0, users=0)
+    versioning.flip_pointer(dynamodb, TABLE, "new", metrics={}, now=NOW + 120)
+    with pytest.raises(versioning.PublishStateError, match="newer than 'old'"):
+        versioning.flip_pointer(dynamodb, TABLE, "old", metrics={}, now=NOW + 180)
+    assert versioning.read_pointer(dynamodb, TABLE)["run_id"] == "new"
