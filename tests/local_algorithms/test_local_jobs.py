@@ -409,3 +409,14 @@ def test_transform_output_is_the_same_whatever_the_query_batch(s3, monkeypatch):
     run_transform_job(_transform_request(), s3=s3, model_resolver=resolver, log=lambda _: None)
     assert _get(s3, "transform/users-00000.rec.out") == whole
     assert len(whole.decode().splitlines()) == 23
+
+
+def test_fm_max_runtime_stops_the_job(s3):
+    _upload_fm(s3)
+    request = _fm_request({"epochs": "50"})
+    request["StoppingCondition"] = {"MaxRuntimeInSeconds": 0}
+    lines: list[str] = []
+    result = run_training_job(request, s3=s3, log=lines.append)
+    assert result["TrainingJobStatus"] == "Failed"
+    assert result["FailureReason"].startswith("MaxRuntimeExceeded")
+    assert sum("[fm] epoch" in line for line in lines) == 1  # stopped after the first epoch
