@@ -136,16 +136,18 @@ class _LazyAdam:
     algebraically Adam's: lr_t * m / (sqrt(v) + eps).
     """
 
-    def __init__(self, n_rows: int, lr: np.ndarray, wd: np.ndarray, eps: float, clip: float | None):
+    def __init__(self, n_rows: int, lr: np.ndarray, eps: float, clip: float | None):
         self.m = np.zeros((n_rows, lr.shape[0]), dtype=np.float32)
         self.v = np.zeros_like(self.m)
-        self.lr, self.wd, self.clip = lr, wd, clip
+        self.lr, self.clip = lr, clip
         self.eps = np.float32(eps / math.sqrt(1 - _BETA2))
 
     def step(self, P: np.ndarray, rows: np.ndarray, Pr: np.ndarray, grad: np.ndarray, t: int) -> None:
-        """One update of rows ``rows`` (current values ``Pr``) with their rescaled loss gradient."""
-        # MXNet's adam_update order: rescaled gradient + wd * weight, then clipping.
-        grad += self.wd * Pr
+        """One update of rows ``rows`` (current values ``Pr``).
+
+        ``grad`` is MXNet's adam_update input: rescaled loss gradient + wd * weight (``_batch_grad``
+        folds the decay in); clipping comes after, as in MXNet.
+        """
         if self.clip is not None:
             np.clip(grad, -self.clip, self.clip, out=grad)
         m, v = self.m[rows], self.v[rows]
@@ -202,11 +204,21 @@ def _distinct(flat_cols: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, np.n
     return rows, inv.astype(np.int32)
 
 
-def _batch_grad(P: np.ndarray, k: int, w0: float, batch: _Batch, binary: bool, slot: np.ndarray):
-    """Loss gradient of one mini-batch.
+def _batch_grad(
+    P: np.ndarray,
+    k: int,
+    w0: float,
+    batch: _Batch,
+    binary: bool,
+    slot: np.ndarray,
+    rescale: float,
+    wd: np.ndarray,
+):
+    """Gradient of one mini-batch, as MXNet's optimiser sees it.
 
-    Returns (distinct columns touched, their current packed rows, their packed gradient [dV | dw],
-    d/dw0, summed loss, batch size); gradients are sums over the batch.
+    Returns (distinct columns touched, their current packed rows, rescale * (summed loss gradient)
+    + wd * weight for those rows [dV | dw], rescale * d/dw0 (no decay), summed loss). Folding the
+    scale and the decay in here saves two passes over the touched rows.
     """
     flat_cols, flat_vals = batch.cols.ravel(), batch.vals.ravel()
     B = batch.indptr.shape[0] - 1
@@ -234,7 +246,7 @@ def _batch_grad(P: np.ndarray, k: int, w0: float, batch: _Batch, binary: bool, s
     else:
         g = raw - y
         loss = 0.5 * np.sum(g * g)
-    g = g.astype(np.float32)
+    g = (g * rescale).astype(np.float32)
     # d raw / d v_j = x_j (s - x_j v_j) and d raw / d w_j = x_j, summed per distinct column j:
     # grad[j] = sum_i a_ij [s_i | 1] - [v_j | 0] sum_i a_ij x_ij, with a_ij = g_i x_ij.
     # The a_ij in batch order form a CSC matrix (distinct columns x batch rows): no sort needed.
@@ -246,8 +258,13 @@ def _batch_grad(P: np.ndarray, k: int, w0: float, batch: _Batch, binary: bool, s
     _csc_matmul(rows.shape[0], B, k + 1, batch.indptr, inv, a, per_row, grad)
     ax = np.bincount(inv, weights=a if batch.ones else a * flat_vals, minlength=rows.shape[0])
     Pr = P[rows]
-    grad[:, :k] -= Pr[:, :k] * ax.astype(np.float32)[:, None]
-    return rows, Pr, grad, float(np.sum(g)), float(loss), B
+    # [v_j | w_j] * (wd - [ax_j | 0]): the second-order correction and the weight decay at once
+    coef = np.empty_like(grad)
+    np.subtract(wd[None, :k], ax.astype(np.float32)[:, None], out=coef[:, :k])
+    coef[:, k] = wd[k]
+    coef *= Pr
+    grad += coef
+    return rows, Pr, grad, float(np.sum(g)), float(loss)
 
 
 def _csc_matmul(n_rows, n_cols, n_vecs, indptr, indices, data, dense, out) -> None:
@@ -299,7 +316,7 @@ def train(
     lr = np.array([config.factors_lr] * k + [config.linear_lr], dtype=np.float32)
     wd = np.array([config.factors_wd] * k + [config.linear_wd], dtype=np.float32)
     eps = config.eps if config.eps is not None else _ADAM_EPS
-    table = _LazyAdam(dim, lr, wd, eps, config.clip_gradient)
+    table = _LazyAdam(dim, lr, eps, config.clip_gradient)
     bias = _ScalarAdam(config.bias_lr, config.bias_wd, eps, config.clip_gradient)
     w0 = params.w0
     nnz = np.diff(X.indptr)
@@ -330,15 +347,14 @@ def train(
                 cols, vals = Xp.indices[lo:hi], Xp.data[lo:hi]
                 indptr = (Xp.indptr[start : stop + 1] - lo).astype(np.int32)
             batch = _Batch(cols, vals, indptr, y_perm[start:stop], ones)
-            rows, Pr, grad, g0, loss, b = _batch_grad(P, k, w0, batch, binary, slot)
+            # MXNet Module's default: the batch's summed gradient is scaled by 1 / batch size.
+            rescale = config.rescale_grad if config.rescale_grad is not None else 1.0 / (stop - start)
+            rows, Pr, grad, g0, loss = _batch_grad(P, k, w0, batch, binary, slot, rescale, wd)
             total += loss
             t += 1
-            # MXNet Module's default: the batch's summed gradient is scaled by 1 / batch size.
-            rescale = config.rescale_grad if config.rescale_grad is not None else 1.0 / b
-            grad *= np.float32(rescale)
             if len(rows):
                 table.step(P, rows, Pr, grad, t)
-            w0 = bias.step(w0, g0 * rescale, t)
+            w0 = bias.step(w0, g0, t)
         if on_epoch is not None:
             report = EpochReport(epoch, config.epochs, total / max(n, 1), time.perf_counter() - started, n)
             on_epoch(report)
