@@ -31,7 +31,7 @@ from pipeline_steps.publish.runio import (
     load_queries_manifest,
     transform_output_keys,
 )
-from pipeline_steps.publish.writer import BatchWriter
+from pipeline_steps.publish.writer import BatchWriter, PublishTimeoutError
 
 MAX_KEY_BYTES = 2048  # DynamoDB partition key limit; pk = "u#" + user id
 
@@ -110,8 +110,13 @@ def publish_part(
     config: PublishConfig,
     now: float | None = None,
     writer_options: dict | None = None,
+    max_seconds: float | None = None,
 ) -> dict:
-    """Write the top x of every user of one query part (idempotent: same keys, same content)."""
+    """Write the top x of every user of one query part (idempotent: same keys, same content).
+
+    `max_seconds` (default `config.max_seconds`) bounds the writes; `publish_run` passes what is
+    left of one budget shared by all parts, so one invocation stays within the Lambda timeout.
+    """
     now = time.time() if now is None else now
     if not 0 <= part < len(inputs.queries.parts):
         raise InputError(f"part {part} out of range: the queries manifest has {len(inputs.queries.parts)}")
@@ -124,7 +129,7 @@ def publish_part(
         dynamodb,
         table_name,
         threads=config.writer_threads,
-        max_seconds=config.max_seconds,
+        max_seconds=config.max_seconds if max_seconds is None else max_seconds,
         base_delay=config.base_backoff_seconds,
         max_delay=config.max_backoff_seconds,
         **(writer_options or {}),
@@ -219,19 +224,28 @@ def publish_run(
 ) -> dict:
     """Every part, then the flip: the default (non-Distributed-Map) state machine path."""
     inputs = load_inputs(s3, bucket, event)
-    parts = [
-        publish_part(
-            s3=s3,
-            dynamodb=dynamodb,
-            table_name=table_name,
-            inputs=inputs,
-            part=p,
-            config=config,
-            now=now,
-            writer_options=writer_options,
+    deadline = time.monotonic() + config.max_seconds
+    parts = []
+    for p in range(len(inputs.queries.parts)):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise PublishTimeoutError(
+                f"publish of run {inputs.run_id} used its {config.max_seconds:.0f} s before part {p}; "
+                "the previous run stays current, re-run the step to complete this run"
+            )
+        parts.append(
+            publish_part(
+                s3=s3,
+                dynamodb=dynamodb,
+                table_name=table_name,
+                inputs=inputs,
+                part=p,
+                config=config,
+                now=now,
+                writer_options=writer_options,
+                max_seconds=left,
+            )
         )
-        for p in range(len(inputs.queries.parts))
-    ]
     flipped = finalize(s3=s3, dynamodb=dynamodb, table_name=table_name, inputs=inputs, config=config, now=now)
     return {
         "run_id": inputs.run_id,

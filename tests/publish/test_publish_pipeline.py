@@ -219,3 +219,30 @@ def test_bad_inputs_name_the_file(s3, dynamodb):
             s3=s3, dynamodb=dynamodb, bucket=BUCKET, table_name=TABLE, event={"run_id": "r1"}, config=cfg()
         )
     assert versioning.read_pointer(dynamodb, TABLE) is None
+
+
+def test_time_budget_exhausted_leaves_pointer_and_says_rerun(s3, dynamodb):
+    from botocore.exceptions import ClientError
+
+    from pipeline_steps.publish.writer import PublishTimeoutError
+
+    class Throttled:
+        def __init__(self, client):
+            self._client = client
+
+        def __getattr__(self, name):
+            return getattr(self._client, name)
+
+        def batch_write_item(self, **kwargs):
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException"}, "ResponseMetadata": {}}, "BatchWriteItem"
+            )
+
+    ev, _ = many_users_run(s3, "r1")
+    config = cfg(max_seconds=0.5, base_backoff_seconds=0.01, max_backoff_seconds=0.05)
+    with pytest.raises(PublishTimeoutError, match="re-run the step"):
+        core.publish_run(
+            s3=s3, dynamodb=Throttled(dynamodb), bucket=BUCKET, table_name=TABLE, event=ev, config=config
+        )
+    assert versioning.read_pointer(dynamodb, TABLE) is None
+    assert versioning.read_run(dynamodb, TABLE, "r1")["status"] == "writing"
