@@ -251,7 +251,7 @@ def _batch_grad(
     # grad[j] = sum_i a_ij [s_i | 1] - [v_j | 0] sum_i a_ij x_ij, with a_ij = g_i x_ij.
     # The a_ij in batch order form a CSC matrix (distinct columns x batch rows): no sort needed.
     rows, inv = _distinct(flat_cols, slot)
-    a = np.repeat(g, np.diff(batch.indptr))
+    a = np.repeat(g, batch.cols.shape[1] if batch.cols.ndim == 2 else np.diff(batch.indptr))
     if not batch.ones:
         a *= flat_vals
     grad = np.zeros((rows.shape[0], k + 1), dtype=np.float32)
