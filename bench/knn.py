@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline_steps.formats import recordio
-from pipeline_steps.local_algorithms import jobs, run_training_job, run_transform_job
+from pipeline_steps.local_algorithms import run_training_job, run_transform_job, transform
 
 KNN_IMAGE = "382416733822.dkr.ecr.us-east-1.amazonaws.com/knn:1"
 
@@ -132,7 +132,7 @@ def run_case(name: str, n_users: int, n_items: int, dim: int, k: int, shards: in
 
     index = faiss.IndexFlatIP(dim)
     index.add(items)
-    model = jobs.load_knn_model(s3, model_url)
+    model = transform.load_knn_model(s3, model_url)
     # Paired measurements shard by shard (faiss, then ours, on the same queries) so that the load
     # of a shared machine drifts over both alike; short cases keep the best of several rounds.
     repeats = 7 if n_users * n_items <= 10**7 else 3 if n_users * n_items <= 10**9 else 1
@@ -147,8 +147,8 @@ def run_case(name: str, n_users: int, n_items: int, dim: int, k: int, shards: in
             index.search(Q, k)
             round_faiss += time.perf_counter() - started
             started = time.perf_counter()
-            for start in range(0, Q.shape[0], jobs.QUERY_BATCH):
-                jobs._search_batch(model, Q[start : start + jobs.QUERY_BATCH])
+            for start in range(0, Q.shape[0], transform.QUERY_BATCH):
+                transform._search_batch(model, Q[start : start + transform.QUERY_BATCH])
             round_search += time.perf_counter() - started
             request = _transform_request(name, f"s3://b/knn/queries/users-{i:05d}.rec")
             started = time.perf_counter()

@@ -4,6 +4,7 @@
 request dicts and return Describe*-shaped dicts (docs/contracts.md, "Local SageMaker jobs").
 """
 
-from .jobs import run_training_job, run_transform_job
+from .jobs import run_training_job
+from .transform import run_transform_job
 
 __all__ = ["run_training_job", "run_transform_job"]

@@ -396,7 +396,7 @@ def test_knn_test_channel_metrics(s3):
 
 
 def test_transform_output_is_the_same_whatever_the_query_batch(s3, monkeypatch):
-    from pipeline_steps.local_algorithms import jobs
+    from pipeline_steps.local_algorithms import transform
 
     items, labels, users = _knn_data()
     _put(s3, "knn/train/items.rec", recordio.encode_dense(items, labels))
@@ -405,7 +405,7 @@ def test_transform_output_is_the_same_whatever_the_query_batch(s3, monkeypatch):
     resolver = {"run1-knn": trained["ModelArtifacts"]["S3ModelArtifacts"]}.__getitem__
     run_transform_job(_transform_request(), s3=s3, model_resolver=resolver, log=lambda _: None)
     whole = _get(s3, "transform/users-00000.rec.out")
-    monkeypatch.setattr(jobs, "QUERY_BATCH", 4)  # 23 queries: 6 batches, searched ahead of writing
+    monkeypatch.setattr(transform, "QUERY_BATCH", 4)  # 23 queries: 6 batches, searched ahead of writing
     run_transform_job(_transform_request(), s3=s3, model_resolver=resolver, log=lambda _: None)
     assert _get(s3, "transform/users-00000.rec.out") == whole
     assert len(whole.decode().splitlines()) == 23
