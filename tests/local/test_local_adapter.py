@@ -129,6 +129,14 @@ def test_failure_injection_overrides_hyperparameters_of_the_next_job_only(env):
     assert hp == {"epochs": "-1"}
 
 
+def test_direct_invoke_without_payload_passes_an_empty_event(env):
+    aws, dep, _, _ = env
+    name = next(n for n, fn in dep.functions.items() if fn["handler"] == "tests.local.fakes.echo_env")
+    response = aws.client("lambda").invoke(FunctionName=name)
+    assert not response.get("FunctionError")
+    assert json.loads(response["Payload"].read())["event"] == {}
+
+
 def test_missing_handler_module_in_the_deployed_zip_is_an_import_error(env):
     aws, _, _, _ = env
     lam = aws.client("lambda")
