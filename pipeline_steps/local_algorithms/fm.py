@@ -131,7 +131,8 @@ class _LazyAdam:
     """Adam over the rows a batch touches (MXNet lazy_update), on the packed table P = [V | w].
 
     Packing w as the last column lets one set of array passes update both with per-column
-    learning rates and decays (factors_* for V, linear_* for w). The moments are kept unnormalised
+    learning rates (factors_lr for V, linear_lr for w; the decays are applied in ``_batch_grad``).
+    The moments are kept unnormalised
     (m' = m / (1 - beta1), v' = v / (1 - beta2)) to save two array passes per batch; the update is
     algebraically Adam's: lr_t * m / (sqrt(v) + eps).
     """
