@@ -393,6 +393,12 @@ class Workflow(Construct):
                 ],
                 resources=[f"{arn}:transform-job/*"],
             ),
+            # The Step Functions guide's policy for these integrations also lists ListTags (on "*");
+            # here it is limited to our own jobs and models.
+            iam.PolicyStatement(
+                actions=["sagemaker:ListTags"],
+                resources=[f"{arn}:training-job/*", f"{arn}:transform-job/*", f"{arn}:model/*"],
+            ),
             iam.PolicyStatement(
                 actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
                 resources=[f"{events}/{rule}" for rule in SYNC_RULES],

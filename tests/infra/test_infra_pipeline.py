@@ -296,3 +296,31 @@ def test_options_spot_fan_out_no_schedule_email(options_synth: Synth) -> None:
         "pipeline_steps.publish.handler.part_handler",
         "pipeline_steps.publish.handler.finalize_handler",
     }
+
+
+def test_state_machine_sagemaker_actions_are_named_and_scoped_to_jobs_and_models(pipeline: Template) -> None:
+    sagemaker = [
+        s
+        for s in _statements(pipeline.to_json(), "StateMachineRole")
+        if any(a.startswith("sagemaker:") for a in _list(s["Action"]))
+    ]
+    actions = {a for s in sagemaker for a in _list(s["Action"])}
+    assert actions == {
+        "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
+        "sagemaker:CreateModel", "sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob",
+        "sagemaker:StopTransformJob", "sagemaker:ListTags",
+    }  # fmt: skip
+    for statement in sagemaker:
+        for resource in _list(statement["Resource"]):
+            tail = json.dumps(resource).rsplit(":", 1)[1]
+            assert tail.split("/")[0] in ("training-job", "transform-job", "model"), resource
+    events = [
+        s
+        for s in _statements(pipeline.to_json(), "StateMachineRole")
+        if "events:PutRule" in _list(s["Action"])
+    ]
+    (rules,) = [s["Resource"] for s in events]
+    assert [json.dumps(r).rsplit("/", 1)[1].rstrip('"]}') for r in rules] == [
+        "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
+        "StepFunctionsGetEventsForSageMakerTransformJobsRule",
+    ]
