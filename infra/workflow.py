@@ -1,9 +1,9 @@
 """The state machine: guard -> prepare -> train FM -> repackage -> train k-NN -> model -> transform
 -> evaluate -> publish, with Catch -> notify (SNS) -> Fail on every failure path.
 
-SageMaker states are written as plain ASL (CustomState) so the request is exactly what SageMaker,
-docs/state-machine.md and the local runner see; their IAM statements are written here, scoped to
-the job/model ARNs and the two Step Functions-managed EventBridge rules that `.sync` uses.
+SageMaker states are plain ASL (CustomState) so the request is exactly what SageMaker,
+docs/state-machine.md and the local runner see; the request bodies and their IAM statements come
+from `infra/sagemaker_tasks.py`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra import images
+from infra import sagemaker_tasks as sm
 from infra.config import AppConfig
 from infra.nag import acknowledge, finding, policy_wildcards
 from infra.retention import retention
@@ -36,12 +36,7 @@ LAMBDA_TRANSIENT = [
 # failed *job* is States.TaskFailed and is never retried (a new job would need a new name).
 SAGEMAKER_TRANSIENT = ["SageMaker.AmazonSageMakerException"]
 SNS_TRANSIENT = ["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException"]
-RECORDIO = "application/x-recordio-protobuf"
 PUBLISH_MAX_CONCURRENCY = 10  # parallel DynamoDB writers; each already batches and backs off
-SYNC_RULES = (
-    "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
-    "StepFunctionsGetEventsForSageMakerTransformJobsRule",
-)
 
 
 class Workflow(Construct):
@@ -117,22 +112,15 @@ class Workflow(Construct):
         create_model = self._task(
             "CreateModel",
             "arn:aws:states:::sagemaker:createModel",
-            {
-                "ModelName.$": "$.run.model_name",
-                "ExecutionRoleArn": sagemaker_role.role_arn,
-                "PrimaryContainer": {
-                    "Image": images.image_uri("knn", region),
-                    "ModelDataUrl.$": "$.knn.model_s3_uri",
-                },
-            },
-            {"model_arn.$": "$.ModelArn"},
+            sm.model_request(region=region, role_arn=sagemaker_role.role_arn),
+            sm.MODEL_RESULT,
             "$.model",
         )
         transform = self._task(
             "Transform",
             "arn:aws:states:::sagemaker:createTransformJob.sync",
-            self._transform_request(),
-            {"job_name.$": "$.TransformJobName", "output_s3_uri.$": "$.TransformOutput.S3OutputPath"},
+            sm.transform_request(config),
+            sm.TRANSFORM_RESULT,
             "$.transform",
         )
         run_outputs = {
@@ -173,7 +161,9 @@ class Workflow(Construct):
             ),
             comment=f"{config.project}: retrain FM, index with k-NN, publish top-x to DynamoDB",
         )
-        sagemaker_arns = self._grant_sagemaker(self.state_machine.role)
+        statements, sagemaker_arns = sm.state_machine_statements(sagemaker_role.role_arn)
+        for statement in statements:
+            self.state_machine.role.add_to_principal_policy(statement)
         acknowledge(
             self.state_machine.role,
             "AwsSolutions-IAM5",
@@ -229,6 +219,19 @@ class Workflow(Construct):
             task.add_catch(self._notify, errors=["States.ALL"], result_path="$.error")
         return task
 
+    def _training(self, name: str, algorithm: str, *, with_test: bool) -> sfn.CustomState:
+        region = Stack.of(self).region
+        return self._task(
+            name,
+            "arn:aws:states:::sagemaker:createTrainingJob.sync",
+            sm.training_request(
+                self._config, algorithm, region=region, role_arn=self._role.role_arn, with_test=with_test
+            ),
+            sm.TRAINING_RESULT,
+            "$.fm" if algorithm == "fm" else "$.knn",
+            timeout_seconds=sm.training_timeout(self._config, algorithm),
+        )
+
     def _task(
         self,
         name: str,
@@ -254,97 +257,6 @@ class Workflow(Construct):
         task.add_catch(self._notify, errors=["States.ALL"], result_path="$.error")
         return task
 
-    def _training(self, name: str, algorithm: str, *, with_test: bool) -> sfn.CustomState:
-        config = self._config
-        job = config.fm if algorithm == "fm" else config.knn
-        region = Stack.of(self).region
-
-        def channel(channel_name: str, uri_path: str, sharded: bool) -> dict[str, Any]:
-            distribution = "ShardedByS3Key" if sharded and job.instance_count > 1 else "FullyReplicated"
-            return {
-                "ChannelName": channel_name,
-                "ContentType": RECORDIO,
-                "InputMode": "File",
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri.$": uri_path,
-                        "S3DataDistributionType": distribution,
-                    }
-                },
-            }
-
-        if algorithm == "fm":
-            channels = [channel("train", "$.prepare.train_s3_uri", True)]
-            if with_test:
-                channels.append(channel("test", "$.prepare.test_s3_uri", False))
-            runtime = {"feature_dim.$": "$.prepare.feature_dim"}
-            names = {"TrainingJobName.$": "$.run.fm_job_name", "output": "$.run.fm_output_s3_uri"}
-        else:
-            channels = [channel("train", "$.repackage.knn_train_s3_uri", False)]
-            runtime = {
-                "feature_dim.$": "$.repackage.feature_dim",
-                "k.$": "$.repackage.k",
-                "sample_size.$": "$.repackage.sample_size",
-            }
-            names = {"TrainingJobName.$": "$.run.knn_job_name", "output": "$.run.knn_output_s3_uri"}
-        stopping: dict[str, int] = {"MaxRuntimeInSeconds": job.max_runtime_seconds}
-        request: dict[str, Any] = {
-            "TrainingJobName.$": names["TrainingJobName.$"],
-            "AlgorithmSpecification": {
-                "TrainingImage": images.image_uri(algorithm, region),
-                "TrainingInputMode": "File",
-            },
-            "RoleArn": self._role.role_arn,
-            "HyperParameters": {**dict(sorted(job.hyperparameters.items())), **runtime},
-            "InputDataConfig": channels,
-            "OutputDataConfig": {"S3OutputPath.$": names["output"]},
-            "ResourceConfig": {
-                "InstanceType": job.instance_type,
-                "InstanceCount": job.instance_count,
-                "VolumeSizeInGB": job.volume_gb,
-            },
-            "StoppingCondition": stopping,
-        }
-        if config.spot.enabled:
-            request["EnableManagedSpotTraining"] = True
-            stopping["MaxWaitTimeInSeconds"] = config.spot.max_wait_seconds
-        longest = config.spot.max_wait_seconds if config.spot.enabled else job.max_runtime_seconds
-        return self._task(
-            name,
-            "arn:aws:states:::sagemaker:createTrainingJob.sync",
-            request,
-            {"job_name.$": "$.TrainingJobName", "model_s3_uri.$": "$.ModelArtifacts.S3ModelArtifacts"},
-            "$.fm" if algorithm == "fm" else "$.knn",
-            # SageMaker enforces its own stop; this only bounds a lost .sync (+1 h for provisioning).
-            timeout_seconds=longest + 3600,
-        )
-
-    def _transform_request(self) -> dict[str, Any]:
-        transform = self._config.transform
-        return {
-            "TransformJobName.$": "$.run.transform_job_name",
-            "ModelName.$": "$.run.model_name",
-            "MaxPayloadInMB": transform.max_payload_mb,
-            "BatchStrategy": "MultiRecord",
-            "TransformInput": {
-                "DataSource": {
-                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": "$.repackage.queries_s3_uri"}
-                },
-                "ContentType": RECORDIO,
-                "SplitType": "RecordIO",
-            },
-            "TransformOutput": {
-                "S3OutputPath.$": "$.run.transform_output_s3_uri",
-                "Accept": "application/jsonlines; verbose=true",
-                "AssembleWith": "Line",
-            },
-            "TransformResources": {
-                "InstanceType": transform.instance_type,
-                "InstanceCount": transform.instance_count,
-            },
-        }
-
     def _publish(
         self, functions: Mapping[str, lambda_.IFunction], payload: Mapping[str, str]
     ) -> sfn.IChainable:
@@ -369,46 +281,3 @@ class Workflow(Construct):
         fan_out.add_catch(self._notify, errors=["States.ALL"], result_path="$.error")
         finalize = self._lambda("PublishFinalize", functions["publish_finalize"], payload, "$.publish")
         return fan_out.next(finalize)
-
-    # -- IAM -----------------------------------------------------------------------------------
-
-    def _grant_sagemaker(self, role: iam.IRole) -> list[str]:
-        arn = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}"
-        events = f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule"
-        statements = [
-            iam.PolicyStatement(
-                actions=[
-                    "sagemaker:CreateTrainingJob",
-                    "sagemaker:DescribeTrainingJob",
-                    "sagemaker:StopTrainingJob",
-                ],
-                resources=[f"{arn}:training-job/*"],
-            ),
-            iam.PolicyStatement(actions=["sagemaker:CreateModel"], resources=[f"{arn}:model/*"]),
-            iam.PolicyStatement(
-                actions=[
-                    "sagemaker:CreateTransformJob",
-                    "sagemaker:DescribeTransformJob",
-                    "sagemaker:StopTransformJob",
-                ],
-                resources=[f"{arn}:transform-job/*"],
-            ),
-            # The Step Functions guide's policy for these integrations also lists ListTags (on "*");
-            # here it is limited to our own jobs and models.
-            iam.PolicyStatement(
-                actions=["sagemaker:ListTags"],
-                resources=[f"{arn}:training-job/*", f"{arn}:transform-job/*", f"{arn}:model/*"],
-            ),
-            iam.PolicyStatement(
-                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
-                resources=[f"{events}/{rule}" for rule in SYNC_RULES],
-            ),
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[self._role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            ),
-        ]
-        for statement in statements:
-            role.add_to_principal_policy(statement)
-        return [f"{arn}:training-job/*", f"{arn}:model/*", f"{arn}:transform-job/*"]

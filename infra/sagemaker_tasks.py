@@ -1,0 +1,171 @@
+"""SageMaker request bodies of the state machine's Task states, and the IAM they need.
+
+Pure functions of the typed config: what they return is the ASL `Parameters` (JSONPath `.$` keys
+read the state data, see docs/state-machine.md), so tests can check a request without a synth.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Aws
+from aws_cdk import aws_iam as iam
+
+from infra import images
+from infra.config import AppConfig
+
+RECORDIO = "application/x-recordio-protobuf"
+SYNC_RULES = (
+    "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
+    "StepFunctionsGetEventsForSageMakerTransformJobsRule",
+)
+TRAINING_RESULT = {"job_name.$": "$.TrainingJobName", "model_s3_uri.$": "$.ModelArtifacts.S3ModelArtifacts"}
+MODEL_RESULT = {"model_arn.$": "$.ModelArn"}
+TRANSFORM_RESULT = {"job_name.$": "$.TransformJobName", "output_s3_uri.$": "$.TransformOutput.S3OutputPath"}
+
+
+def training_request(
+    config: AppConfig, algorithm: str, *, region: str, role_arn: str, with_test: bool = False
+) -> dict[str, Any]:
+    """CreateTrainingJob for `fm` (channels from prepare) or `knn` (channel + sizes from repackage)."""
+    job = config.fm if algorithm == "fm" else config.knn
+
+    def channel(channel_name: str, uri_path: str, sharded: bool) -> dict[str, Any]:
+        distribution = "ShardedByS3Key" if sharded and job.instance_count > 1 else "FullyReplicated"
+        return {
+            "ChannelName": channel_name,
+            "ContentType": RECORDIO,
+            "InputMode": "File",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri.$": uri_path,
+                    "S3DataDistributionType": distribution,
+                }
+            },
+        }
+
+    if algorithm == "fm":
+        channels = [channel("train", "$.prepare.train_s3_uri", True)]
+        if with_test:
+            channels.append(channel("test", "$.prepare.test_s3_uri", False))
+        runtime = {"feature_dim.$": "$.prepare.feature_dim"}
+        name, output = "$.run.fm_job_name", "$.run.fm_output_s3_uri"
+    else:
+        channels = [channel("train", "$.repackage.knn_train_s3_uri", False)]
+        runtime = {
+            "feature_dim.$": "$.repackage.feature_dim",
+            "k.$": "$.repackage.k",
+            "sample_size.$": "$.repackage.sample_size",
+        }
+        name, output = "$.run.knn_job_name", "$.run.knn_output_s3_uri"
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": job.max_runtime_seconds}
+    request: dict[str, Any] = {
+        "TrainingJobName.$": name,
+        "AlgorithmSpecification": {
+            "TrainingImage": images.image_uri(algorithm, region),
+            "TrainingInputMode": "File",
+        },
+        "RoleArn": role_arn,
+        "HyperParameters": {**dict(sorted(job.hyperparameters.items())), **runtime},
+        "InputDataConfig": channels,
+        "OutputDataConfig": {"S3OutputPath.$": output},
+        "ResourceConfig": {
+            "InstanceType": job.instance_type,
+            "InstanceCount": job.instance_count,
+            "VolumeSizeInGB": job.volume_gb,
+        },
+        "StoppingCondition": stopping,
+    }
+    if config.spot.enabled:
+        request["EnableManagedSpotTraining"] = True
+        stopping["MaxWaitTimeInSeconds"] = config.spot.max_wait_seconds
+    return request
+
+
+def training_timeout(config: AppConfig, algorithm: str) -> int:
+    """Task TimeoutSeconds: SageMaker enforces its own stop; this only bounds a lost `.sync` wait."""
+    job = config.fm if algorithm == "fm" else config.knn
+    longest = config.spot.max_wait_seconds if config.spot.enabled else job.max_runtime_seconds
+    return longest + 3600  # + provisioning and image download
+
+
+def model_request(*, region: str, role_arn: str) -> dict[str, Any]:
+    return {
+        "ModelName.$": "$.run.model_name",
+        "ExecutionRoleArn": role_arn,
+        "PrimaryContainer": {
+            "Image": images.image_uri("knn", region),
+            "ModelDataUrl.$": "$.knn.model_s3_uri",
+        },
+    }
+
+
+def transform_request(config: AppConfig) -> dict[str, Any]:
+    transform = config.transform
+    return {
+        "TransformJobName.$": "$.run.transform_job_name",
+        "ModelName.$": "$.run.model_name",
+        "MaxPayloadInMB": transform.max_payload_mb,
+        "BatchStrategy": "MultiRecord",
+        "TransformInput": {
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": "$.repackage.queries_s3_uri"}
+            },
+            "ContentType": RECORDIO,
+            "SplitType": "RecordIO",
+        },
+        "TransformOutput": {
+            "S3OutputPath.$": "$.run.transform_output_s3_uri",
+            "Accept": "application/jsonlines; verbose=true",
+            "AssembleWith": "Line",
+        },
+        "TransformResources": {
+            "InstanceType": transform.instance_type,
+            "InstanceCount": transform.instance_count,
+        },
+    }
+
+
+def state_machine_statements(sagemaker_role_arn: str) -> tuple[list[iam.PolicyStatement], list[str]]:
+    """What the state machine role needs for these tasks, and the wildcard ARNs among them.
+
+    Job and model names carry the run id (known only at run time), hence `training-job/*` etc.;
+    `.sync` needs the two Step Functions-managed EventBridge rules; PassRole is limited to the one
+    role, and only towards SageMaker.
+    """
+    arn = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+    rules = f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule"
+    jobs = [f"{arn}:training-job/*", f"{arn}:model/*", f"{arn}:transform-job/*"]
+    statements = [
+        iam.PolicyStatement(
+            actions=[
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:StopTrainingJob",
+            ],
+            resources=[jobs[0]],
+        ),
+        iam.PolicyStatement(actions=["sagemaker:CreateModel"], resources=[jobs[1]]),
+        iam.PolicyStatement(
+            actions=[
+                "sagemaker:CreateTransformJob",
+                "sagemaker:DescribeTransformJob",
+                "sagemaker:StopTransformJob",
+            ],
+            resources=[jobs[2]],
+        ),
+        # The Step Functions guide's policy for these integrations also lists ListTags (on "*");
+        # here it is limited to our own jobs and models.
+        iam.PolicyStatement(actions=["sagemaker:ListTags"], resources=jobs),
+        iam.PolicyStatement(
+            actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+            resources=[f"{rules}/{rule}" for rule in SYNC_RULES],
+        ),
+        iam.PolicyStatement(
+            actions=["iam:PassRole"],
+            resources=[sagemaker_role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+    ]
+    return statements, jobs
