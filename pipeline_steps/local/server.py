@@ -42,6 +42,7 @@ class LocalAws:
         self.account_id = ACCOUNT_ID
         self._job_log = job_log
         self._saved_env: dict[str, str | None] = {}
+        self._saved_levels: dict[str, int] = {}
         self.endpoint = ""
 
     def start(self) -> LocalAws:
@@ -49,6 +50,7 @@ class LocalAws:
         from moto.server import ThreadedMotoServer
 
         # One line per HTTP request and moto's own Step Functions traces would drown the progress.
+        self._saved_levels = {name: logging.getLogger(name).level for name in ("werkzeug", "moto")}
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         logging.getLogger("moto").setLevel(logging.CRITICAL)
 
@@ -84,9 +86,16 @@ class LocalAws:
         _post(f"{self.endpoint}/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
 
     def stop(self) -> None:
-        """Wait for local jobs, forget the state and restore the environment; the server thread stays."""
+        """Wait for local jobs, forget the state, and leave moto and the process as they were
+        (patches removed, execution off, environment and log levels restored): moto's state is
+        process-wide, and later ``mock_aws`` code in the same process must not see ours.
+        The server thread stays (see the module docstring)."""
         adapter.wait_for_jobs()
         _post(f"{self.endpoint}/moto-api/reset")
+        _post(f"{self.endpoint}/moto-api/config", {"stepfunctions": {"execute_state_machine": False}})
+        adapter.uninstall()
+        for name, level in self._saved_levels.items():
+            logging.getLogger(name).setLevel(level)
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

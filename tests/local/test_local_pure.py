@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -114,3 +115,25 @@ def test_subset_keeps_the_first_users_rows_in_both_files(tmp_path):
     b, t = cli._subset_users(base, test, 2, tmp_path / "sub")
     assert b.read_text(encoding="utf-8") == "1\t10\t5\t1\n2\t11\t4\t2\n1\t12\t3\t3\n"
     assert t.read_text(encoding="utf-8") == "1\t15\t4\t6\n2\t16\t4\t7\n"
+
+
+def test_stop_leaves_moto_and_the_process_as_they_were(monkeypatch):
+    from moto.awslambda.models import LambdaFunction
+    from moto.core.config import default_user_config
+    from moto.sagemaker.responses import SageMakerResponse
+
+    from pipeline_steps.local.server import LocalAws
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://elsewhere.invalid")
+    originals = (LambdaFunction._invoke_lambda, SageMakerResponse.create_training_job)
+    aws = LocalAws().start()
+    try:
+        assert LambdaFunction._invoke_lambda is not originals[0]
+        assert default_user_config["stepfunctions"]["execute_state_machine"] is True
+        assert aws.endpoint.startswith("http://127.0.0.1:")
+        assert aws.client("s3").list_buckets()["Buckets"] == []
+    finally:
+        aws.stop()
+    assert (LambdaFunction._invoke_lambda, SageMakerResponse.create_training_job) == originals
+    assert default_user_config["stepfunctions"]["execute_state_machine"] is False
+    assert os.environ["AWS_ENDPOINT_URL"] == "http://elsewhere.invalid"
