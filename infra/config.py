@@ -8,17 +8,14 @@ the command line arrive as strings; they are read as JSON when they parse as JSO
 
 from __future__ import annotations
 
-import copy
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from infra import images
+from infra.context import PREFIX, ConfigError, Context, as_bool, as_int, check_fields
 from infra.step_configs import StepConfigs, validate_step_configs
-
-PREFIX = "topx:"
 
 FM_HYPERPARAMETERS = frozenset(
     {
@@ -72,10 +69,6 @@ _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _PROJECT = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
-
-
-class ConfigError(ValueError):
-    """A config value is missing or invalid; the message names the context key."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,26 +128,26 @@ class AppConfig:
     @classmethod
     def from_context(cls, context: Mapping[str, Any], *, account: str | None = None) -> AppConfig:
         """Build from the app's whole context (cdk.json + `-c`); raises ConfigError naming the key."""
-        ctx = _Context(context)
-        region = ctx.str("region")
+        ctx = Context(context)
+        region = ctx.text("region")
         if region not in images.SUPPORTED_REGIONS:
             raise ConfigError(
                 f"context 'topx:region': {region!r} has no built-in algorithm image in infra/images.py; "
                 f"supported: {', '.join(images.SUPPORTED_REGIONS)}"
             )
-        project = ctx.str("project")
+        project = ctx.text("project")
         if not _PROJECT.match(project):
             raise ConfigError(
                 f"context 'topx:project' must be a letter then letters/digits/dashes, got {project!r}"
             )
-        schedule = ctx.str("schedule").strip()
+        schedule = ctx.text("schedule").strip()
         schedule_value = None if schedule.lower() in ("off", "none", "") else schedule
         if schedule_value is not None and not _SCHEDULE.match(schedule_value):
             raise ConfigError(
                 f"context 'topx:schedule': {schedule!r} is not an EventBridge expression "
                 "('rate(7 days)', 'cron(0 3 ? * SUN *)') nor 'off'"
             )
-        email = ctx.str("notification_email").strip()
+        email = ctx.text("notification_email").strip()
         if email and not _EMAIL.match(email):
             raise ConfigError(
                 f"context 'topx:notification_email': {email!r} is not an e-mail address ('' = none)"
@@ -166,7 +159,7 @@ class AppConfig:
         spot = _spot(ctx, fm, knn)
         steps = validate_step_configs(
             {name: ctx.obj(name) for name in ("prepare", "repackage", "evaluate", "publish")},
-            x=ctx.int("x", 1, 1000),
+            x=ctx.number("x", 1, 1000),
             index_metric=metric,
         )
         _check_consistency(ctx, fm, steps)
@@ -176,12 +169,12 @@ class AppConfig:
             account=account,
             schedule=schedule_value,
             notification_email=email or None,
-            kms=ctx.bool("kms"),
-            run_expiry_days=ctx.int("run_expiry_days", 1, 3650),
-            noncurrent_expiry_days=ctx.int("noncurrent_expiry_days", 1, 3650),
-            log_retention_days=ctx.int("log_retention_days", 1, 3653),
-            state_machine_timeout_hours=ctx.int("state_machine_timeout_hours", 1, 24 * 365),
-            distributed_map_publish=ctx.bool("distributed_map_publish"),
+            kms=ctx.flag("kms"),
+            run_expiry_days=ctx.number("run_expiry_days", 1, 3650),
+            noncurrent_expiry_days=ctx.number("noncurrent_expiry_days", 1, 3650),
+            log_retention_days=ctx.number("log_retention_days", 1, 3653),
+            state_machine_timeout_hours=ctx.number("state_machine_timeout_hours", 1, 24 * 365),
+            distributed_map_publish=ctx.flag("distributed_map_publish"),
             fm=fm,
             knn=knn,
             transform=_transform(ctx),
@@ -189,101 +182,6 @@ class AppConfig:
             lambdas=_lambdas(ctx),
             steps=steps,
         )
-
-
-class _Context:
-    """Typed reads of `topx:` keys with dotted overrides applied; errors name the key."""
-
-    def __init__(self, context: Mapping[str, Any]) -> None:
-        self._values: dict[str, Any] = {}
-        dotted: list[tuple[str, Any]] = []
-        for key, value in context.items():
-            if not key.startswith(PREFIX):
-                continue
-            name = key[len(PREFIX) :]
-            if "." in name:
-                dotted.append((name, value))
-            else:  # a copy: dotted overrides below must not write into the caller's context
-                self._values[name] = copy.deepcopy(_from_cli(value))
-        for name, value in sorted(dotted):
-            head, *path = name.split(".")
-            node = self._values.setdefault(head, {})
-            if isinstance(node, str):
-                node = self._values[head] = _json_object(head, node)
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-                if not isinstance(node, dict):
-                    raise ConfigError(f"context '{PREFIX}{name}': '{part}' is not an object")
-            node[path[-1]] = _from_cli(value)
-
-    def _get(self, name: str) -> Any:
-        if name not in self._values:
-            raise ConfigError(f"context '{PREFIX}{name}' is missing (defaults live in cdk.json)")
-        return self._values[name]
-
-    def str(self, name: str) -> str:
-        value = self._get(name)
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise ConfigError(f"context '{PREFIX}{name}': expected a string, got {value!r}")
-        return value
-
-    def bool(self, name: str) -> bool:
-        return _bool(f"{PREFIX}{name}", self._get(name))
-
-    def int(self, name: str, low: int, high: int) -> int:
-        return _int(f"{PREFIX}{name}", self._get(name), low, high)
-
-    def obj(self, name: str) -> dict[str, Any]:
-        value = self._get(name)
-        if isinstance(value, str):
-            value = _json_object(name, value)
-        if not isinstance(value, dict):
-            raise ConfigError(f"context '{PREFIX}{name}': expected an object, got {value!r}")
-        return dict(value)
-
-
-def _from_cli(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _json_object(name: str, text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"context '{PREFIX}{name}': not a JSON object ({exc})") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"context '{PREFIX}{name}': expected a JSON object, got {value!r}")
-    return value
-
-
-def _bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ConfigError(f"context '{key}': expected true or false, got {value!r}")
-
-
-def _int(key: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"context '{key}': expected an integer, got {value!r}")
-    if not low <= value <= high:
-        raise ConfigError(f"context '{key}': must be in {low}..{high}, got {value}")
-    return value
-
-
-def _fields(section: str, data: dict[str, Any], known: set[str]) -> None:
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"context '{PREFIX}{section}': unknown key(s) {unknown}; known: {sorted(known)}")
-    missing = sorted(known - set(data))
-    if missing:
-        raise ConfigError(f"context '{PREFIX}{section}': missing key(s) {missing}")
 
 
 def _instance(key: str, value: Any) -> str:
@@ -294,9 +192,9 @@ def _instance(key: str, value: Any) -> str:
     return value
 
 
-def _job(ctx: _Context, section: str, allowed: frozenset[str]) -> JobConfig:
+def _job(ctx: Context, section: str, allowed: frozenset[str]) -> JobConfig:
     data = ctx.obj(section)
-    _fields(
+    check_fields(
         section,
         data,
         {"instance_type", "instance_count", "volume_gb", "max_runtime_seconds", "hyperparameters"},
@@ -323,9 +221,9 @@ def _job(ctx: _Context, section: str, allowed: frozenset[str]) -> JobConfig:
         strings[name] = value if isinstance(value, str) else repr(value)
     return JobConfig(
         instance_type=_instance(f"{key}.instance_type", data["instance_type"]),
-        instance_count=_int(f"{key}.instance_count", data["instance_count"], 1, 100),
-        volume_gb=_int(f"{key}.volume_gb", data["volume_gb"], 1, 16384),
-        max_runtime_seconds=_int(f"{key}.max_runtime_seconds", data["max_runtime_seconds"], 60, 28 * 86400),
+        instance_count=as_int(f"{key}.instance_count", data["instance_count"], 1, 100),
+        volume_gb=as_int(f"{key}.volume_gb", data["volume_gb"], 1, 16384),
+        max_runtime_seconds=as_int(f"{key}.max_runtime_seconds", data["max_runtime_seconds"], 60, 28 * 86400),
         hyperparameters=strings,
     )
 
@@ -361,24 +259,26 @@ def _check_knn(knn: JobConfig) -> str:
     return metric
 
 
-def _transform(ctx: _Context) -> TransformConfig:
+def _transform(ctx: Context) -> TransformConfig:
     data = ctx.obj("transform")
-    _fields("transform", data, {"instance_type", "instance_count", "max_payload_mb", "max_runtime_seconds"})
+    check_fields(
+        "transform", data, {"instance_type", "instance_count", "max_payload_mb", "max_runtime_seconds"}
+    )
     key = f"{PREFIX}transform"
     return TransformConfig(
         instance_type=_instance(f"{key}.instance_type", data["instance_type"]),
-        instance_count=_int(f"{key}.instance_count", data["instance_count"], 1, 100),
-        max_payload_mb=_int(f"{key}.max_payload_mb", data["max_payload_mb"], 1, 100),
-        max_runtime_seconds=_int(f"{key}.max_runtime_seconds", data["max_runtime_seconds"], 60, 28 * 86400),
+        instance_count=as_int(f"{key}.instance_count", data["instance_count"], 1, 100),
+        max_payload_mb=as_int(f"{key}.max_payload_mb", data["max_payload_mb"], 1, 100),
+        max_runtime_seconds=as_int(f"{key}.max_runtime_seconds", data["max_runtime_seconds"], 60, 28 * 86400),
     )
 
 
-def _spot(ctx: _Context, fm: JobConfig, knn: JobConfig) -> SpotConfig:
+def _spot(ctx: Context, fm: JobConfig, knn: JobConfig) -> SpotConfig:
     data = ctx.obj("spot")
-    _fields("spot", data, {"enabled", "max_wait_seconds"})
+    check_fields("spot", data, {"enabled", "max_wait_seconds"})
     spot = SpotConfig(
-        enabled=_bool("topx:spot.enabled", data["enabled"]),
-        max_wait_seconds=_int("topx:spot.max_wait_seconds", data["max_wait_seconds"], 60, 28 * 86400),
+        enabled=as_bool("topx:spot.enabled", data["enabled"]),
+        max_wait_seconds=as_int("topx:spot.max_wait_seconds", data["max_wait_seconds"], 60, 28 * 86400),
     )
     longest = max(fm.max_runtime_seconds, knn.max_runtime_seconds)
     if spot.enabled and spot.max_wait_seconds < longest:
@@ -389,17 +289,17 @@ def _spot(ctx: _Context, fm: JobConfig, knn: JobConfig) -> SpotConfig:
     return spot
 
 
-def _lambdas(ctx: _Context) -> LambdaConfig:
+def _lambdas(ctx: Context) -> LambdaConfig:
     data = ctx.obj("lambda")
-    _fields("lambda", data, {"memory_mb", "timeout_seconds", "ephemeral_mb"})
+    check_fields("lambda", data, {"memory_mb", "timeout_seconds", "ephemeral_mb"})
     return LambdaConfig(
-        memory_mb=_int("topx:lambda.memory_mb", data["memory_mb"], 128, 10240),
-        timeout_seconds=_int("topx:lambda.timeout_seconds", data["timeout_seconds"], 1, 900),
-        ephemeral_mb=_int("topx:lambda.ephemeral_mb", data["ephemeral_mb"], 512, 10240),
+        memory_mb=as_int("topx:lambda.memory_mb", data["memory_mb"], 128, 10240),
+        timeout_seconds=as_int("topx:lambda.timeout_seconds", data["timeout_seconds"], 1, 900),
+        ephemeral_mb=as_int("topx:lambda.ephemeral_mb", data["ephemeral_mb"], 512, 10240),
     )
 
 
-def _check_consistency(ctx: _Context, fm: JobConfig, steps: StepConfigs) -> None:
+def _check_consistency(ctx: Context, fm: JobConfig, steps: StepConfigs) -> None:
     """Values that live in different sections but must agree."""
     label_mode = steps.prepare["label_mode"]
     wanted = "regressor" if label_mode == "regression" else "binary_classifier"
@@ -420,7 +320,7 @@ def _check_consistency(ctx: _Context, fm: JobConfig, steps: StepConfigs) -> None
                 f"context 'topx:prepare.{name}': {prefix!r} must not contain '*' nor lie under runs/ "
                 "(the pipeline's own outputs, which expire)"
             )
-    run_days = ctx.int("run_expiry_days", 1, 3650)
+    run_days = ctx.number("run_expiry_days", 1, 3650)
     ttl_days = steps.publish["ttl_days"]
     if run_days <= ttl_days:
         raise ConfigError(

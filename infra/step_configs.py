@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from infra.context import ConfigError
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.publish.config import PublishConfig
@@ -48,8 +49,6 @@ def validate_step_configs(
     sections: Mapping[str, dict[str, Any]], *, x: int, index_metric: str
 ) -> StepConfigs:
     """Return the explicit config of every step; raise ConfigError naming the context key."""
-    from infra.config import ConfigError  # config imports this module
-
     shared = {"x": x, "index_metric": index_metric}
     built: dict[str, Mapping[str, Any]] = {}
     for step, builder in _BUILDERS.items():

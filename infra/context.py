@@ -1,0 +1,112 @@
+"""Reading `topx:` keys from the CDK context: `-c` strings as JSON, dotted overrides, typed getters.
+
+Every error is a ConfigError that names the context key.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any
+
+PREFIX = "topx:"
+
+
+class ConfigError(ValueError):
+    """A config value is missing or invalid; the message names the context key."""
+
+
+class Context:
+    """Typed reads of `topx:` keys with dotted overrides applied; errors name the key."""
+
+    def __init__(self, context: Mapping[str, Any]) -> None:
+        self._values: dict[str, Any] = {}
+        dotted: list[tuple[str, Any]] = []
+        for key, value in context.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX) :]
+            if "." in name:
+                dotted.append((name, value))
+            else:  # a copy: dotted overrides below must not write into the caller's context
+                self._values[name] = copy.deepcopy(from_cli(value))
+        for name, value in sorted(dotted):
+            head, *path = name.split(".")
+            node = self._values.setdefault(head, {})
+            if isinstance(node, str):
+                node = self._values[head] = json_object(head, node)
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"context '{PREFIX}{name}': '{part}' is not an object")
+            node[path[-1]] = from_cli(value)
+
+    def _get(self, name: str) -> Any:
+        if name not in self._values:
+            raise ConfigError(f"context '{PREFIX}{name}' is missing (defaults live in cdk.json)")
+        return self._values[name]
+
+    def text(self, name: str) -> str:
+        value = self._get(name)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ConfigError(f"context '{PREFIX}{name}': expected a string, got {value!r}")
+        return value
+
+    def flag(self, name: str) -> bool:
+        return as_bool(f"{PREFIX}{name}", self._get(name))
+
+    def number(self, name: str, low: int, high: int) -> int:
+        return as_int(f"{PREFIX}{name}", self._get(name), low, high)
+
+    def obj(self, name: str) -> dict[str, Any]:
+        value = self._get(name)
+        if isinstance(value, str):
+            value = json_object(name, value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"context '{PREFIX}{name}': expected an object, got {value!r}")
+        return dict(value)
+
+
+def from_cli(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def json_object(name: str, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"context '{PREFIX}{name}': not a JSON object ({exc})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"context '{PREFIX}{name}': expected a JSON object, got {value!r}")
+    return value
+
+
+def as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"context '{key}': expected true or false, got {value!r}")
+
+
+def as_int(key: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"context '{key}': expected an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"context '{key}': must be in {low}..{high}, got {value}")
+    return value
+
+
+def check_fields(section: str, data: dict[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"context '{PREFIX}{section}': unknown key(s) {unknown}; known: {sorted(known)}")
+    missing = sorted(known - set(data))
+    if missing:
+        raise ConfigError(f"context '{PREFIX}{section}': missing key(s) {missing}")
