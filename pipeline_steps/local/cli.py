@@ -140,8 +140,8 @@ def run_local(
 def _failure_run(aws: LocalAws, dep: Any, users: list[str], algorithm: str) -> dict[str, Any]:
     from pipeline_steps.local import adapter
 
-    repo = {"fm": "factorization-machines", "knn": "knn"}[algorithm]
-    overrides = INJECTED.get(repo, {"epochs": "0"}) if repo == "factorization-machines" else {"k": "0"}
+    repo = {"fm": "factorization-machines"}[algorithm]
+    overrides = INJECTED[repo]
     before = read_pointer(aws, dep)
     _log(f"\nfailure injection: the next {repo} training job runs with {overrides}")
     adapter.inject_hyperparameters(repo, overrides)
