@@ -90,9 +90,13 @@ def run_local(
     titles: dict[str, str] | None = None,
     inject_failure: str | None = None,
     show_users: int = 3,
+    started: float | None = None,
 ) -> dict[str, Any]:
-    """Deploy, run, show and report; returns the report (also written to ``out/report.json``)."""
-    t0 = time.monotonic()
+    """Deploy, run, show and report; returns the report (also written to ``out/report.json``).
+
+    ``started`` (a ``time.monotonic()`` value) is when the command began: total_seconds counts the
+    dataset preparation too."""
+    t0 = time.monotonic() if started is None else started
     context = cdk_context(overrides)
     aws = LocalAws(region=context.get("topx:region", "us-east-1"), job_log=_job_log)
     with aws:
@@ -110,6 +114,9 @@ def run_local(
         upload_inputs(aws, dep, ratings, test, log=_log)
         outcome = execute(aws, dep, run_id=new_run_id(), log=_log)
         first_ok = outcome.result.status == "SUCCEEDED"
+        if not first_ok:
+            reasons = "; ".join(f"{f['state']}: {f['error']}: {f['reason']}" for f in outcome.result.failures)
+            _log(f"run {outcome.run_id} failed ({outcome.result.error}): {reasons}")
         users = reporting.sample_users(outcome, aws, dep, show_users) if first_ok else []
         recommendations = query_users(dep, aws, users) if users else []
         if first_ok:
@@ -181,6 +188,7 @@ def _failure_run(aws: LocalAws, dep: Any, users: list[str], algorithm: str) -> d
 def _demo(args: argparse.Namespace) -> int:
     from pipeline_steps.datasets.movielens import CITATION, load
 
+    started = time.monotonic()
     _log(CITATION)
     ds = load()
     ratings, test = [ds.ua_base], [ds.ua_test]
@@ -198,11 +206,13 @@ def _demo(args: argparse.Namespace) -> int:
             dataset=dataset,
             titles=ds.titles,
             inject_failure=args.inject_failure,
+            started=started,
         )
     return 0 if _succeeded(doc, args.inject_failure) else 1
 
 
 def _run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
     ratings = [Path(p) for p in args.ratings]
     test = [Path(p) for p in args.test or []]
     for path in [*ratings, *test]:
@@ -215,6 +225,7 @@ def _run(args: argparse.Namespace) -> int:
         out=Path(args.out),
         dataset=", ".join(str(p) for p in ratings),
         inject_failure=args.inject_failure,
+        started=started,
     )
     return 0 if _succeeded(doc, args.inject_failure) else 1
 
