@@ -101,8 +101,8 @@ def test_sagemaker_requests(asl: dict) -> None:
     # docs/decisions/0004: the FM defaults that reach precision@10 >= 0.24 on ML-100k
     assert {k: fm["HyperParameters"][k] for k in ("num_factors", "epochs", "factors_lr", "linear_lr")} == {
         "num_factors": "64",
-        "epochs": "10",
-        "factors_lr": "0.002",
+        "epochs": "8",
+        "factors_lr": "0.001",
         "linear_lr": "0.01",
     }
     assert [c["ChannelName"] for c in fm["InputDataConfig"]] == ["train", "test"]
