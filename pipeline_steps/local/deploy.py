@@ -10,6 +10,7 @@ by Node.js providers...) are left out and listed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -134,19 +135,29 @@ def synth_cached(
     target = root / key
     if (target / "manifest.json").exists() and (target / ".complete").exists():
         log(f"  cloud assembly unchanged since the last synthesis: reusing {target}")
+        os.utime(target)  # recently used: not evicted under a concurrent run
         return target, True
     staging = root / f".{key}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    synth(staging, context=context, app=app)
-    (staging / ".complete").write_text(key)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    try:
+        synth(staging, context=context, app=app)
+        (staging / ".complete").write_text(key)
+        if not (target / ".complete").exists():
+            shutil.rmtree(target, ignore_errors=True)  # an incomplete leftover
+            # Another process may have finished the same key meanwhile: then keep its copy.
+            with contextlib.suppress(OSError):
+                staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    # Evict older assemblies, but never one touched recently: another run may be deploying it.
+    recent = time.time() - 900
     old = sorted(
         (p for p in root.iterdir() if p.is_dir() and p != target and not p.name.startswith(".")),
         key=lambda p: p.stat().st_mtime,
     )
     for stale in old[: max(0, len(old) - (keep - 1))]:
-        shutil.rmtree(stale, ignore_errors=True)
+        if stale.stat().st_mtime < recent:
+            shutil.rmtree(stale, ignore_errors=True)
     return target, False
 
 
