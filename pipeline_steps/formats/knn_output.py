@@ -224,6 +224,7 @@ def _decade_thresholds() -> np.ndarray:
 
 _DECADE = _decade_thresholds()
 _BLOCK_VALUES = 1 << 15
+_ZERO_WORDS = np.array([0, 0x30, 0x3030, 0x303030], np.uint32)  # "", "0", "00", "000"
 _EXP2 = np.array([(48 + a // 10) | ((48 + a % 10) << 8) for a in range(100)], np.uint32)
 
 
@@ -233,29 +234,35 @@ def _check_finite(a: np.ndarray, what: str) -> None:
         raise ValueError(f"k-NN output: {what} holds {bad} (rounded to float32); JSON has no NaN/Infinity")
 
 
-def _decimal9(ax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positive finite float32 values (as float64) -> (D, e10): ax ~= D * 10**(e10 - 8), D in [1e8, 1e9).
+def _decimal9(ax: np.ndarray, bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positive finite float32 values (as float64, and their int32 bits) -> (D, e10) with
+    ax ~= D * 10**(e10 - 8), D in [1e8, 1e9).
 
     D is the correctly rounded (half-even) 9-digit significand. The scaling is exact when
     j = 8 - e10 is in [0, 12] (a 24-bit float32 times 5**j <= 5**12 fits 53 bits); otherwise y
     carries at most ~1e-15 relative error, and values within 2**-19 of a rounding tie are redone
     exactly with Python's correctly rounded ``"%.8e"``.
     """
-    e2 = (ax.view(np.uint64) >> np.uint64(52)).astype(np.int64) - 1023
+    if int(bits.min()) >= 0x00800000:  # normal float32: the exponent field is floor(log2)
+        e2 = (bits >> 23) - 127
+    else:  # subnormals: take the exponent of the double
+        e2 = (ax.view(np.uint64) >> np.uint64(52)).astype(np.int32) - 1023
     e10 = (e2 * 78913) >> 18  # floor(e2 * log10(2)): the decade or the one below
     e10 += ax >= _DECADE[e10 + (1 - _E_LO)]
-    j = 8 - e10 + _J0  # index of 10**(8 - e10) in _MUL / _DIV
+    lo, hi = int(e10.min()), int(e10.max())
+    j = (8 + _J0) - e10  # index of 10**(8 - e10) in _MUL / _DIV
     y = ax * _MUL[j]
-    inexact = (j > _J0 + 12) | (j < _J0)
-    if inexact.any():
-        y /= _DIV[j]
-    d = np.rint(y)
-    if inexact.any():
-        amb = inexact & (np.abs(y - np.floor(y) - 0.5) < 2.0**-19)
-        for i in np.flatnonzero(amb).tolist():
+    if lo < -4 or hi > 8:  # outside [-4, 8] the scale factor is inexact or a division
+        inexact = np.flatnonzero((e10 < -4) | (e10 > 8))
+        y[inexact] = ax[inexact] * _MUL[j[inexact]] / _DIV[j[inexact]]
+        frac = y[inexact] - np.floor(y[inexact])
+        d = np.rint(y)
+        for i in inexact[np.abs(frac - 0.5) < 2.0**-19].tolist():  # too close to a tie: exactly
             text = f"{float(ax[i]):.8e}"
             d[i] = float(text[0] + text[2:10])
             e10[i] = int(text[11:]) - 1 if d[i] >= 1e9 else int(text[11:])
+    else:
+        d = np.rint(y)
     over = d >= 1e9  # 9.999999995e.. rounds up to the next decade
     if over.any():
         d[over] = 1e8
@@ -354,10 +361,8 @@ def _positional_cells(
     col = _int_part(cells, 2, ipart, int_digits)
     cells[:, col] = 46  # '.'
     col += 1
-    if zeros:
-        z = -1 - np.maximum(e10, lo)
-        for t in range(zeros):
-            cells[:, col + t] = (z > t).view(np.uint8) * np.uint8(48)
+    if zeros:  # -1 - e10 '0's, then NUL; the fraction digits overwrite the word's tail
+        _put(cells, col, _ZERO_WORDS.take(-1 - np.clip(e10, lo, -1)))
     _fraction9(cells, col + zeros, frac)
     return cells
 
@@ -401,15 +406,21 @@ def _exponent_cells(d: np.ndarray, e10: np.ndarray, neg: np.ndarray, width: int 
 
 def _float_cells(a: np.ndarray) -> np.ndarray:
     """Cells of the "short" rendering of a 1-D float32 array (finite), separator slot NUL."""
-    ax = np.abs(a).astype(np.float64)
-    neg = np.signbit(a)
-    if a.size and float(ax.max()) < 1e9 and np.all(a == np.rint(a)):
+    if a.size == 0:
+        return np.zeros((0, 2), np.uint8)
+    signed = a.view(np.int32)
+    neg = signed < 0
+    bits = signed & np.int32(0x7FFFFFFF)
+    ax = bits.view(np.float32).astype(np.float64)
+    head = a[:16]
+    if np.array_equal(head, np.rint(head)) and float(ax.max()) < 1e9 and np.array_equal(a, np.rint(a)):
         return _int_cells(ax.astype(np.uint64), neg)  # integers: digits + ".0"
-    zero = ax == 0
+    zero = bits == 0
     has_zero = bool(zero.any())
     if has_zero:
         ax[zero] = 1.0
-    d, e10 = _decimal9(ax)
+        bits[zero] = 0x3F800000
+    d, e10 = _decimal9(ax, bits)
     if has_zero:
         d[zero] = 0.0
         e10[zero] = -1  # "0." + fraction 0
@@ -463,8 +474,7 @@ def _short_lines(lab: np.ndarray, dist: np.ndarray, pred: np.ndarray) -> bytes:
     for part, w in zip(parts, widths, strict=True):
         rows[:, col : col + w] = np.frombuffer(part, np.uint8) if isinstance(part, bytes) else part
         col += w
-    flat = rows.reshape(-1)
-    return np.compress(flat != 0, flat).tobytes()
+    return rows.tobytes().translate(None, b"\0")
 
 
 def _mode(labels: np.ndarray) -> np.ndarray:
