@@ -977,6 +977,200 @@ def _parse_all(buf: np.ndarray) -> dict[str, Any]:
     return out
 
 
+_UNIFORM_MAX_GROUPS = 64  # distinct record lengths the one-layout fast path handles
+_UNIFORM_CHUNK = 1 << 16  # records gathered at a time when record lengths differ
+
+
+def _template(p: bytes) -> dict[str, Any]:
+    """Byte layout of one record payload written like the SDK's sparse records, else ``_Irregular``.
+
+    Exactly: a "values" feature entry holding a Float32/Float64 tensor with packed values, keys
+    and shape (in that order), then optionally a "values" label entry with one Float32/Float64
+    value, and nothing else. Returns the payload offsets of the value, key and label bytes.
+    """
+
+    def varint(pos: int) -> tuple[int, int]:
+        value = shift = 0
+        while True:
+            if pos >= len(p) or shift > 63:
+                raise _Irregular
+            b = p[pos]
+            pos += 1
+            value |= (b & 0x7F) << shift
+            if b < 0x80:
+                return value, pos
+            shift += 7
+
+    def entry(pos: int, tag: int) -> tuple[str, int, int]:
+        """(tensor kind, tensor content start, entry end) of a map entry "values" -> tensor."""
+        if pos >= len(p) or p[pos] != tag:
+            raise _Irregular
+        size, pos = varint(pos + 1)
+        end = pos + size
+        if p[pos : pos + 9] != _KEY + b"\x12":
+            raise _Irregular
+        vsize, q = varint(pos + 9)
+        if q + vsize != end or q >= end or p[q] not in (_TAG["Float32"], _TAG["Float64"]):
+            raise _Irregular
+        kind = _KIND[p[q]]
+        tsize, t = varint(q + 1)
+        if t + tsize != end:
+            raise _Irregular
+        return kind, t, end
+
+    def fields(t: int, end: int, numbers: tuple[int, ...]) -> dict[int, tuple[int, int]]:
+        out = {}
+        for num in numbers:
+            if t < end and p[t] == (num << 3 | 2):
+                size, s = varint(t + 1)
+                out[num], t = (s, size), s + size
+        if t != end or set(out) != set(numbers):
+            raise _Irregular
+        return out
+
+    kind, t, end = entry(0, 0x0A)
+    f = fields(t, end, (1, 2, 3))
+    size = _FLOAT[kind].itemsize
+    (voff, vlen), (koff, klen), (soff, slen) = f[1], f[2], f[3]
+    if vlen % size or vlen == 0:
+        raise _Irregular
+    try:
+        shape = _decode_varints(np.frombuffer(p[soff : soff + slen], np.uint8))
+    except ValueError:
+        raise _Irregular from None
+    out = {"kind": kind, "m": vlen // size, "voff": voff, "vlen": vlen, "koff": koff, "klen": klen}
+    out["shape"], out["label"] = tuple(int(s) for s in shape), None
+    if end < len(p):
+        lkind, lt, lend = entry(end, 0x12)
+        (loff, llen) = fields(lt, lend, (1,))[1]
+        if lend != len(p) or llen != _FLOAT[lkind].itemsize:
+            raise _Irregular
+        out["label"] = (lkind, loff, llen)
+    return out
+
+
+def _fixed_varints(kb: np.ndarray, m: int) -> np.ndarray:
+    """(r, width) bytes holding ``m`` varints per row -> (r, m) int64 values."""
+    term = kb[0] < 0x80
+    if not (term[-1] and int(term.sum()) == m and np.all((kb < 0x80) == term)):
+        # varint lengths differ between rows (or the bytes are not m varints): the general decoder
+        flat = np.ascontiguousarray(kb).reshape(-1)
+        t = kb < 0x80
+        if not (t[:, -1].all() and np.all(t.sum(axis=1) == m)):
+            raise _Irregular
+        return _decode_varints(flat).astype(np.int64).reshape(-1, m)
+    out = np.empty((kb.shape[0], m), np.int64)
+    v, cols = 0, []
+    for j, last in enumerate(term.tolist()):
+        cols.append(kb[:, j])
+        if last:  # the bytes in cols are one varint
+            value = cols[0].astype(np.int64)
+            if len(cols) > 1:
+                value &= 0x7F
+                for i, col in enumerate(cols[1:], 1):
+                    value |= (col & 0x7F).astype(np.int64) << (7 * i)
+            out[:, v] = value
+            v, cols = v + 1, []
+    return out
+
+
+def _uniform_sparse(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> dict[str, Any]:
+    """Fast path of ``read_sparse`` for files whose records share one layout (same types, same
+    number of non-zeros, as the SDK and ``encode_sparse`` write one-hot rows).
+
+    Records are grouped by length; the first record of a group is parsed as the template, and
+    every record of the group must equal it byte for byte outside its value, key and label bytes
+    (so it parses the same way). The key bytes must hold exactly ``m`` varints. Anything else
+    raises ``_Irregular`` and the general paths take over.
+    """
+    n = starts.size
+    lo, hi = int(lengths.min()), int(lengths.max())
+    if hi - lo > 4096:
+        raise _Irregular
+    present = np.flatnonzero(np.bincount(lengths - lo)) + lo
+    if present.size > _UNIFORM_MAX_GROUPS:
+        raise _Irregular
+    words = buf.view("<u4")
+    padded = present + (-present) % 4
+    # all records padded to one size (e.g. 53- and 54-byte payloads): the file is an (n, size) matrix
+    stride = int(padded[0]) + 8 if np.all(padded == padded[0]) else 0
+    table = words.reshape(n, stride // 4) if stride else None
+    first = None
+    for length in present.tolist():
+        sel = None if present.size == 1 else np.flatnonzero(lengths == length)
+        i0 = 0 if sel is None else int(sel[0])
+        s0 = int(starts[i0])
+        t = _template(buf[s0 + 8 : s0 + 8 + length].tobytes())
+        if first is None:
+            first = t
+            m, kind = t["m"], t["kind"]
+            data = np.empty((n, m), _NUMPY[kind])
+            if len(t["shape"]) != 1:
+                raise _Irregular
+            n_cols = t["shape"][0]
+            keys = np.empty((n, m), np.int32 if n_cols <= np.iinfo(np.int32).max else np.int64)
+            label = t["label"]
+            labels = None if label is None else np.empty(n, _NUMPY[label[0]])
+        elif (t["m"], t["kind"], t["shape"], t["label"] and t["label"][0]) != (
+            m,
+            kind,
+            first["shape"],
+            label and label[0],
+        ):
+            raise _Irregular
+        size = 8 + length + (-length) % 4
+        row = buf[s0 : s0 + size]
+        data_mask = np.zeros(size, bool)
+        voff, koff, klen = 8 + t["voff"], 8 + t["koff"], t["klen"]
+        data_mask[voff : voff + t["vlen"]] = True
+        data_mask[koff : koff + klen] = True
+        if t["label"] is not None:
+            loff, llen = 8 + t["label"][1], t["label"][2]
+            data_mask[loff : loff + llen] = True
+        structure = np.where(data_mask, 0, 0xFF).astype(np.uint8).view("<u4")
+        expected = row.view("<u4") & structure
+        count = n if sel is None else sel.size
+        whole = words.reshape(n, size // 4) if sel is None else None
+        for c in range(0, count, _UNIFORM_CHUNK):
+            if whole is not None:
+                rows = slice(c, c + _UNIFORM_CHUNK)
+                w = whole[rows]
+            else:
+                rows = sel[c : c + _UNIFORM_CHUNK]
+                if table is not None:
+                    w = table.take(rows, axis=0)
+                else:
+                    w = words.take((starts[rows] // 4)[:, None] + np.arange(size // 4))
+            if w.shape[1] % 2 == 0:  # compare 8 bytes at a time
+                bad = (w.view("<u8") & structure.view("<u8")) != expected.view("<u8")
+            else:
+                bad = (w & structure) != expected
+            if bad.any():
+                raise _Irregular
+            b = w.view(np.uint8)
+            data[rows] = b[:, voff : voff + t["vlen"]].view(_FLOAT[kind])
+            kb = b[:, koff : koff + klen]
+            if klen == m:  # one byte per key
+                if np.any(kb >= 0x80):
+                    raise _Irregular
+                k = kb
+            else:
+                k = _fixed_varints(kb, m)
+            if int(k.max()) >= n_cols:
+                raise _Irregular
+            keys[rows] = k
+            if labels is not None:
+                labels[rows] = b[:, loff : loff + llen].view(_FLOAT[label[0]])[:, 0]
+    return {
+        "n": n,
+        "m": m,
+        "values": data.reshape(-1),
+        "keys": keys.reshape(-1),
+        "n_cols": n_cols,
+        "labels": labels,
+    }
+
+
 def _label_array(records: list[Record]) -> np.ndarray | None:
     labels = [r.label_values for r in records]
     if all(v is None for v in labels):
@@ -999,6 +1193,16 @@ def _feature_dtype(records: list[Record]) -> np.dtype:
     return _NUMPY[kind]
 
 
+def _read_uniform_sparse(buf: np.ndarray) -> tuple[Any, ...]:
+    starts, lengths = _scan(buf)
+    if starts.size == 0:
+        raise _Irregular
+    p = _uniform_sparse(buf, starts, lengths)
+    n, m = p["n"], p["m"]
+    indptr = np.arange(0, n * m + 1, m, dtype=np.int64)
+    return p["values"], p["keys"], indptr, (n, p["n_cols"]), p["labels"]
+
+
 def read_sparse(source: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int], np.ndarray | None]:
     """All records as CSR: ``(data, indices, indptr, (n_records, n_cols), labels or None)``.
 
@@ -1006,6 +1210,10 @@ def read_sparse(source: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[
     shape; dense records are read as rows with keys 0..len-1.
     """
     buf = _to_array(source)
+    try:
+        return _read_uniform_sparse(buf)
+    except _Irregular:
+        pass
     try:
         p = _parse_all(buf)
         n = p["n"]

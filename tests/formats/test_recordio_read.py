@@ -346,3 +346,147 @@ def test_short_reads_from_streams_are_completed():
     records = list(recordio.iter_records(_Trickle(raw)))
     assert [r.values.tolist() for r in records] == np.arange(12).reshape(3, 4).tolist()
     assert [r.label_values.tolist() for r in records] == [[0], [1], [2]]
+
+
+# --------------------------------------------------------------------------------------------
+# the one-layout fast path of read_sparse (same number of non-zeros in every row)
+
+
+def _reference_sparse(raw: bytes):
+    """CSR from the general parser, record by record (the slow, obvious reading)."""
+    records = list(recordio.iter_records(raw))
+    data = np.concatenate([r.values for r in records])
+    keys = np.concatenate([r.keys for r in records]).astype(np.int64)
+    indptr = np.concatenate([[0], np.cumsum([r.values.size for r in records])])
+    shapes = {r.shape for r in records}
+    labels = [r.label_values for r in records]
+    labels = None if labels[0] is None else np.concatenate(labels)
+    return data, keys, indptr, shapes, labels
+
+
+def _assert_same(got, raw):
+    data, keys, indptr, shapes, labels = _reference_sparse(raw)
+    assert got[0].dtype == data.dtype and np.array_equal(got[0], data, equal_nan=True)
+    assert got[1].dtype == np.int32 and got[1].tolist() == keys.tolist()
+    assert got[2].tolist() == indptr.tolist()
+    assert shapes == {(got[3][1],)} and got[3][0] == indptr.size - 1
+    if labels is None:
+        assert got[4] is None
+    else:
+        assert got[4].dtype == labels.dtype and np.array_equal(got[4], labels, equal_nan=True)
+
+
+def _fast_path_calls(monkeypatch) -> list[bool]:
+    """Record whether each read_sparse call was answered by the one-layout path."""
+    calls: list[bool] = []
+    uniform = recordio._uniform_sparse
+
+    def spy(*args):
+        try:
+            out = uniform(*args)
+        except recordio._Irregular:
+            calls.append(False)
+            raise
+        calls.append(True)
+        return out
+
+    monkeypatch.setattr(recordio, "_uniform_sparse", spy)
+    return calls
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(1, 300),
+    m=st.integers(1, 5),
+    n_cols=st.sampled_from([5, 127, 128, 2625, 20_000, 3_000_000]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    label_dtype=st.sampled_from([None, np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_one_layout_fast_path_equals_the_general_parser(monkeypatch, n, m, n_cols, dtype, label_dtype, seed):
+    rng = np.random.default_rng(seed)
+    m = min(m, n_cols)
+    cols = np.sort(
+        np.argsort(rng.random((n, n_cols)) if n_cols < 200 else rng.integers(0, n_cols, (n, m)), axis=1)[
+            :, :m
+        ],
+        axis=1,
+    )
+    values = rng.standard_normal(n * m).astype(dtype)
+    values[rng.random(n * m) < 0.1] = 1.0
+    matrix = sp.csr_matrix((values, cols.reshape(-1), np.arange(0, n * m + 1, m)), shape=(n, n_cols))
+    labels = None if label_dtype is None else rng.integers(0, 5, n).astype(label_dtype)
+    raw = recordio.encode_sparse(matrix, labels)
+    calls = _fast_path_calls(monkeypatch)
+    _assert_same(recordio.read_sparse(raw), raw)
+    assert calls == [True]
+
+
+def test_one_hot_rows_take_the_fast_path(monkeypatch):
+    rng = np.random.default_rng(7)
+    n = 5000
+    users, items = rng.integers(0, 943, n), rng.integers(0, 1682, n)
+    cols = np.stack([users, 943 + items], 1).reshape(-1)
+    matrix = sp.csr_matrix((np.ones(2 * n, np.float32), cols, np.arange(0, 2 * n + 1, 2)), shape=(n, 2625))
+    raw = recordio.encode_sparse(matrix, (rng.random(n) < 0.5).astype(np.float32))
+    calls = _fast_path_calls(monkeypatch)
+    got = recordio.read_sparse(raw)
+    assert calls == [True]
+    _assert_same(got, raw)
+    assert got[1].reshape(n, 2).tolist() == cols.reshape(n, 2).tolist()
+    # the same file with its records spread over several chunks of the fast path
+    monkeypatch.setattr(recordio, "_UNIFORM_CHUNK", 777)
+    _assert_same(recordio.read_sparse(raw), raw)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["ragged_nnz", "int_values", "int_labels", "padding_byte", "keys_not_m_varints", "extra_field"],
+)
+def test_mixed_layouts_fall_back_and_read_the_same(monkeypatch, case):
+    rng = np.random.default_rng(11)
+    n = 40
+    cols = np.stack([rng.integers(0, 100, n), 100 + rng.integers(0, 300, n)], 1)
+    ones = np.ones(2 * n, np.float32)
+    one_hot = sp.csr_matrix((ones, cols.reshape(-1), np.arange(0, 2 * n + 1, 2)), shape=(n, 400))
+    labels = rng.random(n).astype(np.float32)
+    if case == "ragged_nnz":
+        extra = sp.csr_matrix((rng.random((n - n // 2, 400)) < 0.02).astype(np.float32))
+        raw = recordio.encode_sparse(one_hot[: n // 2], labels[: n // 2]) + recordio.encode_sparse(
+            (one_hot[n // 2 :] + extra).astype(np.float32), labels[n // 2 :]
+        )
+    elif case == "int_values":
+        raw = recordio.encode_sparse(one_hot.astype(np.int64), labels)
+    elif case == "int_labels":
+        raw = recordio.encode_sparse(one_hot, np.arange(n, dtype=np.int64))
+    else:
+        raw = bytearray(recordio.encode_sparse(one_hot, labels))
+        starts, lengths = recordio._scan(np.frombuffer(bytes(raw), np.uint8))
+        i = int(np.flatnonzero(lengths % 4)[3])  # a record with padding
+        if case == "keys_not_m_varints":  # a record with two 1-byte keys
+            i = next(j for j, s in enumerate(starts.tolist()) if raw[s + 8 + 25] == 2)
+        s, length = int(starts[i]), int(lengths[i])
+        if case == "padding_byte":  # padding content is ignored by the general parser
+            raw[s + 8 + length] = 0x55
+        elif case == "keys_not_m_varints":  # the first key byte continues: 1 key for 2 values
+            assert raw[s + 8 + 24] == 0x12 and raw[s + 8 + 25] == 2  # keys field after 8 value bytes
+            raw[s + 8 + 26] |= 0x80
+        else:  # a uid string (field 3) appended inside the padding-free payload of one record
+            payload = bytes(raw[s + 8 : s + 8 + length]) + b"\x1a\x01x"
+            new = struct.pack("<II", recordio.MAGIC, len(payload)) + payload + b"\0" * ((-len(payload)) % 4)
+            raw = raw[:s] + new + raw[s + 8 + length + (-length) % 4 :]
+        raw = bytes(raw)
+    calls = _fast_path_calls(monkeypatch)
+    try:
+        want = _reference_sparse(raw)
+    except ValueError:
+        want = None
+    if case == "keys_not_m_varints":
+        with pytest.raises(ValueError):
+            recordio.read_sparse(raw)
+        assert calls == [False]
+        return
+    got = recordio.read_sparse(raw)
+    assert calls == [False]
+    assert want is not None
+    _assert_same(got, raw)
