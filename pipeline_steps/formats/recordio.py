@@ -348,8 +348,134 @@ def _check_labels(labels: Any, n_rows: int) -> tuple[np.ndarray | None, str | No
     return labels, resolve_type(labels.dtype)
 
 
+_ONE_LAYOUT_MAX_PATTERNS = 16
+
+
+def _records(a: np.ndarray) -> np.ndarray:
+    """An (n, w) byte matrix (rows contiguous) as n opaque w-byte items: fast row copies."""
+    return a.view(np.dtype((np.void, a.shape[1])))[:, 0]
+
+
+def _one_layout_chunk(data, indices, indptr, n_cols, labels, kind, lkind) -> np.ndarray | None:
+    """Rows with the same number m >= 1 of non-zeros, float values and float (or no) labels.
+
+    Such a record's bytes depend on its data only through the byte lengths of its m key varints
+    (its "pattern"). Per pattern, one template record is built and the rows of that pattern are
+    a fixed-width byte matrix: template, then value, key and label bytes written column-wise. No
+    mask compaction. Returns None when the chunk is not of that kind (the general path runs).
+    """
+    n = indptr.size - 1
+    if n == 0 or kind == "Int32" or lkind == "Int32":
+        return None
+    lo = int(indptr[0])
+    m = (int(indptr[-1]) - lo) // n
+    if m == 0 or m > 12 or not np.array_equal(indptr, lo + m * np.arange(n + 1)):
+        return None
+    keys = indices[lo : lo + n * m].reshape(n, m).astype(_U64)
+    klens = _vlen(keys)
+    code = klens[:, 0] - 1
+    for j in range(1, m):
+        code = code * 10 + (klens[:, j] - 1)
+    if int(code.max()) < 1 << 16:
+        counts = np.bincount(code)
+        patterns = np.flatnonzero(counts)
+        counts = counts[patterns]
+    else:
+        patterns, counts = np.unique(code, return_counts=True)
+    if patterns.size > _ONE_LAYOUT_MAX_PATTERNS:
+        return None
+    size = _FLOAT[kind].itemsize
+    vl = m * size
+    values = _float_bytes(data[lo : lo + n * m], kind).reshape(n, vl)
+    shape_field = b"\x1a" + _varint_bytes(len(_varint_bytes(n_cols))) + _varint_bytes(n_cols)
+    label_head, lsize = b"", 0
+    if labels is not None:
+        lsize = _FLOAT[lkind].itemsize
+        lbytes = _float_bytes(labels, lkind).reshape(n, lsize)
+        lt = 1 + _vl(lsize) + lsize
+        lv = 1 + _vl(lt) + lt
+        le = 9 + _vl(lv) + lv
+        label_head = (
+            b"\x12" + _varint_bytes(le) + _KEY + b"\x12" + _varint_bytes(lv)
+            + bytes([_TAG[lkind]]) + _varint_bytes(lt) + b"\x0a" + _varint_bytes(lsize)
+        )  # fmt: skip
+    layouts = []
+    for pattern in patterns.tolist():
+        widths = [int(c) + 1 for c in str(pattern).zfill(m)]
+        kl = sum(widths)
+        tensor = 1 + _vl(vl) + vl + 1 + _vl(kl) + kl + len(shape_field)
+        value = 1 + _vl(tensor) + tensor
+        entry = 9 + _vl(value) + value
+        head = (
+            b"\x0a" + _varint_bytes(entry) + _KEY + b"\x12" + _varint_bytes(value)
+            + bytes([_TAG[kind]]) + _varint_bytes(tensor) + b"\x0a" + _varint_bytes(vl)
+        )  # fmt: skip
+        keys_head = b"\x12" + _varint_bytes(kl)
+        payload = len(head) + vl + len(keys_head) + kl + len(shape_field) + len(label_head) + lsize
+        if payload > _LENGTH_MASK:
+            return None
+        voff = 8 + len(head)
+        koff = voff + vl + len(keys_head)
+        template = (
+            _MAGIC_BYTES + struct.pack("<I", payload) + head + bytes(vl) + keys_head + bytes(kl)
+            + shape_field + label_head + bytes(lsize) + bytes((-payload) % 4)
+        )  # fmt: skip
+        layouts.append((pattern, widths, np.frombuffer(template, np.uint8), voff, koff, 8 + payload - lsize))
+
+    def fill(rows, layout, sel) -> None:
+        """Write the records of the rows ``sel`` (None: all) of one pattern into ``rows``."""
+        _, widths, template, voff, koff, loff = layout
+        _records(rows)[:] = _records(template[None, :])[0]
+        _records(rows[:, voff : voff + vl])[:] = vrec if sel is None else vrec[sel]
+        col = koff
+        for j, width in enumerate(widths):
+            key = keys32[:, j] if sel is None else keys32[sel, j]
+            for b in range(width):
+                byte = (key >> np.uint32(7 * b)) if b else key
+                rows[:, col] = byte.astype(np.uint8) | np.uint8(0x80 if b < width - 1 else 0)
+                col += 1
+        if lsize:
+            _records(rows[:, loff : loff + lsize])[:] = lrec if sel is None else lrec[sel]
+
+    keys32 = keys.astype(np.uint32) if n_cols <= 1 << 32 else keys
+    vrec = _records(values)
+    lrec = _records(lbytes) if lsize else None
+    order = np.argsort(-counts, kind="stable")  # the most common pattern first
+    record_sizes = {t[2].size for t in layouts}
+    if len(record_sizes) == 1:
+        # e.g. 53- and 54-byte payloads both pad to 56: an (n, size) matrix. The most common
+        # pattern is written for every row, the rows of the others are then overwritten.
+        out = np.empty((n, record_sizes.pop()), np.uint8)
+        for rank, i in enumerate(order.tolist()):
+            if rank == 0:
+                fill(out, layouts[i], None)
+            else:
+                sel = np.flatnonzero(code == layouts[i][0])
+                rows = np.empty((sel.size, out.shape[1]), np.uint8)
+                fill(rows, layouts[i], sel)
+                _records(out)[sel] = _records(rows)
+        return out.reshape(-1)
+    size_of = {layout[0]: layout[2].size for layout in layouts}
+    sizes = np.zeros(n, np.int64)
+    for pattern, record_size in size_of.items():
+        sizes[code == pattern] = record_size
+    ends = np.cumsum(sizes)
+    out = np.empty(int(ends[-1]), np.uint8)
+    words = out.view("<u4")
+    first_word = (ends - sizes) // 4
+    for layout in layouts:
+        sel = np.flatnonzero(code == layout[0])
+        rows = np.empty((sel.size, layout[2].size), np.uint8)
+        fill(rows, layout, sel)
+        words[first_word[sel][:, None] + np.arange(layout[2].size // 4)] = rows.view("<u4")
+    return out
+
+
 def _sparse_chunk(data, indices, indptr, n_cols, labels, kind, lkind) -> np.ndarray:
     n = indptr.size - 1
+    fast = _one_layout_chunk(data, indices, indptr, n_cols, labels, kind, lkind)
+    if fast is not None:
+        return fast
     counts = np.diff(indptr)
     m = int(counts.max()) if n else 0
     rows = _Rows(n)

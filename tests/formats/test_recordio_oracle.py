@@ -171,3 +171,64 @@ def test_unsupported_dtypes_are_rejected_like_the_sdk(dtype):
         recordio.encode_dense(array)
     with pytest.raises(ValueError, match="Unsupported dtype"):
         recordio.encode_dense(np.zeros((2, 2), np.float32), np.zeros(2, dtype))
+
+
+# one layout per row pattern: rows with the same number of non-zeros, float values and labels
+
+
+@st.composite
+def one_layout_cases(draw):
+    n_rows = draw(st.integers(1, 400))
+    m = draw(st.integers(1, 4))
+    n_cols = draw(st.sampled_from([5, 127, 129, 2625, 16_385, 2**21 + 3, 2**31 - 1]))
+    m = min(m, n_cols)
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    # keys spanning 1..5-byte varints, so that rows have several key-length patterns
+    cols = np.minimum(n_cols - 1, rng.integers(0, 2, (n_rows, m)) * rng.integers(0, n_cols, (n_rows, m)))
+    cols = np.where(rng.random((n_rows, m)) < 0.3, rng.integers(0, min(n_cols, 128), (n_rows, m)), cols)
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    one_hot = draw(st.booleans())
+    data = np.ones(n_rows * m, dtype) if one_hot else rng.standard_normal(n_rows * m).astype(dtype)
+    idx_dtype = np.int64 if n_cols > 2**31 - 2 else np.int32
+    indptr = np.arange(0, n_rows * m + 1, m)
+    matrix = sp.csr_matrix((data, cols.reshape(-1).astype(idx_dtype), indptr), shape=(n_rows, n_cols))
+    label_dtype = draw(st.sampled_from([None, np.float32, np.float64]))
+    labels = None if label_dtype is None else rng.integers(0, 2, n_rows).astype(label_dtype)
+    chunk = draw(st.sampled_from([7, 64, recordio.DEFAULT_CHUNK_ROWS]))
+    return matrix, labels, chunk
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(one_layout_cases())
+def test_one_layout_rows_equal_sdk(case):
+    matrix, labels, chunk = case
+    expected = sdk_sparse(matrix, labels)
+    buf = io.BytesIO()
+    recordio.write_sparse(buf, matrix, labels, chunk_rows=chunk)
+    assert buf.getvalue() == expected
+    assert recordio.encode_sparse(matrix, labels) == expected
+
+
+def test_one_hot_rows_take_the_one_layout_path(monkeypatch):
+    rng = np.random.default_rng(3)
+    n = 3000
+    cols = np.stack([rng.integers(0, 943, n), 943 + rng.integers(0, 1682, n)], 1).reshape(-1)
+    matrix = sp.csr_matrix((np.ones(2 * n, np.float32), cols, np.arange(0, 2 * n + 1, 2)), shape=(n, 2625))
+    labels = (rng.random(n) < 0.5).astype(np.float32)
+    results = []
+    one_layout = recordio._one_layout_chunk
+
+    def spy(*args):
+        out = one_layout(*args)
+        results.append(out is not None)
+        return out
+
+    monkeypatch.setattr(recordio, "_one_layout_chunk", spy)
+    assert recordio.encode_sparse(matrix, labels) == sdk_sparse(matrix, labels)
+    assert results and all(results)
+    # int features, int labels and ragged rows go the general way (same bytes as the SDK)
+    results.clear()
+    for m, lab in ((matrix.astype(np.int64), labels), (matrix, np.arange(n)), (matrix[:, :1500], labels)):
+        assert recordio.encode_sparse(m, lab) == sdk_sparse(m, lab)
+    assert not any(results)
