@@ -223,7 +223,7 @@ def _decade_thresholds() -> np.ndarray:
 
 
 _DECADE = _decade_thresholds()
-_BLOCK_VALUES = 1 << 15
+_BLOCK_VALUES = 1 << 16
 _ZERO_WORDS = np.array([0, 0x30, 0x3030, 0x303030], np.uint32)  # "", "0", "00", "000"
 _EXP2 = np.array([(48 + a // 10) | ((48 + a % 10) << 8) for a in range(100)], np.uint32)
 
@@ -307,10 +307,12 @@ def _int_cells(v: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """``[sep][sign][digits]['.']['0']`` for integer-valued floats, |v| < 1e9 (uint64)."""
     digits = len(str(int(v.max()))) if v.size else 1
     width = 4 + _int_bytes(digits)
-    cells = np.empty((v.size, width), np.uint8)
+    signed = bool(neg.any())  # no sign slot when every value is positive
+    cells = np.empty((v.size, width - (not signed)), np.uint8)
     cells[:, 0] = 0
-    cells[:, 1] = neg.view(np.uint8) * np.uint8(45)
-    col = _int_part(cells, 2, v, digits)
+    if signed:
+        cells[:, 1] = neg.view(np.uint8) * np.uint8(45)
+    col = _int_part(cells, 1 + signed, v, digits)
     cells[:, col] = 46  # '.'
     cells[:, col + 1] = 48  # '0'
     return cells
@@ -404,8 +406,9 @@ def _exponent_cells(d: np.ndarray, e10: np.ndarray, neg: np.ndarray, width: int 
     return cells
 
 
-def _float_cells(a: np.ndarray) -> np.ndarray:
-    """Cells of the "short" rendering of a 1-D float32 array (finite), separator slot NUL."""
+def _float_cells(a: np.ndarray, what: str = "values") -> np.ndarray:
+    """Cells of the "short" rendering of a 1-D float32 array, separator slot NUL; NaN or an
+    infinity raises ``ValueError`` naming ``what``."""
     if a.size == 0:
         return np.zeros((0, 2), np.uint8)
     signed = a.view(np.int32)
@@ -415,6 +418,8 @@ def _float_cells(a: np.ndarray) -> np.ndarray:
     head = a[:16]
     if np.array_equal(head, np.rint(head)) and float(ax.max()) < 1e9 and np.array_equal(a, np.rint(a)):
         return _int_cells(ax.astype(np.uint64), neg)  # integers: digits + ".0"
+    if int(bits.max()) >= 0x7F800000:  # exponent field all ones: inf or NaN
+        _check_finite(a, what)
     zero = bits == 0
     has_zero = bool(zero.any())
     if has_zero:
@@ -462,7 +467,7 @@ def _short_lines(lab: np.ndarray, dist: np.ndarray, pred: np.ndarray) -> bytes:
         )
     parts: list[bytes | np.ndarray] = [b'{"distances":[']
     for j, arr in enumerate((dist, lab, pred[:, None])):
-        cells = _float_cells(arr.reshape(-1))
+        cells = _float_cells(arr.reshape(-1), ("distances", "labels", "predicted_label")[j])
         if cells.size:
             cells[:, 0] = 44  # ','
             cells.reshape(n, -1)[:, 0] = 0  # the first value of a list has no separator
@@ -491,9 +496,11 @@ def _mode(labels: np.ndarray) -> np.ndarray:
 
 
 def _prepare(
-    labels: Any, distances: Any, predicted_labels: Any, predictor_type: str
+    labels: Any, distances: Any, predicted_labels: Any, predictor_type: str, check_finite: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """float32 (n, k) labels and distances sorted by ascending distance, and (n,) predicted labels."""
+    """float32 (n, k) labels and distances sorted by ascending distance, and (n,) predicted labels.
+
+    ``check_finite``: raise ``ValueError`` on NaN/inf (the short writer checks as it renders)."""
     lab, dist = np.asarray(labels), np.asarray(distances)
     if lab.dtype not in (np.float32, np.float64):
         lab = lab.astype(np.float64)
@@ -520,13 +527,14 @@ def _prepare(
             raise ValueError(f"{pred.shape[0]} predicted labels for {lab.shape[0]} queries")
     with np.errstate(over="ignore"):
         pred = pred.astype(np.float32)
-    for what, arr in (("distances", dist), ("labels", lab), ("predicted_label", pred)):
-        _check_finite(arr, what)
+    if check_finite:
+        for what, arr in (("distances", dist), ("labels", lab), ("predicted_label", pred)):
+            _check_finite(arr, what)
     return lab, dist, pred
 
 
 def _format_bytes(labels, distances, predicted_labels, predictor_type: str, style: str) -> bytes:
-    lab, dist, pred = _prepare(labels, distances, predicted_labels, predictor_type)
+    lab, dist, pred = _prepare(labels, distances, predicted_labels, predictor_type, style != "short")
     if style == "short":
         return _short_lines(lab, dist, pred)
     if style != "json":
