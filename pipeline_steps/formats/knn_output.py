@@ -12,6 +12,7 @@ per column group instead of one per line (integer-valued labels skip float forma
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
@@ -318,15 +319,30 @@ def _int_cells(v: np.ndarray, neg: np.ndarray) -> np.ndarray:
     return cells
 
 
+@functools.cache
+def _head5_table() -> np.ndarray:
+    """(2 * 100000,) uint64: 5 ASCII digits (then 3 NUL), raw / with trailing zeros as NUL but
+    the first digit kept. Built on first use (1.6 MB)."""
+    v = np.arange(100000)
+    dig = (v[:, None] // np.array([10000, 1000, 100, 10, 1]) % 10 + 48).astype(np.uint8)
+    kept = 5 - sum((v % 10**i == 0).astype(int) for i in range(1, 5))
+    trail = np.where(np.arange(5) < kept[:, None], dig, 0).astype(np.uint8)
+    out = np.zeros((2, 100000, 8), np.uint8)
+    out[0, :, :5] = dig
+    out[1, :, :5] = trail
+    return out.view("<u8").reshape(-1)
+
+
 def _fraction9(cells: np.ndarray, col: int, g: np.ndarray) -> None:
-    """Write 9 fraction digits ``g`` (< 1e9, uint64) at ``col``: trailing zeros as NUL, the first kept."""
+    """Write 9 fraction digits ``g`` (< 1e9) at ``col``: trailing zeros as NUL, the first kept.
+
+    Needs 8 bytes at ``col`` (the first 5 digits are stored as a uint64, the last 4 overwrite
+    its 3 NUL bytes)."""
     g = g.astype(np.uint32)
-    head = g // np.uint32(10**8)
-    rest = g - head * np.uint32(10**8)
-    mid = rest // np.uint32(10**4)
-    lo = rest - mid * np.uint32(10**4)
-    cells[:, col] = head.astype(np.uint8) + np.uint8(48)
-    _put(cells, col + 1, _lut(np.where(lo != 0, _RAW, _TRAIL), mid))
+    head = g // np.uint32(10**4)
+    lo = g - head * np.uint32(10**4)
+    index = head.astype(np.intp) + np.where(lo != 0, 0, 100000)
+    cells[:, col : col + 8].view("<u8")[:, 0] = _head5_table().take(index)
     _put(cells, col + 5, _lut(_TRAIL, lo))
 
 
@@ -455,16 +471,17 @@ def _float_cells(a: np.ndarray, what: str = "values") -> np.ndarray:
     return cells
 
 
-def _short_lines(lab: np.ndarray, dist: np.ndarray, pred: np.ndarray) -> bytes:
-    """The JSON lines of float32 (n, k) labels/distances and (n,) predicted labels, as bytes."""
+def _short_blocks(lab: np.ndarray, dist: np.ndarray, pred: np.ndarray) -> Iterator[bytearray]:
+    """The JSON lines of float32 (n, k) labels/distances and (n,) predicted labels, in pieces of
+    ~64k values (the temporaries stay in cache and malloc reuses them)."""
     n, k = dist.shape
-    if n == 0:
-        return b""
     step = max(1, _BLOCK_VALUES // max(k, 1))
-    if n > step:  # blocks of ~32k values: the temporaries stay in cache and malloc reuses them
-        return b"".join(
-            _short_lines(lab[i : i + step], dist[i : i + step], pred[i : i + step]) for i in range(0, n, step)
-        )
+    for i in range(0, n, step):
+        yield _short_block(lab[i : i + step], dist[i : i + step], pred[i : i + step])
+
+
+def _short_block(lab: np.ndarray, dist: np.ndarray, pred: np.ndarray) -> bytearray:
+    n = dist.shape[0]
     parts: list[bytes | np.ndarray] = [b'{"distances":[']
     for j, arr in enumerate((dist, lab, pred[:, None])):
         cells = _float_cells(arr.reshape(-1), ("distances", "labels", "predicted_label")[j])
@@ -474,12 +491,14 @@ def _short_lines(lab: np.ndarray, dist: np.ndarray, pred: np.ndarray) -> bytes:
         parts.append(cells.reshape(n, -1))
         parts.append((b'],"labels":[', b'],"predicted_label":', b"}\n")[j])
     widths = [p.shape[1] if isinstance(p, np.ndarray) else len(p) for p in parts]
-    rows = np.empty((n, sum(widths)), np.uint8)
+    text = bytearray(n * sum(widths))  # numpy writes into it: no copy before the translate
+    rows = np.frombuffer(text, np.uint8).reshape(n, -1)
     col = 0
     for part, w in zip(parts, widths, strict=True):
         rows[:, col : col + w] = np.frombuffer(part, np.uint8) if isinstance(part, bytes) else part
         col += w
-    return rows.tobytes().translate(None, b"\0")
+    del rows
+    return text.translate(None, b"\0")
 
 
 def _mode(labels: np.ndarray) -> np.ndarray:
@@ -533,10 +552,13 @@ def _prepare(
     return lab, dist, pred
 
 
-def _format_bytes(labels, distances, predicted_labels, predictor_type: str, style: str) -> bytes:
+def _format_pieces(labels, distances, predicted_labels, predictor_type: str, style: str) -> list:
+    """The output text as a list of bytes-like pieces (all rendered before any is returned)."""
+    if style not in STYLES:
+        raise ValueError(f"unknown float style {style!r}; expected one of {', '.join(STYLES)}")
     lab, dist, pred = _prepare(labels, distances, predicted_labels, predictor_type, style != "short")
     if style == "short":
-        return _short_lines(lab, dist, pred)
+        return list(_short_blocks(lab, dist, pred))
     if style != "json":
         raise ValueError(f"unknown float style {style!r}; expected one of {', '.join(STYLES)}")
     rows = zip(
@@ -546,7 +568,7 @@ def _format_bytes(labels, distances, predicted_labels, predictor_type: str, styl
         strict=True,
     )
     text = "".join([f'{{"distances":[{d}],"labels":[{lb}],"predicted_label":{p}}}\n' for d, lb, p in rows])
-    return text.encode("ascii")
+    return [text.encode("ascii")]
 
 
 def format_results(
@@ -567,7 +589,8 @@ def format_results(
     neighbour label (ties: the smallest), the regressor label the mean. NaN or infinite values
     (after rounding) raise ``ValueError``: JSON has no NaN.
     """
-    return _format_bytes(labels, distances, predicted_labels, predictor_type, style).decode("ascii")
+    pieces = _format_pieces(labels, distances, predicted_labels, predictor_type, style)
+    return b"".join(pieces).decode("ascii")
 
 
 def write_results(
@@ -587,13 +610,14 @@ def write_results(
     step = max(1, int(chunk_rows))
     for start in range(0, lab.shape[0], step):
         stop = start + step
-        data = _format_bytes(
+        pieces = _format_pieces(
             lab[start:stop],
             dist[start:stop],
             None if pred is None else pred[start:stop],
             predictor_type,
             style,
         )
-        fileobj.write(data)
-        total += len(data)
+        for data in pieces:  # written as they are: no joining copy
+            fileobj.write(data)
+            total += len(data)
     return total
