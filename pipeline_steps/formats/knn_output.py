@@ -12,7 +12,6 @@ per column group instead of one per line (integer-valued labels skip float forma
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
@@ -319,30 +318,15 @@ def _int_cells(v: np.ndarray, neg: np.ndarray) -> np.ndarray:
     return cells
 
 
-@functools.cache
-def _head5_table() -> np.ndarray:
-    """(2 * 100000,) uint64: 5 ASCII digits (then 3 NUL), raw / with trailing zeros as NUL but
-    the first digit kept. Built on first use (1.6 MB)."""
-    v = np.arange(100000)
-    dig = (v[:, None] // np.array([10000, 1000, 100, 10, 1]) % 10 + 48).astype(np.uint8)
-    kept = 5 - sum((v % 10**i == 0).astype(int) for i in range(1, 5))
-    trail = np.where(np.arange(5) < kept[:, None], dig, 0).astype(np.uint8)
-    out = np.zeros((2, 100000, 8), np.uint8)
-    out[0, :, :5] = dig
-    out[1, :, :5] = trail
-    return out.view("<u8").reshape(-1)
-
-
 def _fraction9(cells: np.ndarray, col: int, g: np.ndarray) -> None:
-    """Write 9 fraction digits ``g`` (< 1e9) at ``col``: trailing zeros as NUL, the first kept.
-
-    Needs 8 bytes at ``col`` (the first 5 digits are stored as a uint64, the last 4 overwrite
-    its 3 NUL bytes)."""
+    """Write 9 fraction digits ``g`` (< 1e9) at ``col``: trailing zeros as NUL, the first kept."""
     g = g.astype(np.uint32)
-    head = g // np.uint32(10**4)
-    lo = g - head * np.uint32(10**4)
-    index = head.astype(np.intp) + np.where(lo != 0, 0, 100000)
-    cells[:, col : col + 8].view("<u8")[:, 0] = _head5_table().take(index)
+    head = g // np.uint32(10**8)
+    rest = g - head * np.uint32(10**8)
+    mid = rest // np.uint32(10**4)
+    lo = rest - mid * np.uint32(10**4)
+    cells[:, col] = head.astype(np.uint8) + np.uint8(48)
+    _put(cells, col + 1, _lut(np.where(lo != 0, _RAW, _TRAIL), mid))
     _put(cells, col + 5, _lut(_TRAIL, lo))
 
 
