@@ -193,7 +193,7 @@ def _digit_tables() -> np.ndarray:
     return tables.view("<u4").reshape(-1)
 
 
-_LUT = _digit_tables()
+_LUT = np.zeros(0, np.uint32)  # built by _init_tables() on first use (readers never need it)
 _P10 = np.array([float(10**i) for i in range(23)])  # exact doubles
 _P10U = np.array([10**i for i in range(20)], np.uint64)
 _J0 = 30  # scale exponent j = 8 - e10 lies in [-30, 53]
@@ -202,27 +202,40 @@ _DIV = np.array([float(10**-j) if j < 0 else 1.0 for j in range(-_J0, 54)])
 _E_LO = -46
 
 
+def _at_least_power(f: float, k: int) -> bool:
+    """Exactly ``f >= 10**k`` (f finite, >= 0)."""
+    num, den = f.as_integer_ratio()
+    return num >= 10**k * den if k >= 0 else num * 10**-k >= den
+
+
 def _decade_thresholds() -> np.ndarray:
     """T[k + 46] = the smallest float32 >= 10**k (as a double), k in [-46, 39]; inf past the range."""
-    from fractions import Fraction
-
     out = []
-    top = np.float32(np.finfo(np.float32).max)
+    top = float(np.finfo(np.float32).max)
+    up, down = np.float32(np.inf), np.float32(0)
     for k in range(_E_LO, 40):
-        t = Fraction(10) ** k
-        if t > Fraction(float(top)):
+        if not _at_least_power(top, k):
             out.append(np.inf)
             continue
-        f = np.float32(float(t))
-        while Fraction(float(f)) < t:
-            f = np.nextafter(f, np.float32(np.inf))
-        while f > 0 and Fraction(float(np.nextafter(f, np.float32(0)))) >= t:
-            f = np.nextafter(f, np.float32(0))
+        f = np.float32(10.0**k)
+        while not _at_least_power(float(f), k):
+            f = np.nextafter(f, up)
+        while f > 0 and _at_least_power(float(np.nextafter(f, down)), k):
+            f = np.nextafter(f, down)
         out.append(float(f))
     return np.array(out)
 
 
-_DECADE = _decade_thresholds()
+_DECADE = np.zeros(0)
+
+
+def _init_tables() -> None:
+    global _LUT, _DECADE
+    if not _LUT.size:
+        _DECADE = _decade_thresholds()
+        _LUT = _digit_tables()
+
+
 _BLOCK_VALUES = 1 << 16
 _ZERO_WORDS = np.array([0, 0x30, 0x3030, 0x303030], np.uint32)  # "", "0", "00", "000"
 _EXP2 = np.array([(48 + a // 10) | ((48 + a % 10) << 8) for a in range(100)], np.uint32)
@@ -458,6 +471,7 @@ def _float_cells(a: np.ndarray, what: str = "values") -> np.ndarray:
 def _short_blocks(lab: np.ndarray, dist: np.ndarray, pred: np.ndarray) -> Iterator[bytearray]:
     """The JSON lines of float32 (n, k) labels/distances and (n,) predicted labels, in pieces of
     ~64k values (the temporaries stay in cache and malloc reuses them)."""
+    _init_tables()
     n, k = dist.shape
     step = max(1, _BLOCK_VALUES // max(k, 1))
     for i in range(0, n, step):
