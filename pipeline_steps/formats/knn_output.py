@@ -5,9 +5,11 @@ One JSON object per query, in input order: ``labels`` (neighbour labels as float
 "distance" is a similarity, so the best neighbour is the *last* one: ``iter_results`` never relies
 on position and sorts every line best-first for the given metric.
 
-The writer renders SageMaker's compact style, exactly ``json.dumps(obj, separators=(",", ":"),
-sort_keys=True)`` of float32-rounded values, but formats a whole batch with one ``json.dumps``
-per column group instead of one per line (integer-valued labels skip float formatting).
+The writer produces SageMaker's compact JSON (``separators=(",", ":")``, sorted keys) of
+float32-rounded values. By default (``style="short"``) numbers are rendered with numpy only, no
+Python call per number: 9 significant digits laid out like ``repr`` (``render_float`` is the
+one-value definition), which reads back to exactly the same float32. ``style="json"`` keeps
+``json.dumps``'s text of the double (SageMaker's own 17-digit style). See decision 0001.
 """
 
 from __future__ import annotations

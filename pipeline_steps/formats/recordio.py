@@ -4,12 +4,17 @@ Writers are byte-identical to sagemaker 2.257.7 ``write_spmatrix_to_sparse_tenso
 ``write_numpy_to_dense_tensor`` (FORMATS.md §1). They are vectorised: every record of a chunk is
 laid out as one row of a byte matrix with a fixed slot per field (a varint gets as many slots as
 its longest value in the chunk); a boolean mask drops the unused slots, which concatenates the
-records in order. No protobuf objects and no per-row Python loop.
+records in order. No protobuf objects and no per-row Python loop. Rows with the same number of
+non-zeros (one-hot rows) skip the mask: per key-length pattern one template record is filled in
+column-wise (``_one_layout_chunk``).
 
 Readers: ``iter_records`` is the general, tolerant parser (masks the low 29 bits of the length
 word, reassembles dmlc multi-part records, accepts unpacked repeated fields and unknown fields).
 ``read_sparse`` / ``read_dense`` parse all records at once with numpy and fall back to
-``iter_records`` when a file is not laid out the way the SDK writes it.
+``iter_records`` when a file is not laid out the way the SDK writes it. ``read_sparse`` first
+tries files whose records share one layout (same types and nnz, e.g. one-hot training data):
+each record must equal a parsed template byte for byte outside its value/key/label bytes, so the
+fields are read at fixed offsets (``_uniform_sparse``).
 """
 
 from __future__ import annotations
