@@ -1324,8 +1324,26 @@ def _feature_dtype(records: list[Record]) -> np.dtype:
     return _NUMPY[kind]
 
 
+def _scan_strided(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``_scan`` for a stream whose records all pad to the size of the first one (e.g. one-hot
+    rows): the headers are one column of an (n, size) view, nothing else is read. None if not."""
+    if buf.size < 8 or buf.size % 4:
+        return None
+    words = buf.view("<u4")
+    first = int(words[1])
+    size = 8 + first + (-first) % 4
+    if words[0] != MAGIC or first >> 29 or buf.size % size:
+        return None
+    table = words.reshape(-1, size // 4)
+    lengths = table[:, 1].astype(np.int64)
+    if not (np.all(table[:, 0] == MAGIC) and np.all((lengths + 3) // 4 == (size - 8) // 4)):
+        return None  # (a length word with flag bits set fails the second test)
+    return np.arange(0, buf.size, size, dtype=np.int64), lengths
+
+
 def _read_uniform_sparse(buf: np.ndarray) -> tuple[Any, ...]:
-    starts, lengths = _scan(buf)
+    scanned = _scan_strided(buf)
+    starts, lengths = scanned if scanned is not None else _scan(buf)
     if starts.size == 0:
         raise _Irregular
     p = _uniform_sparse(buf, starts, lengths)

@@ -490,3 +490,27 @@ def test_mixed_layouts_fall_back_and_read_the_same(monkeypatch, case):
     assert calls == [False]
     assert want is not None
     _assert_same(got, raw)
+
+
+def test_strided_scan_agrees_with_the_general_scan():
+    rng = np.random.default_rng(13)
+    n = 500
+    cols = np.stack([rng.integers(0, 943, n), 943 + rng.integers(0, 1682, n)], 1).reshape(-1)
+    one_hot = sp.csr_matrix((np.ones(2 * n, np.float32), cols, np.arange(0, 2 * n + 1, 2)), shape=(n, 2625))
+    raw = recordio.encode_sparse(one_hot, rng.random(n).astype(np.float32))
+    buf = np.frombuffer(raw, np.uint8)
+    strided = recordio._scan_strided(buf)
+    assert strided is not None
+    for a, b in zip(strided, recordio._scan(buf), strict=True):
+        assert a.tolist() == b.tolist()
+    # records of other padded sizes, a flag bit, a bad magic or a truncated stream: not strided
+    other = recordio.encode_sparse(one_hot[:, :1000])  # ragged rows, different sizes
+    assert recordio._scan_strided(np.frombuffer(raw + other, np.uint8)) is None
+    flagged = bytearray(raw)
+    flagged[len(raw) // 2 // 64 * 64 + 7] |= 0x20
+    assert recordio._scan_strided(np.frombuffer(bytes(flagged), np.uint8)) is None
+    bad = bytearray(raw)
+    bad[64] ^= 1
+    assert recordio._scan_strided(np.frombuffer(bytes(bad), np.uint8)) is None
+    assert recordio._scan_strided(np.frombuffer(raw[:-64], np.uint8)) is not None
+    assert recordio._scan_strided(np.frombuffer(raw[:-4], np.uint8)) is None
