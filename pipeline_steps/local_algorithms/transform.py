@@ -19,6 +19,7 @@ from .jobs import _ACCOUNT, _REGION, RECORDIO, Log, _failed, _now, _require
 
 JSONLINES = "application/jsonlines"
 QUERY_BATCH = 4096  # queries per search call (faiss blocks BLAS by 4096 queries); memory ~ 2 x batch x k
+MIN_QUERY_BATCH = 256  # smaller objects are still cut in ~4 batches so writing overlaps searching
 SPOOL_BYTES = 64 << 20  # transform output kept in memory up to this size, then spilled to disk
 
 
@@ -68,14 +69,15 @@ def transform_object(
             f"{where}: records have {Q.shape[1]} features but the model expects {model.index.d}"
         )
     clock["read"] = clock.get("read", 0.0) + time.perf_counter() - started
-    starts = range(0, Q.shape[0], QUERY_BATCH)
+    batch = _batch_size(Q.shape[0])
+    starts = range(0, Q.shape[0], batch)
     # faiss releases the GIL: search the next batch while this one is formatted and written
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(_search_batch, model, Q[:QUERY_BATCH]) if len(starts) else None
+        pending = pool.submit(_search_batch, model, Q[:batch]) if len(starts) else None
         for start in starts:
             dist, labels, predicted, seconds = pending.result()
-            if start + QUERY_BATCH < Q.shape[0]:
-                pending = pool.submit(_search_batch, model, Q[start + QUERY_BATCH : start + 2 * QUERY_BATCH])
+            if start + batch < Q.shape[0]:
+                pending = pool.submit(_search_batch, model, Q[start + batch : start + 2 * batch])
             t0 = time.perf_counter()
             if verbose:
                 knn_output.write_results(out, labels, dist, predicted, predictor_type=model.predictor_type)
@@ -86,6 +88,11 @@ def transform_object(
             clock["search"] = clock.get("search", 0.0) + seconds
             clock["write"] = clock.get("write", 0.0) + time.perf_counter() - t0
     return int(Q.shape[0])
+
+
+def _batch_size(n_queries: int) -> int:
+    """QUERY_BATCH, but at least four batches for objects of a few thousand queries (overlap)."""
+    return max(1, min(QUERY_BATCH, max(MIN_QUERY_BATCH, -(-n_queries // 4))))
 
 
 def _search_batch(model: knn.KNNModel, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:

@@ -420,3 +420,12 @@ def test_fm_max_runtime_stops_the_job(s3):
     assert result["TrainingJobStatus"] == "Failed"
     assert result["FailureReason"].startswith("MaxRuntimeExceeded")
     assert sum("[fm] epoch" in line for line in lines) == 1  # stopped after the first epoch
+
+
+def test_transform_cuts_small_objects_into_overlapping_batches():
+    from pipeline_steps.local_algorithms import transform
+
+    assert transform._batch_size(943) == transform.MIN_QUERY_BATCH  # 4 batches: search overlaps writing
+    assert transform._batch_size(8000) == 2000
+    assert transform._batch_size(10**6) == transform.QUERY_BATCH
+    assert transform._batch_size(10) == transform.MIN_QUERY_BATCH
