@@ -11,17 +11,14 @@ import boto3
 
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.evaluate.core import evaluate_run
-from pipeline_steps.publish.runio import InputError, env_config
+from pipeline_steps.publish.runio import env_config, require_env
 
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
 
 
 def handler(event: dict, context: Any = None) -> dict:
-    try:
-        bucket = os.environ["BUCKET_NAME"]
-    except KeyError:
-        raise InputError("environment variable BUCKET_NAME is not set") from None
+    bucket = require_env("BUCKET_NAME")
     config: EvaluateConfig = env_config(EvaluateConfig)
     table = os.environ.get("TABLE_NAME") or None
     result = evaluate_run(

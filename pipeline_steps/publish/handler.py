@@ -9,24 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
 import boto3
 
 from pipeline_steps.publish import core
 from pipeline_steps.publish.config import PublishConfig
-from pipeline_steps.publish.runio import InputError, env_config
+from pipeline_steps.publish.runio import InputError, env_config, require_env
 
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
 
 
 def _env() -> tuple[str, str, PublishConfig]:
-    try:
-        return os.environ["BUCKET_NAME"], os.environ["TABLE_NAME"], env_config(PublishConfig)
-    except KeyError as exc:
-        raise InputError(f"environment variable {exc.args[0]} is not set") from None
+    return require_env("BUCKET_NAME"), require_env("TABLE_NAME"), env_config(PublishConfig)
 
 
 def handler(event: dict, context: Any = None) -> dict:

@@ -218,6 +218,14 @@ def iter_lines(s3: Any, bucket: str, key: str) -> Iterator[bytes]:
     yield from body.iter_lines(chunk_size=1 << 20)  # botocore's default 1 KB chunks cost a call per line
 
 
+def require_env(name: str) -> str:
+    """A Lambda environment variable the step cannot run without (clear error when missing)."""
+    value = os.environ.get(name)
+    if not value:
+        raise InputError(f"environment variable {name} is not set")
+    return value
+
+
 def env_config(cls: type, environ: dict[str, str] | None = None) -> Any:
     """Build a step config from the `STEP_CONFIG` JSON environment variable."""
     raw = (environ if environ is not None else os.environ).get("STEP_CONFIG", "") or "{}"

@@ -246,3 +246,24 @@ def test_time_budget_exhausted_leaves_pointer_and_says_rerun(s3, dynamodb):
         )
     assert versioning.read_pointer(dynamodb, TABLE) is None
     assert versioning.read_run(dynamodb, TABLE, "r1")["status"] == "writing"
+
+
+@pytest.mark.parametrize(
+    ("module", "missing"),
+    [
+        ("pipeline_steps.repackage.handler", "BUCKET_NAME"),
+        ("pipeline_steps.evaluate.handler", "BUCKET_NAME"),
+        ("pipeline_steps.publish.handler", "BUCKET_NAME"),
+        ("pipeline_steps.publish.handler", "TABLE_NAME"),
+    ],
+)
+def test_handlers_name_a_missing_environment_variable(monkeypatch, module, missing):
+    import importlib
+
+    from pipeline_steps.publish.runio import InputError
+
+    monkeypatch.setenv("BUCKET_NAME", "b")
+    monkeypatch.setenv("TABLE_NAME", "t")
+    monkeypatch.delenv(missing)
+    with pytest.raises(InputError, match=f"environment variable {missing} is not set"):
+        importlib.import_module(module).handler({"run_id": "r"})
