@@ -14,13 +14,11 @@ from pipeline_steps.evaluate import gate
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_metrics
 from pipeline_steps.publish import versioning
-from pipeline_steps.publish.core import RunInputs, load_inputs
-from pipeline_steps.publish.ranking import iter_part_top_x
+from pipeline_steps.publish.core import RunInputs, iter_run_part, load_inputs
 from pipeline_steps.publish.runio import (
     InputError,
     get_bytes,
     get_json,
-    iter_lines,
     load_csr,
     load_popularity,
     put_json,
@@ -35,17 +33,8 @@ def metrics_key(run_id: str) -> str:
 
 def model_metrics(s3: Any, inputs: RunInputs, holdout: Any, config: EvaluateConfig) -> tuple[dict, int]:
     acc = MetricAccumulator(x=config.x, n_items=inputs.manifest.n_items)
-    for part, key in zip(inputs.queries.parts, inputs.out_keys, strict=True):
-        for u, items, _ in iter_part_top_x(
-            iter_lines(s3, inputs.bucket, key),
-            metric=config.index_metric,
-            seen=inputs.seen,
-            first_user=part.first_user,
-            n_users=part.n_users,
-            x=config.x,
-            n_items=inputs.manifest.n_items,
-            where=f"s3://{inputs.bucket}/{key}",
-        ):
+    for part in range(len(inputs.queries.parts)):
+        for u, items, _ in iter_run_part(s3, inputs, part, metric=config.index_metric, x=config.x):
             acc.add(items, holdout.row(u))
     return acc.result(), acc.n_users
 

@@ -8,6 +8,7 @@ Event (docs/contracts.md): {"run_id", "manifest_key", "queries_manifest_key", "t
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,23 @@ def required(event: dict, name: str) -> Any:
     if not isinstance(value, str) or not value:
         raise InputError(f"event field {name!r} is missing or empty")
     return value
+
+
+def iter_run_part(
+    s3: Any, inputs: RunInputs, part: int, *, metric: str, x: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(user index, item indices, scores) best first, seen items dropped, for one transform part."""
+    qp, key = inputs.queries.parts[part], inputs.out_keys[part]
+    return iter_part_top_x(
+        iter_lines(s3, inputs.bucket, key),
+        metric=metric,
+        seen=inputs.seen,
+        first_user=qp.first_user,
+        n_users=qp.n_users,
+        x=x,
+        n_items=inputs.manifest.n_items,
+        where=f"s3://{inputs.bucket}/{key}",
+    )
 
 
 def load_inputs(s3: Any, bucket: str, event: dict) -> RunInputs:
@@ -120,7 +138,6 @@ def publish_part(
     now = time.time() if now is None else now
     if not 0 <= part < len(inputs.queries.parts):
         raise InputError(f"part {part} out of range: the queries manifest has {len(inputs.queries.parts)}")
-    qp = inputs.queries.parts[part]
     exp = expires_at(config, now)
     versioning.begin_run(
         dynamodb, table_name, inputs.run_id, n_parts=len(inputs.queries.parts), expires_at=exp, now=now
@@ -135,18 +152,8 @@ def publish_part(
         **(writer_options or {}),
     )
     written = short = truncated = 0
-    key = inputs.out_keys[part]
     try:
-        for u, item_idx, scores in iter_part_top_x(
-            iter_lines(s3, inputs.bucket, key),
-            metric=config.index_metric,
-            seen=inputs.seen,
-            first_user=qp.first_user,
-            n_users=qp.n_users,
-            x=config.x,
-            n_items=inputs.manifest.n_items,
-            where=f"s3://{inputs.bucket}/{key}",
-        ):
+        for u, item_idx, scores in iter_run_part(s3, inputs, part, metric=config.index_metric, x=config.x):
             ids = [inputs.items[i] for i in item_idx]
             item, kept = user_item(inputs.users[u], inputs.run_id, ids, scores, exp)
             writer.put(item)
