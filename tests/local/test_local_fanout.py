@@ -1,0 +1,53 @@
+"""The Distributed Map publish (`topx:distributed_map_publish`) run end to end in the embedded AWS.
+
+Queries are cut into 100-user shards, so the transform writes three `.out` parts and publish fans
+out over them (one `PublishPart` per part), then `PublishFinalize` flips the pointer once.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pipeline_steps.local import cli
+
+from .test_local_end_to_end import N_USERS, _write_interactions
+
+
+def test_publish_fans_out_over_every_transform_part(tmp_path, capsys):
+    ratings, held, items = _write_interactions(tmp_path)
+    out = tmp_path / "out"
+    code = cli.main(
+        [
+            "run",
+            "--ratings",
+            str(ratings),
+            "--test",
+            str(held),
+            "--columns",
+            "user,item,rating,timestamp",
+            "--x",
+            "5",
+            "-c",
+            "topx:fm.hyperparameters.epochs=3",
+            "-c",
+            "topx:fm.hyperparameters.num_factors=8",
+            "-c",
+            "topx:repackage.users_per_shard=100",
+            "-c",
+            "topx:distributed_map_publish=true",
+            "--out",
+            str(out),
+        ]
+    )
+    doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    # 240 users / 100 per shard: the transform wrote three parts ...
+    assert capsys.readouterr().out.count(" records -> s3://") == 3
+    assert code == 0 and doc["status"] == "SUCCEEDED"
+    assert {"PublishParts", "PublishFinalize"} <= set(doc["stage_seconds"])
+    assert "Publish" not in doc["stage_seconds"]
+    # ... and finalize only flips the pointer once every part's run record says it is written
+    assert doc["pointer"]["run_id"] == doc["run_id"]
+    sample = doc["recommendations_sample"]
+    assert sample and all(len(s["items"]) == 5 for s in sample)
+    assert all({r["item_id"] for r in s["items"]} <= items for s in sample)
+    assert doc["counts"]["n_users"] == N_USERS
