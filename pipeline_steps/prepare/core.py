@@ -61,6 +61,19 @@ def prepare(
         out_prefix += "/"
     test_source = test_source or source
     split = config.effective_split
+    for name, prefix, store in (
+        ("input_prefix", config.input_prefix, source),
+        ("test_prefix", config.test_prefix, test_source),
+    ):
+        if name == "test_prefix" and split != "explicit":
+            continue
+        # An input prefix that covers the output prefix in the same store would read this run's
+        # (and other runs') outputs as interaction data, and a retry would no longer match.
+        if out_prefix.startswith(prefix) and store.uri(out_prefix) == sink.uri(out_prefix):
+            raise PrepareInputError(
+                f"{name} {prefix!r} includes the output prefix {sink.uri(out_prefix)!r}; "
+                "put the interaction files under their own prefix (e.g. 'input/')"
+            )
     test_objects = test_source.list(config.test_prefix) if split == "explicit" else []
     test_keys = {o.key for o in test_objects} if test_source is source else set()
     objects = [o for o in source.list(config.input_prefix) if o.key not in test_keys]

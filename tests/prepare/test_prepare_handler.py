@@ -145,3 +145,17 @@ def test_cli_with_s3_uris(s3, capsys):
         o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="work/runs/cli1/prepared/")["Contents"]
     }
     assert "work/runs/cli1/prepared/manifest.json" in keys
+
+
+def test_an_input_prefix_covering_the_outputs_is_refused(s3, monkeypatch):
+    # input_prefix "" lists the whole bucket: runs/<id>/prepared/ outputs (this run's on a retry,
+    # other runs' .rec/.npz) would be parsed as interaction files.
+    s3.put_object(Bucket=BUCKET, Key="ratings.tsv", Body=_ratings().encode())
+    s3.put_object(Bucket=BUCKET, Key="runs/old/prepared/seen.npz", Body=b"PK\x03\x04\xd6binary")
+    monkeypatch.setenv("STEP_CONFIG", json.dumps({"input_prefix": ""}))
+    from pipeline_steps.prepare.layout import PrepareInputError
+
+    with pytest.raises(PrepareInputError, match="input_prefix '' includes the output prefix"):
+        prepare_handler.handler({"run_id": "exec-1"}, None)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    assert sorted(keys) == ["ratings.tsv", "runs/old/prepared/seen.npz"]
