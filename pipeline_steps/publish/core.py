@@ -103,6 +103,16 @@ def load_inputs(s3: Any, bucket: str, event: dict) -> RunInputs:
     )
 
 
+def run_started_at(s3: Any, inputs: RunInputs) -> float:
+    """When this run's data was prepared: its manifest's LastModified (epoch seconds).
+
+    It orders runs by age for finalize's late-finisher check. The publish time would not: a redriven
+    older execution publishes after a newer run and must still count as the older one.
+    """
+    head = s3.head_object(Bucket=inputs.bucket, Key=inputs.manifest.key)
+    return head["LastModified"].timestamp()
+
+
 def expires_at(config: PublishConfig, now: float) -> int:
     return int(now + config.ttl_days * 86_400)
 
@@ -140,7 +150,12 @@ def publish_part(
         raise InputError(f"part {part} out of range: the queries manifest has {len(inputs.queries.parts)}")
     exp = expires_at(config, now)
     versioning.begin_run(
-        dynamodb, table_name, inputs.run_id, n_parts=len(inputs.queries.parts), expires_at=exp, now=now
+        dynamodb,
+        table_name,
+        inputs.run_id,
+        n_parts=len(inputs.queries.parts),
+        expires_at=exp,
+        now=run_started_at(s3, inputs),
     )
     writer = BatchWriter(
         dynamodb,

@@ -4,6 +4,7 @@ faults, crash + re-run, fan-out parts, and the handler."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -267,3 +268,25 @@ def test_handlers_name_a_missing_environment_variable(monkeypatch, module, missi
     monkeypatch.delenv(missing)
     with pytest.raises(InputError, match=f"environment variable {missing} is not set"):
         importlib.import_module(module).handler({"run_id": "r"})
+
+
+def test_redriven_older_run_does_not_replace_a_newer_published_run(s3, dynamodb):
+    # The older execution prepared first, then failed before publish; a newer run published; the
+    # older one is redriven and publishes last. Its age is its data's, not its publish time.
+    ev_old = small_run(s3, "old")
+    t = time.time()
+    small_run(s3, "new")
+    versioning.begin_run(dynamodb, TABLE, "new", n_parts=1, expires_at=int(t + 9e6), now=t + 3600)
+    versioning.mark_part_done(dynamodb, TABLE, "new", part=0, users=3)
+    versioning.flip_pointer(dynamodb, TABLE, "new", metrics={}, now=t + 3700)
+    with pytest.raises(versioning.PublishStateError, match="newer than 'old'"):
+        core.publish_run(
+            s3=s3,
+            dynamodb=dynamodb,
+            bucket=BUCKET,
+            table_name=TABLE,
+            event=ev_old,
+            config=cfg(),
+            now=t + 7200,
+        )
+    assert versioning.read_pointer(dynamodb, TABLE)["run_id"] == "new"
