@@ -187,18 +187,28 @@ def parse_rating(text: bytes) -> float | None:
     return value if math.isfinite(value) else None
 
 
+# |epoch seconds| below 2**62: differences of two timestamps (the holdout split) fit in int64.
+TIMESTAMP_LIMIT = 2**62
+
+
 def parse_timestamp(text: bytes) -> int | None:
-    """Unix seconds (int or decimal) or an ISO 8601 date/datetime (naive = UTC) -> epoch seconds."""
+    """Unix seconds (int or decimal) or an ISO 8601 date/datetime (naive = UTC) -> epoch seconds.
+
+    Numbers of magnitude >= ``TIMESTAMP_LIMIT`` are not timestamps (None), not wrapped int64s.
+    """
     s = text.decode("utf-8", errors="replace").strip()
     if not s:
         return None
     try:
-        return int(s)
+        value = int(s)
+        return value if -TIMESTAMP_LIMIT < value < TIMESTAMP_LIMIT else None
     except ValueError:
         pass
     try:
-        value = float(s)
-        return math.floor(value) if math.isfinite(value) else None
+        number = float(s)
+        if math.isfinite(number) and -TIMESTAMP_LIMIT < number < TIMESTAMP_LIMIT:
+            return math.floor(number)
+        return None
     except ValueError:
         pass
     try:

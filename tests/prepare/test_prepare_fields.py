@@ -59,3 +59,12 @@ def test_hash_does_not_depend_on_neighbours_or_position():
     # Zero bytes past the end never leak in: a prefix differs from the longer id.
     _, b2, s2, l2 = _fields(["abc", "abc\x00"])
     assert len(set(fields.hash_fields(b2, s2, l2)[0].tolist())) == 2
+
+
+def test_timestamps_out_of_int64_range_are_bad_not_wrapped():
+    # 1e20 used to be cast to int64 (INT64_MIN) and then corrupted the last-n holdout order.
+    vals = ["1e20", "99999999999999999999", "-1e300", "1700000000000000000", "-86400", "12"]
+    data, buf, starts, lens = _fields(vals)
+    value, ok = fields.timestamps(data, buf, starts, lens)
+    assert ok.tolist() == [False, False, False, True, True, True]
+    assert value[4:].tolist() == [-86400, 12]
