@@ -265,8 +265,10 @@ def _check_quality(config: PrepareConfig, stats: ParseStats, channel: str) -> No
     examples = "; ".join(stats.examples[:10])
     by_reason = ", ".join(f"{k}: {v}" for k, v in sorted(stats.bad.items()))
     if stats.rows_valid == 0:
+        keys = [f["key"] for f in stats.files]
+        where = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
         raise PrepareInputError(
-            f"no valid rows in the {channel} input ({stats.rows_read} row(s) read; "
+            f"no valid rows in the {channel} input {where} ({stats.rows_read} row(s) read; "
             f"{by_reason or 'no data lines'})" + (f"; e.g. {examples}" if examples else "")
         )
     fraction = stats.bad_rows / max(stats.rows_read, 1)

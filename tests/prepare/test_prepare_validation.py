@@ -78,3 +78,8 @@ def test_unbalanced_quote_is_reported_with_the_file(run_prepare):
     body = 'user,item,rating\nu1,"never closed,4\n' + "u2,i2,3\n" * 5
     with pytest.raises(PrepareInputError, match=r"input/d\.csv"):
         run_prepare({"input/d.csv": body}, **REG)
+
+
+def test_a_file_that_is_all_header_is_named_in_the_error(run_prepare):
+    with pytest.raises(PrepareInputError, match=r"no valid rows in the train input input/h\.csv \(0 row"):
+        run_prepare({"input/h.csv": "user_id,item_id,rating,timestamp\r\n"})
