@@ -18,7 +18,8 @@ _cache_lock = threading.Lock()
 
 
 class NoPublishedRunError(LookupError):
-    """The table has no current-run pointer (nothing published yet) or the requested run is missing."""
+    """The table has no current-run pointer (nothing published yet) or the requested run is missing or
+    not complete."""
 
 
 def clear_pointer_cache() -> None:
@@ -78,6 +79,11 @@ def get_recommendations(
         record = plain(dynamodb.get_item(TableName=table_name, Key=run_key(run_id)).get("Item"))
         if record is None:
             raise NoPublishedRunError(f"table {table_name!r} has no run {run_id!r}")
+        if record.get("status") != "complete":
+            # A `writing` run is partial and has no fallback yet: its answers would be silently wrong.
+            raise NoPublishedRunError(
+                f"run {run_id!r} in table {table_name!r} is {record.get('status')!r}, not complete"
+            )
         run = {"run_id": run_id, "published_at": record.get("published_at")}
     item = dynamodb.get_item(
         TableName=table_name, Key={"pk": {"S": "u#" + str(user_id)}, "sk": {"S": run["run_id"]}}

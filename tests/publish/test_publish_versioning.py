@@ -192,3 +192,16 @@ def test_an_older_run_finishing_late_does_not_replace_a_newer_one(dynamodb):
     with pytest.raises(versioning.PublishStateError, match="newer than 'old'"):
         versioning.flip_pointer(dynamodb, TABLE, "old", metrics={}, now=NOW + 180)
     assert versioning.read_pointer(dynamodb, TABLE)["run_id"] == "new"
+
+
+def test_query_refuses_a_pinned_run_that_is_still_writing(dynamodb, capsys):
+    write_run(dynamodb, "r1", {"a": [("x", 1.0)]})
+    write_run(dynamodb, "r2", {"a": [("y", 2.0)]}, flip=False, parts=2)  # part 1 not written yet
+    with pytest.raises(NoPublishedRunError, match="'writing', not complete"):
+        get_recommendations("a", table_name=TABLE, dynamodb=dynamodb, run_id="r2")
+    assert query_cli(["a", "--table", TABLE, "--run", "r2"]) == 2
+    assert "not complete" in capsys.readouterr().err
+    assert (
+        get_recommendations("a", table_name=TABLE, dynamodb=dynamodb, run_id="r1")["items"][0]["item_id"]
+        == "x"
+    )
