@@ -42,21 +42,23 @@ def step_access(config: AppConfig) -> dict[str, StepAccess]:
     prepare = config.steps.prepare
     inputs = [prepare["input_prefix"], prepare["test_prefix"]]
     inputs = [p if p.endswith("/") else p + "/" for p in inputs if p]
-    rw_table = ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem")
-    rw_table += ("dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable")
+    # publish: GetItem (pointer, run record), UpdateItem (run record), BatchWriteItem (users), PutItem
+    # (fallback); the flip's TransactWriteItems is authorised by its Put + Update. Query (status) and
+    # ConditionCheckItem (rollback) are the operator CLI's, not the Lambda's.
+    rw_table = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem")
     return {
         "guard": StepAccess(read=()),
         "prepare": StepAccess(
             read=[*inputs, "runs/*/prepared/"], write=["runs/*/prepared/"], delete=["runs/*/prepared/"]
         ),
         "repackage": StepAccess(
-            read=["runs/*/prepared/", "runs/*/fm/", "runs/*/knn/train/", "runs/*/knn/queries/"],
+            read=["runs/*/prepared/", "runs/*/fm/"],
             write=["runs/*/knn/train/", "runs/*/knn/queries/"],
         ),
         "evaluate": StepAccess(
             read=["runs/*/prepared/", "runs/*/knn/queries/", "runs/*/transform/", "runs/*/evaluation/"],
             write=["runs/*/evaluation/"],
-            table_actions=("dynamodb:GetItem", "dynamodb:Query"),
+            table_actions=("dynamodb:GetItem",),  # the pointer (gate vs the published run)
         ),
         "publish": StepAccess(
             read=["runs/*/prepared/", "runs/*/knn/queries/", "runs/*/transform/", "runs/*/evaluation/"],

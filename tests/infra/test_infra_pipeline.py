@@ -269,7 +269,16 @@ def test_each_lambda_only_gets_its_prefixes_and_table_actions(pipeline: Template
             if a.startswith("dynamodb:")
         }
 
-    assert table_actions("EvaluateRole") == {"dynamodb:GetItem", "dynamodb:Query"}
+    assert table_actions("EvaluateRole") == {"dynamodb:GetItem"}
+    # What the publish Lambda's boto3 calls need (Query/ConditionCheckItem are the operator CLI's).
+    assert table_actions("PublishRole") == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:BatchWriteItem",
+    }
+    # repackage only writes the k-NN inputs; it reads the prepared run and the FM model.
+    assert object_actions("RepackageRole")["s3:GetObject"] == {"runs/*/prepared/*", "runs/*/fm/*"}
     assert "dynamodb:TransactWriteItems" not in table_actions("PublishRole")
     assert table_actions("PrepareRole") == table_actions("RepackageRole") == set()
     guard = [a for s in _statements(template, "GuardRole") for a in _list(s["Action"])]
