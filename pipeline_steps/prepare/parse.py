@@ -175,8 +175,8 @@ class FileParser:
         if not first.strip():
             return {"rows_read": 0, "rows_valid": 0, "parser": "empty"}
         line_no = 0
-        # Leading blank lines are skipped before layout detection.
-        while first.startswith((b"\n", b"\r\n")):
+        # Leading blank (empty or whitespace-only) lines are skipped before layout detection.
+        while not first[: first.find(b"\n") + 1].strip():
             cut = first.index(b"\n") + 1
             first, line_no = first[cut:], line_no + 1
         lines = first.split(b"\n", 2)

@@ -207,3 +207,11 @@ def test_a_line_longer_than_a_chunk(run_prepare, monkeypatch):
     long_item = "x" * 1000
     r = run_prepare({"input/a.csv": f"user,item,rating\nu1,{long_item},3\nu2,short,4\n"}, **REG)
     assert triples(r) == [("u1", long_item, 3.0), ("u2", "short", 4.0)]
+
+
+def test_whitespace_only_lines_before_the_first_row_are_blank_too(run_prepare):
+    r = run_prepare(
+        {"input/a.csv": " \r\n\t\n\nuser,item\nu1,i1\nu2,i2\n"}, label_mode="implicit", split="none"
+    )
+    assert r.manifest["counts"]["rows_read"] == 2 and r.manifest["counts"]["bad_rows"] == 0
+    assert r.users == ["u1", "u2"]
