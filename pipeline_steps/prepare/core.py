@@ -75,7 +75,10 @@ def prepare(
                 "put the interaction files under their own prefix (e.g. 'input/')"
             )
     test_objects = test_source.list(config.test_prefix) if split == "explicit" else []
-    test_keys = {o.key for o in test_objects} if test_source is source else set()
+    # Test files under the input prefix are not training data, also when the test store is another
+    # object for the same bucket/directory (the CLI builds one per path).
+    same_store = test_source is source or test_source.uri("") == source.uri("")
+    test_keys = {o.key for o in test_objects} if same_store else set()
     objects = [o for o in source.list(config.input_prefix) if o.key not in test_keys]
     if not objects:
         raise PrepareInputError(f"no input files under {source.uri(config.input_prefix)!r}")

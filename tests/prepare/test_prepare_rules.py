@@ -165,3 +165,28 @@ def test_explicit_test_file_needs_ratings_for_rating_labels(run_prepare):
             test_prefix="in/test",
             label_mode="binary",
         )
+
+
+def test_a_test_file_under_the_input_prefix_is_not_trained_on_with_separate_store_objects(tmp_path):
+    # The CLI builds one LocalStorage/S3Storage per path: `--input data/ --test data/test.csv`
+    # used to read test.csv as training data too (all of the holdout leaked into train).
+    from pipeline_steps.prepare.config import PrepareConfig
+    from pipeline_steps.prepare.core import prepare
+    from pipeline_steps.prepare.storage import LocalStorage
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/train.csv").write_text("user,item\nu1,i1\nu1,i2\nu2,i1\nu2,i3\n")
+    (tmp_path / "data/test.csv").write_text("user,item\nu1,i3\nu2,i2\n")
+    m = prepare(
+        PrepareConfig(input_prefix="", test_prefix="test.csv", label_mode="implicit"),
+        source=LocalStorage(tmp_path / "data"),
+        test_source=LocalStorage(tmp_path / "data"),
+        sink=LocalStorage(tmp_path / "out"),
+        run_id="r",
+        out_prefix="runs/r/prepared/",
+    )
+    assert [(o["key"], o["channel"]) for o in m["input"]["objects"]] == [
+        ("train.csv", "train"),
+        ("test.csv", "test"),
+    ]
+    assert m["counts"]["train_interactions"] == 4 and m["counts"]["holdout_pairs"] == 2
