@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,8 @@ class PrepareConfig:
         for name in ("min_user_interactions", "min_item_interactions"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if not math.isfinite(self.rating_threshold):  # NaN made every binary label 0, silently
+            raise ConfigError(f"rating_threshold: must be a finite number, got {self.rating_threshold}")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ConfigError(f"max_bad_fraction: must be in [0, 1], got {self.max_bad_fraction}")
         if self.effective_split == "explicit" and not self.test_prefix:

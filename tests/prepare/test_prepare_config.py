@@ -63,3 +63,9 @@ def test_keyword_only_and_frozen():
     c = PrepareConfig()
     with pytest.raises(AttributeError):
         c.seed = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("value", ["NaN", "nan", "inf", "-Infinity", float("nan")])
+def test_a_non_finite_rating_threshold_is_refused(value):
+    with pytest.raises(ConfigError, match="rating_threshold: must be a finite number"):
+        PrepareConfig.from_dict({"rating_threshold": value})
