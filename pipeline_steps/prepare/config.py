@@ -86,6 +86,17 @@ class PrepareConfig:
             "x".encode(self.encoding)
         except LookupError as exc:
             raise ConfigError(f"encoding: unknown codec {self.encoding!r}") from exc
+        # The parser splits raw bytes at b"\n" and the delimiter: the codec must keep ASCII as is.
+        probe = 'user,item;\t|:"\r\n09AZaz '
+        try:
+            ascii_compatible = probe.encode("ascii").decode(self.encoding) == probe
+        except UnicodeError:
+            ascii_compatible = False
+        if not ascii_compatible:
+            raise ConfigError(
+                f"encoding: {self.encoding!r} is not ASCII-compatible (e.g. UTF-16/UTF-32); "
+                "convert the files to UTF-8"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> PrepareConfig:

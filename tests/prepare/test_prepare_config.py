@@ -69,3 +69,12 @@ def test_keyword_only_and_frozen():
 def test_a_non_finite_rating_threshold_is_refused(value):
     with pytest.raises(ConfigError, match="rating_threshold: must be a finite number"):
         PrepareConfig.from_dict({"rating_threshold": value})
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-32", "cp500"])
+def test_an_encoding_that_is_not_ascii_compatible_is_refused(codec):
+    # The byte-level parser would report a valid UTF-16 file as "not valid utf-16" at line 2.
+    with pytest.raises(ConfigError, match="is not ASCII-compatible"):
+        PrepareConfig.from_dict({"encoding": codec})
+    for ok in ("latin-1", "utf-8-sig", "cp1252"):
+        assert PrepareConfig.from_dict({"encoding": ok}).encoding == ok
