@@ -66,6 +66,8 @@ RUNTIME_HYPERPARAMETERS = {
 INDEX_METRICS = ("INNER_PRODUCT", "COSINE", "L2")
 
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
+_RATE = re.compile(r"^rate\((\d+) (minute|hour|day)s?\)$")
+_DAYS_PER_UNIT = {"minute": 1 / 1440, "hour": 1 / 24, "day": 1.0}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _PROJECT = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
@@ -327,3 +329,15 @@ def _check_consistency(ctx: Context, fm: JobConfig, steps: StepConfigs) -> None:
             f"context 'topx:run_expiry_days' ({run_days}) must exceed 'topx:publish.ttl_days' ({ttl_days}): "
             "a published run's files (metrics, id maps) must outlive its DynamoDB items"
         )
+    # The current run's items expire ttl_days after publish; the next scheduled run must replace
+    # them before that, or readers find nothing (docs/decisions/0005). cron(...) is not checked.
+    schedule = ctx.text("schedule").strip()
+    rate = _RATE.match(schedule)
+    if rate is not None:
+        interval_days = int(rate.group(1)) * _DAYS_PER_UNIT[rate.group(2)]
+        if ttl_days <= interval_days:
+            raise ConfigError(
+                f"context 'topx:publish.ttl_days' ({ttl_days}) must exceed the schedule interval "
+                f"('topx:schedule' {schedule!r} = {interval_days:g} days): the current run's items "
+                "would expire before the next run replaces them"
+            )

@@ -85,6 +85,12 @@ def test_numeric_hyperparameters_become_sagemaker_strings() -> None:
         ({"spot.enable": True}, "'topx:spot': unknown key(s) ['enable']"),
         ({"transform": "{not json"}, "'topx:transform': not a JSON object"),
         ({"run_expiry_days": 30}, "'topx:run_expiry_days' (30) must exceed 'topx:publish.ttl_days' (30.0)"),
+        (
+            {"schedule": "rate(45 days)"},
+            "'topx:publish.ttl_days' (30.0) must exceed the schedule interval ('topx:schedule' "
+            "'rate(45 days)' = 45 days)",
+        ),
+        ({"schedule": "rate(720 hours)"}, "'rate(720 hours)' = 30 days"),
         ({"publish.x": 5}, "'topx:publish.x' (5) differs from 'topx:x' (10)"),
         ({"prepare.label_mode": "stars"}, "context 'topx:prepare': label_mode: 'stars' is not one of"),
         ({"prepare.negative_ratio": 0}, "context 'topx:prepare': negative_ratio: must be >= 1"),
