@@ -101,6 +101,16 @@ def search(model: KNNModel, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         faiss.normalize_L2(Q)
     k = min(model.k, model.index.ntotal)
     dist, ids = model.index.search(Q, k)
+    short = np.flatnonzero((ids < 0).any(axis=1)) if ids.size else ids[:0, 0]
+    if short.size and isinstance(model.index, faiss.IndexIVF):
+        # The probed lists held fewer than k vectors: search those queries in every list, so each
+        # gets k neighbours (NaN labels could not be written as JSON; the transform failed).
+        nprobe = model.index.nprobe
+        model.index.nprobe = model.index.nlist
+        try:
+            dist[short], ids[short] = model.index.search(np.ascontiguousarray(Q[short]), k)
+        finally:
+            model.index.nprobe = nprobe
     if model.metric != L2:
         # faiss returns similarities best-first; SageMaker lists distances smallest first.
         dist, ids = np.ascontiguousarray(dist[:, ::-1]), ids[:, ::-1]

@@ -126,3 +126,20 @@ def test_ivf_flat_finds_most_true_neighbours():
         [len(set(a) & set(b)) / 5 for a, b in zip(lab.tolist(), labels[want_i].tolist(), strict=True)]
     )
     assert overlap > 0.5
+
+
+@pytest.mark.parametrize("metric", [knn.L2, knn.INNER_PRODUCT])
+def test_ivf_with_fewer_probed_vectors_than_k_still_returns_k_neighbours(metric):
+    # 400 vectors in 20 lists, nprobe 5: about 100 probed vectors for k=100. Short rows used to
+    # come back with NaN labels, which the transform's JSON writer rejects (job failed).
+    X, Q, labels = _data(n=400, q=30, d=8, seed=4)
+    config = knn.KNNConfig(
+        feature_dim=8, k=100, predictor_type=knn.CLASSIFIER, sample_size=400,
+        index_type="faiss.IVFFlat", index_metric=metric,
+    )  # fmt: skip
+    model = knn.build(X, labels, config)
+    dist, lab = knn.search(model, Q)
+    assert lab.shape == (30, 100) and not np.isnan(lab).any()
+    assert all(len(set(row)) == 100 for row in lab.tolist())
+    assert np.all(np.diff(dist, axis=1) >= 0)
+    assert model.index.nprobe == 5  # restored
