@@ -162,6 +162,11 @@ def parse_knn(hyperparameters: Mapping[str, Any]) -> knn.KNNConfig:
         )
     if hp.get("index_type") == "faiss.IVFPQ" and "faiss_index_pq_m" not in hp:
         raise ClientError("hyperparameter faiss_index_pq_m is required when index_type=faiss.IVFPQ")
+    if hp.get("index_type") == "faiss.IVFPQ" and hp["feature_dim"] % hp["faiss_index_pq_m"]:
+        raise ClientError(
+            f"hyperparameter faiss_index_pq_m={hp['faiss_index_pq_m']} "
+            f"must divide feature_dim={hp['feature_dim']}"
+        )
     hp.pop("mini_batch_size", None)
     hp.pop("epochs", None)
     return knn.KNNConfig(**hp)

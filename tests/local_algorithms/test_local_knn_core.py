@@ -143,3 +143,14 @@ def test_ivf_with_fewer_probed_vectors_than_k_still_returns_k_neighbours(metric)
     assert all(len(set(row)) == 100 for row in lab.tolist())
     assert np.all(np.diff(dist, axis=1) >= 0)
     assert model.index.nprobe == 5  # restored
+
+
+def test_ivfpq_m_that_does_not_divide_feature_dim_is_a_client_error():
+    # faiss used to raise a RuntimeError at build time: the job failed as an AlgorithmError.
+    from pipeline_steps.local_algorithms.hyperparameters import ClientError, parse_knn
+
+    hp = {"feature_dim": "10", "k": "5", "predictor_type": "classifier", "sample_size": "500"}
+    hp |= {"index_type": "faiss.IVFPQ", "faiss_index_pq_m": "3"}
+    with pytest.raises(ClientError, match="faiss_index_pq_m=3 must divide feature_dim=10"):
+        parse_knn(hp)
+    assert parse_knn({**hp, "faiss_index_pq_m": "5"}).faiss_index_pq_m == 5
