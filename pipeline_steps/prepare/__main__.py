@@ -77,11 +77,12 @@ def main(argv: list[str] | None = None) -> int:
             sink: Storage = S3Storage(bucket)
             root = root.rstrip("/") + "/" if root else ""
         else:
-            inp = Path(args.input).resolve()
-            if inp.is_dir() and Path(args.out).resolve().is_relative_to(inp):
-                raise ConfigError(
-                    "--out must not be inside the --input directory (outputs would be read as input)"
-                )
+            for option, given in (("--input", args.input), ("--test", args.test)):
+                inp = Path(given).resolve() if given and not given.startswith("s3://") else None
+                if inp is not None and inp.is_dir() and Path(args.out).resolve().is_relative_to(inp):
+                    raise ConfigError(
+                        f"--out must not be inside the {option} directory (outputs would be read as input)"
+                    )
             Path(args.out).mkdir(parents=True, exist_ok=True)
             sink, root, bucket = LocalStorage(args.out), "", str(Path(args.out).resolve())
         out_prefix = f"{root}runs/{args.run_id}/prepared/"

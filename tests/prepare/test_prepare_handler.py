@@ -135,6 +135,17 @@ def test_cli_refuses_output_inside_input(tmp_path, capsys):
     assert "--out must not be inside" in capsys.readouterr().err
 
 
+def test_cli_refuses_output_inside_the_test_directory(tmp_path, capsys):
+    # A second run would read the first run's .rec/.npz outputs as test files.
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train/u.data").write_text(_ratings(seed=3))
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test/t.data").write_text(_ratings(seed=4))
+    argv = ["--input", str(tmp_path / "train"), "--test", str(tmp_path / "test")]
+    assert main([*argv, "--out", str(tmp_path / "test/out")]) == 2
+    assert "--out must not be inside the --test directory" in capsys.readouterr().err
+
+
 def test_cli_with_s3_uris(s3, capsys):
     s3.put_object(Bucket=BUCKET, Key="raw/ratings.tsv", Body=_ratings(seed=4).encode())
     code = main(["--input", f"s3://{BUCKET}/raw/", "--out", f"s3://{BUCKET}/work", "--run-id", "cli1", "-q"])
