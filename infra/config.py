@@ -330,14 +330,24 @@ def _check_consistency(ctx: Context, fm: JobConfig, steps: StepConfigs) -> None:
             "a published run's files (metrics, id maps) must outlive its DynamoDB items"
         )
     # The current run's items expire ttl_days after publish; the next scheduled run must replace
-    # them before that, or readers find nothing (docs/decisions/0005). cron(...) is not checked.
+    # them before that, or readers find nothing (docs/decisions/0005).
     schedule = ctx.text("schedule").strip()
+    interval_days = _longest_interval_days(schedule)
+    if interval_days is not None and ttl_days <= interval_days:
+        raise ConfigError(
+            f"context 'topx:publish.ttl_days' ({ttl_days}) must exceed the schedule interval "
+            f"('topx:schedule' {schedule!r} = {interval_days:g} days): the current run's items "
+            "would expire before the next run replaces them"
+        )
+
+
+def _longest_interval_days(schedule: str) -> float | None:
+    """Longest gap between two runs of a rate() or a plain monthly cron(); None = not worked out."""
     rate = _RATE.match(schedule)
     if rate is not None:
-        interval_days = int(rate.group(1)) * _DAYS_PER_UNIT[rate.group(2)]
-        if ttl_days <= interval_days:
-            raise ConfigError(
-                f"context 'topx:publish.ttl_days' ({ttl_days}) must exceed the schedule interval "
-                f"('topx:schedule' {schedule!r} = {interval_days:g} days): the current run's items "
-                "would expire before the next run replaces them"
-            )
+        return int(rate.group(1)) * _DAYS_PER_UNIT[rate.group(2)]
+    fields = schedule[len("cron(") : -1].split() if schedule.startswith("cron(") else []
+    # cron(min hour day-of-month month day-of-week year): one day of every month -> up to 31 days apart.
+    if len(fields) == 6 and re.fullmatch(r"\d{1,2}|L", fields[2]) and fields[3:] == ["*", "?", "*"]:
+        return 31.0
+    return None

@@ -91,6 +91,7 @@ def test_numeric_hyperparameters_become_sagemaker_strings() -> None:
             "'rate(45 days)' = 45 days)",
         ),
         ({"schedule": "rate(720 hours)"}, "'rate(720 hours)' = 30 days"),
+        ({"schedule": "cron(0 3 1 * ? *)"}, "'cron(0 3 1 * ? *)' = 31 days"),
         ({"publish.x": 5}, "'topx:publish.x' (5) differs from 'topx:x' (10)"),
         ({"prepare.label_mode": "stars"}, "context 'topx:prepare': label_mode: 'stars' is not one of"),
         ({"prepare.negative_ratio": 0}, "context 'topx:prepare': negative_ratio: must be >= 1"),
