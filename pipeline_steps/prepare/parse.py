@@ -30,11 +30,16 @@ from pipeline_steps.prepare.storage import ObjectInfo, Storage
 CHUNK_BYTES = 8 << 20
 CSV_BATCH_ROWS = 50_000
 MAX_EXAMPLES_PER_REASON = 5
+# A user id becomes part of a DynamoDB partition key ("u#" + id, limit 2,048 bytes) and every id
+# travels in the published items: a longer id would fail every publish, so it is a bad row here.
+MAX_ID_BYTES = 1024
 REASONS = (
     "missing field",
     "extra field",
     "empty user id",
     "empty item id",
+    "user id too long",
+    "item id too long",
     "non-numeric rating",
     "bad timestamp",
 )
@@ -336,10 +341,14 @@ class FileParser:
         n = len(lines)
         self.stats.rows_read += n
         ok = np.ones(n, dtype=bool)
-        for role, reason in (("user", "empty user id"), ("item", "empty item id")):
-            empty = cols[role][1] == 0
-            self.stats.add_bad(key, lines[ok & empty], reason)
-            ok &= ~empty
+        for role in ("user", "item"):
+            lens = cols[role][1]
+            for bad, reason in (
+                (lens == 0, f"empty {role} id"),
+                (lens > MAX_ID_BYTES, f"{role} id too long"),
+            ):
+                self.stats.add_bad(key, lines[ok & bad], reason)
+                ok &= ~bad
         rating = np.full(n, np.nan)
         if "rating" in cols:
             rating, good = fields.ratings(data, buf, *cols["rating"])

@@ -83,3 +83,21 @@ def test_unbalanced_quote_is_reported_with_the_file(run_prepare):
 def test_a_file_that_is_all_header_is_named_in_the_error(run_prepare):
     with pytest.raises(PrepareInputError, match=r"no valid rows in the train input input/h\.csv \(0 row"):
         run_prepare({"input/h.csv": "user_id,item_id,rating,timestamp\r\n"})
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["fast", "csv"])
+def test_ids_longer_than_the_key_budget_are_bad_rows(run_prepare, quoted):
+    from pipeline_steps.prepare.parse import MAX_ID_BYTES
+
+    long_user, long_item = "ü" * (MAX_ID_BYTES // 2 + 1), "x" * (MAX_ID_BYTES + 1)  # bytes, not chars
+    q = '"' if quoted else ""
+    body = (
+        "user,item,rating,timestamp\n"
+        f"{q}{long_user}{q},i1,3,1600000000\n"
+        f"u1,{long_item},3,1600000000\n"
+        f"{'y' * MAX_ID_BYTES},i1,3,1600000000\n"  # exactly at the limit: kept
+    ) + GOOD
+    r = run_prepare({"input/d.csv": body}, **REG, max_bad_fraction=0.05)
+    assert r.report["bad_rows_by_reason"] == {"user id too long": 1, "item id too long": 1}
+    assert r.report["examples"] == ["input/d.csv:2: user id too long", "input/d.csv:3: item id too long"]
+    assert r.manifest["counts"]["rows_valid"] == 201
