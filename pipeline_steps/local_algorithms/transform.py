@@ -5,10 +5,11 @@ DescribeTransformJob-shaped dict out (same failure conventions as ``jobs.py``).
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -69,15 +70,19 @@ def transform_object(
             f"{where}: records have {Q.shape[1]} features but the model expects {model.index.d}"
         )
     clock["read"] = clock.get("read", 0.0) + time.perf_counter() - started
-    batch = _batch_size(Q.shape[0])
+    # faiss releases the GIL, so the next batch can be searched while this one is written, but only
+    # with a core to spare: faiss's BLAS/OpenMP threads use every core by default, and a writer
+    # thread beside them made the search 2x slower on 2 cores (bench/knn.py), more than it saved.
+    overlap = _spare_core()
+    batch = _batch_size(Q.shape[0]) if overlap else QUERY_BATCH
     starts = range(0, Q.shape[0], batch)
-    # faiss releases the GIL: search the next batch while this one is formatted and written
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(_search_batch, model, Q[:batch]) if len(starts) else None
+        submit = pool.submit if overlap else _run_now
+        pending = submit(_search_batch, model, Q[:batch]) if len(starts) else None
         for start in starts:
             dist, labels, predicted, seconds = pending.result()
             if start + batch < Q.shape[0]:
-                pending = pool.submit(_search_batch, model, Q[start + batch : start + 2 * batch])
+                pending = submit(_search_batch, model, Q[start + batch : start + 2 * batch])
             t0 = time.perf_counter()
             if verbose:
                 knn_output.write_results(out, labels, dist, predicted, predictor_type=model.predictor_type)
@@ -88,6 +93,18 @@ def transform_object(
             clock["search"] = clock.get("search", 0.0) + seconds
             clock["write"] = clock.get("write", 0.0) + time.perf_counter() - t0
     return int(Q.shape[0])
+
+
+def _spare_core() -> bool:
+    import faiss
+
+    return (os.cpu_count() or 1) > faiss.omp_get_max_threads()
+
+
+def _run_now(fn: Callable, *args: Any) -> Future:
+    done: Future = Future()
+    done.set_result(fn(*args))
+    return done
 
 
 def _batch_size(n_queries: int) -> int:

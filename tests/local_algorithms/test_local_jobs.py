@@ -405,9 +405,11 @@ def test_transform_output_is_the_same_whatever_the_query_batch(s3, monkeypatch):
     resolver = {"run1-knn": trained["ModelArtifacts"]["S3ModelArtifacts"]}.__getitem__
     run_transform_job(_transform_request(), s3=s3, model_resolver=resolver, log=lambda _: None)
     whole = _get(s3, "transform/users-00000.rec.out")
-    monkeypatch.setattr(transform, "QUERY_BATCH", 4)  # 23 queries: 6 batches, searched ahead of writing
-    run_transform_job(_transform_request(), s3=s3, model_resolver=resolver, log=lambda _: None)
-    assert _get(s3, "transform/users-00000.rec.out") == whole
+    monkeypatch.setattr(transform, "QUERY_BATCH", 4)  # 23 queries: 6 batches
+    for spare_core in (True, False):  # searched ahead of writing, or one batch after the other
+        monkeypatch.setattr(transform, "_spare_core", lambda spare_core=spare_core: spare_core)
+        run_transform_job(_transform_request(), s3=s3, model_resolver=resolver, log=lambda _: None)
+        assert _get(s3, "transform/users-00000.rec.out") == whole
     assert len(whole.decode().splitlines()) == 23
 
 
