@@ -608,19 +608,19 @@ def write_sparse(
     fileobj: BinaryIO, csr: Any, labels: Any = None, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> int:
     """Stream ``encode_sparse`` output to ``fileobj``; returns the number of bytes written."""
-    total = 0
-    for chunk in iter_sparse_chunks(csr, labels, chunk_rows):
-        fileobj.write(chunk)
-        total += chunk.nbytes
-    return total
+    return _write_chunks(fileobj, iter_sparse_chunks(csr, labels, chunk_rows))
 
 
 def write_dense(
     fileobj: BinaryIO, array: Any, labels: Any = None, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> int:
     """Stream ``encode_dense`` output to ``fileobj``; returns the number of bytes written."""
+    return _write_chunks(fileobj, iter_dense_chunks(array, labels, chunk_rows))
+
+
+def _write_chunks(fileobj: BinaryIO, chunks: Any) -> int:
     total = 0
-    for chunk in iter_dense_chunks(array, labels, chunk_rows):
+    for chunk in chunks:
         fileobj.write(chunk)
         total += chunk.nbytes
     return total

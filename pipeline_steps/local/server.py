@@ -111,21 +111,17 @@ class LocalAws:
     def client(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=self.region,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        return boto3.client(service, **self._boto_kwargs())
 
     def resource(self, service: str) -> Any:
         import boto3
 
-        return boto3.resource(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=self.region,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        return boto3.resource(service, **self._boto_kwargs())
+
+    def _boto_kwargs(self) -> dict[str, str]:
+        return {
+            "endpoint_url": self.endpoint,
+            "region_name": self.region,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }

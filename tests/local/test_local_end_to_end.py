@@ -39,12 +39,9 @@ def _write_interactions(tmp_path):
     return ratings, held, set(items)
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("e2e")
-    ratings, held, items = _write_interactions(tmp)
-    out = tmp / "out"
-    code = cli.main(
+def run_small(ratings, held, out, *extra: str) -> int:
+    """`python -m pipeline_steps.local run` on the small set: x=5, a tiny, fast FM."""
+    return cli.main(
         [
             "run",
             "--ratings",
@@ -59,12 +56,19 @@ def report(tmp_path_factory):
             "topx:fm.hyperparameters.epochs=3",
             "-c",
             "topx:fm.hyperparameters.num_factors=8",
-            "--inject-failure",
-            "fm",
+            *extra,
             "--out",
             str(out),
         ]
     )
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    ratings, held, items = _write_interactions(tmp)
+    out = tmp / "out"
+    code = run_small(ratings, held, out, "--inject-failure", "fm")
     doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
     return code, doc, items, out
 

@@ -8,36 +8,20 @@ from __future__ import annotations
 
 import json
 
-from pipeline_steps.local import cli
-
-from .test_local_end_to_end import N_USERS, _write_interactions
+from .test_local_end_to_end import N_USERS, _write_interactions, run_small
 
 
 def test_publish_fans_out_over_every_transform_part(tmp_path, capsys):
     ratings, held, items = _write_interactions(tmp_path)
     out = tmp_path / "out"
-    code = cli.main(
-        [
-            "run",
-            "--ratings",
-            str(ratings),
-            "--test",
-            str(held),
-            "--columns",
-            "user,item,rating,timestamp",
-            "--x",
-            "5",
-            "-c",
-            "topx:fm.hyperparameters.epochs=3",
-            "-c",
-            "topx:fm.hyperparameters.num_factors=8",
-            "-c",
-            "topx:repackage.users_per_shard=100",
-            "-c",
-            "topx:distributed_map_publish=true",
-            "--out",
-            str(out),
-        ]
+    code = run_small(
+        ratings,
+        held,
+        out,
+        "-c",
+        "topx:repackage.users_per_shard=100",
+        "-c",
+        "topx:distributed_map_publish=true",
     )
     doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
     # 240 users / 100 per shard: the transform wrote three parts ...
