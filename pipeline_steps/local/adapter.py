@@ -29,6 +29,7 @@ Nothing else of moto is re-implemented. Patches are installed by ``install()`` a
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
@@ -43,7 +44,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import boto3
 import moto
+from botocore.config import Config as BotoConfig
 
 MOTO_VERSION = "5.2.5"
 if moto.__version__ != MOTO_VERSION:
@@ -73,19 +76,45 @@ from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (  # noqa: E402
     StatesErrorNameType,
 )
-from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory  # noqa: E402
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: E402
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (  # noqa: E402
+    resource_eval_s3 as item_reader_s3,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (  # noqa: E402
+    resource_eval_s3 as result_writer_s3,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map import StateMap  # noqa: E402
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import (  # noqa: E402
+    lambda_eval_utils,
+    state_task_factory,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (  # noqa: E402
+    state_task_service_aws_sdk,
+    state_task_service_sfn,
+    state_task_service_sns,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (  # noqa: E402
     ResourceCondition,
 )
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (  # noqa: E402
+    StateTaskService,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (  # noqa: E402, E501
     StateTaskServiceCallback,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import (  # noqa: E402
+    StateTaskLambda,
 )
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails  # noqa: E402
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for  # noqa: E402
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str  # noqa: E402
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends  # noqa: E402
 
+from pipeline_steps.local import access, iam  # noqa: E402
+from pipeline_steps.local.iam_requests import MANAGED_TAG  # noqa: E402
+
 LogFn = Callable[[str], None]
+_CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
 
 # The SageMaker actions our state machine may use; their parameters pass through unfiltered.
 _SAGEMAKER_ACTIONS = {"createtrainingjob", "createtransformjob", "createmodel"}
@@ -160,8 +189,15 @@ def call_handler(fn: LambdaFunction, event: Any) -> tuple[str, bool]:
     env.update(AWS_LAMBDA_FUNCTION_NAME=fn.function_name, _HANDLER=str(fn.handler))
     # os.environ is process-wide: one invocation at a time keeps each handler's variables its own.
     with _STATE.lambda_lock:
-        saved = {k: os.environ.get(k) for k in env}
+        saved = {k: os.environ.get(k) for k in [*env, *_CREDENTIAL_VARIABLES]}
+        try:
+            if access.enforcing():  # Lambda hands the function its execution role's credentials
+                env.update(access.role_credentials(str(fn.role), "lambda.amazonaws.com").environment())
+        except ClientError as exc:
+            return json.dumps({"errorMessage": str(exc), "errorType": "AccessDeniedException"}), True
         os.environ.update(env)
+        # boto3's default session caches the credentials it first resolved: start a fresh one.
+        boto3.DEFAULT_SESSION = None
         try:
             module_name, _, func_name = str(fn.handler).rpartition(".")
             _check_handler_in_code(fn, module_name)
@@ -181,6 +217,7 @@ def call_handler(fn: LambdaFunction, event: Any) -> tuple[str, bool]:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+            boto3.DEFAULT_SESSION = None
 
 
 def _invoke_lambda_in_process(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
@@ -200,12 +237,48 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _s3_client() -> Any:
+def _s3_client(role_arn: str | None = None) -> Any:
+    """The job's S3 client: as its role when IAM is enforced (SageMaker reads and writes as it)."""
+    if access.enforcing() and role_arn:
+        credentials = access.role_credentials(role_arn, "sagemaker.amazonaws.com")
+        return boto3.client("s3", **_endpoint(), **credentials.boto_kwargs())
     if _STATE.s3_factory is not None:
         return _STATE.s3_factory()
-    import boto3
-
     return boto3.client("s3")
+
+
+def _endpoint() -> dict[str, str]:
+    return {"endpoint_url": os.environ["AWS_ENDPOINT_URL"], "region_name": os.environ["AWS_DEFAULT_REGION"]}
+
+
+def _check_job_role(role_arn: str, image: str, log_group: str, name: str) -> None:
+    """What SageMaker does with the job's role before the algorithm starts: pull the image, log.
+
+    Image: ``<registry account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>``; the role needs
+    ``ecr:GetAuthorizationToken`` (on *) and the pull actions on that repository; logs go to
+    ``/aws/sagemaker/<TrainingJobs|TransformJobs>`` (SageMaker developer guide, "How to use SageMaker
+    AI execution roles").
+    """
+    registry, _, path = image.partition("/")
+    registry_account, region = registry.split(".")[0], registry.split(".")[3]
+    repository = path.split("@", 1)[0].split(":", 1)[0]
+    repo_arn = f"arn:aws:ecr:{region}:{registry_account}:repository/{repository}"
+    group_arn = (
+        f"arn:aws:logs:{os.environ['AWS_DEFAULT_REGION']}:{_account_of(role_arn)}:log-group:{log_group}"
+    )
+    needed = [
+        iam.Authorization("ecr:GetAuthorizationToken", "*"),
+        iam.Authorization("ecr:BatchGetImage", repo_arn),
+        iam.Authorization("ecr:GetDownloadUrlForLayer", repo_arn),
+        iam.Authorization("logs:CreateLogStream", f"{group_arn}:log-stream:{name}/algo-1"),
+        iam.Authorization("logs:PutLogEvents", f"{group_arn}:log-stream:{name}/algo-1"),
+    ]
+    for request in needed:
+        access.check(role_arn, "sagemaker.amazonaws.com", request)
+
+
+def _account_of(arn: str) -> str:
+    return arn.split(":")[4]
 
 
 def _finish_job(job: Any, status_attr: str, result: dict[str, Any], status_key: str) -> None:
@@ -242,17 +315,27 @@ def _run_job(kind: str, backend: Any, request: dict[str, Any]) -> None:
 
     try:
         if kind == "training":
-            result = local_algorithms.run_training_job(request, s3=_s3_client(), log=log)
+            role = request.get("RoleArn", "")
+            if access.enforcing():
+                image = request["AlgorithmSpecification"]["TrainingImage"]
+                _check_job_role(role, image, "/aws/sagemaker/TrainingJobs", name)
+            result = local_algorithms.run_training_job(request, s3=_s3_client(role), log=log)
         else:
+            model = backend.describe_model(request["ModelName"])
+            container = model.primary_container or (model.containers or [{}])[0]
+            role = model.execution_role_arn
+            if access.enforcing():
+                _check_job_role(role, container["Image"], "/aws/sagemaker/TransformJobs", name)
 
             def model_resolver(model_name: str) -> str:
-                model = backend.describe_model(model_name)
-                container = model.primary_container or (model.containers or [{}])[0]
                 return container["ModelDataUrl"]
 
             result = local_algorithms.run_transform_job(
-                request, s3=_s3_client(), model_resolver=model_resolver, log=log
+                request, s3=_s3_client(role), model_resolver=model_resolver, log=log
             )
+    except access.AccessDenied as exc:  # SageMaker reports these as the job's failure reason
+        result = {status_key: "Failed", "FailureReason": f"ClientError: {exc.response['Error']['Message']}"}
+        log(result["FailureReason"])
     except Exception as exc:  # a crash of the local container is a failed job, as on SageMaker
         result = {status_key: "Failed", "FailureReason": f"AlgorithmError: {type(exc).__name__}: {exc}"}
         log(traceback.format_exc())
@@ -369,9 +452,14 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         return super()._from_error(env=env, ex=ex)
 
     def _eval_service_task(self, env, resource_runtime_part, normalised_parameters, state_credentials):
-        client = boto_client_for(
-            region=resource_runtime_part.region, service="sagemaker", state_credentials=state_credentials
-        )
+        client = _service_client(resource_runtime_part.region, "sagemaker")
+        if self._action() in _SYNC_DESCRIBE and self.resource.condition == ResourceCondition.Sync:
+            # .sync jobs are tagged by Step Functions, which needs sagemaker:AddTags (aws-cdk#26012),
+            # and watched through its managed EventBridge rule (the events:* grants of the guide's
+            # "IAM policies for Amazon SageMaker"): both as the state machine's role.
+            tags = [t for t in normalised_parameters.get("Tags", []) if t.get("Key") != MANAGED_TAG["Key"]]
+            normalised_parameters = {**normalised_parameters, "Tags": [*tags, MANAGED_TAG]}
+            _ensure_sync_rule(resource_runtime_part.region, self._action())
         response = getattr(client, self._get_boto_service_action())(**normalised_parameters)
         response.pop("ResponseMetadata", None)
         env.stack.append(response)
@@ -382,9 +470,7 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
             raise RuntimeError(
                 f"Unsupported .sync callback procedure in resource {self.resource.resource_arn}"
             )
-        client = boto_client_for(
-            region=resource_runtime_part.region, service="sagemaker", state_credentials=state_credentials
-        )
+        client = _service_client(resource_runtime_part.region, "sagemaker")
         env.stack.pop()  # the Create* response; .sync returns the Describe* output instead
         name_param = _JOB_NAME_PARAM[action]
         describe = getattr(client, _SYNC_DESCRIBE[action])
@@ -417,6 +503,84 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         return resolve
 
 
+_SYNC_RULES = {
+    "createtrainingjob": (
+        "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
+        "SageMaker Training Job State Change",
+    ),
+    "createtransformjob": (
+        "StepFunctionsGetEventsForSageMakerTransformJobsRule",
+        "SageMaker Transform Job State Change",
+    ),
+}
+
+
+def _ensure_sync_rule(region: str, action: str) -> None:
+    """Describe, then put the managed rule and its target, as Step Functions does for .sync."""
+    name, detail_type = _SYNC_RULES[action]
+    events = _service_client(region, "events")
+    with contextlib.suppress(events.exceptions.ResourceNotFoundException):
+        events.describe_rule(Name=name)
+    pattern = {"source": ["aws.sagemaker"], "detail-type": [detail_type]}
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern), State="ENABLED")
+    target = f"arn:aws:states:{region}:{access.account()}:stateMachine:managed-sync-target"
+    events.put_targets(Rule=name, Targets=[{"Id": "StepFunctionsManaged", "Arn": target}])
+
+
+def _service_client(region: str, service: str, state_credentials: Any = None) -> Any:
+    """A client for Step Functions' own calls: as the running state machine's role when enforcing."""
+    if not access.enforcing():
+        return _STATE.originals["boto_client_for"](
+            region=region, service=service, state_credentials=state_credentials
+        )
+    credentials = access.acting_credentials()
+    if credentials is None:
+        raise RuntimeError(f"a Step Functions {service} call outside a state evaluation: no role to act as")
+    return boto3.client(
+        service,
+        endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+        region_name=region,
+        config=BotoConfig(retries={"max_attempts": 0, "total_max_attempts": 1}, read_timeout=300),
+        **credentials.boto_kwargs(),
+    )
+
+
+def _acting_as_state_machine(original: Callable[..., Any]) -> Callable[..., Any]:
+    def _eval_execution(self: Any, env: Any) -> Any:
+        with access.acting_as(access.step_functions_credentials(env)):
+            return original(self, env)
+
+    return _eval_execution
+
+
+# Modules of moto's interpreter that build their own boto clients (with fixed dummy keys).
+_CLIENT_MODULES = (
+    lambda_eval_utils,
+    state_task_service_sns,
+    state_task_service_aws_sdk,
+    state_task_service_sfn,
+    item_reader_s3,
+    result_writer_s3,
+)
+_ACTING_CLASSES = (StateTaskService, StateTaskLambda, StateMap)
+
+
+def _scale_retry_waits(scale: float) -> None:
+    """Retry intervals of the interpreter, times ``scale`` (1 = as written; tests use less)."""
+    retrier_decl.time = _ScaledTime(scale) if scale != 1 else time  # type: ignore[assignment]
+
+
+class _ScaledTime:
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds * self.scale)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
 def _state_task_service_for(service_name: str) -> Any:
     if service_name == "sagemaker":
         return StateTaskServiceSageMaker()
@@ -444,13 +608,19 @@ def mirror_state_machines(account_id: str, region: str) -> list[str]:
 
 
 def install(
-    *, job_log: LogFn = print, s3_factory: Callable[[], Any] | None = None, algorithms: Any = None
+    *,
+    job_log: LogFn = print,
+    s3_factory: Callable[[], Any] | None = None,
+    algorithms: Any = None,
+    retry_time_scale: float = 1.0,
 ) -> None:
     """Install the patches (idempotent). ``job_log`` receives local job progress (FM epochs...);
-    ``algorithms`` replaces ``pipeline_steps.local_algorithms`` (tests use tiny fakes)."""
+    ``algorithms`` replaces ``pipeline_steps.local_algorithms`` (tests use tiny fakes);
+    ``retry_time_scale`` shortens the interpreter's Retry waits (tests of failure paths)."""
     _STATE.job_log = job_log
     _STATE.s3_factory = s3_factory
     _STATE.algorithms = algorithms
+    _scale_retry_waits(retry_time_scale)
     if _STATE.installed:
         return
     _STATE.originals.update(
@@ -458,11 +628,17 @@ def install(
         create_training_job=SageMakerResponse.create_training_job,
         create_transform_job=SageMakerResponse.create_transform_job,
         state_task_service_for=state_task_factory.state_task_service_for,
+        boto_client_for=boto_client_for,
+        **{f"eval:{cls.__name__}": cls._eval_execution for cls in _ACTING_CLASSES},
     )
     LambdaFunction._invoke_lambda = _invoke_lambda_in_process
     SageMakerResponse.create_training_job = _create_training_job
     SageMakerResponse.create_transform_job = _create_transform_job
     state_task_factory.state_task_service_for = _state_task_service_for
+    for module in _CLIENT_MODULES:
+        module.boto_client_for = _service_client
+    for cls in _ACTING_CLASSES:
+        cls._eval_execution = _acting_as_state_machine(_STATE.originals[f"eval:{cls.__name__}"])
     _STATE.installed = True
 
 
@@ -474,6 +650,11 @@ def uninstall() -> None:
     SageMakerResponse.create_training_job = _STATE.originals["create_training_job"]
     SageMakerResponse.create_transform_job = _STATE.originals["create_transform_job"]
     state_task_factory.state_task_service_for = _STATE.originals["state_task_service_for"]
+    for module in _CLIENT_MODULES:
+        module.boto_client_for = _STATE.originals["boto_client_for"]
+    for cls in _ACTING_CLASSES:
+        cls._eval_execution = _STATE.originals[f"eval:{cls.__name__}"]
+    _scale_retry_waits(1.0)
     _STATE.installed = False
 
 

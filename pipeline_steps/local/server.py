@@ -13,7 +13,7 @@ import os
 import urllib.request
 from typing import Any
 
-from pipeline_steps.local import adapter
+from pipeline_steps.local import access, adapter
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 DEFAULT_REGION = "us-east-1"
@@ -35,10 +35,19 @@ class LocalAws:
     """Start/stop the embedded AWS and point boto3 (this process, handlers, jobs) at it."""
 
     def __init__(
-        self, *, region: str = DEFAULT_REGION, job_log: adapter.LogFn = print, algorithms: object = None
+        self,
+        *,
+        region: str = DEFAULT_REGION,
+        job_log: adapter.LogFn = print,
+        algorithms: object = None,
+        enforce_iam: bool = True,
+        retry_time_scale: float = 1.0,
     ) -> None:
         self.region = region
         self._algorithms = algorithms
+        self.enforce_iam = enforce_iam
+        self._retry_time_scale = retry_time_scale
+        self._operator: access.Credentials | None = None
         self.account_id = ACCOUNT_ID
         self._job_log = job_log
         self._saved_env: dict[str, str | None] = {}
@@ -73,7 +82,10 @@ class LocalAws:
         os.environ.pop("AWS_PROFILE", None)
         os.environ.update(env)
         adapter.install(
-            job_log=self._job_log, s3_factory=lambda: self.client("s3"), algorithms=self._algorithms
+            job_log=self._job_log,
+            s3_factory=lambda: self.client("s3"),
+            algorithms=self._algorithms,
+            retry_time_scale=self._retry_time_scale,
         )
         self.reset()
         return self
@@ -84,6 +96,14 @@ class LocalAws:
         adapter.clear_injections()
         _post(f"{self.endpoint}/moto-api/reset")
         _post(f"{self.endpoint}/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
+        if self.enforce_iam:
+            # Every call from here on is authorised; this process acts as a local operator user.
+            self._operator = access.enable(self.account_id, self.region)
+            os.environ.update(self._operator.environment())
+            os.environ.pop("AWS_SESSION_TOKEN", None)
+        else:
+            access.disable()
+            self._operator = None
 
     def stop(self) -> None:
         """Wait for local jobs, forget the state, and leave moto and the process as they were
@@ -91,6 +111,7 @@ class LocalAws:
         process-wide, and later ``mock_aws`` code in the same process must not see ours.
         The server thread stays (see the module docstring)."""
         adapter.wait_for_jobs()
+        access.disable()
         _post(f"{self.endpoint}/moto-api/reset")
         _post(f"{self.endpoint}/moto-api/config", {"stepfunctions": {"execute_state_machine": False}})
         adapter.uninstall()
@@ -119,9 +140,12 @@ class LocalAws:
         return boto3.resource(service, **self._boto_kwargs())
 
     def _boto_kwargs(self) -> dict[str, str]:
-        return {
-            "endpoint_url": self.endpoint,
-            "region_name": self.region,
-            "aws_access_key_id": "testing",
-            "aws_secret_access_key": "testing",
-        }
+        credentials = (
+            self._operator.boto_kwargs()
+            if self._operator
+            else {
+                "aws_access_key_id": "testing",
+                "aws_secret_access_key": "testing",
+            }
+        )
+        return {"endpoint_url": self.endpoint, "region_name": self.region, **credentials}

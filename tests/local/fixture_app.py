@@ -71,6 +71,19 @@ class Pipeline(cdk.Stack):
         )
         role = iam.Role(self, "SageMakerRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
         storage.bucket.grant_read_write(role)
+        # What SageMaker does with a job's role before the algorithm runs: pull the image, write logs.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "ecr:GetAuthorizationToken",
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                ],
+                resources=["*"],
+            )
+        )
         topic = sns.Topic(self, "Failures")
         notify = tasks.SnsPublish(
             self, "Notify", topic=topic, message=sfn.TaskInput.from_json_path_at("$.error")

@@ -137,10 +137,22 @@ def test_direct_invoke_without_payload_passes_an_empty_event(env):
     assert json.loads(response["Payload"].read())["event"] == {}
 
 
+LAMBDA_TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
+
+
 def test_missing_handler_module_in_the_deployed_zip_is_an_import_error(env):
     aws, _, _, _ = env
     lam = aws.client("lambda")
-    role = aws.client("iam").create_role(RoleName="r-missing", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    role = aws.client("iam").create_role(RoleName="r-missing", AssumeRolePolicyDocument=LAMBDA_TRUST)["Role"][
+        "Arn"
+    ]
     import io
     import zipfile
 
@@ -205,3 +217,21 @@ def test_localize_template_drops_bootstrap_and_unsupported_and_rewires_reference
 
 def _history(aws, arn):
     return aws.client("stepfunctions").get_execution_history(executionArn=arn, maxResults=1000)["events"]
+
+
+def test_a_function_whose_role_lambda_cannot_assume_fails_to_run(env):
+    """Lambda runs a function as its role; a trust policy without lambda.amazonaws.com is refused."""
+    aws, _, _, _ = env
+    lam = aws.client("lambda")
+    role = aws.client("iam").create_role(RoleName="r-untrusted", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam.create_function(
+        FunctionName="untrusted",
+        Runtime="python3.11",
+        Role=role,
+        Handler="tests.local.fakes.echo_env",
+        Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+    )
+    response = lam.invoke(FunctionName="untrusted", Payload=b"{}")
+    payload = json.loads(response["Payload"].read())
+    assert response.get("FunctionError")
+    assert "lambda.amazonaws.com is not authorized to perform: sts:AssumeRole" in payload["errorMessage"]
