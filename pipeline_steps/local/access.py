@@ -239,7 +239,12 @@ def _params(response: Any, service: str) -> dict[str, Any]:
         return params
     if service == "s3":
         return {k: v[0] for k, v in response.querystring.items()}
+    parsed = getattr(response, "params", None)  # moto's protocol-aware parsing, where the service has it
+    if isinstance(parsed, dict) and parsed:
+        return parsed
     body = response.body
+    if isinstance(body, dict):
+        return body
     if service in _JSON_SERVICES and body:
         try:
             return json.loads(body)

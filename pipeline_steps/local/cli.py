@@ -91,18 +91,28 @@ def run_local(
     inject_failure: str | None = None,
     show_users: int = 3,
     started: float | None = None,
+    assembly: Path | None = None,
+    enforce_iam: bool = True,
+    retry_wait_scale: float = 1.0,
 ) -> dict[str, Any]:
     """Deploy, run, show and report; returns the report (also written to ``out/report.json``).
 
     ``started`` (a ``time.monotonic()`` value) is when the command began: total_seconds counts the
-    dataset preparation too."""
+    dataset preparation too. ``assembly``: deploy this cloud assembly (``cdk synth``'s output) as it
+    is instead of synthesizing the app. ``enforce_iam``: authorise every call with the caller's IAM
+    policies (docs/local-mode.md). ``retry_wait_scale``: multiply the state machine's Retry waits."""
     t0 = time.monotonic() if started is None else started
-    context = cdk_context(overrides)
-    aws = LocalAws(region=context.get("topx:region", "us-east-1"), job_log=_job_log)
+    region = (
+        _assembly_region(assembly) if assembly else cdk_context(overrides).get("topx:region", "us-east-1")
+    )
+    aws = LocalAws(
+        region=region, job_log=_job_log, enforce_iam=enforce_iam, retry_time_scale=retry_wait_scale
+    )
     with aws:
-        _log(f"embedded AWS (moto server) at {aws.endpoint}")
+        iam_mode = "enforced" if enforce_iam else "NOT enforced"
+        _log(f"embedded AWS (moto server) at {aws.endpoint}; IAM {iam_mode}")
         t = time.monotonic()
-        dep = deploy(aws, context=overrides, log=_log)
+        dep = deploy(aws, context=overrides, log=_log, assembly=assembly)
         deploy_seconds = time.monotonic() - t
         stacks = ", ".join(dep.stacks)
         _log(f"deployed {stacks} in {deploy_seconds:.1f}s; state machine {dep.state_machine_arn}")
@@ -142,6 +152,18 @@ def run_local(
     (out / "report.json").write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
     _log(f"report: {out / 'report.json'} (total {total:.1f}s)")
     return doc
+
+
+def _assembly_region(assembly: Path) -> str:
+    """The region the assembly's stacks are for (their ``environment``), e.g. ``aws://ACCOUNT/us-east-1``."""
+    manifest = json.loads((assembly / "manifest.json").read_text(encoding="utf-8"))
+    for artifact in manifest.get("artifacts", {}).values():
+        environment = artifact.get("environment", "")
+        if artifact.get("type") == "aws:cloudformation:stack" and environment.count("/") == 3:
+            region = environment.rsplit("/", 1)[-1]
+            if region != "unknown-region":
+                return region
+    return "us-east-1"
 
 
 def _failure_run(aws: LocalAws, dep: Any, users: list[str], algorithm: str) -> dict[str, Any]:
@@ -207,8 +229,31 @@ def _demo(args: argparse.Namespace) -> int:
             titles=ds.titles,
             inject_failure=args.inject_failure,
             started=started,
+            **_run_options(args),
         )
     return 0 if _succeeded(doc, args.inject_failure) else 1
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    assembly = Path(args.assembly) if args.assembly else None
+    if assembly is not None:
+        if not (assembly / "manifest.json").is_file():
+            raise SystemExit(
+                f"--assembly {assembly}: no manifest.json (expected a cloud assembly, e.g. cdk.out)"
+            )
+        given = [name for name in ("x", "columns", "context") if getattr(args, name, None)]
+        if given:
+            raise SystemExit(
+                f"--assembly runs the assembly as synthesized; --{given[0]} would change the app: "
+                "synthesize again with it (cdk synth -c ...) instead"
+            )
+    if args.retry_wait_scale <= 0:
+        raise SystemExit("--retry-wait-scale must be > 0")
+    return {
+        "assembly": assembly,
+        "enforce_iam": not args.no_enforce_iam,
+        "retry_wait_scale": args.retry_wait_scale,
+    }
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -226,6 +271,7 @@ def _run(args: argparse.Namespace) -> int:
         dataset=", ".join(str(p) for p in ratings),
         inject_failure=args.inject_failure,
         started=started,
+        **_run_options(args),
     )
     return 0 if _succeeded(doc, args.inject_failure) else 1
 
@@ -248,6 +294,23 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--x", type=int, help="recommendations per user (topx:x)")
     common.add_argument("--inject-failure", choices=["fm"], help="then run again with a failing FM job")
     common.add_argument("-c", "--context", action="append", metavar="KEY=VALUE", help="CDK context override")
+    common.add_argument(
+        "--assembly",
+        metavar="DIR",
+        help="run this cloud assembly (e.g. cdk synth's cdk.out, with your edits) instead of synthesizing",
+    )
+    common.add_argument(
+        "--no-enforce-iam",
+        action="store_true",
+        help="do not authorise calls with the callers' IAM policies (debugging only)",
+    )
+    common.add_argument(
+        "--retry-wait-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply the state machine's Retry waits by F (e.g. 0.01 to rehearse failure paths quickly)",
+    )
     demo = sub.add_parser("demo", parents=[common], help="MovieLens 100k, ua.base/ua.test")
     demo.add_argument("--users", type=int, help="only the first N users (quick run)")
     demo.add_argument("--out", default="demo-output")

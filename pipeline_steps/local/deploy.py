@@ -359,18 +359,24 @@ def deploy(
     app: Path = REPO_ROOT / "app.py",
     outdir: Path | None = None,
     log: Any = print,
+    assembly: Path | None = None,
 ) -> Deployment:
-    """Synthesize ``app`` and create its stacks in the embedded AWS ``aws`` (a ``LocalAws``)."""
+    """Synthesize ``app`` and create its stacks in the embedded AWS ``aws`` (a ``LocalAws``).
+
+    With ``assembly``, nothing is synthesized: that existing cloud assembly is deployed as it is."""
     from pipeline_steps.local import adapter
 
     started = time.monotonic()
     cached = False
-    if outdir is None:
+    if assembly is not None:
+        outdir = assembly
+        log(f"  deploying the cloud assembly {assembly} as it is (no synthesis)")
+    elif outdir is None:
         outdir, cached = synth_cached(context=context, app=app, log=log)
     else:
         synth(outdir, context=context, app=app)
     synth_info = {"seconds": round(time.monotonic() - started, 3), "cached": cached, "assembly": str(outdir)}
-    if not cached:
+    if not cached and assembly is None:
         log(f"  synthesized {app.name} in {synth_info['seconds']:.1f}s")
     stacks = read_assembly(outdir)
     s3, cfn = aws.client("s3"), aws.client("cloudformation")
