@@ -5,13 +5,20 @@ report.json and prints wall time per stage and the ranking quality next to the m
 baseline computed in the same run. Targets (issue 7): precision@10 >= 0.24, NDCG@10 above
 most-popular's, whole demo after setup <= 90 s.
 
+The cost of IAM enforcement (every call authorised against the caller's policies) is measured in
+the same run: the demo runs `--repeat` times with enforcement and as many times without
+(`--no-enforce-iam`), alternating, and the ratio of the median totals is printed with the spread
+(target: enforced total within +20%).
+
 Last stdout line: one JSON object.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,22 +28,42 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main() -> int:
+def run_demo(*extra: str) -> tuple[dict | None, float, int]:
+    """One demo in a fresh process; returns (report or None, wall seconds, exit code)."""
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
         started = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "pipeline_steps.local", "demo", "--out", tmp],
+            [sys.executable, "-m", "pipeline_steps.local", "demo", "--out", tmp, *extra],
             cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             check=False,
         )
         wall = time.perf_counter() - started
         report_path = Path(tmp) / "report.json"
-        if proc.returncode != 0 or not report_path.exists():
-            print(json.dumps({"error": f"demo exited {proc.returncode}", "wall_seconds": round(wall, 1)}))
-            return 1
-        report = json.loads(report_path.read_text())
+        report = json.loads(report_path.read_text()) if report_path.exists() else None
+    return report, wall, proc.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=1, help="demos per mode (IAM enforced / not)")
+    args = parser.parse_args(argv)
+    enforced: list[tuple[dict, float]] = []
+    plain: list[float] = []
+    for _ in range(args.repeat):
+        for mode in ("enforced", "plain"):
+            report, wall, code = run_demo() if mode == "enforced" else run_demo("--no-enforce-iam")
+            if code != 0 or report is None:
+                print(json.dumps({"error": f"demo ({mode}) exited {code}", "wall_seconds": round(wall, 1)}))
+                return 1
+            if mode == "enforced":
+                enforced.append((report, wall))
+            else:
+                plain.append(report["total_seconds"])
+    report, wall = enforced[-1]
+    enforced_totals = [r["total_seconds"] for r, _ in enforced]
     model, base = report["metrics"], report["baseline"]
+    overhead = statistics.median(enforced_totals) / statistics.median(plain)
     result = {
         "benchmark": "make demo (ML-100k ua.base -> ua.test, x=10) through the deployed template in moto",
         "status": report["status"],
@@ -52,12 +79,16 @@ def main() -> int:
         "baseline_ndcg_at_10": round(base["ndcg"], 4),
         "ratio_precision_vs_most_popular": round(model["precision"] / base["precision"], 2),
         "ratio_ndcg_vs_most_popular": round(model["ndcg"] / base["ndcg"], 2),
+        "iam_enforced_total_seconds": [round(t, 1) for t in enforced_totals],
+        "iam_not_enforced_total_seconds": [round(t, 1) for t in plain],
+        "ratio_total_iam_enforced_vs_not": round(overhead, 3),
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
     result["targets"] = {
         "precision_at_10>=0.24": result["precision_at_10"] >= 0.24,
         "ndcg_above_most_popular": model["ndcg"] > base["ndcg"],
         "total_seconds<=90": report["total_seconds"] <= 90,
+        "iam_enforcement_overhead<=1.2": overhead <= 1.2,
     }
     print(json.dumps(result))
     return 0
