@@ -64,8 +64,12 @@ class Context:
         return as_int(f"{PREFIX}{name}", self._get(name), low, high)
 
     def optional_obj(self, name: str) -> dict[str, Any] | None:
-        """An object, or None when the key is null (an option that is off)."""
-        return None if self._get(name) is None else self.obj(name)
+        """An object, or None when the key is null (an option that is off).
+
+        A null in cdk.json does not reach the app: the CDK leaves null context values out, so an
+        absent key is read as null here.
+        """
+        return None if self._values.get(name) is None else self.obj(name)
 
     def obj(self, name: str) -> dict[str, Any]:
         value = self._get(name)
