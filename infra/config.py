@@ -71,6 +71,11 @@ _DAYS_PER_UNIT = {"minute": 1 / 1440, "hour": 1 / 24, "day": 1.0}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _PROJECT = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
+# VpcConfig (SageMaker API reference, API_VpcConfig): 1..16 subnets, 1..5 security groups.
+_VPC_IDS = {
+    "subnet_ids": (re.compile(r"^subnet-[0-9a-f]+$"), 16),
+    "security_group_ids": (re.compile(r"^sg-[0-9a-f]+$"), 5),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +104,21 @@ class SpotConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SageMakerSecurityConfig:
+    """Network settings of every training job and of the model (hence the transform)."""
+
+    network_isolation: bool  # EnableNetworkIsolation on CreateTrainingJob and CreateModel
+
+
+@dataclass(frozen=True, kw_only=True)
+class VpcConfig:
+    """SageMaker's VpcConfig for the training jobs and the model; None in AppConfig = no VPC."""
+
+    subnet_ids: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class LambdaConfig:
     memory_mb: int
     timeout_seconds: int
@@ -124,6 +144,8 @@ class AppConfig:
     knn: JobConfig
     transform: TransformConfig
     spot: SpotConfig
+    sagemaker_security: SageMakerSecurityConfig
+    vpc: VpcConfig | None
     lambdas: LambdaConfig
     steps: StepConfigs
 
@@ -163,6 +185,7 @@ class AppConfig:
             {name: ctx.obj(name) for name in ("prepare", "repackage", "evaluate", "publish")},
             x=ctx.number("x", 1, 1000),
             index_metric=metric,
+            fm_instance_count=fm.instance_count,
         )
         _check_consistency(ctx, fm, steps)
         return cls(
@@ -181,6 +204,8 @@ class AppConfig:
             knn=knn,
             transform=_transform(ctx),
             spot=spot,
+            sagemaker_security=_sagemaker_security(ctx),
+            vpc=_vpc(ctx),
             lambdas=_lambdas(ctx),
             steps=steps,
         )
@@ -248,6 +273,16 @@ def _check_fm(fm: JobConfig) -> None:
 
 
 def _check_knn(knn: JobConfig) -> str:
+    if knn.instance_count > 1:
+        # The k-NN train channel is one FullyReplicated object, and SageMaker's k-NN samples
+        # sample_size points split across the hosts ("if sample_size is 100 and there are 2
+        # instances, each worker samples 50 points", kNN_how-it-works): with more hosts the index
+        # holds a random subset of the items (with duplicates) instead of every item.
+        raise ConfigError(
+            f"context 'topx:knn.instance_count' must be 1, got {knn.instance_count}: SageMaker k-NN "
+            "splits sample_size across the instances, each sampling at random from the one replicated "
+            "train object, so the index would miss items instead of holding every item once"
+        )
     hyper = knn.hyperparameters
     if hyper.get("predictor_type") not in ("classifier", "regressor"):
         raise ConfigError(
@@ -289,6 +324,33 @@ def _spot(ctx: Context, fm: JobConfig, knn: JobConfig) -> SpotConfig:
             f"max_runtime_seconds of the training jobs ({longest}); SageMaker rejects it otherwise"
         )
     return spot
+
+
+def _sagemaker_security(ctx: Context) -> SageMakerSecurityConfig:
+    data = ctx.obj("sagemaker_security")
+    check_fields("sagemaker_security", data, {"network_isolation"})
+    return SageMakerSecurityConfig(
+        network_isolation=as_bool("topx:sagemaker_security.network_isolation", data["network_isolation"])
+    )
+
+
+def _vpc(ctx: Context) -> VpcConfig | None:
+    data = ctx.optional_obj("vpc")
+    if data is None:
+        return None
+    check_fields("vpc", data, set(_VPC_IDS))
+    ids: dict[str, tuple[str, ...]] = {}
+    for name, (pattern, most) in _VPC_IDS.items():
+        key, value = f"{PREFIX}vpc.{name}", data[name]
+        if not isinstance(value, list) or not 1 <= len(value) <= most:
+            raise ConfigError(f"context '{key}': expected a list of 1 to {most} ids, got {value!r}")
+        bad = [v for v in value if not isinstance(v, str) or not pattern.match(v)]
+        if bad:
+            raise ConfigError(f"context '{key}': {bad!r} do not match {pattern.pattern}")
+        if len(set(value)) != len(value):
+            raise ConfigError(f"context '{key}': duplicate ids in {value!r}")
+        ids[name] = tuple(value)
+    return VpcConfig(**ids)
 
 
 def _lambdas(ctx: Context) -> LambdaConfig:

@@ -34,6 +34,8 @@ class Context:
         for name, value in sorted(dotted):
             head, *path = name.split(".")
             node = self._values.setdefault(head, {})
+            if node is None:  # an option that is off by default (null) gets its first field
+                node = self._values[head] = {}
             if isinstance(node, str):
                 node = self._values[head] = json_object(head, node)
             for part in path[:-1]:
@@ -60,6 +62,14 @@ class Context:
 
     def number(self, name: str, low: int, high: int) -> int:
         return as_int(f"{PREFIX}{name}", self._get(name), low, high)
+
+    def optional_obj(self, name: str) -> dict[str, Any] | None:
+        """An object, or None when the key is null (an option that is off).
+
+        A null in cdk.json does not reach the app: the CDK leaves null context values out, so an
+        absent key is read as null here.
+        """
+        return None if self._values.get(name) is None else self.obj(name)
 
     def obj(self, name: str) -> dict[str, Any]:
         value = self._get(name)

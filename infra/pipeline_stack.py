@@ -30,7 +30,7 @@ class PipelineStack(Stack):
         storage = ImportedStorage(self, "Storage", exports=exports, kms_enabled=config.kms)
         bucket, table, key = storage.bucket, storage.table, storage.key
         steps = StepFunctions(self, "Steps", config=config, bucket=bucket, table=table, key=key)
-        sagemaker = SageMakerRole(self, "SageMaker", bucket=bucket, key=key)
+        sagemaker = SageMakerRole(self, "SageMaker", bucket=bucket, key=key, vpc=config.vpc)
         notifications = Notifications(self, "Notifications", config=config, key=key)
         workflow = Workflow(
             self,
@@ -40,6 +40,7 @@ class PipelineStack(Stack):
             sagemaker_role=sagemaker.role,
             topic=notifications.topic,
             bucket=bucket,
+            key=key,
         )
         steps.allow_guard(workflow.state_machine)
         allow_key(key, workflow.state_machine.role)

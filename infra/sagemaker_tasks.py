@@ -2,6 +2,25 @@
 
 Pure functions of the typed config: what they return is the ASL `Parameters` (JSONPath `.$` keys
 read the state data, see docs/state-machine.md), so tests can check a request without a synth.
+
+Security settings (docs/deploy.md, `topx:sagemaker_security`, `topx:vpc`, `topx:kms`):
+
+- `EnableNetworkIsolation` on both training jobs and on the model (hence the transform): the
+  built-in algorithms need no network. "Run Training and Inference Containers in Internet-Free
+  Mode" (https://docs.aws.amazon.com/sagemaker/latest/dg/mkt-algo-model-internet-free.html): the
+  containers make no outbound calls, get no AWS credentials, and multi-instance training talks only
+  to its peers; SageMaker still downloads the channels and uploads the outputs with the execution role.
+- `EnableInterContainerTrafficEncryption` on a training job of more than one instance: "Protect
+  Communications Between ML Compute Instances in a Distributed Training Job"
+  (https://docs.aws.amazon.com/sagemaker/latest/dg/train-encrypt.html); it does not affect a
+  single instance, so it is only sent where it means something.
+- With the customer key: `OutputDataConfig.KmsKeyId` / `TransformOutput.KmsKeyId` (S3 SSE-KMS of
+  what the jobs write; the execution role needs kms:Encrypt, API reference OutputDataConfig) and
+  `ResourceConfig.VolumeKmsKeyId` / `TransformResources.VolumeKmsKeyId` (the ML storage volumes).
+- `VpcConfig` (subnets, security groups) on both training jobs and on the model: "Give SageMaker
+  Training Jobs Access to Resources in Your Amazon VPC"
+  (https://docs.aws.amazon.com/sagemaker/latest/dg/train-vpc.html). A transform job has no VpcConfig
+  of its own: it runs with its model's.
 """
 
 from __future__ import annotations
@@ -12,7 +31,7 @@ from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 
 from infra import images
-from infra.config import AppConfig
+from infra.config import AppConfig, VpcConfig
 
 RECORDIO = "application/x-recordio-protobuf"
 SYNC_RULES = (
@@ -24,10 +43,23 @@ MODEL_RESULT = {"model_arn.$": "$.ModelArn"}
 TRANSFORM_RESULT = {"job_name.$": "$.TransformJobName", "output_s3_uri.$": "$.TransformOutput.S3OutputPath"}
 
 
+def vpc_request(vpc: VpcConfig) -> dict[str, list[str]]:
+    return {"SecurityGroupIds": list(vpc.security_group_ids), "Subnets": list(vpc.subnet_ids)}
+
+
 def training_request(
-    config: AppConfig, algorithm: str, *, region: str, role_arn: str, with_test: bool = False
+    config: AppConfig,
+    algorithm: str,
+    *,
+    region: str,
+    role_arn: str,
+    with_test: bool = False,
+    key_arn: str | None = None,
 ) -> dict[str, Any]:
-    """CreateTrainingJob for `fm` (channels from prepare) or `knn` (channel + sizes from repackage)."""
+    """CreateTrainingJob for `fm` (channels from prepare) or `knn` (channel + sizes from repackage).
+
+    `key_arn`: the customer KMS key (`topx:kms`) for the output and the ML storage volumes.
+    """
     job = config.fm if algorithm == "fm" else config.knn
 
     def channel(channel_name: str, uri_path: str, sharded: bool) -> dict[str, Any]:
@@ -60,6 +92,15 @@ def training_request(
         }
         name, output = "$.run.knn_job_name", "$.run.knn_output_s3_uri"
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": job.max_runtime_seconds}
+    output_config: dict[str, str] = {"S3OutputPath.$": output}
+    resources: dict[str, Any] = {
+        "InstanceType": job.instance_type,
+        "InstanceCount": job.instance_count,
+        "VolumeSizeInGB": job.volume_gb,
+    }
+    if key_arn is not None:
+        output_config["KmsKeyId"] = key_arn
+        resources["VolumeKmsKeyId"] = key_arn
     request: dict[str, Any] = {
         "TrainingJobName.$": name,
         "AlgorithmSpecification": {
@@ -69,14 +110,16 @@ def training_request(
         "RoleArn": role_arn,
         "HyperParameters": {**dict(sorted(job.hyperparameters.items())), **runtime},
         "InputDataConfig": channels,
-        "OutputDataConfig": {"S3OutputPath.$": output},
-        "ResourceConfig": {
-            "InstanceType": job.instance_type,
-            "InstanceCount": job.instance_count,
-            "VolumeSizeInGB": job.volume_gb,
-        },
+        "OutputDataConfig": output_config,
+        "ResourceConfig": resources,
         "StoppingCondition": stopping,
     }
+    if config.sagemaker_security.network_isolation:
+        request["EnableNetworkIsolation"] = True
+    if job.instance_count > 1:
+        request["EnableInterContainerTrafficEncryption"] = True
+    if config.vpc is not None:
+        request["VpcConfig"] = vpc_request(config.vpc)
     if config.spot.enabled:
         request["EnableManagedSpotTraining"] = True
         stopping["MaxWaitTimeInSeconds"] = config.spot.max_wait_seconds
@@ -90,8 +133,9 @@ def training_timeout(config: AppConfig, algorithm: str) -> int:
     return longest + 3600  # + provisioning and image download
 
 
-def model_request(*, region: str, role_arn: str) -> dict[str, Any]:
-    return {
+def model_request(config: AppConfig, *, region: str, role_arn: str) -> dict[str, Any]:
+    """CreateModel; the transform job inherits its network isolation and VPC."""
+    request: dict[str, Any] = {
         "ModelName.$": "$.run.model_name",
         "ExecutionRoleArn": role_arn,
         "PrimaryContainer": {
@@ -99,11 +143,16 @@ def model_request(*, region: str, role_arn: str) -> dict[str, Any]:
             "ModelDataUrl.$": "$.knn.model_s3_uri",
         },
     }
+    if config.sagemaker_security.network_isolation:
+        request["EnableNetworkIsolation"] = True
+    if config.vpc is not None:
+        request["VpcConfig"] = vpc_request(config.vpc)
+    return request
 
 
-def transform_request(config: AppConfig) -> dict[str, Any]:
+def transform_request(config: AppConfig, *, key_arn: str | None = None) -> dict[str, Any]:
     transform = config.transform
-    return {
+    request: dict[str, Any] = {
         "TransformJobName.$": "$.run.transform_job_name",
         "ModelName.$": "$.run.model_name",
         "MaxPayloadInMB": transform.max_payload_mb,
@@ -125,6 +174,10 @@ def transform_request(config: AppConfig) -> dict[str, Any]:
             "InstanceCount": transform.instance_count,
         },
     }
+    if key_arn is not None:
+        request["TransformOutput"]["KmsKeyId"] = key_arn
+        request["TransformResources"]["VolumeKmsKeyId"] = key_arn
+    return request
 
 
 def state_machine_statements(sagemaker_role_arn: str) -> tuple[list[iam.PolicyStatement], list[str]]:

@@ -1,7 +1,8 @@
 """Validate each step's `STEP_CONFIG` with the step's own config dataclass (one source of truth).
 
-The shared values (`topx:x`, the k-NN `index_metric`) are injected into the steps that use them, so
-they cannot disagree; a step section that sets one of them to another value is an error.
+The shared values (`topx:x`, the k-NN `index_metric`, the FM instance count as prepare's
+`min_shards`) are injected into the steps that use them, so they cannot disagree; a step section
+that sets one of them to another value is an error.
 """
 
 from __future__ import annotations
@@ -42,14 +43,24 @@ _BUILDERS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "evaluate": _strict(EvaluateConfig),
     "publish": _strict(PublishConfig),
 }
-_SHARED = {"x": ("repackage", "evaluate", "publish"), "index_metric": ("evaluate", "publish")}
+_SHARED = {
+    "x": ("repackage", "evaluate", "publish"),
+    "index_metric": ("evaluate", "publish"),
+    # ShardedByS3Key gives each FM host its share of the train objects: at least one each.
+    "min_shards": ("prepare",),
+}
+_SOURCES = {
+    "x": "topx:x",
+    "index_metric": "topx:knn.hyperparameters.index_metric",
+    "min_shards": "topx:fm.instance_count",
+}
 
 
 def validate_step_configs(
-    sections: Mapping[str, dict[str, Any]], *, x: int, index_metric: str
+    sections: Mapping[str, dict[str, Any]], *, x: int, index_metric: str, fm_instance_count: int
 ) -> StepConfigs:
     """Return the explicit config of every step; raise ConfigError naming the context key."""
-    shared = {"x": x, "index_metric": index_metric}
+    shared = {"x": x, "index_metric": index_metric, "min_shards": fm_instance_count}
     built: dict[str, Mapping[str, Any]] = {}
     for step, builder in _BUILDERS.items():
         data = dict(sections[step])
@@ -57,7 +68,7 @@ def validate_step_configs(
             if step not in steps:
                 continue
             if name in data and data[name] != shared[name]:
-                source = "topx:x" if name == "x" else "topx:knn.hyperparameters.index_metric"
+                source = _SOURCES[name]
                 raise ConfigError(
                     f"context 'topx:{step}.{name}' ({data[name]!r}) differs from '{source}' "
                     f"({shared[name]!r}); set it once in '{source}'"

@@ -13,6 +13,7 @@ from typing import Any
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -52,11 +53,13 @@ class Workflow(Construct):
         sagemaker_role: iam.IRole,
         topic: sns.ITopic,
         bucket: s3.IBucket,
+        key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._config = config
         self._bucket = bucket
         self._role = sagemaker_role
+        self._key_arn = key.key_arn if key is not None else None
         region = Stack.of(self).region
 
         failed = sfn.Fail(self, "RunFailed", error_path="$.error.Error", cause_path="$.error.Cause")
@@ -112,14 +115,14 @@ class Workflow(Construct):
         create_model = self._task(
             "CreateModel",
             "arn:aws:states:::sagemaker:createModel",
-            sm.model_request(region=region, role_arn=sagemaker_role.role_arn),
+            sm.model_request(config, region=region, role_arn=sagemaker_role.role_arn),
             sm.MODEL_RESULT,
             "$.model",
         )
         transform = self._task(
             "Transform",
             "arn:aws:states:::sagemaker:createTransformJob.sync",
-            sm.transform_request(config),
+            sm.transform_request(config, key_arn=self._key_arn),
             sm.TRANSFORM_RESULT,
             "$.transform",
         )
@@ -225,7 +228,12 @@ class Workflow(Construct):
             name,
             "arn:aws:states:::sagemaker:createTrainingJob.sync",
             sm.training_request(
-                self._config, algorithm, region=region, role_arn=self._role.role_arn, with_test=with_test
+                self._config,
+                algorithm,
+                region=region,
+                role_arn=self._role.role_arn,
+                with_test=with_test,
+                key_arn=self._key_arn,
             ),
             sm.TRAINING_RESULT,
             "$.fm" if algorithm == "fm" else "$.knn",

@@ -5,6 +5,12 @@ The algorithm is chosen from the image URI's repository name (``factorization-ma
 SageMaker's built-ins; a malformed request (missing job name, image or output path) raises
 ``ValueError``, as the CreateTrainingJob API call itself would be rejected. Batch transform:
 ``transform.py``.
+
+The security fields of the request (``EnableNetworkIsolation``,
+``EnableInterContainerTrafficEncryption``, ``VpcConfig``, the output and volume KMS keys) are
+checked against the API's constraints and logged; the outputs are written with SSE-KMS under the
+output key when one is given. Offline there is no network to isolate, no volume and no second
+instance: those settings are reported, not enacted.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,6 +33,11 @@ RECORDIO = "application/x-recordio-protobuf"
 FM_IMAGE, KNN_IMAGE = "factorization-machines", "knn"
 _REGION, _ACCOUNT = "us-east-1", "123456789012"
 _EVAL_BATCH = 4096  # k-NN test-channel queries searched at a time
+# SageMaker API reference: VpcConfig (1..16 subnets, 1..5 security groups, ids [-0-9a-zA-Z]+ of at
+# most 32 characters) and the KMS key ids of OutputDataConfig / ResourceConfig (at most 2048).
+_VPC_LIMITS = {"Subnets": 16, "SecurityGroupIds": 5}
+_VPC_ID = re.compile(r"^[-0-9a-zA-Z]{1,32}$")
+_KMS_KEY = re.compile(r"^[a-zA-Z0-9:/_-]{0,2048}$")
 
 Log = Callable[[str], None]
 
@@ -51,6 +63,56 @@ def _require(request: dict, *path: str) -> Any:
             raise ValueError(f"request is missing {'.'.join(path)}")
         node = node[key]
     return node
+
+
+# ------------------------------------------------------------------------------------------ security
+
+
+def check_security(
+    request: dict, log: Log, *, keys: dict[str, tuple[str, str]], network: bool = True
+) -> str | None:
+    """Validate and report a request's network and encryption fields; returns the output KMS key.
+
+    ``keys``: label -> (section, field) of the KMS key ids this request type carries, the first
+    being the output key. ``network``: the request carries the network fields (a training job; a
+    transform job runs with its model's). A malformed field raises ``ValueError``, as the API would
+    reject the call.
+    """
+    if network:
+        _check_network(request, log)
+    found: list[str | None] = []
+    for label, (section, field) in keys.items():
+        key = (request.get(section) or {}).get(field)
+        if key is not None and (not isinstance(key, str) or not _KMS_KEY.match(key)):
+            raise ValueError(f"{section}.{field} is not a KMS key id, ARN or alias: {key!r}")
+        if key:
+            log(f"{label} KMS key: {key}")
+        found.append(key or None)
+    return found[0] if found else None
+
+
+def _check_network(request: dict, log: Log) -> None:
+    for flag in ("EnableNetworkIsolation", "EnableInterContainerTrafficEncryption"):
+        if not isinstance(request.get(flag, False), bool):
+            raise ValueError(f"{flag} must be true or false, got {request[flag]!r}")
+    log(f"network isolation: {'on' if request.get('EnableNetworkIsolation') else 'off'}")
+    if request.get("EnableInterContainerTrafficEncryption"):
+        log("inter-container traffic encryption: on")
+    vpc = request.get("VpcConfig")
+    if vpc is not None:
+        if not isinstance(vpc, dict) or set(vpc) != set(_VPC_LIMITS):
+            raise ValueError(f"VpcConfig needs exactly Subnets and SecurityGroupIds, got {vpc!r}")
+        for field, most in _VPC_LIMITS.items():
+            ids = vpc[field]
+            if not isinstance(ids, list) or not 1 <= len(ids) <= most:
+                raise ValueError(f"VpcConfig.{field} must list 1 to {most} ids, got {ids!r}")
+            bad = [i for i in ids if not isinstance(i, str) or not _VPC_ID.match(i)]
+            if bad:
+                raise ValueError(f"VpcConfig.{field}: invalid id(s) {bad!r}")
+        log(f"VPC: subnets {', '.join(vpc['Subnets'])}; security groups {', '.join(vpc['SecurityGroupIds'])}")
+
+
+_TRAINING_KEYS = {"output": ("OutputDataConfig", "KmsKeyId"), "volume": ("ResourceConfig", "VolumeKmsKeyId")}
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -167,7 +229,9 @@ def _fm_metrics(config: fm.FMConfig, y: np.ndarray, raw: np.ndarray, prefix: str
     return {f"{prefix}:rmse": fm.regression_metrics(y, raw)["rmse"]}
 
 
-def _train_fm(request: dict, s3: Any, log: Log, output: str, deadline: float) -> dict[str, float]:
+def _train_fm(
+    request: dict, s3: Any, log: Log, output: str, deadline: float, key: str | None = None
+) -> dict[str, float]:
     from pipeline_steps.formats.fm_model import FMModel, write_fm_model
 
     hyperparameters = request.get("HyperParameters") or {}
@@ -208,15 +272,17 @@ def _train_fm(request: dict, s3: Any, log: Log, output: str, deadline: float) ->
     model = FMModel(params.w0, params.w, params.V, config.feature_dim, hyper)
     buf = io.BytesIO()
     write_fm_model(model, buf)
-    s3io.put_bytes(s3, s3io.join_uri(output, "model.tar.gz"), buf.getvalue(), "application/x-tar")
+    model_uri = s3io.join_uri(output, "model.tar.gz")
+    s3io.put_bytes(s3, model_uri, buf.getvalue(), "application/x-tar", kms_key_id=key)
     report = {"metrics": metrics, "seconds": seconds, "rows": int(X.shape[0]), "epochs": config.epochs}
-    s3io.put_bytes(
-        s3, s3io.join_uri(output, "metrics.json"), json.dumps(report, indent=1).encode(), "application/json"
-    )
+    body = json.dumps(report, indent=1).encode()
+    s3io.put_bytes(s3, s3io.join_uri(output, "metrics.json"), body, "application/json", kms_key_id=key)
     return metrics
 
 
-def _train_knn(request: dict, s3: Any, log: Log, output: str, deadline: float) -> dict[str, float]:
+def _train_knn(
+    request: dict, s3: Any, log: Log, output: str, deadline: float, key: str | None = None
+) -> dict[str, float]:
     from pipeline_steps.formats import artifact
 
     config = parse_knn(request.get("HyperParameters") or {})
@@ -253,7 +319,7 @@ def _train_knn(request: dict, s3: Any, log: Log, output: str, deadline: float) -
         artifact.Member("model_algo-1.json", meta, stamp),
     ]
     body = artifact.model_tar_gz(members)
-    s3io.put_bytes(s3, s3io.join_uri(output, "model.tar.gz"), body, "application/x-tar")
+    s3io.put_bytes(s3, s3io.join_uri(output, "model.tar.gz"), body, "application/x-tar", kms_key_id=key)
     return metrics
 
 
@@ -262,6 +328,7 @@ def run_training_job(request: dict, *, s3: Any = None, log: Log = print) -> dict
     name = _require(request, "TrainingJobName")
     image = _require(request, "AlgorithmSpecification", "TrainingImage")
     output_path = _require(request, "OutputDataConfig", "S3OutputPath")
+    key = check_security(request, log, keys=_TRAINING_KEYS)
     if s3 is None:
         import boto3
 
@@ -278,17 +345,21 @@ def run_training_job(request: dict, *, s3: Any = None, log: Log = print) -> dict
         "ResourceConfig": request.get("ResourceConfig", {}),
         "StoppingCondition": request.get("StoppingCondition", {}),
         "RoleArn": request.get("RoleArn", ""),
+        "EnableNetworkIsolation": request.get("EnableNetworkIsolation", False),
+        "EnableInterContainerTrafficEncryption": request.get("EnableInterContainerTrafficEncryption", False),
         "CreationTime": created,
         "TrainingStartTime": created,
     }
     max_runtime = float(request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
     deadline = time.monotonic() + max_runtime
+    if "VpcConfig" in request:
+        describe["VpcConfig"] = request["VpcConfig"]
     algorithm = algorithm_of(image)
     try:
         if algorithm == FM_IMAGE:
-            metrics = _train_fm(request, s3, log, output, deadline)
+            metrics = _train_fm(request, s3, log, output, deadline, key)
         elif algorithm == KNN_IMAGE:
-            metrics = _train_knn(request, s3, log, output, deadline)
+            metrics = _train_knn(request, s3, log, output, deadline, key)
         else:
             raise ClientError(f"training image {image!r} is not a built-in algorithm available locally")
     except ClientError as e:

@@ -30,13 +30,25 @@ def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def put_bytes(s3: Any, uri: str, body: bytes, content_type: str = "application/octet-stream") -> None:
+def _sse(kms_key_id: str | None) -> dict[str, str]:
+    """SSE-KMS with the job's output key, as SageMaker writes with `KmsKeyId` (none = bucket default)."""
+    return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
+
+
+def put_bytes(
+    s3: Any,
+    uri: str,
+    body: bytes,
+    content_type: str = "application/octet-stream",
+    *,
+    kms_key_id: str | None = None,
+) -> None:
     bucket, key = split_uri(uri)
-    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, **_sse(kms_key_id))
 
 
-def put_file(s3: Any, uri: str, fileobj: BinaryIO) -> None:
+def put_file(s3: Any, uri: str, fileobj: BinaryIO, *, kms_key_id: str | None = None) -> None:
     """Upload a (possibly large, spooled) file; boto3 switches to multipart above its threshold."""
     bucket, key = split_uri(uri)
     fileobj.seek(0)
-    s3.upload_fileobj(fileobj, bucket, key)
+    s3.upload_fileobj(fileobj, bucket, key, ExtraArgs=_sse(kms_key_id) or None)

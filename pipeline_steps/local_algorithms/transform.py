@@ -16,12 +16,16 @@ import numpy as np
 
 from . import knn, s3io
 from .hyperparameters import ClientError
-from .jobs import _ACCOUNT, _REGION, RECORDIO, Log, _failed, _now, _require
+from .jobs import _ACCOUNT, _REGION, RECORDIO, Log, _failed, _now, _require, check_security
 
 JSONLINES = "application/jsonlines"
 QUERY_BATCH = 4096  # queries per search call (faiss blocks BLAS by 4096 queries); memory ~ 2 x batch x k
 MIN_QUERY_BATCH = 256  # smaller objects are still cut in ~4 batches so writing overlaps searching
 SPOOL_BYTES = 64 << 20  # transform output kept in memory up to this size, then spilled to disk
+_TRANSFORM_KEYS = {
+    "output": ("TransformOutput", "KmsKeyId"),
+    "volume": ("TransformResources", "VolumeKmsKeyId"),
+}
 
 
 def load_knn_model(s3: Any, model_data_url: str) -> knn.KNNModel:
@@ -135,6 +139,7 @@ def run_transform_job(
     model_name = _require(request, "ModelName")
     input_uri = _require(request, "TransformInput", "DataSource", "S3DataSource", "S3Uri")
     output_path = _require(request, "TransformOutput", "S3OutputPath")
+    kms_key = check_security(request, log, keys=_TRANSFORM_KEYS, network=False)  # the model's
     if s3 is None:
         import boto3
 
@@ -151,7 +156,7 @@ def run_transform_job(
         "TransformStartTime": created,
     }
     try:
-        _transform(request, s3, model_resolver(model_name), input_uri, output_path, log, timings)
+        _transform(request, s3, model_resolver(model_name), input_uri, output_path, log, timings, kms_key)
     except ClientError as e:
         return _failed(describe, "TransformJobStatus", f"ClientError: {e}", log)
     except Exception as e:
@@ -162,7 +167,14 @@ def run_transform_job(
 
 
 def _transform(
-    request: dict, s3: Any, model_url: str, input_uri: str, output_path: str, log: Log, timings: dict | None
+    request: dict,
+    s3: Any,
+    model_url: str,
+    input_uri: str,
+    output_path: str,
+    log: Log,
+    timings: dict | None,
+    kms_key: str | None = None,
 ) -> None:
     tin, tout = request["TransformInput"], request["TransformOutput"]
     source = tin["DataSource"]["S3DataSource"]
@@ -194,6 +206,6 @@ def _transform(
             n = transform_object(model, body, out, verbose=verbose, where=where, timings=clock)
             target = s3io.join_uri(output_path, _output_key(input_uri, key) + ".out")
             t0 = time.perf_counter()
-            s3io.put_file(s3, target, out)
+            s3io.put_file(s3, target, out, kms_key_id=kms_key)
             clock["s3"] += time.perf_counter() - t0
         log(f"[knn] {where}: {n} records -> {target} ({time.perf_counter() - started:.2f}s)")

@@ -48,6 +48,9 @@ class PrepareConfig:
     holdout_n: int = 10
     max_bad_fraction: float = 0.01
     shard_rows: int = 1_000_000
+    # Train shards are a multiple of this (>= 1 per FM instance: ShardedByS3Key hands each host its
+    # share of the objects). Set by the deployment from topx:fm.instance_count.
+    min_shards: int = 1
     shuffle: bool = True
 
     @property
@@ -67,7 +70,7 @@ class PrepareConfig:
             )
         if len(self.quotechar) > 1:
             raise ConfigError(f"quotechar: must be one character or empty, got {self.quotechar!r}")
-        for name in ("negative_ratio", "negative_draws", "holdout_n", "shard_rows"):
+        for name in ("negative_ratio", "negative_draws", "holdout_n", "shard_rows", "min_shards"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         for name in ("min_user_interactions", "min_item_interactions"):
@@ -116,7 +119,7 @@ class PrepareConfig:
 
 
 _INTS = {"negative_ratio", "negative_draws", "seed", "min_user_interactions", "min_item_interactions"}
-_INTS |= {"holdout_n", "shard_rows"}
+_INTS |= {"holdout_n", "shard_rows", "min_shards"}
 _FLOATS = {"rating_threshold", "max_bad_fraction"}
 _STRS = {
     "input_prefix",

@@ -10,6 +10,7 @@ no manifest is incomplete: its leftovers are deleted and everything is rewritten
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -166,7 +167,9 @@ def prepare(
             ("report", "report.json"),
         )
     }
-    train_shards = _write_shards(sink, out_prefix + "train/", train_rows, n_users, n_items, config.shard_rows)
+    train_shards = _write_shards(
+        sink, out_prefix + "train/", train_rows, n_users, n_items, config.shard_rows, config.min_shards
+    )
     test_shards = _write_shards(sink, out_prefix + "test/", test_rows, n_users, n_items, config.shard_rows)
     sink.write_bytes(files["users"], outputs.ids_json_bytes(user_ids))
     sink.write_bytes(files["items"], outputs.ids_json_bytes(item_ids))
@@ -362,19 +365,41 @@ def _labelled(config: PrepareConfig, du, di, r, hdu, hdi, hr, n_users: int, n_it
     return train, test, stats
 
 
-def _write_shards(sink: Storage, prefix: str, data, n_users: int, n_items: int, shard_rows: int) -> list[str]:
+def shard_bounds(n: int, shard_rows: int, min_shards: int = 1) -> list[tuple[int, int]]:
+    """Row ranges of the shards: at most `shard_rows` rows each, a multiple of `min_shards` shards,
+    sizes differing by at most one row.
+
+    With `ShardedByS3Key` each of the n training hosts gets about 1/n of the objects (SageMaker API
+    reference, S3DataSource.S3DataDistributionType), so an equal number of equal shards per host
+    gives every host the same amount of data, and none is left without any.
+    """
+    if min_shards > 1 and n < min_shards:
+        raise PrepareInputError(
+            f"{n} training row(s) cannot fill {min_shards} shards (min_shards = topx:fm.instance_count, "
+            "one shard per FM instance at least): lower the instance count or add data"
+        )
+    if n == 0:
+        return []
+    count = -(-n // shard_rows)
+    count = -(-count // min_shards) * min_shards
+    edges = [n * k // count for k in range(count + 1)]
+    return list(itertools.pairwise(edges))
+
+
+def _write_shards(
+    sink: Storage, prefix: str, data, n_users: int, n_items: int, shard_rows: int, min_shards: int = 1
+) -> list[str]:
     """Encode and write shards on a few threads (numpy and S3 uploads release the GIL)."""
-    n = len(data[0])
-    starts = list(range(0, n, shard_rows))
-    keys = [f"{prefix}part-{k:05d}.rec" for k in range(len(starts))]
+    bounds = shard_bounds(len(data[0]), shard_rows, min_shards)
+    keys = [f"{prefix}part-{k:05d}.rec" for k in range(len(bounds))]
 
     def one(k: int) -> None:
-        sl = slice(starts[k], starts[k] + shard_rows)
+        sl = slice(*bounds[k])
         sink.write_bytes(keys[k], outputs.fm_shard(data[0][sl], data[1][sl], data[2][sl], n_users, n_items))
 
-    workers = max(1, min(SHARD_WORKERS, len(starts), os.cpu_count() or 1))
+    workers = max(1, min(SHARD_WORKERS, len(bounds), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(one, range(len(starts))))  # re-raises the first failure
+        list(pool.map(one, range(len(bounds))))  # re-raises the first failure
     return keys
 
 

@@ -25,6 +25,9 @@ OPTIONS = {
     "topx:distributed_map_publish": "true",
     "topx:evaluate.cloudwatch_namespace": "TopX",
     "topx:fm.hyperparameters.epochs": "7",
+    "topx:fm.instance_count": "2",
+    "topx:vpc.subnet_ids": '["subnet-0a1b2c3d", "subnet-0e4f5a6b"]',
+    "topx:vpc.security_group_ids": '["sg-0c7d8e9f"]',
 }
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")

@@ -102,6 +102,30 @@ def test_numeric_hyperparameters_become_sagemaker_strings() -> None:
         ({"publish.ttl_day": 3}, "context 'topx:publish': topx:publish: unknown key(s) ['ttl_day']"),
         ({"lambda.memory_mb": 64}, "'topx:lambda.memory_mb': must be in 128..10240"),
         ({"prepare.input_prefix": ""}, "'topx:prepare.input_prefix' must not be empty"),
+        ({"knn.instance_count": 2}, "'topx:knn.instance_count' must be 1, got 2: SageMaker k-NN splits"),
+        (
+            {"prepare.min_shards": 3},
+            "'topx:prepare.min_shards' (3) differs from 'topx:fm.instance_count' (1)",
+        ),
+        ({"sagemaker_security.network_isolation": "yes"}, "'topx:sagemaker_security.network_isolation'"),
+        ({"sagemaker_security.isolation": True}, "'topx:sagemaker_security': unknown key(s) ['isolation']"),
+        ({"vpc.subnet_ids": ["subnet-0abc"]}, "'topx:vpc': missing key(s) ['security_group_ids']"),
+        (
+            {"vpc": {"subnet_ids": [], "security_group_ids": ["sg-1"]}},
+            "'topx:vpc.subnet_ids': expected a list of 1 to 16 ids, got []",
+        ),
+        (
+            {"vpc": {"subnet_ids": ["subnet-0abc"], "security_group_ids": ["sg-XYZ"]}},
+            "'topx:vpc.security_group_ids': ['sg-XYZ'] do not match",
+        ),
+        (
+            {"vpc": {"subnet_ids": ["sg-0abc"], "security_group_ids": ["sg-0abc"]}},
+            "'topx:vpc.subnet_ids': ['sg-0abc'] do not match ^subnet-[0-9a-f]+$",
+        ),
+        (
+            {"vpc": {"subnet_ids": ["subnet-1", "subnet-1"], "security_group_ids": ["sg-1"]}},
+            "'topx:vpc.subnet_ids': duplicate ids",
+        ),
         (
             {"prepare.test_prefix": "runs/x/"},
             "'topx:prepare.test_prefix': 'runs/x/' must not contain '*' nor lie under",
@@ -112,6 +136,26 @@ def test_invalid_values_are_rejected_with_the_key(overrides: dict[str, Any], mes
     with pytest.raises(ConfigError) as info:
         build(**overrides)
     assert message in str(info.value)
+
+
+def test_sagemaker_security_defaults_isolate_without_vpc_and_shard_for_every_fm_instance() -> None:
+    config = build()
+    assert config.sagemaker_security.network_isolation is True and config.vpc is None
+    assert config.steps.prepare["min_shards"] == 1
+    config = build(**{"fm.instance_count": 3, "sagemaker_security.network_isolation": "false"})
+    assert config.steps.prepare["min_shards"] == 3  # injected, like x
+    assert config.sagemaker_security.network_isolation is False
+
+
+def test_vpc_from_dotted_keys_on_the_null_default() -> None:
+    config = build(
+        **{"vpc.subnet_ids": '["subnet-0a1", "subnet-0b2"]', "vpc.security_group_ids": '["sg-0c3"]'}
+    )
+    assert config.vpc is not None
+    assert config.vpc.subnet_ids == ("subnet-0a1", "subnet-0b2") and config.vpc.security_group_ids == (
+        "sg-0c3",
+    )
+    assert build(vpc="null").vpc is None
 
 
 def test_missing_key_points_at_cdk_json() -> None:

@@ -333,3 +333,93 @@ def test_state_machine_sagemaker_actions_are_named_and_scoped_to_jobs_and_models
         "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
         "StepFunctionsGetEventsForSageMakerTransformJobsRule",
     ]
+
+
+SAGEMAKER_NETWORKED = ("TrainFM", "TrainFMWithoutTest", "TrainKNN", "CreateModel")
+
+
+def _actions(statements: list[dict]) -> set[str]:
+    return {a for s in statements for a in _list(s["Action"])}
+
+
+def test_default_jobs_and_model_are_network_isolated_without_vpc_or_customer_key(
+    pipeline: Template, asl: dict
+) -> None:
+    states = asl["States"]
+    for name in SAGEMAKER_NETWORKED:
+        params = states[name]["Parameters"]
+        assert params["EnableNetworkIsolation"] is True, name
+        assert "VpcConfig" not in params and "EnableInterContainerTrafficEncryption" not in params, name
+    for name in ("TrainFM", "TrainKNN"):
+        assert "KmsKeyId" not in states[name]["Parameters"]["OutputDataConfig"]
+        assert "VolumeKmsKeyId" not in states[name]["Parameters"]["ResourceConfig"]
+    assert "KmsKeyId" not in states["Transform"]["Parameters"]["TransformOutput"]
+    template = pipeline.to_json()
+    everyone = [
+        s
+        for p in resources(template, "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert not any(a.startswith("ec2:") or a == "kms:CreateGrant" for a in _actions(everyone))
+    prepare = [
+        f for f in resources(template, "AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == "pipeline_steps.prepare.handler.handler"
+    ]  # fmt: skip
+    assert json.loads(prepare[0]["Properties"]["Environment"]["Variables"]["STEP_CONFIG"])["min_shards"] == 1
+
+
+def test_options_encrypt_between_instances_volumes_and_outputs_and_join_the_vpc(options_synth: Synth) -> None:
+    template = options_synth.template("pipeline")
+    states = render_asl(template)["States"]
+    key = "imported-fm-knn-topx-key-arn"  # the storage stack's key, by export name
+    vpc = {"SecurityGroupIds": ["sg-0c7d8e9f"], "Subnets": ["subnet-0a1b2c3d", "subnet-0e4f5a6b"]}
+    for name in SAGEMAKER_NETWORKED:
+        assert states[name]["Parameters"]["VpcConfig"] == vpc, name
+        assert states[name]["Parameters"]["EnableNetworkIsolation"] is True, name
+    for name in ("TrainFM", "TrainFMWithoutTest"):  # fm.instance_count = 2
+        assert states[name]["Parameters"]["EnableInterContainerTrafficEncryption"] is True
+        assert (
+            states[name]["Parameters"]["InputDataConfig"][0]["DataSource"]["S3DataSource"][
+                "S3DataDistributionType"
+            ]
+            == "ShardedByS3Key"
+        )
+    assert "EnableInterContainerTrafficEncryption" not in states["TrainKNN"]["Parameters"]
+    for name in ("TrainFM", "TrainFMWithoutTest", "TrainKNN"):
+        assert states[name]["Parameters"]["OutputDataConfig"]["KmsKeyId"] == key
+        assert states[name]["Parameters"]["ResourceConfig"]["VolumeKmsKeyId"] == key
+    transform = states["Transform"]["Parameters"]
+    assert (
+        transform["TransformOutput"]["KmsKeyId"] == transform["TransformResources"]["VolumeKmsKeyId"] == key
+    )
+
+    sagemaker = _statements(template, "SageMaker")
+    (grant,) = [s for s in sagemaker if "kms:CreateGrant" in _list(s["Action"])]
+    assert grant["Resource"] == {"Fn::ImportValue": "fm-knn-topx-key-arn"}
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    by_sid = {s.get("Sid"): s for s in sagemaker}
+    tails = lambda s: sorted(json.dumps(r).rsplit(":", 1)[1].rstrip('"]}') for r in _list(s["Resource"]))  # noqa: E731
+    assert tails(by_sid["CreateJobInterfaces"]) == sorted(
+        [
+            "subnet/subnet-0a1b2c3d",
+            "subnet/subnet-0e4f5a6b",
+            "security-group/sg-0c7d8e9f",
+            "network-interface/*",
+        ]
+    )
+    assert _list(by_sid["ManageJobInterfaces"]["Action"]) == [
+        "ec2:CreateNetworkInterfacePermission",
+        "ec2:DeleteNetworkInterface",
+        "ec2:DeleteNetworkInterfacePermission",
+    ]
+    assert tails(by_sid["ManageJobInterfaces"]) == ["network-interface/*"]
+    assert by_sid["DescribeNetwork"]["Resource"] == "*"
+    assert all(a.startswith("ec2:Describe") for a in _list(by_sid["DescribeNetwork"]["Action"]))
+    # the caller (state machine role) needs neither: SageMaker uses the execution role for both
+    machine = _actions(_statements(template, "StateMachineRole"))
+    assert "kms:CreateGrant" not in machine and not any(a.startswith("ec2:") for a in machine)
+    prepare = [
+        f for f in resources(template, "AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == "pipeline_steps.prepare.handler.handler"
+    ]  # fmt: skip
+    assert json.loads(prepare[0]["Properties"]["Environment"]["Variables"]["STEP_CONFIG"])["min_shards"] == 2

@@ -42,5 +42,52 @@ def test_transform_reads_queries_and_writes_verbose_json_lines() -> None:
     assert request["TransformResources"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 2}
     assert request["MaxPayloadInMB"] == 20
     assert request["TransformOutput"]["AssembleWith"] == "Line"
-    model = sm.model_request(region="us-east-1", role_arn="arn:role")
+    model = sm.model_request(build(), region="us-east-1", role_arn="arn:role")
     assert model["PrimaryContainer"]["Image"].endswith("/knn:1") and model["ExecutionRoleArn"] == "arn:role"
+
+
+def test_network_isolation_by_default_on_both_trainings_and_the_model_and_off_by_config() -> None:
+    config = build()
+    requests = [
+        sm.training_request(config, "fm", region="us-east-1", role_arn="arn:role", with_test=True),
+        sm.training_request(config, "knn", region="us-east-1", role_arn="arn:role"),
+        sm.model_request(config, region="us-east-1", role_arn="arn:role"),
+    ]
+    assert [r.get("EnableNetworkIsolation") for r in requests] == [True, True, True]
+    # one instance each: nothing to encrypt between instances, no VPC, no customer key
+    for request in requests:
+        assert "EnableInterContainerTrafficEncryption" not in request and "VpcConfig" not in request
+    assert "KmsKeyId" not in requests[0]["OutputDataConfig"]
+    assert "VolumeKmsKeyId" not in requests[0]["ResourceConfig"]
+    off = build(**{"sagemaker_security.network_isolation": False})
+    assert "EnableNetworkIsolation" not in sm.training_request(off, "fm", region="us-east-1", role_arn="r")
+    assert "EnableNetworkIsolation" not in sm.model_request(off, region="us-east-1", role_arn="r")
+
+
+def test_inter_container_encryption_only_with_several_instances() -> None:
+    config = build(**{"fm.instance_count": 2})
+    fm = sm.training_request(config, "fm", region="us-east-1", role_arn="arn:role")
+    knn = sm.training_request(config, "knn", region="us-east-1", role_arn="arn:role")
+    assert fm["EnableInterContainerTrafficEncryption"] is True
+    assert "EnableInterContainerTrafficEncryption" not in knn
+
+
+def test_customer_key_on_outputs_and_volumes_of_every_job() -> None:
+    config = build(kms=True)
+    for algorithm in ("fm", "knn"):
+        request = sm.training_request(config, algorithm, region="us-east-1", role_arn="r", key_arn="arn:key")
+        assert request["OutputDataConfig"]["KmsKeyId"] == "arn:key"
+        assert request["ResourceConfig"]["VolumeKmsKeyId"] == "arn:key"
+    transform = sm.transform_request(config, key_arn="arn:key")
+    assert transform["TransformOutput"]["KmsKeyId"] == "arn:key"
+    assert transform["TransformResources"]["VolumeKmsKeyId"] == "arn:key"
+    assert "KmsKeyId" not in sm.transform_request(config)["TransformOutput"]
+
+
+def test_vpc_on_both_trainings_and_the_model() -> None:
+    config = build(vpc={"subnet_ids": ["subnet-0a", "subnet-0b"], "security_group_ids": ["sg-0c"]})
+    expected = {"SecurityGroupIds": ["sg-0c"], "Subnets": ["subnet-0a", "subnet-0b"]}
+    assert sm.training_request(config, "fm", region="us-east-1", role_arn="r")["VpcConfig"] == expected
+    assert sm.training_request(config, "knn", region="us-east-1", role_arn="r")["VpcConfig"] == expected
+    assert sm.model_request(config, region="us-east-1", role_arn="r")["VpcConfig"] == expected
+    assert "VpcConfig" not in sm.transform_request(config)  # a transform runs with its model's VPC

@@ -129,6 +129,83 @@ def test_failure_injection_overrides_hyperparameters_of_the_next_job_only(env):
     assert hp == {"epochs": "-1"}
 
 
+def test_moto_accepts_the_security_fields_of_jobs_and_models(env):
+    """moto 5.2.5 takes (and the adapter passes on) what the real template sends with every
+    security option on: network isolation, inter-container encryption, VPC, KMS keys."""
+    import botocore.exceptions
+
+    aws, dep, algorithms, _ = env
+    sm = aws.client("sagemaker")
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    vpc = {"SecurityGroupIds": ["sg-0c7d8e9f"], "Subnets": ["subnet-0a1b2c3d"]}
+    role = "arn:aws:iam::123456789012:role/sm"
+    image = "382416733822.dkr.ecr.us-east-1.amazonaws.com/{}:1"
+    training = {
+        "TrainingJobName": "sec-fm",
+        "AlgorithmSpecification": {
+            "TrainingImage": image.format("factorization-machines"),
+            "TrainingInputMode": "File",
+        },
+        "RoleArn": role,
+        "HyperParameters": {"epochs": "1"},
+        "OutputDataConfig": {"S3OutputPath": f"s3://{dep.bucket}/out/", "KmsKeyId": key},
+        "ResourceConfig": {
+            "InstanceType": "ml.m5.large",
+            "InstanceCount": 2,
+            "VolumeSizeInGB": 1,
+            "VolumeKmsKeyId": key,
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": True,
+        "VpcConfig": vpc,
+    }
+    sm.create_training_job(**training)
+    adapter.wait_for_jobs()
+    sent = next(r for r in algorithms.requests if r.get("TrainingJobName") == "sec-fm")
+    assert {
+        k: sent[k] for k in ("EnableNetworkIsolation", "EnableInterContainerTrafficEncryption", "VpcConfig")
+    } == {
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": True,
+        "VpcConfig": vpc,
+    }
+    assert sent["ResourceConfig"]["VolumeKmsKeyId"] == sent["OutputDataConfig"]["KmsKeyId"] == key
+    described = sm.describe_training_job(TrainingJobName="sec-fm")
+    assert described["TrainingJobStatus"] == "Completed"
+    assert described["EnableNetworkIsolation"] is True and described["VpcConfig"] == vpc
+    sm.create_model(
+        ModelName="sec-knn",
+        ExecutionRoleArn=role,
+        PrimaryContainer={
+            "Image": image.format("knn"),
+            "ModelDataUrl": described["ModelArtifacts"]["S3ModelArtifacts"],
+        },
+        EnableNetworkIsolation=True,
+        VpcConfig=vpc,
+    )
+    assert sm.describe_model(ModelName="sec-knn")["VpcConfig"] == vpc
+    sm.create_transform_job(
+        TransformJobName="sec-tr",
+        ModelName="sec-knn",
+        TransformInput={
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{dep.bucket}/q/"}}
+        },
+        TransformOutput={"S3OutputPath": f"s3://{dep.bucket}/tr/", "KmsKeyId": key},
+        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeKmsKeyId": key},
+    )
+    adapter.wait_for_jobs()
+    assert sm.describe_transform_job(TransformJobName="sec-tr")["TransformJobStatus"] == "Completed"
+    # An empty subnet list is refused before it reaches the service, as against SageMaker.
+    with pytest.raises(botocore.exceptions.ParamValidationError, match="Subnets"):
+        sm.create_model(
+            ModelName="sec-bad",
+            ExecutionRoleArn=role,
+            PrimaryContainer={"Image": image.format("knn")},
+            VpcConfig={"SecurityGroupIds": ["sg-0c7d8e9f"], "Subnets": []},
+        )
+
+
 def test_direct_invoke_without_payload_passes_an_empty_event(env):
     aws, dep, _, _ = env
     name = next(n for n, fn in dep.functions.items() if fn["handler"] == "tests.local.fakes.echo_env")

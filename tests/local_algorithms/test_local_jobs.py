@@ -431,3 +431,79 @@ def test_transform_cuts_small_objects_into_overlapping_batches():
     assert transform._batch_size(8000) == 2000
     assert transform._batch_size(10**6) == transform.QUERY_BATCH
     assert transform._batch_size(10) == transform.MIN_QUERY_BATCH
+
+
+# ------------------------------------------------------------------------------------------- security
+
+KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+VPC = {"Subnets": ["subnet-0a1b", "subnet-0c2d"], "SecurityGroupIds": ["sg-0e3f"]}
+
+
+def _secured(request: dict) -> dict:
+    request = json.loads(json.dumps(request))
+    request.update(EnableNetworkIsolation=True, EnableInterContainerTrafficEncryption=True, VpcConfig=VPC)
+    request["OutputDataConfig"]["KmsKeyId"] = KEY
+    request.setdefault("ResourceConfig", {})["VolumeKmsKeyId"] = KEY
+    return request
+
+
+def test_security_fields_are_accepted_reported_and_outputs_use_the_key(s3):
+    _upload_fm(s3)
+    lines: list[str] = []
+    result = run_training_job(_secured(_fm_request()), s3=s3, log=lines.append)
+    assert result["TrainingJobStatus"] == "Completed", result.get("FailureReason")
+    assert result["EnableNetworkIsolation"] is True and result["VpcConfig"] == VPC
+    assert result["EnableInterContainerTrafficEncryption"] is True
+    assert "network isolation: on" in lines and "inter-container traffic encryption: on" in lines
+    assert "VPC: subnets subnet-0a1b, subnet-0c2d; security groups sg-0e3f" in lines
+    assert f"output KMS key: {KEY}" in lines and f"volume KMS key: {KEY}" in lines
+    for leaf in ("model.tar.gz", "metrics.json"):
+        head = s3.head_object(Bucket=BUCKET, Key=f"fm/model/run1-fm/output/{leaf}")
+        assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KEY)
+    plain: list[str] = []
+    run_training_job(_fm_request(name="run2-fm"), s3=s3, log=plain.append)
+    assert "network isolation: off" in plain
+    assert "ServerSideEncryption" not in s3.head_object(
+        Bucket=BUCKET, Key="fm/model/run2-fm/output/model.tar.gz"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"VpcConfig": {"Subnets": [], "SecurityGroupIds": ["sg-1"]}}, "VpcConfig.Subnets must list 1 to 16"),
+        ({"VpcConfig": {"Subnets": ["subnet-1"]}}, "VpcConfig needs exactly Subnets and SecurityGroupIds"),
+        (
+            {"VpcConfig": {"Subnets": ["subnet 1"], "SecurityGroupIds": ["sg-1"]}},
+            "invalid id(s) ['subnet 1']",
+        ),
+        ({"EnableNetworkIsolation": "yes"}, "EnableNetworkIsolation must be true or false"),
+        (
+            {"OutputDataConfig": {"S3OutputPath": "s3://jobs/x", "KmsKeyId": "key id"}},
+            "OutputDataConfig.KmsKeyId",
+        ),
+    ],
+)
+def test_malformed_security_fields_are_rejected_like_the_api(s3, change, message):
+    request = {**_fm_request(), **change}
+    with pytest.raises(ValueError) as err:
+        run_training_job(request, s3=s3, log=lambda _: None)
+    assert message in str(err.value)
+
+
+def test_transform_writes_its_output_under_the_key(s3):
+    items, labels, users = _knn_data()
+    _put(s3, "knn/train/items.rec", recordio.encode_dense(items, labels))
+    _put(s3, "knn/queries/users-00000.rec", recordio.encode_dense(users))
+    trained = run_training_job(_secured(_knn_request()), s3=s3, log=lambda _: None)
+    assert trained["TrainingJobStatus"] == "Completed", trained.get("FailureReason")
+    request = _transform_request()
+    request["TransformOutput"]["KmsKeyId"] = KEY
+    request["TransformResources"]["VolumeKmsKeyId"] = KEY
+    lines: list[str] = []
+    resolver = {"run1-knn": trained["ModelArtifacts"]["S3ModelArtifacts"]}.__getitem__
+    result = run_transform_job(request, s3=s3, model_resolver=resolver, log=lines.append)
+    assert result["TransformJobStatus"] == "Completed", result.get("FailureReason")
+    head = s3.head_object(Bucket=BUCKET, Key="transform/users-00000.rec.out")
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KEY)
+    assert f"output KMS key: {KEY}" in lines and not any(line.startswith("network") for line in lines)

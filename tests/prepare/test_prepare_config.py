@@ -49,6 +49,7 @@ def test_coercion_of_env_style_strings():
         ({"encoding": "klingon"}, "encoding: unknown codec 'klingon'"),
         ({"quotechar": "''"}, "quotechar: must be one character or empty"),
         ({"shard_rows": 0}, "shard_rows: must be >= 1, got 0"),
+        ({"min_shards": 0}, "min_shards: must be >= 1, got 0"),
     ],
 )
 def test_bad_values_name_the_key(raw, message):
