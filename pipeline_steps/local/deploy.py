@@ -199,12 +199,22 @@ def read_assembly(outdir: Path) -> list[StackArtifact]:
 # assets
 
 
+_ZIPPED: dict[str, bytes] = {}  # asset directory name (CDK names it by its content hash) -> zip
+
+
 def _zip_directory(path: Path) -> bytes:
+    """The zip of a directory asset; CDK names asset directories ``asset.<content hash>``, so a
+    second deploy of the same asset (another copy of the assembly) reuses the first zip."""
+    if path.name.startswith("asset.") and path.name in _ZIPPED:
+        return _ZIPPED[path.name]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for file in sorted(path.rglob("*")):
             if file.is_file():
                 zf.write(file, file.relative_to(path).as_posix())
+    if path.name.startswith("asset."):
+        _ZIPPED.clear()  # one bundle at a time: it is tens of MB
+        _ZIPPED[path.name] = buf.getvalue()
     return buf.getvalue()
 
 
