@@ -259,6 +259,24 @@ def _object_exists(response: Any, resource: str) -> bool:
     return bool(found is not None and key in found.keys)
 
 
+def _kms_key(response: Any, operation: str, resource: str) -> str | None:
+    """The SSE-KMS key an S3 write will use (header, else the bucket default) or a read meets."""
+    bucket_name, _, key = resource.split(":::", 1)[-1].partition("/")
+    bucket = getattr(response.backend, "buckets", {}).get(bucket_name)
+    if bucket is None or not key:
+        return None
+    if operation == "GetObject":
+        stored = bucket.keys.get(key)
+        return stored.kms_key_id if stored is not None and stored.encryption == "aws:kms" else None
+    if operation != "PutObject":
+        return None
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    if headers.get("x-amz-server-side-encryption") == "aws:kms":
+        return headers.get("x-amz-server-side-encryption-aws-kms-key-id")
+    default = (bucket.encryption or {}).get("Rule", {}).get("ApplyServerSideEncryptionByDefault", {})
+    return default.get("KMSMasterKeyID") if default.get("SSEAlgorithm") == "aws:kms" else None
+
+
 def _authorize(self: Any, iam_request_cls: type, resource: str = "*") -> None:
     """The replacement of moto's check (``ActionAuthenticatorMixin._authenticate_and_authorize_action``)."""
     if not _STATE.active:
@@ -274,9 +292,8 @@ def _authorize(self: Any, iam_request_cls: type, resource: str = "*") -> None:
         account=_STATE.account,
         resource=resource,
         headers=dict(self.headers),
-        object_exists=_object_exists(self, resource)
-        if service == "s3" and operation == "GetObject"
-        else True,
+        object_exists=service != "s3" or operation != "GetObject" or _object_exists(self, resource),
+        kms_key=_kms_key(self, str(operation), resource) if service == "s3" else None,
     )
     for request in authorizations(call):
         decision = iam.evaluate(principal.policies, request)

@@ -11,6 +11,9 @@ The table follows the Service Authorization Reference ("Actions, resources, and 
 - DynamoDB ``TransactWriteItems`` is authorised item by item as ``PutItem``/``UpdateItem``/
   ``DeleteItem``/``ConditionCheckItem`` on each item's table ("Using IAM with DynamoDB
   transactions"); ``BatchWriteItem``/``BatchGetItem`` are their own actions, on every table named.
+- S3 with SSE-KMS (a request header or the bucket's default encryption): writing needs
+  ``kms:GenerateDataKey`` and reading ``kms:Decrypt`` on the key, bucket keys included (S3 user guide,
+  "Using server-side encryption with AWS KMS keys", permissions).
 - S3 ``HeadBucket`` is ``s3:ListBucket``; ``ListObjects(V2)`` is ``s3:ListBucket`` with ``s3:prefix``;
   a copy also reads its source; ``GetObject`` of a missing key needs ``s3:ListBucket`` to get 404
   instead of 403 (S3 API reference, GetObject "Permissions").
@@ -48,6 +51,7 @@ class Call:
     resource: str = "*"  # what moto computed (S3: bucket or object ARN)
     headers: Mapping[str, str] = field(default_factory=dict)
     object_exists: bool = True  # S3 GetObject: does the key exist?
+    kms_key: str | None = None  # S3: the KMS key of the object written or read (SSE-KMS)
 
 
 def authorizations(call: Call) -> list[Authorization]:
@@ -80,6 +84,10 @@ def _s3(call: Call) -> list[Authorization]:
     if source:
         path = unquote(source.split("?", 1)[0]).lstrip("/")
         found.append(Authorization("s3:GetObject", f"arn:{call.partition}:s3:::{path}"))
+    if call.kms_key and call.operation in ("PutObject", "GetObject"):
+        key = call.kms_key if call.kms_key.startswith("arn:") else _arn(call, "kms", f"key/{call.kms_key}")
+        action = "kms:GenerateDataKey" if call.operation == "PutObject" else "kms:Decrypt"
+        found.append(Authorization(action, key))
     if call.operation == "GetObject" and not call.object_exists:
         key = call.resource.split(":::", 1)[-1].split("/", 1)[-1]
         found.append(Authorization("s3:ListBucket", bucket_arn, {"s3:prefix": key}))
