@@ -107,6 +107,7 @@ def transform_request(config: AppConfig) -> dict[str, Any]:
         "TransformJobName.$": "$.run.transform_job_name",
         "ModelName.$": "$.run.model_name",
         "MaxPayloadInMB": transform.max_payload_mb,
+        "MaxConcurrentTransforms": transform.max_concurrent_transforms,
         "BatchStrategy": "MultiRecord",
         "TransformInput": {
             "DataSource": {

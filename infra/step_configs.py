@@ -1,7 +1,8 @@
 """Validate each step's `STEP_CONFIG` with the step's own config dataclass (one source of truth).
 
-The shared values (`topx:x`, the k-NN `index_metric`) are injected into the steps that use them, so
-they cannot disagree; a step section that sets one of them to another value is an error.
+The shared values (`topx:x`, the k-NN `index_metric`, the transform's `max_payload_mb` and
+`response_budget_bytes`) are injected into the steps that use them, so they cannot disagree; a step
+section that sets one of them to another value is an error.
 """
 
 from __future__ import annotations
@@ -42,14 +43,35 @@ _BUILDERS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "evaluate": _strict(EvaluateConfig),
     "publish": _strict(PublishConfig),
 }
-_SHARED = {"x": ("repackage", "evaluate", "publish"), "index_metric": ("evaluate", "publish")}
+_SHARED = {
+    "x": ("repackage", "evaluate", "publish"),
+    "index_metric": ("evaluate", "publish"),
+    "max_payload_mb": ("repackage",),
+    "response_budget_bytes": ("repackage",),
+}
+_SOURCE = {
+    "x": "topx:x",
+    "index_metric": "topx:knn.hyperparameters.index_metric",
+    "max_payload_mb": "topx:transform.max_payload_mb",
+    "response_budget_bytes": "topx:transform.response_budget_bytes",
+}
 
 
 def validate_step_configs(
-    sections: Mapping[str, dict[str, Any]], *, x: int, index_metric: str
+    sections: Mapping[str, dict[str, Any]],
+    *,
+    x: int,
+    index_metric: str,
+    max_payload_mb: int,
+    response_budget_bytes: int,
 ) -> StepConfigs:
     """Return the explicit config of every step; raise ConfigError naming the context key."""
-    shared = {"x": x, "index_metric": index_metric}
+    shared = {
+        "x": x,
+        "index_metric": index_metric,
+        "max_payload_mb": max_payload_mb,
+        "response_budget_bytes": response_budget_bytes,
+    }
     built: dict[str, Mapping[str, Any]] = {}
     for step, builder in _BUILDERS.items():
         data = dict(sections[step])
@@ -57,7 +79,7 @@ def validate_step_configs(
             if step not in steps:
                 continue
             if name in data and data[name] != shared[name]:
-                source = "topx:x" if name == "x" else "topx:knn.hyperparameters.index_metric"
+                source = _SOURCE[name]
                 raise ConfigError(
                     f"context 'topx:{step}.{name}' ({data[name]!r}) differs from '{source}' "
                     f"({shared[name]!r}); set it once in '{source}'"
