@@ -140,7 +140,7 @@ def users_per_part(
 def part_key_width(n_parts: int) -> int:
     """Digits of the zero-padded part number: 5, or more when a run has over 100,000 parts.
 
-    Every part of a run gets the same width, so the lexicographic order of the keys (S3 lists keys
-    in UTF-8 binary order) is the numeric order the Distributed Map publish relies on.
+    Every part of a run gets the same width, so the order S3 lists the keys in ("sorted in an
+    ascending order of the respective key names", ListObjectsV2 API reference) is the numeric order.
     """
     return max(5, len(str(max(0, n_parts - 1))))
