@@ -68,7 +68,6 @@ class Batching:
     multi_record: bool = True  # BatchStrategy MultiRecord; False: SingleRecord
     max_payload_mb: int = DEFAULT_MAX_PAYLOAD_MB
     assemble_line: bool = True  # AssembleWith Line: a newline after each response
-    response_limit: int = 0  # bytes one response may have; 0 = sizing.CONTAINER_RESPONSE_LIMIT
 
     @classmethod
     def from_request(cls, request: dict) -> Batching:
@@ -80,7 +79,7 @@ class Batching:
             raise ClientError(
                 "MaxPayloadInMB 0 (HTTP chunked encoding) is not supported by built-in algorithms"
             )
-        strategy = request.get("BatchStrategy", "MultiRecord")  # unset: the larger responses
+        strategy = request.get("BatchStrategy", "MultiRecord")  # unset: assume the larger responses
         if strategy not in ("MultiRecord", "SingleRecord"):
             raise ClientError(f"BatchStrategy {strategy!r} is not one of MultiRecord, SingleRecord")
         assemble = tout.get("AssembleWith", "None")
@@ -92,12 +91,6 @@ class Batching:
             max_payload_mb=mb,
             assemble_line=assemble == "Line",
         )
-
-    @property
-    def limit(self) -> int:
-        from pipeline_steps.repackage import sizing
-
-        return self.response_limit or sizing.CONTAINER_RESPONSE_LIMIT
 
     def mini_batches(self, sizes: np.ndarray, where: str) -> np.ndarray:
         """End index (exclusive) of every mini-batch of records with these byte sizes, in order."""
@@ -220,18 +213,24 @@ class _Responses:
         return len(data)
 
     def _check(self, written_to: int) -> None:
-        limit = self.batching.limit
+        from pipeline_steps.repackage import sizing
+
+        limit = sizing.CONTAINER_RESPONSE_LIMIT
         if self.bytes <= limit:
             return
         first = int(self.stops[self.index - 1]) if self.index else 0
         last = int(self.stops[self.index])
         payload = int(self.sizes[first:last].sum())
-        so_far = "" if written_to == last else f" after {written_to - first} of its records"
+        size = (
+            f"is {self.bytes} bytes"
+            if written_to == last
+            else f"has {self.bytes} bytes after {written_to - first} of its records"
+        )
         raise ClientError(
             f"{self.where}: mini-batch {self.index + 1} of {self.stops.size} (records {first + 1}-{last}, "
-            f"{payload} bytes of payload, MaxPayloadInMB {self.batching.max_payload_mb}): the response is "
-            f"{self.bytes} bytes{so_far}, over the container's {limit}-byte limit; make the input objects "
-            "smaller (repackage sizes them: docs/decisions/0008)"
+            f"{payload} bytes of payload, MaxPayloadInMB {self.batching.max_payload_mb}): the response "
+            f"{size}, over the container's {limit}-byte limit; make the input objects smaller "
+            "(repackage sizes them: docs/decisions/0008)"
         )
 
 
