@@ -16,9 +16,10 @@ whole object is one request whose answer fits the container's response limit.
 Response limit: the model servers behind SageMaker containers (MMS / TorchServe) refuse responses
 over ``max_response_size``, default 6,553,500 bytes: aws/sagemaker-python-sdk#1096 (a batch
 transform failing with "Message size exceed limit: 6572143"), #1882 (asking to raise the response
-size of batch-transform requests; answered with ``TS_MAX_RESPONSE_SIZE``, which built-in algorithm
-images do not let us set), pytorch/serve#430 (the default, 6553500 bytes). Whether the built-in
-k-NN image uses the same server is not documented; we assume it does and keep a margin below it.
+size of batch-transform requests; answered with TorchServe's ``TS_MAX_RESPONSE_SIZE``, which no
+documentation says the built-in k-NN image reads), pytorch/serve#430 (the default, 6553500 bytes).
+Whether the built-in k-NN image enforces the same limit is not documented; we assume it does and
+keep a margin below it.
 """
 
 from __future__ import annotations
