@@ -7,8 +7,11 @@ text), and a synthetic 100,000 users x 50,000 items x 65 dims with k = 100.
 "ours, search" = the transform's search path alone on the model read back from model.tar.gz
 (our batching, faiss search, ascending reorder, label lookup, predicted label), no writing.
 "ours, end to end" = ``run_transform_job``: list and read the RecordIO query shards, search,
-format the verbose JSON lines, write the ``.out`` objects. S3 is a local file-backed stub of the
-boto3 client (a temp directory), so the figure is our code plus disk, not moto's overhead.
+format the verbose JSON lines, write the ``.out`` objects. Each shard is written as repackage
+writes queries: parts of ``sizing.users_per_part`` users (one transform request each, so every
+response stays under the container's limit; docs/decisions/0008), all under the shard's prefix.
+S3 is a local file-backed stub of the boto3 client (a temp directory), so the figure is our code
+plus disk, not moto's overhead.
 "faiss" = ``IndexFlatIP.search(all queries, k)`` on in-memory arrays, timed in the same run.
 The three are timed shard by shard in turn (faiss, our search, our transform job on that one
 shard) so a shared machine's load affects them alike; short cases keep the best of 7 or 3 rounds.
@@ -36,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline_steps.formats import recordio
 from pipeline_steps.local_algorithms import run_training_job, run_transform_job, transform
+from pipeline_steps.repackage import sizing
 
 KNN_IMAGE = "382416733822.dkr.ecr.us-east-1.amazonaws.com/knn:1"
 
@@ -74,7 +78,7 @@ class FileS3:
         yield {"Contents": contents}
 
 
-def _transform_request(name: str, input_uri: str) -> dict:
+def _transform_request(name: str, input_uri: str, output_uri: str) -> dict:
     return {
         "TransformJobName": f"{name}-tr",
         "ModelName": f"{name}-knn",
@@ -84,7 +88,7 @@ def _transform_request(name: str, input_uri: str) -> dict:
             "SplitType": "RecordIO",
         },
         "TransformOutput": {
-            "S3OutputPath": "s3://b/transform",
+            "S3OutputPath": output_uri,
             "Accept": "application/jsonlines; verbose=true",
             "AssembleWith": "Line",
         },
@@ -104,9 +108,17 @@ def run_case(name: str, n_users: int, n_items: int, dim: int, k: int, shards: in
         Body=recordio.encode_dense(items, np.arange(1, n_items + 1, dtype=np.float32)),
     )
     bounds = np.linspace(0, n_users, shards + 1).astype(int)
+    per_part = sizing.users_per_part(
+        k=k,
+        feature_dim=dim,
+        max_payload_mb=6,
+        response_budget_bytes=sizing.DEFAULT_RESPONSE_BUDGET,
+        users_per_shard=100_000,
+    ).users
     for i in range(shards):
-        body = recordio.encode_dense(users[bounds[i] : bounds[i + 1]])
-        s3.put_object(Bucket="b", Key=f"knn/queries/users-{i:05d}.rec", Body=body)
+        for j, start in enumerate(range(bounds[i], bounds[i + 1], per_part)):
+            body = recordio.encode_dense(users[start : min(start + per_part, bounds[i + 1])])
+            s3.put_object(Bucket="b", Key=f"knn/queries/s{i}/users-{j:05d}.rec", Body=body)
     hyper = {
         "feature_dim": str(dim),
         "k": str(k),
@@ -150,7 +162,7 @@ def run_case(name: str, n_users: int, n_items: int, dim: int, k: int, shards: in
             for start in range(0, Q.shape[0], transform.QUERY_BATCH):
                 transform._search_batch(model, Q[start : start + transform.QUERY_BATCH])
             round_search += time.perf_counter() - started
-            request = _transform_request(name, f"s3://b/knn/queries/users-{i:05d}.rec")
+            request = _transform_request(name, f"s3://b/knn/queries/s{i}/users-", f"s3://b/transform/s{i}")
             started = time.perf_counter()
             result = run_transform_job(
                 request, s3=s3, model_resolver=lambda _: model_url, log=lambda _: None, timings=timings
@@ -162,7 +174,7 @@ def run_case(name: str, n_users: int, n_items: int, dim: int, k: int, shards: in
             min(t_search, round_search),
             min(t_e2e, round_e2e),
         )
-    out_bytes = sum(p.stat().st_size for p in (root / name / "b" / "transform").glob("*.out"))
+    out_bytes = sum(p.stat().st_size for p in (root / name / "b" / "transform").rglob("*.out"))
     print(f"  faiss IndexFlatIP.search: {t_faiss:.2f}s ({n_users / t_faiss:,.0f} queries/s)")
     print(f"  ours, search: {t_search:.2f}s")
     print(f"  ours, end to end: {t_e2e:.2f}s ({out_bytes / 1e6:,.1f} MB of .out); split {timings}")

@@ -16,6 +16,7 @@ from typing import Any
 from infra import images
 from infra.context import PREFIX, ConfigError, Context, as_bool, as_int, check_fields
 from infra.step_configs import StepConfigs, validate_step_configs
+from pipeline_steps.repackage import sizing
 
 FM_HYPERPARAMETERS = frozenset(
     {
@@ -95,6 +96,8 @@ class TransformConfig:
     instance_count: int
     max_payload_mb: int
     max_runtime_seconds: int
+    max_concurrent_transforms: int  # requests in flight per instance (MaxConcurrentTransforms)
+    response_budget_bytes: int  # largest verbose response one request may produce (decision 0008)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,13 +184,17 @@ class AppConfig:
         _check_fm(fm)
         metric = _check_knn(knn)
         spot = _spot(ctx, fm, knn)
+        transform = _transform(ctx)
         steps = validate_step_configs(
             {name: ctx.obj(name) for name in ("prepare", "repackage", "evaluate", "publish")},
             x=ctx.number("x", 1, 1000),
             index_metric=metric,
             fm_instance_count=fm.instance_count,
+            max_payload_mb=transform.max_payload_mb,
+            response_budget_bytes=transform.response_budget_bytes,
         )
         _check_consistency(ctx, fm, steps)
+        _check_transform_sizing(fm, transform, steps)
         return cls(
             project=project,
             region=region,
@@ -202,7 +209,7 @@ class AppConfig:
             distributed_map_publish=ctx.flag("distributed_map_publish"),
             fm=fm,
             knn=knn,
-            transform=_transform(ctx),
+            transform=transform,
             spot=spot,
             sagemaker_security=_sagemaker_security(ctx),
             vpc=_vpc(ctx),
@@ -299,15 +306,71 @@ def _check_knn(knn: JobConfig) -> str:
 def _transform(ctx: Context) -> TransformConfig:
     data = ctx.obj("transform")
     check_fields(
-        "transform", data, {"instance_type", "instance_count", "max_payload_mb", "max_runtime_seconds"}
+        "transform",
+        data,
+        {
+            "instance_type",
+            "instance_count",
+            "max_payload_mb",
+            "max_runtime_seconds",
+            "max_concurrent_transforms",
+            "response_budget_bytes",
+        },
     )
     key = f"{PREFIX}transform"
-    return TransformConfig(
+    transform = TransformConfig(
         instance_type=_instance(f"{key}.instance_type", data["instance_type"]),
         instance_count=as_int(f"{key}.instance_count", data["instance_count"], 1, 100),
-        max_payload_mb=as_int(f"{key}.max_payload_mb", data["max_payload_mb"], 1, 100),
+        max_payload_mb=as_int(f"{key}.max_payload_mb", data["max_payload_mb"], 1, sizing.MAX_PAYLOAD_MB),
         max_runtime_seconds=as_int(f"{key}.max_runtime_seconds", data["max_runtime_seconds"], 60, 28 * 86400),
+        max_concurrent_transforms=as_int(
+            f"{key}.max_concurrent_transforms", data["max_concurrent_transforms"], 1, 100
+        ),
+        # The container's response limit (sizing.CONTAINER_RESPONSE_LIMIT) is the hard maximum.
+        response_budget_bytes=as_int(
+            f"{key}.response_budget_bytes", data["response_budget_bytes"], 1, sizing.MAX_RESPONSE_BUDGET
+        ),
     )
+    # CreateTransformJob: "the value of (MaxConcurrentTransforms * MaxPayloadInMB) also cannot exceed
+    # 100 MB" (API reference, MaxPayloadInMB).
+    product = transform.max_concurrent_transforms * transform.max_payload_mb
+    if product > sizing.MAX_PAYLOAD_TIMES_CONCURRENCY_MB:
+        raise ConfigError(
+            f"context '{key}.max_concurrent_transforms' ({transform.max_concurrent_transforms}) x "
+            f"'{key}.max_payload_mb' ({transform.max_payload_mb}) = {product} MB exceeds SageMaker's "
+            f"{sizing.MAX_PAYLOAD_TIMES_CONCURRENCY_MB} MB"
+        )
+    return transform
+
+
+def _check_transform_sizing(fm: JobConfig, transform: TransformConfig, steps: StepConfigs) -> None:
+    """At the k cap and this feature_dim, at least one user must fit one transform request.
+
+    Repackage sizes every query part (= one request) from the run's k (sizing.users_per_part); this
+    is the same arithmetic at the largest k the config allows, so a deployed pipeline cannot hit
+    a run where not even one query fits.
+    """
+    max_k = int(steps.repackage["max_k"])
+    feature_dim = int(fm.hyperparameters["num_factors"]) + 1  # k-NN vectors are [V, w] / [V, 1]
+    size = sizing.users_per_part(
+        k=max_k,
+        feature_dim=feature_dim,
+        max_payload_mb=transform.max_payload_mb,
+        response_budget_bytes=transform.response_budget_bytes,
+        users_per_shard=int(steps.repackage["users_per_shard"]),
+    )
+    if size.by_response < 1:
+        raise ConfigError(
+            f"context 'topx:transform.response_budget_bytes' ({transform.response_budget_bytes}) is below "
+            f"one verbose k-NN line at 'topx:repackage.max_k' = {max_k} ({size.response_bytes_per_query} "
+            "bytes worst case): raise the budget or lower max_k"
+        )
+    if size.by_payload < 1:
+        raise ConfigError(
+            f"context 'topx:transform.max_payload_mb' ({transform.max_payload_mb}) cannot hold one query "
+            f"of {size.request_bytes_per_query} bytes ('topx:fm.hyperparameters.num_factors' + 1 = "
+            f"{feature_dim} float32 values)"
+        )
 
 
 def _spot(ctx: Context, fm: JobConfig, knn: JobConfig) -> SpotConfig:

@@ -156,6 +156,7 @@ def transform_request(config: AppConfig, *, key_arn: str | None = None) -> dict[
         "TransformJobName.$": "$.run.transform_job_name",
         "ModelName.$": "$.run.model_name",
         "MaxPayloadInMB": transform.max_payload_mb,
+        "MaxConcurrentTransforms": transform.max_concurrent_transforms,
         "BatchStrategy": "MultiRecord",
         "TransformInput": {
             "DataSource": {

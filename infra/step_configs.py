@@ -1,8 +1,9 @@
 """Validate each step's `STEP_CONFIG` with the step's own config dataclass (one source of truth).
 
 The shared values (`topx:x`, the k-NN `index_metric`, the FM instance count as prepare's
-`min_shards`) are injected into the steps that use them, so they cannot disagree; a step section
-that sets one of them to another value is an error.
+`min_shards`, the transform's `max_payload_mb` and `response_budget_bytes`) are injected into the
+steps that use them, so they cannot disagree; a step section that sets one of them to another value
+is an error.
 """
 
 from __future__ import annotations
@@ -48,19 +49,35 @@ _SHARED = {
     "index_metric": ("evaluate", "publish"),
     # ShardedByS3Key gives each FM host its share of the train objects: at least one each.
     "min_shards": ("prepare",),
+    "max_payload_mb": ("repackage",),
+    "response_budget_bytes": ("repackage",),
 }
 _SOURCES = {
     "x": "topx:x",
     "index_metric": "topx:knn.hyperparameters.index_metric",
     "min_shards": "topx:fm.instance_count",
+    "max_payload_mb": "topx:transform.max_payload_mb",
+    "response_budget_bytes": "topx:transform.response_budget_bytes",
 }
 
 
 def validate_step_configs(
-    sections: Mapping[str, dict[str, Any]], *, x: int, index_metric: str, fm_instance_count: int
+    sections: Mapping[str, dict[str, Any]],
+    *,
+    x: int,
+    index_metric: str,
+    fm_instance_count: int,
+    max_payload_mb: int,
+    response_budget_bytes: int,
 ) -> StepConfigs:
     """Return the explicit config of every step; raise ConfigError naming the context key."""
-    shared = {"x": x, "index_metric": index_metric, "min_shards": fm_instance_count}
+    shared = {
+        "x": x,
+        "index_metric": index_metric,
+        "min_shards": fm_instance_count,
+        "max_payload_mb": max_payload_mb,
+        "response_budget_bytes": response_budget_bytes,
+    }
     built: dict[str, Mapping[str, Any]] = {}
     for step, builder in _BUILDERS.items():
         data = dict(sections[step])

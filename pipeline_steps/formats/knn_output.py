@@ -26,6 +26,7 @@ __all__ = [
     "best_first",
     "dumps_line",
     "format_results",
+    "iter_numbered_results",
     "iter_results",
     "read_results",
     "write_results",
@@ -87,25 +88,44 @@ def _parse(lineno: int, line: str | bytes) -> tuple[np.ndarray, np.ndarray]:
     return np.rint(labels).astype(np.int64), distances
 
 
+def _is_blank(line: str | bytes) -> bool:
+    """Empty, or nothing but a line ending: what ``AssembleWith=Line`` adds after a response that
+    already ends with one. Spaces or tabs are not blank: SageMaker never writes them, so such a
+    line is reported as malformed like any other garbage."""
+    return not line or line in ("\n", "\r\n", b"\n", b"\r\n")
+
+
+def iter_numbered_results(
+    lines: Iterable[str | bytes] | str | bytes, metric: str
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(line number, item_labels int64, scores float64)`` per query, best first.
+
+    Line numbers are 1-based and count the blank lines too (they point into the file).
+    """
+    descending = _metric(metric) != "L2"
+    for lineno, line in enumerate(_lines(lines), 1):
+        if _is_blank(line):
+            continue
+        labels, scores = _parse(lineno, line)
+        order = np.argsort(-scores if descending else scores, kind="stable")
+        yield lineno, labels[order], scores[order]
+
+
 def iter_results(
     lines: Iterable[str | bytes] | str | bytes, metric: str
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Per query (in input order): ``(item_labels int64, scores float64)``, best first.
 
-    Labels are ``int(round(x))`` of the float labels. Trailing blank lines are ignored; a blank
-    line followed by more output, malformed JSON or a length mismatch raise ``KnnOutputError``.
+    Labels are ``int(round(x))`` of the float labels. Empty lines are skipped wherever they are:
+    with ``BatchStrategy=MultiRecord`` and ``AssembleWith=Line`` SageMaker adds a newline after
+    each mini-batch response ("Add a newline character at the end of every transformed record",
+    TransformOutput.AssembleWith, CDK/API docs), and a JSON-lines response already ends with one,
+    so the file has an empty line after each mini-batch. A whitespace-only line, malformed JSON or
+    a length mismatch raise ``KnnOutputError`` with the line number. Counting results (one per
+    query) is the caller's job: a blank line is never a result.
     """
-    descending = _metric(metric) != "L2"
-    blank = 0
-    for lineno, line in enumerate(_lines(lines), 1):
-        if not line.strip():
-            blank = blank or lineno
-            continue
-        if blank:
-            raise KnnOutputError(blank, "blank line between results (every query has one line)")
-        labels, scores = _parse(lineno, line)
-        order = np.argsort(-scores if descending else scores, kind="stable")
-        yield labels[order], scores[order]
+    for _, labels, scores in iter_numbered_results(lines, metric):
+        yield labels, scores
 
 
 def read_results(lines: Iterable[str | bytes] | str | bytes, metric: str) -> tuple[np.ndarray, np.ndarray]:

@@ -911,6 +911,21 @@ def iter_records(source: bytes | bytearray | memoryview | BinaryIO) -> Iterator[
         yield parse_record(payload, offset)
 
 
+def record_sizes(source: bytes | bytearray | memoryview) -> np.ndarray:
+    """Bytes each logical record takes in the stream (headers and padding included), in order.
+
+    What a batch transform with ``SplitType=RecordIO`` sends: whole records, so a mini-batch's
+    payload is the sum of its records' sizes. Multi-part records count as one.
+    """
+    buf = _to_array(source)
+    try:
+        starts, _ = _scan(buf)
+        return np.diff(np.append(starts, buf.size)).astype(np.int64)
+    except _Irregular:
+        offsets = [offset for offset, _ in _iter_payloads(_view_reader(source))]
+        return np.diff(np.append(np.array(offsets, np.int64), buf.size)).astype(np.int64)
+
+
 # --------------------------------------------------------------------------------------------
 # vectorised readers
 

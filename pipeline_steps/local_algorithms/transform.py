@@ -1,5 +1,13 @@
 """Local SageMaker batch transform for k-NN models: a CreateTransformJob request in, a
 DescribeTransformJob-shaped dict out (same failure conventions as ``jobs.py``).
+
+Batching is emulated so the rehearsal fails where AWS would (docs/decisions/0008): per input
+object, ``SplitType=RecordIO`` + ``BatchStrategy=MultiRecord`` packs whole records into mini-batches
+of at most ``MaxPayloadInMB`` (``SingleRecord``: one record each; no SplitType: the whole object),
+each mini-batch is one container request, and a response over the container's limit
+(``sizing.CONTAINER_RESPONSE_LIMIT``) fails the job with a ``ClientError``. With
+``AssembleWith=Line`` a newline follows every mini-batch's response, as SageMaker adds one; the JSON
+lines already end with one, so the ``.out`` has an empty line after each mini-batch.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,6 +26,8 @@ import numpy as np
 from . import knn, s3io
 from .hyperparameters import ClientError
 from .jobs import _ACCOUNT, _REGION, RECORDIO, Log, _failed, _now, _require, check_security
+
+DEFAULT_MAX_PAYLOAD_MB = 6  # CreateTransformJob's default MaxPayloadInMB
 
 JSONLINES = "application/jsonlines"
 QUERY_BATCH = 4096  # queries per search call (faiss blocks BLAS by 4096 queries); memory ~ 2 x batch x k
@@ -53,26 +64,103 @@ def _output_key(prefix_uri: str, key: str) -> str:
     return key[len(base) :]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Batching:
+    """How SageMaker cuts one input object into requests and assembles the responses."""
+
+    split: bool = True  # SplitType RecordIO; False (None): the whole object is one request
+    multi_record: bool = True  # BatchStrategy MultiRecord; False: SingleRecord
+    max_payload_mb: int = DEFAULT_MAX_PAYLOAD_MB
+    assemble_line: bool = True  # AssembleWith Line: a newline after each response
+
+    @classmethod
+    def from_request(cls, request: dict) -> Batching:
+        tin, tout = request.get("TransformInput", {}), request.get("TransformOutput", {})
+        mb = request.get("MaxPayloadInMB", DEFAULT_MAX_PAYLOAD_MB)
+        if not isinstance(mb, int) or isinstance(mb, bool) or not 0 <= mb <= 100:
+            raise ClientError(f"MaxPayloadInMB must be an integer in 0..100, got {mb!r}")
+        if mb == 0:
+            raise ClientError(
+                "MaxPayloadInMB 0 (HTTP chunked encoding) is not supported by built-in algorithms"
+            )
+        strategy = request.get("BatchStrategy", "MultiRecord")  # unset: assume the larger responses
+        if strategy not in ("MultiRecord", "SingleRecord"):
+            raise ClientError(f"BatchStrategy {strategy!r} is not one of MultiRecord, SingleRecord")
+        assemble = tout.get("AssembleWith", "None")
+        if assemble not in ("Line", "None"):
+            raise ClientError(f"AssembleWith {assemble!r} is not one of Line, None")
+        return cls(
+            split=tin.get("SplitType", "None") not in ("None", None),
+            multi_record=strategy == "MultiRecord",
+            max_payload_mb=mb,
+            assemble_line=assemble == "Line",
+        )
+
+    def mini_batches(self, sizes: np.ndarray, where: str) -> np.ndarray:
+        """End index (exclusive) of every mini-batch of records with these byte sizes, in order."""
+        from pipeline_steps.repackage import sizing
+
+        n = int(sizes.size)
+        budget = self.max_payload_mb * sizing.BATCH_BYTES_PER_MB  # the larger reading of "MB"
+        if not self.split:
+            total = int(sizes.sum())
+            if total > budget:
+                raise ClientError(
+                    f"{where}: without SplitType the whole object ({total} bytes) is one request, more "
+                    f"than MaxPayloadInMB {self.max_payload_mb}"
+                )
+            return np.array([n] if n else [], np.int64)
+        too_big = np.flatnonzero(sizes > budget)
+        if too_big.size:
+            i = int(too_big[0])
+            raise ClientError(
+                f"{where}: record {i + 1} is {int(sizes[i])} bytes, more than MaxPayloadInMB "
+                f"{self.max_payload_mb} (it must hold one record)"
+            )
+        if not self.multi_record:
+            return np.arange(1, n + 1, dtype=np.int64)
+        cum = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        stops, start = [], 0
+        while start < n:  # greedy: as many whole records as fit
+            stop = int(np.searchsorted(cum, cum[start] + budget, side="right")) - 1
+            stops.append(stop)
+            start = stop
+        return np.array(stops, np.int64)
+
+
 def transform_object(
-    model: knn.KNNModel, body: bytes, out, *, verbose: bool, where: str, timings: dict | None = None
+    model: knn.KNNModel,
+    body: bytes,
+    out,
+    *,
+    verbose: bool,
+    where: str,
+    batching: Batching | None = None,
+    timings: dict | None = None,
 ) -> int:
-    """Search every record of one RecordIO object; write one JSON line per record to ``out``.
+    """Answer every record of one RecordIO object, one JSON line each, mini-batch by mini-batch.
 
-    ``timings`` (optional) accumulates seconds spent in "read", "search" (wall time of the
-    search calls, which overlap with writing) and "write".
+    ``batching`` (default: MultiRecord, 6 MB, AssembleWith Line) decides the mini-batches; a
+    response over the container's limit raises ``ClientError`` naming the object, the mini-batch
+    and the sizes (as soon as it is exceeded: nothing more is searched). ``timings`` (optional)
+    accumulates seconds spent in "read", "search" (wall time of the search calls, which overlap
+    with writing) and "write".
     """
-    from pipeline_steps.formats import knn_output, recordio
+    from pipeline_steps.formats import recordio
 
+    batching = batching or Batching()
     clock = timings if timings is not None else {}
     started = time.perf_counter()
     try:
         Q, _ = recordio.read_dense(body)
+        sizes = recordio.record_sizes(body)
     except ValueError as e:
         raise ClientError(f"{where}: not RecordIO-protobuf: {e}") from None
     if Q.shape[0] and Q.shape[1] != model.index.d:
         raise ClientError(
             f"{where}: records have {Q.shape[1]} features but the model expects {model.index.d}"
         )
+    stops = batching.mini_batches(sizes, where)
     clock["read"] = clock.get("read", 0.0) + time.perf_counter() - started
     # faiss releases the GIL, so the next batch can be searched while this one is written, but only
     # with a core to spare: faiss's BLAS/OpenMP threads use every core by default, and a writer
@@ -80,6 +168,7 @@ def transform_object(
     overlap = _spare_core()
     batch = _batch_size(Q.shape[0]) if overlap else QUERY_BATCH
     starts = range(0, Q.shape[0], batch)
+    response = _Responses(out, stops, sizes, batching, where, verbose, model.predictor_type)
     with ThreadPoolExecutor(max_workers=1) as pool:
         submit = pool.submit if overlap else _run_now
         pending = submit(_search_batch, model, Q[:batch]) if len(starts) else None
@@ -88,15 +177,65 @@ def transform_object(
             if start + batch < Q.shape[0]:
                 pending = submit(_search_batch, model, Q[start + batch : start + 2 * batch])
             t0 = time.perf_counter()
-            if verbose:
-                knn_output.write_results(out, labels, dist, predicted, predictor_type=model.predictor_type)
-            else:
-                out.write(
-                    "".join(json.dumps({"predicted_label": float(p)}) + "\n" for p in predicted).encode()
-                )
+            response.write(start, labels, dist, predicted)
             clock["search"] = clock.get("search", 0.0) + seconds
             clock["write"] = clock.get("write", 0.0) + time.perf_counter() - t0
     return int(Q.shape[0])
+
+
+class _Responses:
+    """Writes search results as the container's responses, one per mini-batch, checking each size."""
+
+    def __init__(self, out, stops, sizes, batching: Batching, where: str, verbose: bool, predictor: str):
+        self.out, self.stops, self.sizes, self.batching = out, stops, sizes, batching
+        self.where, self.verbose, self.predictor = where, verbose, predictor
+        self.index = 0  # current mini-batch
+        self.bytes = 0  # response bytes of the current mini-batch so far
+
+    def write(self, start: int, labels: np.ndarray, dist: np.ndarray, predicted: np.ndarray) -> None:
+        """Results of records [start, start + len(labels)), cut at mini-batch boundaries."""
+        pos, stop = start, start + labels.shape[0]
+        while pos < stop:
+            end = min(stop, int(self.stops[self.index]))
+            rows = slice(pos - start, end - start)
+            self.bytes += self._render(labels[rows], dist[rows], predicted[rows])
+            self._check(end)
+            pos = end
+            if pos == self.stops[self.index]:
+                if self.batching.assemble_line:
+                    self.out.write(b"\n")
+                self.index += 1
+                self.bytes = 0
+
+    def _render(self, labels, dist, predicted) -> int:
+        from pipeline_steps.formats import knn_output
+
+        if self.verbose:
+            return knn_output.write_results(self.out, labels, dist, predicted, predictor_type=self.predictor)
+        data = "".join(json.dumps({"predicted_label": float(p)}) + "\n" for p in predicted).encode()
+        self.out.write(data)
+        return len(data)
+
+    def _check(self, written_to: int) -> None:
+        from pipeline_steps.repackage import sizing
+
+        limit = sizing.CONTAINER_RESPONSE_LIMIT
+        if self.bytes <= limit:
+            return
+        first = int(self.stops[self.index - 1]) if self.index else 0
+        last = int(self.stops[self.index])
+        payload = int(self.sizes[first:last].sum())
+        size = (
+            f"is {self.bytes} bytes"
+            if written_to == last
+            else f"has {self.bytes} bytes after {written_to - first} of its records"
+        )
+        raise ClientError(
+            f"{self.where}: mini-batch {self.index + 1} of {self.stops.size} (records {first + 1}-{last}, "
+            f"{payload} bytes of payload, MaxPayloadInMB {self.batching.max_payload_mb}): the response "
+            f"{size}, over the container's {limit}-byte limit; make the input objects smaller "
+            "(repackage sizes them: docs/decisions/0008)"
+        )
 
 
 def _spare_core() -> bool:
@@ -190,6 +329,7 @@ def _transform(
     if parts[0] != JSONLINES:
         raise ClientError(f"Accept {accept!r} is not supported locally; use {JSONLINES}; verbose=true")
     verbose = "verbose=true" in parts[1:]
+    batching = Batching.from_request(request)
     model = load_knn_model(s3, model_url)
     bucket, _ = s3io.split_uri(input_uri)
     listed = s3io.list_objects(s3, input_uri)
@@ -203,7 +343,9 @@ def _transform(
             t0 = time.perf_counter()
             body = s3io.get_bytes(s3, bucket, key)
             clock["s3"] = clock.get("s3", 0.0) + time.perf_counter() - t0
-            n = transform_object(model, body, out, verbose=verbose, where=where, timings=clock)
+            n = transform_object(
+                model, body, out, verbose=verbose, where=where, batching=batching, timings=clock
+            )
             target = s3io.join_uri(output_path, _output_key(input_uri, key) + ".out")
             t0 = time.perf_counter()
             s3io.put_file(s3, target, out, kms_key_id=kms_key)

@@ -40,19 +40,25 @@ def iter_part_top_x(
     n_items: int,
     where: str,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(user index, item indices, scores) for every query line of one transform output part."""
-    results = knn_output.iter_results(lines, metric)
+    """(user index, item indices, scores) for every query line of one transform output part.
+
+    Blank lines (SageMaker's newline after each mini-batch) are skipped by the parser; the part must
+    hold exactly ``n_users`` result lines, one per query, in order.
+    """
+    results = knn_output.iter_numbered_results(lines, metric)
     offset = 0
     while True:
         try:
-            labels, scores = next(results)
+            lineno, labels, scores = next(results)
         except StopIteration:
             break
         except knn_output.KnnOutputError as exc:
             raise InputError(f"{where}: {exc}") from None
         if offset >= n_users:
-            raise InputError(f"{where}: more than the {n_users} result lines expected for this part")
-        where_line = f"{where} line {offset + 1}"
+            raise InputError(
+                f"{where} line {lineno}: more than the {n_users} result lines expected for this part"
+            )
+        where_line = f"{where} line {lineno}"
         yield (
             first_user + offset,
             *top_x(labels, scores, seen.row(first_user + offset), x=x, n_items=n_items, where=where_line),

@@ -6,13 +6,17 @@ from dataclasses import dataclass
 
 from pipeline_steps.publish.items import MAX_X
 from pipeline_steps.publish.runio import InputError
+from pipeline_steps.repackage import sizing
 
 
 @dataclass(frozen=True, kw_only=True)
 class RepackageConfig:
     x: int = 10  # the top-x published per user (same value as publish/evaluate)
     max_k: int = 1000  # cap on neighbours per query (transform output size grows with k)
-    users_per_shard: int = 100_000  # users per query file = per transform output part
+    users_per_shard: int = 100_000  # upper cap on users per query part (= per transform request)
+    # Injected from `topx:transform` (infra/step_configs.py): the part size follows from them (sizing.py).
+    max_payload_mb: int = 6
+    response_budget_bytes: int = sizing.DEFAULT_RESPONSE_BUDGET
 
     def validate(self, where: str) -> None:
         if not 1 <= self.x <= MAX_X:
@@ -21,3 +25,12 @@ class RepackageConfig:
             raise InputError(f"{where}.max_k: must be >= x ({self.x}), got {self.max_k}")
         if self.users_per_shard < 1:
             raise InputError(f"{where}.users_per_shard: must be >= 1, got {self.users_per_shard}")
+        if not 1 <= self.max_payload_mb <= sizing.MAX_PAYLOAD_MB:
+            raise InputError(
+                f"{where}.max_payload_mb: must be in 1..{sizing.MAX_PAYLOAD_MB}, got {self.max_payload_mb}"
+            )
+        if not 1 <= self.response_budget_bytes <= sizing.MAX_RESPONSE_BUDGET:
+            raise InputError(
+                f"{where}.response_budget_bytes: must be in 1..{sizing.MAX_RESPONSE_BUDGET} (the "
+                f"container's response limit), got {self.response_budget_bytes}"
+            )

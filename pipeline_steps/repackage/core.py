@@ -9,6 +9,10 @@ always keeps x unseen items after filtering. The `max_k` cap bounds the transfor
 user with |seen(u)| > k - x may be left with fewer than x (counted as `users_over_cap` here and as
 `users_short` by publish).
 
+Part size (sizing.py, docs/decisions/0008): each query part is one transform request, so it holds
+R = min(budget / worst-case response line at this k, payload / query record, users_per_shard) users;
+its verbose answer then stays under the container's response limit.
+
 Event: {"run_id", "manifest_key", "model_s3_uri"}; returns {"knn_train_s3_uri", "queries_s3_uri",
 "feature_dim", "k", "sample_size", "queries_manifest_key"} with the hyperparameters as strings.
 """
@@ -32,11 +36,40 @@ from pipeline_steps.publish.runio import (
     put_json,
     s3_uri,
 )
+from pipeline_steps.repackage import sizing
 from pipeline_steps.repackage.config import RepackageConfig
 
 
 class FeatureDimMismatchError(InputError):
     """The FM model was not trained on this run's one-hot layout."""
+
+
+class PartSizeError(InputError):
+    """Not even one query fits one transform request at this run's k and feature_dim."""
+
+
+def part_size(config: RepackageConfig, *, k: int, feature_dim: int, where: str) -> sizing.PartSize:
+    size = sizing.users_per_part(
+        k=k,
+        feature_dim=feature_dim,
+        max_payload_mb=config.max_payload_mb,
+        response_budget_bytes=config.response_budget_bytes,
+        users_per_shard=config.users_per_shard,
+    )
+    if size.users < 1:
+        raise PartSizeError(
+            f"{where}: one query's worst-case response at k={k} is {size.response_bytes_per_query} bytes "
+            f"(budget response_budget_bytes={config.response_budget_bytes}) and its request "
+            f"{size.request_bytes_per_query} bytes at feature_dim={feature_dim} (max_payload_mb="
+            f"{config.max_payload_mb}): not one user fits a transform request; lower max_k or raise "
+            "the budget"
+        )
+    return size
+
+
+def part_bounds(n_users: int, users_per_part: int) -> list[tuple[int, int]]:
+    """[start, stop) of every part, in user order."""
+    return [(s, min(s + users_per_part, n_users)) for s in range(0, n_users, users_per_part)]
 
 
 def choose_k(seen_counts: np.ndarray, *, x: int, n_items: int, max_k: int) -> tuple[int, int]:
@@ -82,17 +115,20 @@ def repackage(*, s3: Any, bucket: str, event: dict, config: RepackageConfig) -> 
     )
     k, over_cap = choose_k(seen.row_lengths(), x=config.x, n_items=manifest.n_items, max_k=config.max_k)
 
+    feature_dim = items.shape[1]
+    size = part_size(config, k=k, feature_dim=feature_dim, where=f"run {run_id}")
+    bounds = part_bounds(manifest.n_users, size.users)
+    width = sizing.part_key_width(len(bounds))
+
     base = f"runs/{run_id}/knn"
     train_key = f"{base}/train/items.rec"
     s3.put_object(Bucket=bucket, Key=train_key, Body=encode_dense(items, labels))
     parts = []
-    for i, start in enumerate(range(0, manifest.n_users, config.users_per_shard)):
-        stop = min(start + config.users_per_shard, manifest.n_users)
-        key = f"{base}/queries/users-{i:05d}.rec"
+    for i, (start, stop) in enumerate(bounds):
+        key = f"{base}/queries/users-{i:0{width}d}.rec"
         s3.put_object(Bucket=bucket, Key=key, Body=encode_dense(users[start:stop]))
         parts.append({"key": key, "first_user": start, "n_users": stop - start})
     queries_manifest_key = f"{base}/queries/manifest.json"
-    feature_dim = items.shape[1]
     put_json(
         s3,
         bucket,
@@ -105,6 +141,7 @@ def repackage(*, s3: Any, bucket: str, event: dict, config: RepackageConfig) -> 
             "n_users": manifest.n_users,
             "feature_dim": feature_dim,
             "users_over_cap": over_cap,
+            "sizing": size.as_dict(),
         },
     )
     return {

@@ -67,7 +67,9 @@ def test_labels_are_rounded_and_input_forms():
         (['{"labels":["a"],"distances":[1.0]}'], 1, "non-numbers"),
         (['{"labels":[[1.0]],"distances":[[1.0]]}'], 1, "not a flat list"),
         (['{"labels":[NaN],"distances":[1.0]}'], 1, "not a finite number"),
-        ([LINE, "", LINE], 2, "blank line between results"),
+        ([LINE, "", "  ", LINE], 3, "malformed JSON"),  # whitespace-only is not blank
+        ([LINE, "", "\t\n", LINE], 3, "malformed JSON"),
+        ([LINE, "", LINE, "", "{", ""], 5, "malformed JSON"),  # numbers count the blank lines
         ([b"\xff\xfe"], 1, "malformed JSON"),
     ],
 )
@@ -75,6 +77,21 @@ def test_errors_name_the_line(lines, line, match):
     with pytest.raises(KnnOutputError, match=match) as err:
         list(iter_results(lines, "L2"))
     assert err.value.line == line and f"line {line}:" in str(err.value)
+
+
+def test_empty_lines_between_and_after_results_are_skipped():
+    # AssembleWith=Line adds "\n" after each mini-batch response, which already ends with one
+    other = '{"distances":[1.0],"labels":[5.0],"predicted_label":5.0}'
+    text = f"{LINE}\n{LINE}\n\n{other}\n\n"
+    want = [[7, 12, 268], [7, 12, 268], [5]]
+    assert [lab.tolist() for lab, _ in iter_results(text, "COSINE")] == want
+    assert [lab.tolist() for lab, _ in iter_results(text.encode(), "COSINE")] == want
+    assert [lab.tolist() for lab, _ in iter_results(io.BytesIO(text.encode()), "COSINE")] == want
+    assert [lab.tolist() for lab, _ in iter_results(["", LINE, "", "\r\n", other], "COSINE")] == want[1:]
+    assert [n for n, _, _ in knn_output.iter_numbered_results(text, "L2")] == [1, 2, 4]
+    labels, _ = knn_output.read_results(f"\n{LINE}\n\n{LINE}\n\n", "L2")
+    assert labels.shape == (2, 3)
+    assert list(iter_results("\n\n", "L2")) == []
 
 
 def test_unknown_metric_and_ragged_read_results():

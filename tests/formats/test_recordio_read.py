@@ -514,3 +514,12 @@ def test_strided_scan_agrees_with_the_general_scan():
     assert recordio._scan_strided(np.frombuffer(bytes(bad), np.uint8)) is None
     assert recordio._scan_strided(np.frombuffer(raw[:-64], np.uint8)) is not None
     assert recordio._scan_strided(np.frombuffer(raw[:-4], np.uint8)) is None
+
+
+def test_record_sizes_count_whole_records_as_a_transform_sends_them():
+    dense = recordio.encode_dense(np.ones((3, 65), np.float32))
+    assert recordio.record_sizes(dense).tolist() == [288, 288, 288]
+    assert recordio.record_sizes(b"").tolist() == []
+    one = _frame(_value_record([1.0, 2.0]))
+    split = _frame(b"abc", 1) + _frame(b"defgh", 3)  # a multi-part record: 12 + 16 bytes
+    assert recordio.record_sizes(one + split + one).tolist() == [len(one), 28, len(one)]

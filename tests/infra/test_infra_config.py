@@ -84,6 +84,33 @@ def test_numeric_hyperparameters_become_sagemaker_strings() -> None:
         ),
         ({"spot.enable": True}, "'topx:spot': unknown key(s) ['enable']"),
         ({"transform": "{not json"}, "'topx:transform': not a JSON object"),
+        (
+            {"transform.max_concurrent_transforms": 0},
+            "'topx:transform.max_concurrent_transforms': must be in 1..100",
+        ),
+        (
+            {"transform.max_concurrent_transforms": 20},
+            "'topx:transform.max_concurrent_transforms' (20) x 'topx:transform.max_payload_mb' (6) = 120 MB "
+            "exceeds SageMaker's 100 MB",
+        ),
+        (
+            {"transform.response_budget_bytes": 6_553_501},
+            "'topx:transform.response_budget_bytes': must be in 1..6553500",
+        ),
+        (
+            {"transform.response_budget_bytes": 30_000},
+            "'topx:transform.response_budget_bytes' (30000) is below one verbose k-NN line at "
+            "'topx:repackage.max_k' = 1000 (35069 bytes worst case)",
+        ),
+        (
+            {"transform.max_payload_mb": 1, "fm.hyperparameters.num_factors": "300000"},
+            "'topx:transform.max_payload_mb' (1) cannot hold one query of 1200036 bytes "
+            "('topx:fm.hyperparameters.num_factors' + 1 = 300001 float32 values)",
+        ),
+        (
+            {"repackage.max_payload_mb": 7},
+            "'topx:repackage.max_payload_mb' (7) differs from 'topx:transform.max_payload_mb' (6)",
+        ),
         ({"run_expiry_days": 30}, "'topx:run_expiry_days' (30) must exceed 'topx:publish.ttl_days' (30.0)"),
         (
             {"schedule": "rate(45 days)"},
@@ -156,6 +183,18 @@ def test_vpc_from_dotted_keys_on_the_null_default() -> None:
         "sg-0c3",
     )
     assert build(vpc="null").vpc is None
+
+
+def test_transform_sizing_values_reach_repackage() -> None:
+    config = build()
+    assert config.transform.max_concurrent_transforms == 4
+    assert config.steps.repackage["max_payload_mb"] == config.transform.max_payload_mb == 6
+    assert (
+        config.steps.repackage["response_budget_bytes"] == config.transform.response_budget_bytes == 5 * 2**20
+    )
+    # a smaller budget is fine as long as one line at the k cap fits it
+    config = build(**{"transform.response_budget_bytes": 30_000, "repackage.max_k": 800})
+    assert config.steps.repackage["response_budget_bytes"] == 30_000
 
 
 def test_missing_key_points_at_cdk_json() -> None:

@@ -40,7 +40,8 @@ def test_knn_takes_its_sizes_from_repackage_and_defaults_to_on_demand() -> None:
 def test_transform_reads_queries_and_writes_verbose_json_lines() -> None:
     request = sm.transform_request(build(**{"transform.instance_count": 2, "transform.max_payload_mb": 20}))
     assert request["TransformResources"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 2}
-    assert request["MaxPayloadInMB"] == 20
+    assert request["MaxPayloadInMB"] == 20 and request["MaxConcurrentTransforms"] == 4
+    assert request["BatchStrategy"] == "MultiRecord" and request["TransformInput"]["SplitType"] == "RecordIO"
     assert request["TransformOutput"]["AssembleWith"] == "Line"
     model = sm.model_request(build(), region="us-east-1", role_arn="arn:role")
     assert model["PrimaryContainer"]["Image"].endswith("/knn:1") and model["ExecutionRoleArn"] == "arn:role"

@@ -227,8 +227,11 @@ def _knn_request(hp=None, name="run1-knn", prefix="knn/train/"):
     }
 
 
-def _transform_request(prefix="knn/queries/users-", accept="application/jsonlines; verbose=true", **tin):
+def _transform_request(
+    prefix="knn/queries/users-", accept="application/jsonlines; verbose=true", top=None, **tin
+):
     return {
+        **(top or {}),
         "TransformJobName": "run1-tr",
         "ModelName": "run1-knn",
         "TransformInput": {
@@ -277,8 +280,10 @@ def test_knn_train_and_batch_transform(s3, metric):
     assert result["TransformJobStatus"] == "Completed", result.get("FailureReason")
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="transform/")["Contents"])
     assert keys == ["transform/users-00000.rec.out", "transform/users-00001.rec.out"]
-    text = b"".join(_get(s3, k) for k in keys).decode()
-    raw_lines = text.splitlines()
+    outs = [_get(s3, k) for k in keys]
+    # each small object is one mini-batch: its JSON lines, then AssembleWith=Line's newline
+    assert all(out.endswith(b"}\n\n") and out.count(b"\n\n") == 1 for out in outs)
+    raw_lines = [line for line in b"".join(outs).decode().splitlines() if line]
     assert len(raw_lines) == 23
     for line in raw_lines:
         obj = json.loads(line)
@@ -312,7 +317,7 @@ def test_knn_sample_size_and_predicted_label(s3):
         run_transform_job(_transform_request(), s3=s3, model_resolver=resolver)["TransformJobStatus"]
         == "Completed"
     )
-    for line in _get(s3, "transform/users-00000.rec.out").decode().splitlines():
+    for line in _get(s3, "transform/users-00000.rec.out").decode().splitlines()[:-1]:
         obj = json.loads(line)
         assert obj["predicted_label"] == pytest.approx(np.mean(np.float32(obj["labels"])), rel=1e-6)
 
@@ -328,7 +333,7 @@ def test_knn_non_verbose_output(s3):
     )
     assert result["TransformJobStatus"] == "Completed"
     lines = _get(s3, "transform/users-00000.rec.out").decode().splitlines()
-    assert len(lines) == 23 and set(json.loads(lines[0])) == {"predicted_label"}
+    assert len(lines) == 24 and lines[-1] == "" and set(json.loads(lines[0])) == {"predicted_label"}
 
 
 @pytest.mark.parametrize(
@@ -410,7 +415,81 @@ def test_transform_output_is_the_same_whatever_the_query_batch(s3, monkeypatch):
         monkeypatch.setattr(transform, "_spare_core", lambda spare_core=spare_core: spare_core)
         run_transform_job(_transform_request(), s3=s3, model_resolver=resolver, log=lambda _: None)
         assert _get(s3, "transform/users-00000.rec.out") == whole
-    assert len(whole.decode().splitlines()) == 23
+    assert len(whole.decode().splitlines()) == 24 and whole.endswith(b"}\n\n")
+
+
+def test_single_record_batches_get_a_newline_each_and_none_assembles_nothing(s3, monkeypatch):
+    from pipeline_steps.local_algorithms import transform
+
+    items, labels, users = _knn_data()
+    _put(s3, "knn/train/items.rec", recordio.encode_dense(items, labels))
+    _put(s3, "knn/queries/users-00000.rec", recordio.encode_dense(users))
+    trained = run_training_job(_knn_request(), s3=s3, log=lambda _: None)
+    resolver = {"run1-knn": trained["ModelArtifacts"]["S3ModelArtifacts"]}.__getitem__
+    quiet = {"s3": s3, "model_resolver": resolver, "log": lambda _: None}
+    run_transform_job(_transform_request(), **quiet)
+    multi = _get(s3, "transform/users-00000.rec.out")
+    single_request = _transform_request(top={"BatchStrategy": "SingleRecord"})
+    monkeypatch.setattr(transform, "QUERY_BATCH", 4)  # search batches cut across responses
+    result = run_transform_job(single_request, **quiet)
+    assert result["TransformJobStatus"] == "Completed", result.get("FailureReason")
+    single = _get(s3, "transform/users-00000.rec.out")
+    assert single == multi[:-1].replace(b"\n", b"\n\n")  # one response per record, each + "\n"
+    none_request = _transform_request()
+    none_request["TransformOutput"]["AssembleWith"] = "None"
+    run_transform_job(none_request, **quiet)
+    assert _get(s3, "transform/users-00000.rec.out") == multi[:-1]
+    assert knn_output.read_results(single, "INNER_PRODUCT")[0].tolist() == (
+        knn_output.read_results(multi, "INNER_PRODUCT")[0].tolist()
+    )
+
+
+def _big_knn(s3, n_items=1000, k=737, dim=65, seed=3):
+    """A k-NN model shaped like ML-100k's (num_factors 64 + 1, k = 737); returns the resolver."""
+    rng = np.random.default_rng(seed)
+    items = rng.normal(size=(n_items, dim)).astype(np.float32)
+    _put(s3, "knn/train/items.rec", recordio.encode_dense(items, np.arange(1, n_items + 1, dtype=np.float32)))
+    hp = {"feature_dim": str(dim), "k": str(k), "sample_size": str(n_items)}
+    trained = run_training_job(_knn_request(hp), s3=s3, log=lambda _: None)
+    assert trained["TrainingJobStatus"] == "Completed", trained.get("FailureReason")
+    return {"run1-knn": trained["ModelArtifacts"]["S3ModelArtifacts"]}.__getitem__, rng
+
+
+def test_a_response_over_the_container_limit_fails_the_job_like_aws(s3):
+    # One object of 5,000 users, as repackage wrote them before sizing: with MaxPayloadInMB 1 the
+    # first mini-batch is 3,640 records of 288 bytes, whose ~11 KB verbose lines are ~40 MB.
+    resolver, rng = _big_knn(s3)
+    users = rng.normal(size=(5000, 65)).astype(np.float32)
+    _put(s3, "knn/queries/users-00000.rec", recordio.encode_dense(users))
+    request = _transform_request(top={"MaxPayloadInMB": 1, "BatchStrategy": "MultiRecord"})
+    result = run_transform_job(request, s3=s3, model_resolver=resolver, log=lambda _: None)
+    assert result["TransformJobStatus"] == "Failed"
+    reason = result["FailureReason"]
+    assert reason.startswith("ClientError: s3://jobs/knn/queries/users-00000.rec: mini-batch 1 of 2 ")
+    assert "(records 1-3640, 1048320 bytes of payload, MaxPayloadInMB 1)" in reason
+    assert "over the container's 6553500-byte limit" in reason
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="transform/")  # nothing uploaded
+
+
+def test_parts_sized_by_repackage_arithmetic_pass_with_a_newline_after_each(s3):
+    from pipeline_steps.repackage import core, sizing
+    from pipeline_steps.repackage.config import RepackageConfig
+
+    resolver, rng = _big_knn(s3)
+    users = rng.normal(size=(500, 65)).astype(np.float32)
+    size = core.part_size(RepackageConfig(max_payload_mb=1), k=737, feature_dim=65, where="test")
+    assert size.users == sizing.DEFAULT_RESPONSE_BUDGET // sizing.response_bytes_per_query(737) == 202
+    bounds = core.part_bounds(500, size.users)
+    for i, (start, stop) in enumerate(bounds):
+        _put(s3, f"knn/queries/users-{i:05d}.rec", recordio.encode_dense(users[start:stop]))
+    request = _transform_request(top={"MaxPayloadInMB": 1, "BatchStrategy": "MultiRecord"})
+    result = run_transform_job(request, s3=s3, model_resolver=resolver, log=lambda _: None)
+    assert result["TransformJobStatus"] == "Completed", result.get("FailureReason")
+    for i, (start, stop) in enumerate(bounds):
+        out = _get(s3, f"transform/users-{i:05d}.rec.out")
+        assert out.endswith(b"}\n\n") and out.count(b"\n\n") == 1  # one request per part
+        assert len(out) - 1 <= sizing.DEFAULT_RESPONSE_BUDGET
+        assert knn_output.read_results(out, "INNER_PRODUCT")[0].shape == (stop - start, 737)
 
 
 def test_fm_max_runtime_stops_the_job(s3):
@@ -507,3 +586,29 @@ def test_transform_writes_its_output_under_the_key(s3):
     head = s3.head_object(Bucket=BUCKET, Key="transform/users-00000.rec.out")
     assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KEY)
     assert f"output KMS key: {KEY}" in lines and not any(line.startswith("network") for line in lines)
+
+
+def test_mini_batches_pack_whole_records_up_to_max_payload():
+    from pipeline_steps.local_algorithms.hyperparameters import ClientError
+    from pipeline_steps.local_algorithms.transform import Batching
+
+    mib = 2**20
+    sizes = np.array([mib // 2, mib // 2, 1, mib, 3], np.int64)
+    assert Batching(max_payload_mb=1).mini_batches(sizes, "o").tolist() == [2, 3, 4, 5]
+    assert Batching(max_payload_mb=2).mini_batches(sizes, "o").tolist() == [3, 5]
+    assert Batching(multi_record=False).mini_batches(sizes, "o").tolist() == [1, 2, 3, 4, 5]
+    assert Batching(split=False, max_payload_mb=3).mini_batches(sizes, "o").tolist() == [5]
+    assert Batching().mini_batches(np.zeros(0, np.int64), "o").tolist() == []
+    with pytest.raises(ClientError, match=r"o: record 2 is 1048577 bytes, more than MaxPayloadInMB 1"):
+        Batching(max_payload_mb=1).mini_batches(np.array([1, mib + 1]), "o")
+    with pytest.raises(ClientError, match=r"o: without SplitType the whole object \(2097156 bytes\)"):
+        Batching(split=False, max_payload_mb=2).mini_batches(sizes, "o")
+    request = _transform_request(top={"MaxPayloadInMB": 2, "BatchStrategy": "SingleRecord"})
+    assert Batching.from_request(request) == Batching(max_payload_mb=2, multi_record=False)
+    for top, message in (
+        ({"MaxPayloadInMB": 0}, "MaxPayloadInMB 0 (HTTP chunked encoding) is not supported"),
+        ({"MaxPayloadInMB": 101}, "MaxPayloadInMB must be an integer in 0..100"),
+        ({"BatchStrategy": "Auto"}, "BatchStrategy 'Auto' is not one of"),
+    ):
+        with pytest.raises(ClientError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            Batching.from_request(_transform_request(top=top))

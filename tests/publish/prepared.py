@@ -92,12 +92,22 @@ def put_queries_manifest(s3, bucket: str, run_id: str, *, part_sizes: list[int],
     return key
 
 
-def put_transform_output(s3, bucket: str, run_id: str, part: int, labels, distances) -> str:
-    """A `.out` part as the k-NN batch transform writes it (ascending distances, verbose JSON lines)."""
+def put_transform_output(
+    s3, bucket: str, run_id: str, part: int, labels, distances, *, mini_batch: int | None = None
+) -> str:
+    """A `.out` part as the k-NN batch transform writes it (ascending distances, verbose JSON lines).
+
+    ``mini_batch``: SageMaker's AssembleWith=Line assembly, an extra "\n" after every ``mini_batch``
+    lines (one container response each) and after the last one.
+    """
     from pipeline_steps.formats.knn_output import format_results
 
     key = f"runs/{run_id}/transform/users-{part:05d}.rec.out"
-    s3.put_object(Bucket=bucket, Key=key, Body=format_results(labels, distances).encode())
+    text = format_results(labels, distances)
+    if mini_batch is not None:
+        lines = text.splitlines(keepends=True)
+        text = "".join("".join(lines[i : i + mini_batch]) + "\n" for i in range(0, len(lines), mini_batch))
+    s3.put_object(Bucket=bucket, Key=key, Body=text.encode())
     return key
 
 

@@ -11,7 +11,7 @@ import pytest
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.evaluate.core import GateFailedError, evaluate_run
 from pipeline_steps.publish import versioning
-from pipeline_steps.publish.runio import config_from_dict
+from pipeline_steps.publish.runio import InputError, config_from_dict
 from tests.publish.conftest import BUCKET, TABLE
 from tests.publish.prepared import event, put_prepared, put_queries_manifest, put_transform_output
 
@@ -59,6 +59,27 @@ def test_metrics_model_and_baseline(s3):
     )
     doc = metrics_doc(s3)
     assert doc["n_eval_users"] == 3 and doc["x"] == 2 and doc["gate"] == {"passed": True, "checks": []}
+
+
+def test_many_small_parts_with_a_blank_line_after_each_mini_batch(s3):
+    whole = evaluate_run(s3=s3, bucket=BUCKET, event=setup_run(s3), config=cfg())
+    labels = np.array([[5, 1, 3], [6, 2, 1], [4, 3, 2], [1, 2, 3]], float)
+    scores = np.array([[3, 2, 1.0]] * 4)
+    put_queries_manifest(s3, BUCKET, "r1", part_sizes=[1, 2, 1], k=3, n_items=6)
+    for part, (rows, mini_batch) in enumerate([(slice(0, 1), 1), (slice(1, 3), 1), (slice(3, 4), 5)]):
+        put_transform_output(s3, BUCKET, "r1", part, labels[rows], scores[rows], mini_batch=mini_batch)
+    s3.delete_object(Bucket=BUCKET, Key="runs/r1/transform/users-00003.rec.out")
+    assert (
+        s3.get_object(Bucket=BUCKET, Key="runs/r1/transform/users-00001.rec.out")["Body"]
+        .read()
+        .count(b"\n\n")
+        == 2
+    )
+    small = evaluate_run(s3=s3, bucket=BUCKET, event=event(BUCKET, "r1"), config=cfg())
+    assert small["model"] == whole["model"] and small["baseline"] == whole["baseline"]
+    put_transform_output(s3, BUCKET, "r1", 1, labels[1:2], scores[1:2], mini_batch=1)  # a line short
+    with pytest.raises(InputError, match=r"users-00001.rec.out: 1 result lines, expected 2"):
+        evaluate_run(s3=s3, bucket=BUCKET, event=event(BUCKET, "r1"), config=cfg())
 
 
 def test_gate_absolute_floor(s3):

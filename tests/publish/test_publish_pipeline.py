@@ -222,6 +222,30 @@ def test_bad_inputs_name_the_file(s3, dynamodb):
     assert versioning.read_pointer(dynamodb, TABLE) is None
 
 
+def test_blank_lines_between_mini_batches_are_skipped_and_lines_still_counted(s3, dynamodb):
+    ev = small_run(s3)
+    key = "runs/r1/transform/users-00000.rec.out"
+    lines = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines(keepends=True)
+    run = dict(s3=s3, dynamodb=dynamodb, bucket=BUCKET, table_name=TABLE, event=ev, config=cfg(x=2), now=NOW)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=f"{lines[0]}{lines[1]}\n{lines[2]}\n".encode())
+    assert core.publish_run(**run)["users_written"] == 3
+    assert stored(dynamodb, "u0", "r1") == [("i1", 2.0), ("i0", 0.5)]
+    assert stored(dynamodb, "u2", "r1") == [("i2", 5.0), ("i3", 4.0)]
+    s3.put_object(Bucket=BUCKET, Key=key, Body=f"{lines[0]}\n{lines[2]}\n".encode())  # a line missing
+    with pytest.raises(InputError, match=r"users-00000.rec.out: 2 result lines, expected 3"):
+        core.publish_run(**run)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=f"{lines[0]}\n{lines[1]}\n{lines[2]}\n{lines[0]}".encode())
+    with pytest.raises(InputError, match=r"users-00000.rec.out line 7: more than the 3 result lines"):
+        core.publish_run(**run)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=f"{lines[0]}\n{lines[1]} \n \n{lines[2]}".encode())
+    with pytest.raises(InputError, match=r"users-00000.rec.out: k-NN output line 4: malformed JSON"):
+        core.publish_run(**run)  # a whitespace-only line is not blank
+    bad_label = lines[2].replace('"labels":[4.0,', '"labels":[9.0,')
+    s3.put_object(Bucket=BUCKET, Key=key, Body=f"{lines[0]}\n{lines[1]}\n{bad_label}\n".encode())
+    with pytest.raises(InputError, match=r"users-00000.rec.out line 5: label outside 1..6"):
+        core.publish_run(**run)  # file line numbers, blank lines counted
+
+
 def test_time_budget_exhausted_leaves_pointer_and_says_rerun(s3, dynamodb):
     from botocore.exceptions import ClientError
 

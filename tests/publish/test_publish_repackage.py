@@ -171,3 +171,57 @@ def test_k_rule(seen, x, n_items, max_k, k, over):
 def test_config_errors():
     with pytest.raises(ValueError, match=r"STEP_CONFIG.max_k: must be >= x"):
         cfg(x=20, max_k=10)
+    with pytest.raises(ValueError, match=r"STEP_CONFIG.response_budget_bytes: must be in 1..6553500"):
+        cfg(response_budget_bytes=6_553_501)
+    with pytest.raises(ValueError, match=r"STEP_CONFIG.max_payload_mb: must be in 1..100"):
+        cfg(max_payload_mb=0)
+
+
+def test_parts_are_sized_from_k_so_each_response_fits_the_budget(s3):
+    rng = np.random.default_rng(6)
+    event = setup(s3, rng, fm_model_bytes(random_model(rng)))
+    # k = x 1 + max seen 3 = 4: a worst-case line is 35 * 4 + 69 = 209 bytes; 500 bytes hold 2 users
+    out = repackage(s3=s3, bucket=BUCKET, event=event, config=cfg(x=1, response_budget_bytes=500))
+    qm = json.loads(s3.get_object(Bucket=BUCKET, Key=out["queries_manifest_key"])["Body"].read())
+    assert [(p["key"][-15:], p["first_user"], p["n_users"]) for p in qm["parts"]] == [
+        ("users-00000.rec", 0, 2),
+        ("users-00001.rec", 2, 2),
+        ("users-00002.rec", 4, 2),
+        ("users-00003.rec", 6, 1),
+    ]
+    assert qm["sizing"] == {
+        "users_per_part": 2,
+        "limited_by": "response_budget_bytes",
+        "by_response": 2,
+        "by_payload": 6_000_000 // 40,  # 4 float32 values: a 40-byte record
+        "users_per_shard": 100_000,
+        "response_bytes_per_query": 209,
+        "request_bytes_per_query": 40,
+    }
+
+
+def test_no_user_fitting_a_request_is_an_error_naming_the_keys(s3):
+    from pipeline_steps.repackage.core import PartSizeError
+
+    rng = np.random.default_rng(6)
+    event = setup(s3, rng, fm_model_bytes(random_model(rng)))
+    with pytest.raises(PartSizeError, match=r"k=4 is 209 bytes \(budget response_budget_bytes=208\)"):
+        repackage(s3=s3, bucket=BUCKET, event=event, config=cfg(x=1, response_budget_bytes=208))
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/r1/knn/")
+
+
+def test_part_keys_widen_past_99999_parts(s3, monkeypatch):
+    from pipeline_steps.repackage import sizing
+
+    widths = []
+
+    def width(n_parts):
+        widths.append(n_parts)
+        return 6
+
+    monkeypatch.setattr(sizing, "part_key_width", width)
+    rng = np.random.default_rng(6)
+    event = setup(s3, rng, fm_model_bytes(random_model(rng)))
+    repackage(s3=s3, bucket=BUCKET, event=event, config=cfg(x=1, users_per_shard=4))
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/r1/knn/queries/")["Contents"]]
+    assert widths == [2] and "runs/r1/knn/queries/users-000001.rec" in listed
