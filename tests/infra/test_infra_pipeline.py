@@ -317,7 +317,7 @@ def test_state_machine_sagemaker_actions_are_named_and_scoped_to_jobs_and_models
     assert actions == {
         "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
         "sagemaker:CreateModel", "sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob",
-        "sagemaker:StopTransformJob", "sagemaker:ListTags",
+        "sagemaker:StopTransformJob", "sagemaker:ListTags", "sagemaker:AddTags",
     }  # fmt: skip
     for statement in sagemaker:
         for resource in _list(statement["Resource"]):
@@ -333,3 +333,41 @@ def test_state_machine_sagemaker_actions_are_named_and_scoped_to_jobs_and_models
         "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
         "StepFunctionsGetEventsForSageMakerTransformJobsRule",
     ]
+
+
+def test_sync_jobs_may_be_tagged_by_step_functions_but_models_not(pipeline: Template) -> None:
+    """`.sync` tags each job MANAGED_BY_AWS; without AddTags the create is denied (aws/aws-cdk#26012)."""
+    tagging = [
+        s
+        for s in _statements(pipeline.to_json(), "StateMachineRole")
+        if "sagemaker:AddTags" in _list(s["Action"])
+    ]
+    tails = sorted(
+        json.dumps(r).rsplit(":", 1)[1].rstrip('"]}') for s in tagging for r in _list(s["Resource"])
+    )
+    assert tails == ["training-job/*", "transform-job/*"]
+
+
+def test_topic_policy_denies_plain_http_and_lets_this_accounts_alarms_publish(pipeline: Template) -> None:
+    """A topic policy replaces SNS's default one: without the allow, alarm actions are denied."""
+    template = pipeline.to_json()
+    (topic_id,) = resources(template, "AWS::SNS::Topic")
+    (policy,) = resources(template, "AWS::SNS::TopicPolicy").values()
+    assert policy["Properties"]["Topics"] == [{"Ref": topic_id}]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    deny = [s for s in statements if s["Effect"] == "Deny"]
+    assert [s["Condition"] for s in deny] == [{"Bool": {"aws:SecureTransport": "false"}}]
+    (allow,) = [s for s in statements if s["Effect"] == "Allow"]
+    assert allow["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert allow["Action"] == "sns:Publish"
+    assert allow["Resource"] == {"Ref": topic_id}
+    assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    (source_arn,) = allow["Condition"]["ArnLike"].values()
+    assert list(allow["Condition"]["ArnLike"]) == ["aws:SourceArn"]
+    assert source_arn == {
+        "Fn::Join": [
+            "",
+            ["arn:", {"Ref": "AWS::Partition"}, ":cloudwatch:", {"Ref": "AWS::Region"}, ":",
+             {"Ref": "AWS::AccountId"}, ":alarm:*"],
+        ]
+    }  # fmt: skip
