@@ -224,6 +224,8 @@ def test_lambdas_wired_by_handler_path_with_validated_step_config(
         assert env["BUCKET_NAME"] == {"Fn::ImportValue": "fm-knn-topx-bucket-name"}
         step = handler.split(".")[1]
         assert ("TABLE_NAME" in env) == (step in ("evaluate", "publish")), handler
+        # the guard names SageMaker resources after the project (pipeline_steps/guard/core.py)
+        assert env.get("PROJECT_NAME") == ("fm-knn-topx" if step == "guard" else None), handler
         # Lambda caps the whole environment at 4 KB (names + values; the imports are ~60 chars each)
         assert sum(len(k) + len(v if isinstance(v, str) else "x" * 64) for k, v in env.items()) < 4096
         if step != "guard":
