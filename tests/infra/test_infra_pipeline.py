@@ -22,6 +22,14 @@ HANDLERS = {
     "pipeline_steps.publish.handler.handler",
 }
 
+# The `.sync` tasks and the state that stops their job when their TimeoutSeconds fires.
+STOP_STATES = {
+    "TrainFM": "StopTrainFM",
+    "TrainFMWithoutTest": "StopTrainFMWithoutTest",
+    "TrainKNN": "StopTrainKNN",
+    "Transform": "StopTransform",
+}
+
 
 @pytest.fixture(scope="module")
 def pipeline(default_synth: Synth) -> Template:
@@ -65,10 +73,17 @@ def test_definition_runs_the_steps_in_order_with_the_three_sync_jobs(asl: dict) 
 
 def test_every_task_catches_into_notify_then_fail_with_error_and_cause(asl: dict) -> None:
     states = asl["States"]
-    tasks = {n: s for n, s in states.items() if s["Type"] in ("Task", "Map") and n != "NotifyFailure"}
+    tasks = {
+        n: s
+        for n, s in states.items()
+        if s["Type"] in ("Task", "Map") and n != "NotifyFailure" and n not in STOP_STATES.values()
+    }
     assert len(tasks) == 10
     for name, state in tasks.items():
-        assert state["Catch"] == [
+        timeout = [
+            {"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": STOP_STATES.get(name)}
+        ]
+        assert state["Catch"] == (timeout if name in STOP_STATES else []) + [
             {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}
         ], name
     notify = states["NotifyFailure"]
@@ -373,3 +388,29 @@ def test_topic_policy_denies_plain_http_and_lets_this_accounts_alarms_publish(pi
              {"Ref": "AWS::AccountId"}, ":alarm:*"],
         ]
     }  # fmt: skip
+
+
+def test_timed_out_sync_tasks_stop_their_job_then_notify_the_timeout(asl: dict) -> None:
+    """A States.Timeout of a `.sync` task does not stop the SageMaker job: the Catch does it."""
+    states = asl["States"]
+    assert states["Transform"]["TimeoutSeconds"] == 3600  # topx:transform.max_runtime_seconds
+    assert (
+        states["TrainFM"]["TimeoutSeconds"] == states["TrainFMWithoutTest"]["TimeoutSeconds"] == 7200 + 3600
+    )
+    assert states["TrainKNN"]["TimeoutSeconds"] == 3600 + 3600
+    jobs = {
+        "TrainFM": ("stopTrainingJob", {"TrainingJobName.$": "$.run.fm_job_name"}),
+        "TrainFMWithoutTest": ("stopTrainingJob", {"TrainingJobName.$": "$.run.fm_job_name"}),
+        "TrainKNN": ("stopTrainingJob", {"TrainingJobName.$": "$.run.knn_job_name"}),
+        "Transform": ("stopTransformJob", {"TransformJobName.$": "$.run.transform_job_name"}),
+    }
+    for task, (api, parameters) in jobs.items():
+        stop = states[STOP_STATES[task]]
+        assert stop == {
+            "Type": "Task",
+            "Resource": f"arn:aws:states:::aws-sdk:sagemaker:{api}",
+            "Parameters": parameters,
+            "ResultPath": None,  # $.error (States.Timeout) reaches the notification
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.stop_error", "Next": "NotifyFailure"}],
+            "Next": "NotifyFailure",
+        }, task
