@@ -268,30 +268,7 @@ class Workflow(Construct):
         return task
 
     def _stop_state(self, name: str, api: str, parameters: Mapping[str, str]) -> sfn.CustomState:
-        """`Stop<name>`: stop the job of a timed-out `.sync` task, then notify.
-
-        When TimeoutSeconds fires, Step Functions fails the task with States.Timeout; AWS documents
-        no guarantee that the SageMaker job is stopped then (the `.sync` pattern's page,
-        https://docs.aws.amazon.com/step-functions/latest/dg/connect-to-resource.html, says nothing
-        of it), and a job left running keeps billing and may still write its output. So the Catch
-        stops it explicitly with the AWS SDK integration (`arn:aws:states:::aws-sdk:sagemaker:stop*Job`,
-        https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html); the
-        role's sagemaker:Stop*Job on the job patterns covers it. `$.error` (States.Timeout) is kept
-        for the notification; a failed stop is recorded in `$.stop_error` and still notifies.
-        """
-        stop = sfn.CustomState(
-            self,
-            f"Stop{name}",
-            state_json={
-                "Type": "Task",
-                "Resource": f"arn:{Aws.PARTITION}:states:::aws-sdk:sagemaker:{api}",
-                "Parameters": dict(parameters),
-                "ResultPath": sfn.JsonPath.DISCARD,  # renders as null: keep the state data
-            },
-        )
-        stop.add_catch(self._notify, errors=["States.ALL"], result_path="$.stop_error")
-        stop.next(self._notify)
-        return stop
+        return stop_job_state(self, f"Stop{name}", api=api, parameters=parameters, notify=self._notify)
 
     def _publish(
         self, functions: Mapping[str, lambda_.IFunction], payload: Mapping[str, str]
@@ -317,3 +294,33 @@ class Workflow(Construct):
         fan_out.add_catch(self._notify, errors=["States.ALL"], result_path="$.error")
         finalize = self._lambda("PublishFinalize", functions["publish_finalize"], payload, "$.publish")
         return fan_out.next(finalize)
+
+
+def stop_job_state(
+    scope: Construct, construct_id: str, *, api: str, parameters: Mapping[str, str], notify: sfn.IChainable
+) -> sfn.CustomState:
+    """The state that stops the job of a timed-out `.sync` task, then goes to `notify`.
+
+    When TimeoutSeconds fires, Step Functions fails the task with States.Timeout; AWS documents
+    no guarantee that the SageMaker job is stopped then (the `.sync` pattern's page,
+    https://docs.aws.amazon.com/step-functions/latest/dg/connect-to-resource.html, says nothing
+    of it), and a job left running keeps billing and may still write its output. So the Catch
+    stops it explicitly with the AWS SDK integration (`arn:aws:states:::aws-sdk:sagemaker:stop*Job`,
+    https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html); the
+    role's sagemaker:Stop*Job on the job patterns covers it. `$.error` (States.Timeout) is kept
+    for the notification; a failed stop is recorded in `$.stop_error` and still notifies.
+    (A module function, not a Workflow method, so the local-mode test app builds the same state.)
+    """
+    stop = sfn.CustomState(
+        scope,
+        construct_id,
+        state_json={
+            "Type": "Task",
+            "Resource": f"arn:{Aws.PARTITION}:states:::aws-sdk:sagemaker:{api}",
+            "Parameters": dict(parameters),
+            "ResultPath": sfn.JsonPath.DISCARD,  # renders as null: keep the state data
+        },
+    )
+    stop.add_catch(notify, errors=["States.ALL"], result_path="$.stop_error")
+    stop.next(notify)
+    return stop
