@@ -1,6 +1,6 @@
 """CDK as the oracle of the state machine's IAM: what CDK's own SageMaker tasks grant, ours allows.
 
-A scratch app builds a state machine from CDK's `SageMakerCreateTrainingJob` (RUN_JOB),
+A separate in-memory CDK app builds a state machine from CDK's `SageMakerCreateTrainingJob` (RUN_JOB),
 `SageMakerCreateModel` and `SageMakerCreateTransformJob` (RUN_JOB); every action CDK grants to that
 state machine's role (not to the SageMaker roles CDK creates) must be allowed by our pipeline's
 state machine role on the concrete ARNs our runs use: the jobs and model named by the guard,
