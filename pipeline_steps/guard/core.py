@@ -42,18 +42,19 @@ class GuardInputError(ValueError):
     """The guard's event lacks a field the state machine must pass."""
 
 
+def _sanitise(text: str) -> str:
+    """Runs of characters SageMaker names do not allow -> one '-', none at either end."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
+
+
 def run_id_for(execution_name: str) -> str:
     if not execution_name:
         raise GuardInputError("execution_name is empty")
     if len(execution_name) <= MAX_RUN_ID and _VALID.match(execution_name):
         return execution_name
     digest = hashlib.sha256(execution_name.encode("utf-8")).hexdigest()[:HASH_LEN]
-    cleaned = re.sub(r"[^A-Za-z0-9]+", "-", execution_name).strip("-")[:PREFIX_LEN].rstrip("-")
+    cleaned = _sanitise(execution_name)[:PREFIX_LEN].rstrip("-")
     return f"{cleaned}-{digest}" if cleaned else f"run-{digest}"
-
-
-def _sanitise(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
 
 
 def project_prefix(project: str) -> str:
