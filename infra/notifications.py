@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from aws_cdk import Aws
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -20,6 +22,25 @@ class Notifications(Construct):
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(
             self, "Topic", display_name=f"{config.project} pipeline", master_key=key, enforce_ssl=True
+        )
+        # `enforce_ssl` makes CDK write a topic policy holding only the TLS deny; a topic policy
+        # replaces SNS's default one, so CloudWatch alarm actions would fail with "not authorized to
+        # perform: SNS:Publish". Allow the CloudWatch service principal, limited to alarms of this
+        # account and region (confused-deputy conditions). AWS docs: "Example cases for Amazon SNS
+        # access control" / "Cross-service confused deputy prevention" in the Amazon SNS Developer
+        # Guide, https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html
+        alarms = f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsOfThisAccount",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {"aws:SourceArn": alarms},
+                },
+            )
         )
         if key is None:
             acknowledge(

@@ -192,20 +192,28 @@ def state_machine_statements(sagemaker_role_arn: str) -> tuple[list[iam.PolicySt
     rules = f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule"
     jobs = [f"{arn}:training-job/*", f"{arn}:model/*", f"{arn}:transform-job/*"]
     statements = [
+        # AddTags: with `.sync`, Step Functions adds the tag MANAGED_BY_AWS=STARTED_BY_STEP_FUNCTIONS
+        # to every training and transform job it creates, and SageMaker then authorises the create
+        # call for sagemaker:AddTags too (aws/aws-cdk#32294 training, #26012 transform; CDK's own
+        # tasks grant it since aws/aws-cdk#32536 and #27264).
         iam.PolicyStatement(
             actions=[
                 "sagemaker:CreateTrainingJob",
                 "sagemaker:DescribeTrainingJob",
                 "sagemaker:StopTrainingJob",
+                "sagemaker:AddTags",
             ],
             resources=[jobs[0]],
         ),
+        # No AddTags on model/*: CreateModel is a request-response call (no `.sync`), Step Functions
+        # adds no tag to it, and CDK's own SageMakerCreateModel grants none (docs/state-machine.md).
         iam.PolicyStatement(actions=["sagemaker:CreateModel"], resources=[jobs[1]]),
         iam.PolicyStatement(
             actions=[
                 "sagemaker:CreateTransformJob",
                 "sagemaker:DescribeTransformJob",
                 "sagemaker:StopTransformJob",
+                "sagemaker:AddTags",
             ],
             resources=[jobs[2]],
         ),

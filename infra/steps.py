@@ -122,7 +122,9 @@ class StepFunctions(Construct):
     def _function(self, name: str, handler: str, *, step: str) -> None:
         config, access = self._config, self._access[step]
         env = {"BUCKET_NAME": self._bucket.bucket_name}
-        if step != "guard":
+        if step == "guard":
+            env["PROJECT_NAME"] = config.project  # the first part of the SageMaker names it derives
+        else:
             env["STEP_CONFIG"] = json.dumps(dict(config.steps.for_step(step)), sort_keys=True)
         if access.table_actions:
             env["TABLE_NAME"] = self._table.table_name

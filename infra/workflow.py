@@ -125,6 +125,9 @@ class Workflow(Construct):
             sm.transform_request(config, key_arn=self._key_arn),
             sm.TRANSFORM_RESULT,
             "$.transform",
+            # A transform job has no StoppingCondition of its own: this bound is the only one.
+            timeout_seconds=config.transform.max_runtime_seconds,
+            stop=("stopTransformJob", {"TransformJobName.$": "$.run.transform_job_name"}),
         )
         run_outputs = {
             "run_id": "$.run.run_id",
@@ -224,6 +227,7 @@ class Workflow(Construct):
 
     def _training(self, name: str, algorithm: str, *, with_test: bool) -> sfn.CustomState:
         region = Stack.of(self).region
+        job_name = "$.run.fm_job_name" if algorithm == "fm" else "$.run.knn_job_name"
         return self._task(
             name,
             "arn:aws:states:::sagemaker:createTrainingJob.sync",
@@ -238,6 +242,7 @@ class Workflow(Construct):
             sm.TRAINING_RESULT,
             "$.fm" if algorithm == "fm" else "$.knn",
             timeout_seconds=sm.training_timeout(self._config, algorithm),
+            stop=("stopTrainingJob", {"TrainingJobName.$": job_name}),
         )
 
     def _task(
@@ -248,7 +253,9 @@ class Workflow(Construct):
         selector: Mapping[str, str],
         result_path: str,
         timeout_seconds: int | None = None,
+        stop: tuple[str, Mapping[str, str]] | None = None,
     ) -> sfn.CustomState:
+        """A SageMaker task; `stop` = (SageMaker API, its parameters) to stop the job on States.Timeout."""
         state: dict[str, Any] = {
             "Type": "Task",
             "Resource": resource.replace("arn:aws:", f"arn:{Aws.PARTITION}:", 1),
@@ -262,8 +269,14 @@ class Workflow(Construct):
         task.add_retry(
             errors=SAGEMAKER_TRANSIENT, interval=Duration.seconds(15), max_attempts=4, backoff_rate=2
         )
+        if stop is not None:
+            # Before the States.ALL catch: the first matching Catch wins (ASL spec, "Fallback states").
+            task.add_catch(self._stop_state(name, *stop), errors=["States.Timeout"], result_path="$.error")
         task.add_catch(self._notify, errors=["States.ALL"], result_path="$.error")
         return task
+
+    def _stop_state(self, name: str, api: str, parameters: Mapping[str, str]) -> sfn.CustomState:
+        return stop_job_state(self, f"Stop{name}", api=api, parameters=parameters, notify=self._notify)
 
     def _publish(
         self, functions: Mapping[str, lambda_.IFunction], payload: Mapping[str, str]
@@ -289,3 +302,33 @@ class Workflow(Construct):
         fan_out.add_catch(self._notify, errors=["States.ALL"], result_path="$.error")
         finalize = self._lambda("PublishFinalize", functions["publish_finalize"], payload, "$.publish")
         return fan_out.next(finalize)
+
+
+def stop_job_state(
+    scope: Construct, construct_id: str, *, api: str, parameters: Mapping[str, str], notify: sfn.IChainable
+) -> sfn.CustomState:
+    """The state that stops the job of a timed-out `.sync` task, then goes to `notify`.
+
+    When TimeoutSeconds fires, Step Functions fails the task with States.Timeout; AWS documents
+    no guarantee that the SageMaker job is stopped then (the `.sync` pattern's page,
+    https://docs.aws.amazon.com/step-functions/latest/dg/connect-to-resource.html, says nothing
+    of it), and a job left running keeps billing and may still write its output. So the Catch
+    stops it explicitly with the AWS SDK integration (`arn:aws:states:::aws-sdk:sagemaker:stop*Job`,
+    https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html); the
+    role's sagemaker:Stop*Job on the job patterns covers it. `$.error` (States.Timeout) is kept
+    for the notification; a failed stop is recorded in `$.stop_error` and still notifies.
+    (A module function, not a Workflow method, so the local-mode test app builds the same state.)
+    """
+    stop = sfn.CustomState(
+        scope,
+        construct_id,
+        state_json={
+            "Type": "Task",
+            "Resource": f"arn:{Aws.PARTITION}:states:::aws-sdk:sagemaker:{api}",
+            "Parameters": dict(parameters),
+            "ResultPath": sfn.JsonPath.DISCARD,  # renders as null: keep the state data
+        },
+    )
+    stop.add_catch(notify, errors=["States.ALL"], result_path="$.stop_error")
+    stop.next(notify)
+    return stop

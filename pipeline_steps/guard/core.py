@@ -1,12 +1,23 @@
-"""Pure logic of the guard step: run id and job names from the execution name, and the skip rule.
+"""Pure logic of the guard step: run id and SageMaker names of a run, and the skip rule.
 
-SageMaker job, model and transform names must match `^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}` (63 chars at
-most, no underscores), while Step Functions execution names allow up to 80 characters including `_`.
-The run id is therefore the execution name itself when it already fits (letters, digits and inner
-dashes, at most MAX_RUN_ID chars, so that `<run_id>-knn` is <= 63), else a deterministic rewrite:
-invalid characters -> '-', trimmed to PREFIX_LEN chars, plus '-' and the first 8 hex digits of the
-SHA-256 of the full execution name. The same execution name always yields the same run id, so a
-retried state reuses its job names, and two different names practically never collide.
+Run id (the S3 prefix `runs/<run_id>/`): the execution name itself when it is letters, digits and
+inner dashes of at most MAX_RUN_ID chars, else a deterministic rewrite: invalid characters -> '-',
+trimmed to PREFIX_LEN chars, plus '-' and the first 8 hex digits of the SHA-256 of the full
+execution name (Step Functions execution names allow up to 80 characters including `_`).
+
+SageMaker names (training jobs, models, transform jobs) must match `^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}`
+and are unique per account and region for ever, across deployments: a job name cannot be reused
+even after the job ended (CreateTrainingJob: "The name must be unique within an Amazon Web Services
+Region in an Amazon Web Services account",
+https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html). The execution
+name alone is not: it is unique per state machine for 90 days only (StartExecution: "Names can be
+reused after 90 days", https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html),
+another deployment of the project has its own state machine, and a hand-started `manual-<date>` can
+come back. So each name is `<project>-<run id part>-<h><suffix>`, where
+h = the first 8 hex digits of SHA-256(execution ARN + "|" + start time): the ARN names the state
+machine (hence the deployment), the start time separates a name reused later. Both are fixed for an
+execution, so a retried state and a redriven execution (same ARN, RedriveExecution API) get the same
+names.
 """
 
 from __future__ import annotations
@@ -19,14 +30,21 @@ from typing import Any
 
 MAX_JOB_NAME = 63
 SUFFIXES = {"fm_job_name": "-fm", "knn_job_name": "-knn", "model_name": "-knn", "transform_job_name": "-tr"}
-MAX_RUN_ID = MAX_JOB_NAME - max(len(s) for s in SUFFIXES.values())  # 59
+LONGEST_SUFFIX = max(len(s) for s in SUFFIXES.values())  # 4
+MAX_RUN_ID = MAX_JOB_NAME - LONGEST_SUFFIX  # 59
 HASH_LEN = 8
 PREFIX_LEN = MAX_RUN_ID - HASH_LEN - 1  # 50
+PROJECT_LEN = 16  # the project part of SageMaker names
 _VALID = re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9])*$")
 
 
 class GuardInputError(ValueError):
     """The guard's event lacks a field the state machine must pass."""
+
+
+def _sanitise(text: str) -> str:
+    """Runs of characters SageMaker names do not allow -> one '-', none at either end."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
 
 
 def run_id_for(execution_name: str) -> str:
@@ -35,15 +53,38 @@ def run_id_for(execution_name: str) -> str:
     if len(execution_name) <= MAX_RUN_ID and _VALID.match(execution_name):
         return execution_name
     digest = hashlib.sha256(execution_name.encode("utf-8")).hexdigest()[:HASH_LEN]
-    cleaned = re.sub(r"[^A-Za-z0-9]+", "-", execution_name).strip("-")[:PREFIX_LEN].rstrip("-")
+    cleaned = _sanitise(execution_name)[:PREFIX_LEN].rstrip("-")
     return f"{cleaned}-{digest}" if cleaned else f"run-{digest}"
 
 
-def run_names(execution_name: str, bucket: str) -> dict[str, str]:
+def project_prefix(project: str) -> str:
+    """The project name as a SageMaker name part: invalid characters -> '-', at most PROJECT_LEN chars."""
+    return _sanitise(project)[:PROJECT_LEN].rstrip("-") or "topx"
+
+
+def execution_hash(execution_arn: str, start_time: Any) -> str:
+    """8 hex digits naming one execution for ever: its ARN (state machine, hence deployment) + start."""
+    if not execution_arn or not start_time:
+        raise GuardInputError("execution_arn and start_time are needed to name SageMaker resources")
+    return hashlib.sha256(f"{execution_arn}|{start_time}".encode()).hexdigest()[:HASH_LEN]
+
+
+def sagemaker_base(run_id: str, *, project: str, execution_arn: str, start_time: Any) -> str:
+    """`<project>-<run id part>-<h>`: with the longest suffix ("-knn") still <= MAX_JOB_NAME chars."""
+    prefix = project_prefix(project)
+    room = MAX_JOB_NAME - LONGEST_SUFFIX - len(prefix) - HASH_LEN - 2  # two '-' separators; >= 33
+    run_part = _sanitise(run_id)[:room].rstrip("-") or "run"
+    return f"{prefix}-{run_part}-{execution_hash(execution_arn, start_time)}"
+
+
+def run_names(
+    execution_name: str, bucket: str, *, project: str, execution_arn: str, start_time: Any
+) -> dict[str, str]:
     """run_id, the SageMaker names and the S3 output locations of one run (contracts.md layout)."""
     run_id = run_id_for(execution_name)
     root = f"s3://{bucket}/runs/{run_id}"
-    names = {"run_id": run_id, **{key: run_id + suffix for key, suffix in SUFFIXES.items()}}
+    base = sagemaker_base(run_id, project=project, execution_arn=execution_arn, start_time=start_time)
+    names = {"run_id": run_id, **{key: base + suffix for key, suffix in SUFFIXES.items()}}
     names |= {
         "fm_output_s3_uri": f"{root}/fm/",
         "knn_output_s3_uri": f"{root}/knn/model/",

@@ -5,7 +5,7 @@
 
 The state machine passes its context object (`$$.Execution.*`, `$$.StateMachine.Id`), so the function
 needs no state machine ARN in its environment (that would be a CloudFormation cycle).
-Environment: `BUCKET_NAME`.
+Environment: `BUCKET_NAME`, `PROJECT_NAME` (the first part of the SageMaker names, core.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def running_executions(sfn: Any, state_machine_arn: str) -> list[dict[str, Any]]
     return [execution for page in pages for execution in page["executions"]]
 
 
-def guard(event: dict[str, Any], *, bucket: str, sfn: Any) -> dict[str, Any]:
+def guard(event: dict[str, Any], *, bucket: str, project: str, sfn: Any) -> dict[str, Any]:
     missing = [name for name in FIELDS if not event.get(name)]
     if missing:
         raise GuardInputError(f"guard event lacks {missing}; got keys {sorted(event)}")
@@ -39,12 +39,24 @@ def guard(event: dict[str, Any], *, bucket: str, sfn: Any) -> dict[str, Any]:
         start_time=event["start_time"],
     )
     result: dict[str, Any] = {"skip": blocking is not None, "blocking_execution_arn": blocking or ""}
-    return result | run_names(event["execution_name"], bucket)
+    names = run_names(
+        event["execution_name"],
+        bucket,
+        project=project,
+        execution_arn=event["execution_arn"],
+        start_time=event["start_time"],
+    )
+    return result | names
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     import boto3  # lazily: tests and the local runner patch the endpoint first
 
-    result = guard(event, bucket=os.environ["BUCKET_NAME"], sfn=boto3.client("stepfunctions"))
+    result = guard(
+        event,
+        bucket=os.environ["BUCKET_NAME"],
+        project=os.environ["PROJECT_NAME"],
+        sfn=boto3.client("stepfunctions"),
+    )
     log.info(json.dumps({"step": "guard", "result": result}))
     return result

@@ -1,7 +1,7 @@
 """The adapter for what moto lacks to run this project's state machine offline (pinned to moto 5.2.5).
 
 moto gives us the AWS control planes (CloudFormation, S3, DynamoDB, IAM, Lambda, SageMaker, SNS,
-Step Functions with LocalStack's ASL interpreter) but no compute. This module bridges exactly four
+Step Functions with LocalStack's ASL interpreter) but no compute. This module bridges exactly five
 gaps, each at the narrowest point we found in moto's code:
 
 1. **Lambda without Docker.** ``LambdaFunction._invoke_lambda`` is the one method that starts a
@@ -22,6 +22,16 @@ gaps, each at the narrowest point we found in moto's code:
 4. **State machines from CloudFormation are not executable.** moto's CloudFormation creates them in
    the plain Step Functions backend, while executions run in the parser backend. ``mirror_state_
    machines`` re-registers each one (same name, definition, role, hence same ARN) in the latter.
+5. **Stopping a job.** moto 5.2.5 implements neither ``StopTrainingJob`` nor ``StopTransformJob``
+   (the state machine calls them through ``arn:aws:states:::aws-sdk:sagemaker:stop*Job`` when a
+   ``.sync`` task times out; moto's own ``StateTaskServiceAwsSdk`` forwards those calls to the
+   embedded SageMaker unchanged). We add the two API handlers to ``SageMakerResponse``: an
+   ``InProgress`` job becomes ``Stopping`` (anything else is a ``ValidationException``, as on
+   SageMaker) and its stop is recorded; when the local job's thread returns, the job becomes
+   ``Stopped`` and the algorithm's result is discarded. The local algorithms do not poll
+   ``stop_requested(name)`` (the test fakes do), so a stopped local job runs to its end in the
+   background and may still write its output files; only its status and result are those of a
+   stopped job. The ``.sync`` resolver (3.) reports ``Stopped`` as ``States.TaskFailed``.
 
 Nothing else of moto is re-implemented. Patches are installed by ``install()`` and removed by
 ``uninstall()``.
@@ -59,6 +69,8 @@ if moto.__version__ != MOTO_VERSION:
 # Imported after the version check: these are the internals the patches rely on.
 from botocore.exceptions import ClientError  # noqa: E402
 from moto.awslambda.models import LambdaFunction  # noqa: E402
+from moto.core.responses import EmptyResult  # noqa: E402
+from moto.sagemaker.exceptions import ValidationError  # noqa: E402
 from moto.sagemaker.models import sagemaker_backends  # noqa: E402
 from moto.sagemaker.responses import SageMakerResponse  # noqa: E402
 from moto.stepfunctions.models import stepfunctions_backends  # noqa: E402
@@ -136,6 +148,10 @@ class _State:
     lambda_lock: threading.Lock = field(default_factory=threading.Lock)
     jobs: list[threading.Thread] = field(default_factory=list)
     injections: dict[str, dict[str, str]] = field(default_factory=dict)  # image repository -> overrides
+    # Stop requests by (kind, job name); the lock makes "stop an InProgress job" and "finish a job"
+    # one step each, so a result landing during a stop can neither overwrite it nor be lost.
+    stops: set[tuple[str, str]] = field(default_factory=set)
+    job_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 _STATE = _State()
@@ -339,7 +355,11 @@ def _run_job(kind: str, backend: Any, request: dict[str, Any]) -> None:
     except Exception as exc:  # a crash of the local container is a failed job, as on SageMaker
         result = {status_key: "Failed", "FailureReason": f"AlgorithmError: {type(exc).__name__}: {exc}"}
         log(traceback.format_exc())
-    _finish_job(job, status_attr, result, status_key)
+    with _STATE.job_lock:
+        if (kind, name) in _STATE.stops:  # stopped meanwhile: the late result is discarded
+            log(f"stopped; the algorithm's result ({result.get(status_key)}) is discarded")
+            result = {status_key: "Stopped"}
+        _finish_job(job, status_attr, result, status_key)
 
 
 def inject_hyperparameters(image_repository: str, overrides: dict[str, str]) -> None:
@@ -374,6 +394,8 @@ def _start_job(kind: str, response: SageMakerResponse) -> None:
         job = backend.transform_jobs[request["TransformJobName"]]
         job.transform_job_status = "InProgress"
     job.failure_reason = None
+    with _STATE.job_lock:
+        _STATE.stops.discard((kind, request[_STOP_KINDS[kind][0]]))  # a name created anew
     thread = threading.Thread(target=_run_job, args=(kind, backend, request), daemon=True, name=f"job-{kind}")
     _STATE.jobs.append(thread)
     thread.start()
@@ -389,6 +411,46 @@ def _create_transform_job(self: SageMakerResponse) -> Any:
     result = _STATE.originals["create_transform_job"](self)
     _start_job("transform", self)
     return result
+
+
+_STOP_KINDS = {
+    "training": ("TrainingJobName", "training_jobs", "training_job_status"),
+    "transform": ("TransformJobName", "transform_jobs", "transform_job_status"),
+}
+
+
+def _stop_job(kind: str, response: SageMakerResponse) -> Any:
+    """StopTrainingJob / StopTransformJob: InProgress -> Stopping; the job thread ends it Stopped."""
+    name_param, collection, status_attr = _STOP_KINDS[kind]
+    name = response._get_param(name_param)
+    job = getattr(response.sagemaker_backend, collection).get(name)
+    if job is None:
+        raise ValidationError(message=f"Could not find {kind} job '{name}'.")
+    with _STATE.job_lock:
+        status = getattr(job, status_attr)
+        if status != "InProgress":
+            raise ValidationError(message=f"The {kind} job {name} is {status} and cannot be stopped.")
+        setattr(job, status_attr, "Stopping")
+        if kind == "training":
+            job.secondary_status = "Stopping"
+        job.last_modified_time = _utcnow()
+        _STATE.stops.add((kind, name))
+    _STATE.job_log(f"[{name}] stop requested")
+    return EmptyResult()
+
+
+def _stop_training_job(self: SageMakerResponse) -> Any:
+    return _stop_job("training", self)
+
+
+def _stop_transform_job(self: SageMakerResponse) -> Any:
+    return _stop_job("transform", self)
+
+
+def stop_requested(name: str) -> bool:
+    """Whether the training or transform job ``name`` was asked to stop: a local algorithm (or a
+    test fake) may poll this to end early; its result is discarded either way."""
+    return ("training", name) in _STATE.stops or ("transform", name) in _STATE.stops
 
 
 def wait_for_jobs(timeout: float = 60.0) -> None:
@@ -607,6 +669,9 @@ def mirror_state_machines(account_id: str, region: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
+_STOP_ACTIONS = ("stop_training_job", "stop_transform_job")
+
+
 def install(
     *,
     job_log: LogFn = print,
@@ -634,6 +699,12 @@ def install(
     LambdaFunction._invoke_lambda = _invoke_lambda_in_process
     SageMakerResponse.create_training_job = _create_training_job
     SageMakerResponse.create_transform_job = _create_transform_job
+    # Added, not replaced: moto 5.2.5 has no such handlers (uninstall removes them again).
+    for action in _STOP_ACTIONS:
+        if hasattr(SageMakerResponse, action):
+            raise ImportError(f"moto now implements SageMakerResponse.{action}: re-check patch point 5")
+    SageMakerResponse.stop_training_job = _stop_training_job
+    SageMakerResponse.stop_transform_job = _stop_transform_job
     state_task_factory.state_task_service_for = _state_task_service_for
     for module in _CLIENT_MODULES:
         module.boto_client_for = _service_client
@@ -649,6 +720,8 @@ def uninstall() -> None:
     LambdaFunction._invoke_lambda = _STATE.originals["invoke_lambda"]
     SageMakerResponse.create_training_job = _STATE.originals["create_training_job"]
     SageMakerResponse.create_transform_job = _STATE.originals["create_transform_job"]
+    for action in _STOP_ACTIONS:
+        delattr(SageMakerResponse, action)
     state_task_factory.state_task_service_for = _STATE.originals["state_task_service_for"]
     for module in _CLIENT_MODULES:
         module.boto_client_for = _STATE.originals["boto_client_for"]
@@ -674,6 +747,7 @@ __all__ = [
     "install",
     "mirror_state_machines",
     "sagemaker_job",
+    "stop_requested",
     "uninstall",
     "wait_for_jobs",
 ]

@@ -47,7 +47,8 @@ def flush_progress() -> None:
 
 
 def new_run_id(prefix: str = "local") -> str:
-    # Execution names become job names (`<run_id>-knn`, max 63 chars): keep them short and unique.
+    # The execution name is the run id (S3 prefix runs/<run_id>/) and part of the SageMaker names
+    # (`<project>-<run id part>-<hash>-knn`, max 63 chars): keep it short, valid and unique.
     return f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{int(time.monotonic() * 1000) % 1000:03d}"
 
 
@@ -82,10 +83,22 @@ def read_pointer(aws: Any, dep: Deployment) -> dict[str, Any] | None:
     return plain(item) if item else None
 
 
-def fm_final_metrics(aws: Any, run_id: str) -> dict[str, float]:
+def guard_names(sfn: Any, execution_arn: str) -> dict[str, Any]:
+    """The guard's result (`$.run`: run id, SageMaker job and model names) from the history."""
+    events = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    for event in events:
+        details = event.get("stateExitedEventDetails")
+        if details and details["name"] == "Guard":
+            return json.loads(details.get("output") or "{}").get("run", {})
+    return {}
+
+
+def fm_final_metrics(aws: Any, fm_job_name: str) -> dict[str, float]:
     """The FM job's FinalMetricDataList, read back from the (emulated) SageMaker API."""
+    if not fm_job_name:
+        return {}
     try:
-        desc = aws.client("sagemaker").describe_training_job(TrainingJobName=f"{run_id}-fm")
+        desc = aws.client("sagemaker").describe_training_job(TrainingJobName=fm_job_name)
     except Exception:
         return {}
     return {m["MetricName"]: float(m["Value"]) for m in desc.get("FinalMetricDataList", [])}
@@ -106,7 +119,8 @@ def execute(
     outcome = RunOutcome(run_id=run_id, result=result, pointer=read_pointer(aws, dep))
     outcome.metrics = _get_json(s3, dep.bucket, f"runs/{run_id}/evaluation/metrics.json")
     outcome.manifest = _get_json(s3, dep.bucket, f"runs/{run_id}/prepared/manifest.json")
-    outcome.fm_metrics = fm_final_metrics(aws, run_id)
+    # SageMaker names are namespaced (docs/state-machine.md "Run id and job names"): ask the guard.
+    outcome.fm_metrics = fm_final_metrics(aws, guard_names(sfn, arn).get("fm_job_name", ""))
     return outcome
 
 

@@ -12,7 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from pipeline_steps.guard.core import MAX_RUN_ID, GuardInputError, earlier_active_run, run_id_for, run_names
+from pipeline_steps.guard.core import (
+    MAX_RUN_ID,
+    GuardInputError,
+    earlier_active_run,
+    execution_hash,
+    run_id_for,
+    run_names,
+)
 from pipeline_steps.guard.handler import guard
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -21,13 +28,25 @@ EXECUTION_NAME = st.text(
     min_size=1,
     max_size=80,
 )
+SAGEMAKER_KEYS = ("fm_job_name", "knn_job_name", "model_name", "transform_job_name")
+MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:fm-knn-topx-pipeline-WorkflowStateMachine-AbC"
+ARN = MACHINE.replace(":stateMachine:", ":execution:") + ":abc"
+START = "2026-11-27T03:00:00.123Z"
 
 
-def test_valid_short_names_are_kept() -> None:
+def _names(name: str = "abc", *, project: str = "fm-knn-topx", arn: str = ARN, start: str = START) -> dict:
+    return run_names(name, "bkt", project=project, execution_arn=arn, start_time=start)
+
+
+def test_valid_short_names_are_kept_as_run_id_and_namespaced_for_sagemaker() -> None:
     assert run_id_for("2026-11-27-nightly") == "2026-11-27-nightly"
-    names = run_names("abc", "bkt")
-    assert names["fm_job_name"] == "abc-fm" and names["knn_job_name"] == names["model_name"] == "abc-knn"
-    assert names["transform_job_name"] == "abc-tr"
+    names = _names("abc")
+    h = execution_hash(ARN, START)
+    assert re.fullmatch(r"[0-9a-f]{8}", h)
+    assert names["run_id"] == "abc"
+    assert names["fm_job_name"] == f"fm-knn-topx-abc-{h}-fm"
+    assert names["knn_job_name"] == names["model_name"] == f"fm-knn-topx-abc-{h}-knn"
+    assert names["transform_job_name"] == f"fm-knn-topx-abc-{h}-tr"
     assert names["fm_output_s3_uri"] == "s3://bkt/runs/abc/fm/"
     assert names["knn_output_s3_uri"] == "s3://bkt/runs/abc/knn/model/"
     assert names["transform_output_s3_uri"] == "s3://bkt/runs/abc/transform/"
@@ -45,12 +64,37 @@ def test_long_or_invalid_names_are_rewritten_deterministically() -> None:
         run_id_for("")
 
 
-@given(EXECUTION_NAME)
-def test_every_execution_name_gives_valid_job_names(name: str) -> None:
-    names = run_names(name, "bucket")
-    for key in ("fm_job_name", "knn_job_name", "model_name", "transform_job_name"):
-        assert SAGEMAKER_NAME.match(names[key]), (name, names[key])
+PROJECT = st.text(alphabet=st.characters(codec="ascii"), min_size=0, max_size=40)
+
+
+@given(EXECUTION_NAME, PROJECT)
+def test_every_execution_name_and_project_give_valid_job_names(name: str, project: str) -> None:
+    names = _names(name, project=project)
+    for key in SAGEMAKER_KEYS:
+        assert SAGEMAKER_NAME.fullmatch(names[key]) and len(names[key]) <= 63, (name, project, names[key])
     assert run_id_for(name) == names["run_id"]
+
+
+def test_long_and_odd_inputs_are_cut_to_63_with_the_prefix_and_hash_kept() -> None:
+    names = _names("x_" * 40, project="My Very Long Project Name!!")
+    h = execution_hash(ARN, START)
+    assert len(names["knn_job_name"]) == 63 and SAGEMAKER_NAME.fullmatch(names["knn_job_name"])
+    assert names["knn_job_name"].startswith("My-Very-Long-Pro-x-x-")  # project cut to 16 chars
+    assert names["knn_job_name"].endswith(f"-{h}-knn") and names["fm_job_name"].endswith(f"-{h}-fm")
+    assert _names("run", project="__")["fm_job_name"].startswith("topx-run-")  # nothing left of it
+
+
+def test_sagemaker_names_are_stable_per_execution_and_differ_across_executions() -> None:
+    first = _names("nightly")
+    assert _names("nightly") == first  # a retried state or a redrive: same ARN, same start time
+    other_deployment = ARN.replace("StateMachine-AbC", "StateMachine-XyZ")
+    later = "2027-02-25T03:00:00.456Z"  # the same execution name, reused after 90 days
+    for changed in (_names("nightly", arn=other_deployment), _names("nightly", start=later)):
+        assert changed["run_id"] == first["run_id"] == "nightly"  # the S3 prefix stays the run id
+        for key in SAGEMAKER_KEYS:
+            assert changed[key] != first[key] and changed[key].startswith("fm-knn-topx-nightly-")
+    with pytest.raises(GuardInputError):
+        _names("nightly", start="")
 
 
 def test_earliest_running_execution_proceeds_and_ties_break_by_arn() -> None:
@@ -86,12 +130,16 @@ def test_handler_lists_this_state_machines_running_executions() -> None:
             "start_time": start,
         }
 
-    result = guard(event("second", second["executionArn"]), bucket="bkt", sfn=sfn)
+    result = guard(event("second", second["executionArn"]), bucket="bkt", project="proj", sfn=sfn)
     assert result["skip"] is True and result["blocking_execution_arn"] == first["executionArn"]
     assert result["run_id"] == "second"
-    result = guard(event("first", first["executionArn"]), bucket="bkt", sfn=sfn)
+    assert result["fm_job_name"].startswith("proj-second-") and result["fm_job_name"].endswith("-fm")
+    result = guard(event("first", first["executionArn"]), bucket="bkt", project="proj", sfn=sfn)
     assert result["skip"] is False and result["blocking_execution_arn"] == ""
     with pytest.raises(GuardInputError, match="start_time"):
         guard(
-            {"execution_name": "x", "execution_arn": "a", "state_machine_arn": machine}, bucket="b", sfn=sfn
+            {"execution_name": "x", "execution_arn": "a", "state_machine_arn": machine},
+            bucket="b",
+            project="p",
+            sfn=sfn,
         )

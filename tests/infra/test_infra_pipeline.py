@@ -22,6 +22,14 @@ HANDLERS = {
     "pipeline_steps.publish.handler.handler",
 }
 
+# The `.sync` tasks and the state that stops their job when their TimeoutSeconds fires.
+STOP_STATES = {
+    "TrainFM": "StopTrainFM",
+    "TrainFMWithoutTest": "StopTrainFMWithoutTest",
+    "TrainKNN": "StopTrainKNN",
+    "Transform": "StopTransform",
+}
+
 
 @pytest.fixture(scope="module")
 def pipeline(default_synth: Synth) -> Template:
@@ -65,10 +73,17 @@ def test_definition_runs_the_steps_in_order_with_the_three_sync_jobs(asl: dict) 
 
 def test_every_task_catches_into_notify_then_fail_with_error_and_cause(asl: dict) -> None:
     states = asl["States"]
-    tasks = {n: s for n, s in states.items() if s["Type"] in ("Task", "Map") and n != "NotifyFailure"}
+    tasks = {
+        n: s
+        for n, s in states.items()
+        if s["Type"] in ("Task", "Map") and n != "NotifyFailure" and n not in STOP_STATES.values()
+    }
     assert len(tasks) == 10
     for name, state in tasks.items():
-        assert state["Catch"] == [
+        timeout = [
+            {"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": STOP_STATES.get(name)}
+        ]
+        assert state["Catch"] == (timeout if name in STOP_STATES else []) + [
             {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}
         ], name
     notify = states["NotifyFailure"]
@@ -224,6 +239,8 @@ def test_lambdas_wired_by_handler_path_with_validated_step_config(
         assert env["BUCKET_NAME"] == {"Fn::ImportValue": "fm-knn-topx-bucket-name"}
         step = handler.split(".")[1]
         assert ("TABLE_NAME" in env) == (step in ("evaluate", "publish")), handler
+        # the guard names SageMaker resources after the project (pipeline_steps/guard/core.py)
+        assert env.get("PROJECT_NAME") == ("fm-knn-topx" if step == "guard" else None), handler
         # Lambda caps the whole environment at 4 KB (names + values; the imports are ~60 chars each)
         assert sum(len(k) + len(v if isinstance(v, str) else "x" * 64) for k, v in env.items()) < 4096
         if step != "guard":
@@ -317,7 +334,7 @@ def test_state_machine_sagemaker_actions_are_named_and_scoped_to_jobs_and_models
     assert actions == {
         "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
         "sagemaker:CreateModel", "sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob",
-        "sagemaker:StopTransformJob", "sagemaker:ListTags",
+        "sagemaker:StopTransformJob", "sagemaker:ListTags", "sagemaker:AddTags",
     }  # fmt: skip
     for statement in sagemaker:
         for resource in _list(statement["Resource"]):
@@ -423,3 +440,67 @@ def test_options_encrypt_between_instances_volumes_and_outputs_and_join_the_vpc(
         if f["Properties"]["Handler"] == "pipeline_steps.prepare.handler.handler"
     ]  # fmt: skip
     assert json.loads(prepare[0]["Properties"]["Environment"]["Variables"]["STEP_CONFIG"])["min_shards"] == 2
+
+
+def test_sync_jobs_may_be_tagged_by_step_functions_but_models_not(pipeline: Template) -> None:
+    """`.sync` tags each job MANAGED_BY_AWS; without AddTags the create is denied (aws/aws-cdk#26012)."""
+    tagging = [
+        s
+        for s in _statements(pipeline.to_json(), "StateMachineRole")
+        if "sagemaker:AddTags" in _list(s["Action"])
+    ]
+    tails = sorted(
+        json.dumps(r).rsplit(":", 1)[1].rstrip('"]}') for s in tagging for r in _list(s["Resource"])
+    )
+    assert tails == ["training-job/*", "transform-job/*"]
+
+
+def test_topic_policy_denies_plain_http_and_lets_this_accounts_alarms_publish(pipeline: Template) -> None:
+    """A topic policy replaces SNS's default one: without the allow, alarm actions are denied."""
+    template = pipeline.to_json()
+    (topic_id,) = resources(template, "AWS::SNS::Topic")
+    (policy,) = resources(template, "AWS::SNS::TopicPolicy").values()
+    assert policy["Properties"]["Topics"] == [{"Ref": topic_id}]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    deny = [s for s in statements if s["Effect"] == "Deny"]
+    assert [s["Condition"] for s in deny] == [{"Bool": {"aws:SecureTransport": "false"}}]
+    (allow,) = [s for s in statements if s["Effect"] == "Allow"]
+    assert allow["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert allow["Action"] == "sns:Publish"
+    assert allow["Resource"] == {"Ref": topic_id}
+    assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    (source_arn,) = allow["Condition"]["ArnLike"].values()
+    assert list(allow["Condition"]["ArnLike"]) == ["aws:SourceArn"]
+    assert source_arn == {
+        "Fn::Join": [
+            "",
+            ["arn:", {"Ref": "AWS::Partition"}, ":cloudwatch:", {"Ref": "AWS::Region"}, ":",
+             {"Ref": "AWS::AccountId"}, ":alarm:*"],
+        ]
+    }  # fmt: skip
+
+
+def test_timed_out_sync_tasks_stop_their_job_then_notify_the_timeout(asl: dict) -> None:
+    """A States.Timeout of a `.sync` task does not stop the SageMaker job: the Catch does it."""
+    states = asl["States"]
+    assert states["Transform"]["TimeoutSeconds"] == 3600  # topx:transform.max_runtime_seconds
+    assert (
+        states["TrainFM"]["TimeoutSeconds"] == states["TrainFMWithoutTest"]["TimeoutSeconds"] == 7200 + 3600
+    )
+    assert states["TrainKNN"]["TimeoutSeconds"] == 3600 + 3600
+    jobs = {
+        "TrainFM": ("stopTrainingJob", {"TrainingJobName.$": "$.run.fm_job_name"}),
+        "TrainFMWithoutTest": ("stopTrainingJob", {"TrainingJobName.$": "$.run.fm_job_name"}),
+        "TrainKNN": ("stopTrainingJob", {"TrainingJobName.$": "$.run.knn_job_name"}),
+        "Transform": ("stopTransformJob", {"TransformJobName.$": "$.run.transform_job_name"}),
+    }
+    for task, (api, parameters) in jobs.items():
+        stop = states[STOP_STATES[task]]
+        assert stop == {
+            "Type": "Task",
+            "Resource": f"arn:aws:states:::aws-sdk:sagemaker:{api}",
+            "Parameters": parameters,
+            "ResultPath": None,  # $.error (States.Timeout) reaches the notification
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.stop_error", "Next": "NotifyFailure"}],
+            "Next": "NotifyFailure",
+        }, task

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
+
+# The fixture app's transform TimeoutSeconds: the fake jobs answer at once, except a transform of a
+# run named "run-timeout*" or "run-stopped*", which blocks until it is stopped.
+TRANSFORM_TIMEOUT_SECONDS = 3
 
 
 def echo_env(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -50,6 +55,7 @@ class FakeAlgorithms:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.resolved_models: list[str] = []
+        self.stopped: list[str] = []  # transform jobs that blocked until they were stopped
 
     def run_training_job(
         self, request: dict[str, Any], *, s3: Any = None, log: Any = print
@@ -74,4 +80,14 @@ class FakeAlgorithms:
     ) -> dict[str, Any]:
         self.requests.append(request)
         self.resolved_models.append(model_resolver(request["ModelName"]))
+        name = request["TransformJobName"]
+        if name.startswith(("run-timeout", "run-stopped")):
+            # A job that would outlive its task: it ends only when stopped (or after a safety bound).
+            from pipeline_steps.local import adapter
+
+            deadline = time.monotonic() + 60
+            while not adapter.stop_requested(name) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.stopped.append(name)
+            # A late result: the adapter must not let it overwrite the job's Stopped status.
         return {"TransformJobStatus": "Completed"}

@@ -1,8 +1,10 @@
 """A small CDK app with the same integrations as the project's pipeline, run by the adapter tests.
 
 Two stacks (storage exports, pipeline imports), a Lambda asset holding ``tests/local/fakes.py``,
-the SageMaker ``.sync`` tasks, ``createModel``, a Catch -> SNS -> Fail path, and resources moto's
-CloudFormation cannot create (alarm, bucket policy) that the deploy step must leave out.
+the SageMaker ``.sync`` tasks, ``createModel``, a Catch -> SNS -> Fail path, the project's
+stop-on-timeout path (a short TimeoutSeconds on the transform, Catch States.Timeout -> the
+project's own ``stop_job_state`` -> SNS), and resources moto's CloudFormation cannot create
+(alarm, bucket policy) that the deploy step must leave out.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
+
+from infra.workflow import stop_job_state
+from tests.local.fakes import TRANSFORM_TIMEOUT_SECONDS
 
 HERE = Path(__file__).resolve().parent
 IMAGE = "382416733822.dkr.ecr.us-east-1.amazonaws.com/{}:1"
@@ -146,7 +151,17 @@ class Pipeline(cdk.Stack):
             transform_output=tasks.TransformOutput(s3_output_path=storage.bucket.s3_url_for_object("tr/")),
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             result_path="$.tr",
+            task_timeout=sfn.Timeout.duration(cdk.Duration.seconds(TRANSFORM_TIMEOUT_SECONDS)),
         )
+        # As infra/workflow.py does: the timeout's Catch comes before the States.ALL one (loop below).
+        stop = stop_job_state(
+            self,
+            "StopTransform",
+            api="stopTransformJob",
+            parameters={"TransformJobName.$": "States.Format('{}-tr', $$.Execution.Name)"},
+            notify=notify,
+        )
+        transform.add_catch(stop, errors=["States.Timeout"], result_path="$.error")
         steps = [
             tasks.LambdaInvoke(
                 self,

@@ -6,6 +6,7 @@ One embedded AWS and one deployment for the whole module: synthesis dominates th
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from pipeline_steps.local.deploy import deploy, localize_template, supported_typ
 from pipeline_steps.local.progress import watch
 from pipeline_steps.local.runner import notifications
 from pipeline_steps.local.server import LocalAws
-from tests.local.fakes import FakeAlgorithms
+from tests.local.fakes import TRANSFORM_TIMEOUT_SECONDS, FakeAlgorithms
 
 FIXTURE_APP = Path(__file__).with_name("fixture_app.py")
 
@@ -204,6 +205,59 @@ def test_moto_accepts_the_security_fields_of_jobs_and_models(env):
             PrimaryContainer={"Image": image.format("knn")},
             VpcConfig={"SecurityGroupIds": ["sg-0c7d8e9f"], "Subnets": []},
         )
+
+
+def _until(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+def test_a_timed_out_transform_is_stopped_then_the_timeout_is_notified(env):
+    """TimeoutSeconds -> Catch States.Timeout -> StopTransform (aws-sdk) -> Notify -> Fail."""
+    aws, dep, algorithms, job_lines = env
+    earlier = len(notifications(dep, aws))
+    started = time.monotonic()
+    result, _ = _run(aws, dep, "run-timeout", "2")
+    assert result.status == "FAILED"
+    assert result.path[-5:] == ["Model", "Transform", "StopTransform", "Notify", "Failed"]
+    assert time.monotonic() - started < TRANSFORM_TIMEOUT_SECONDS + 10
+    (message,) = notifications(dep, aws)[earlier:]
+    assert json.loads(message["message"])["Error"] == "States.Timeout"  # not the stop's outcome
+    sm = aws.client("sagemaker")
+    # The fake returns "Completed" once it sees the stop: that late result must not win.
+    assert _until(lambda: "run-timeout-tr" in algorithms.stopped)
+    adapter.wait_for_jobs(timeout=10)
+    assert sm.describe_transform_job(TransformJobName="run-timeout-tr")["TransformJobStatus"] == "Stopped"
+    assert "[run-timeout-tr] stop requested" in job_lines
+    # SageMaker refuses to stop a job that is no longer in progress.
+    with pytest.raises(sm.exceptions.ClientError, match="ValidationException"):
+        sm.stop_transform_job(TransformJobName="run-timeout-tr")
+
+
+def test_a_job_stopped_while_its_sync_task_waits_fails_the_task(env):
+    """The `.sync` resolver reports a Stopped job as States.TaskFailed with the Describe output."""
+    aws, dep, _, _ = env
+    sfn, sm = aws.client("stepfunctions"), aws.client("sagemaker")
+    arn = sfn.start_execution(
+        stateMachineArn=dep.state_machine_arn, name="run-stopped", input=json.dumps({"epochs": "2"})
+    )["executionArn"]
+
+    def in_progress() -> bool:
+        try:
+            status = sm.describe_transform_job(TransformJobName="run-stopped-tr")["TransformJobStatus"]
+        except sm.exceptions.ClientError:
+            return False
+        return status == "InProgress"
+
+    assert _until(in_progress)
+    sm.stop_transform_job(TransformJobName="run-stopped-tr")
+    result = watch(sfn, arn, log=lambda _m: None, poll_seconds=0.1)
+    assert result.path[-3:] == ["Transform", "Notify", "Failed"]
+    failure = next(f for f in result.failures if f["state"] == "Transform")
+    assert failure["error"] == "States.TaskFailed"
+    assert json.loads(failure["cause"])["TransformJobStatus"] == "Stopped"
 
 
 def test_direct_invoke_without_payload_passes_an_empty_event(env):
