@@ -139,7 +139,12 @@ def test_moto_accepts_the_security_fields_of_jobs_and_models(env):
     sm = aws.client("sagemaker")
     key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     vpc = {"SecurityGroupIds": ["sg-0c7d8e9f"], "Subnets": ["subnet-0a1b2c3d"]}
-    role = "arn:aws:iam::123456789012:role/sm"
+    iam = aws.client("iam")
+    trust = json.loads(LAMBDA_TRUST)
+    trust["Statement"][0]["Principal"]["Service"] = "sagemaker.amazonaws.com"
+    role = iam.create_role(RoleName="sec-sm", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    iam.put_role_policy(RoleName="sec-sm", PolicyName="all", PolicyDocument=json.dumps(everything))
     image = "382416733822.dkr.ecr.us-east-1.amazonaws.com/{}:1"
     training = {
         "TrainingJobName": "sec-fm",
