@@ -1,0 +1,247 @@
+"""The real-AWS integration test's app, synthesized offline (no AWS, no MovieLens download).
+
+`make integ` deploys this app to an account; here it is only synthesized, so the app cannot rot: the
+test fails when it stops synthesizing, when its stacks or assertions drift from the checked-in
+snapshot (`integ/integ_pipeline.py.snapshot/`, refreshed by `make integ-snapshot`), or when the
+wiring the assertions rely on breaks. The project stacks are not snapshotted (tests/infra covers
+them); only the integ-specific settings are checked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import re
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline_steps.formats import knn_output
+from pipeline_steps.formats.recordio import read_dense
+from pipeline_steps.local_algorithms import knn as local_knn
+from pipeline_steps.local_algorithms.hyperparameters import parse_knn
+
+ROOT = Path(__file__).resolve().parents[2]
+INTEG_FILE = ROOT / "integ" / "integ_pipeline.py"
+
+
+def _load_integ() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("integ_pipeline", INTEG_FILE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+integ = _load_integ()
+P = integ.PROJECT
+
+
+@pytest.fixture(scope="module")
+def assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("integ")
+    app = integ.build_integ_app(outdir=str(tmp / "out"), data=integ.placeholder_dir(tmp), cache=tmp)
+    app.synth()
+    return tmp / "out"
+
+
+def template(assembly: Path, stack: str) -> dict[str, Any]:
+    return json.loads((assembly / f"{P}-{stack}.template.json").read_text())
+
+
+def of_type(tpl: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in tpl["Resources"].items() if v["Type"] == kind}
+
+
+def calls(tpl: dict[str, Any], api: str) -> list[dict[str, Any]]:
+    return [
+        v["Properties"]
+        for v in tpl["Resources"].values()
+        if v["Type"].startswith("Custom::DeployAssert@SdkCall") and v["Properties"]["api"] == api
+    ]
+
+
+def rendered(value: Any) -> str:
+    """A (possibly Fn::Join'ed) template value as one string, intrinsics as compact JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and set(value) == {"Fn::Join"}:
+        sep, parts = value["Fn::Join"]
+        return sep.join(rendered(p) for p in parts)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def test_snapshot_is_current(assembly: Path) -> None:
+    expected = {p.name: json.loads(p.read_text()) for p in sorted(integ.SNAPSHOT_DIR.glob("*.json"))}
+    actual = json.loads(json.dumps(integ.snapshot_of(assembly)))
+    assert sorted(actual) == sorted(expected), "snapshot files differ; run `make integ-snapshot`"
+    for name in expected:
+        assert actual[name] == expected[name], (
+            f"{name} drifted from integ/integ_pipeline.py.snapshot/; if the change is intended, "
+            "run `make integ-snapshot` and review the diff"
+        )
+
+
+def test_manifest_runs_both_project_stacks_and_the_assertions(assembly: Path) -> None:
+    manifest = json.loads((assembly / "manifest.json").read_text())
+    stacks = {k for k, v in manifest["artifacts"].items() if v["type"] == "aws:cloudformation:stack"}
+    assert stacks == {f"{P}-storage", f"{P}-pipeline", f"{P}-fixtures", f"{P}-assertions"}
+    (case,) = json.loads((assembly / "integ.json").read_text())["testCases"].values()
+    assert case["stacks"] == [f"{P}-storage", f"{P}-pipeline", f"{P}-fixtures"]
+    assert case["assertionStack"] == f"{P}-assertions"
+    assert case["stackUpdateWorkflow"] is False
+    for stack in stacks:  # every stack in the region the test runs in, none bound to an account
+        env = manifest["artifacts"][stack]["environment"]
+        assert env == "aws://unknown-account/us-east-1", (stack, env)
+
+
+def test_storage_is_disposable_and_the_pipeline_small(assembly: Path) -> None:
+    storage = template(assembly, "storage")
+    for kind in ("AWS::S3::Bucket", "AWS::DynamoDB::Table"):
+        for name, res in of_type(storage, kind).items():
+            assert res["DeletionPolicy"] == "Delete", name
+    assert len(of_type(storage, "Custom::S3AutoDeleteObjects")) == 2  # both buckets emptied on delete
+    pipeline = template(assembly, "pipeline")
+    assert not of_type(pipeline, "AWS::Events::Rule"), "the schedule must be off"
+    (machine,) = of_type(pipeline, "AWS::StepFunctions::StateMachine").values()
+    definition = rendered(machine["Properties"]["DefinitionString"])
+    types_used = set(re.findall(r'"InstanceType":"([^"]+)"', definition))
+    assert types_used == {integ.INSTANCE_TYPE}  # FM (with and without a test channel), k-NN, transform
+    assert '"epochs":"2"' in definition
+
+
+def test_user_deployments_keep_their_data() -> None:
+    """The disposable switch is the integ app's only: app.py still deploys RETAIN storage."""
+    import aws_cdk as cdk
+
+    from app import add_project_stacks, default_context
+    from infra.config import AppConfig
+
+    app = cdk.App(context=default_context())
+    storage, _ = add_project_stacks(app, AppConfig.from_context(app.node.get_all_context()))
+    tpl = cdk.assertions.Template.from_stack(storage).to_json()
+    policies = {r["Type"]: r.get("DeletionPolicy") for r in tpl["Resources"].values()}
+    assert policies["AWS::S3::Bucket"] == "Retain" and policies["AWS::DynamoDB::Table"] == "Retain"
+    assert "Custom::S3AutoDeleteObjects" not in policies
+
+
+def test_pipeline_assertions_target_the_deployed_run(assembly: Path) -> None:
+    assertions = template(assembly, "assertions")
+    pipeline = template(assembly, "pipeline")
+    fixtures = template(assembly, "fixtures")
+    (pipeline_machine,) = of_type(pipeline, "AWS::StepFunctions::StateMachine")
+    (probe_machine,) = of_type(fixtures, "AWS::StepFunctions::StateMachine")
+    starts = {rendered(c["parameters"]["stateMachineArn"]): c for c in calls(assertions, "startExecution")}
+    assert len(starts) == 2
+    (pipeline_start,) = [k for k in starts if pipeline_machine in k]
+    (probe_start,) = [k for k in starts if probe_machine in k]
+    assert pipeline_start != probe_start
+    described = [c for c in calls(assertions, "describeExecution")]
+    assert len(described) == 2
+    for call in described:
+        assert json.loads(call["expected"])["$ObjectLike"]["status"] == "SUCCEEDED"
+    items = calls(assertions, "getItem")
+    assert len(items) == 2
+    pointer = next(c for c in items if isinstance(c["parameters"]["Key"], str))
+    assert json.loads(pointer["parameters"]["Key"]) == {"pk": {"S": "pointer"}, "sk": {"S": "current"}}
+    user = next(c for c in items if c is not pointer)  # its key holds the run id: a token
+    assert f'"pk":{{"S":"u#{integ.USER_ID}"}}' in rendered(user["parameters"]["Key"])
+    pipeline_start_id = next(
+        k for k, v in assertions["Resources"].items() if v.get("Properties") is starts[pipeline_start]
+    )
+    run_id = json.dumps(
+        {
+            "Fn::Select": [
+                7,
+                {"Fn::Split": [":", {"Fn::GetAtt": [pipeline_start_id, "apiCallResponse.executionArn"]}]},
+            ]
+        },
+        separators=(",", ":"),
+    )
+    for call in items:
+        assert f'"Fn::ImportValue":"{P}-table-name"' in rendered(call["parameters"]["TableName"])
+        # The run the items must name: the execution the pipeline assertion started.
+        assert run_id in rendered(call["expected"])
+    assert run_id in rendered(user["parameters"]["Key"])
+    outputs = assertions["Outputs"]
+    assert {"PipelineExecutionArn", "ProbeExecutionArn"} <= set(outputs)
+
+
+def test_fixtures_upload_the_interactions_and_the_probe(assembly: Path) -> None:
+    fixtures = template(assembly, "fixtures")
+    deployments = of_type(fixtures, "Custom::CDKBucketDeployment")
+    prefixes = sorted(d["Properties"]["DestinationBucketKeyPrefix"] for d in deployments.values())
+    assert prefixes == [integ.INPUT_PREFIX, integ.PROBE_PREFIX]
+    interactions = next(
+        d for d in deployments.values() if d["Properties"]["DestinationBucketKeyPrefix"] == integ.INPUT_PREFIX
+    )
+    bucket = rendered(interactions["Properties"]["DestinationBucketName"])
+    assert bucket == json.dumps({"Fn::ImportValue": f"{P}-bucket-name"}, separators=(",", ":"))
+    (machine,) = of_type(fixtures, "AWS::StepFunctions::StateMachine").values()
+    definition = rendered(machine["Properties"]["DefinitionString"])
+    for fragment in (
+        '"TrainingImage":"382416733822.dkr.ecr.us-east-1.amazonaws.com/knn:1"',
+        '"index_metric":"INNER_PRODUCT"',
+        '"Accept":"application/jsonlines; verbose=true"',
+        '"AssembleWith":"Line"',
+        '"SplitType":"RecordIO"',
+        '"ContentType":"application/x-recordio-protobuf"',
+        '"S3OutputPath.$":"States.Format(\'s3://',
+    ):
+        assert fragment in definition, fragment
+
+
+def test_probe_files_decode_to_the_probe_vectors(tmp_path: Path) -> None:
+    probe = integ.probe_dir(tmp_path)
+    items, labels = read_dense((probe / integ.PROBE_TRAIN_KEY).read_bytes())
+    assert items.tolist() == integ.PROBE_ITEMS and labels.reshape(-1).tolist() == integ.PROBE_LABELS
+    query, none = read_dense((probe / integ.PROBE_QUERY_KEY).read_bytes())
+    assert query.tolist() == integ.PROBE_QUERY and none is None
+
+
+class _FakeS3:
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+
+    def get_paginator(self, name: str) -> Any:
+        objects = self.objects
+
+        class Paginator:
+            def paginate(self, Bucket: str, Prefix: str) -> list[dict]:
+                return [{"Contents": [{"Key": k} for k in objects if k.startswith(Prefix)]}]
+
+        return Paginator()
+
+    def get_object(self, Bucket: str, Key: str) -> dict:
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+
+def test_expected_probe_result_is_what_the_local_knn_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe's constants are the project's assumptions: the local k-NN (faiss, the same settings)
+    written by the project's .out writer, read by the probe's Lambda, gives exactly the expected report."""
+    model = local_knn.build(
+        np.array(integ.PROBE_ITEMS, np.float32),
+        np.array(integ.PROBE_LABELS, np.float32),
+        parse_knn(integ.PROBE_HYPERPARAMETERS),
+    )
+    distances, labels = local_knn.search(model, np.array(integ.PROBE_QUERY, np.float32))
+    text = knn_output.format_results(labels, distances, local_knn.predict(model, labels))
+    prefix = "probe/out/some-execution/"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    reader: dict[str, Any] = {}
+    exec(compile(integ.PROBE_READER, "probe_reader", "exec"), reader)
+    reader["s3"] = _FakeS3({prefix + "query.rec.out": text.encode()})
+    report = reader["handler"]({"bucket": "b", "prefix": prefix}, None)
+    assert report["object_names"] == integ.EXPECTED_OUTPUT_OBJECTS
+    assert report["errors"] == [] and report["blank_lines"] == 0
+    assert report["ends_with_newline"] == {"query.rec.out": True}
+    (record,) = report["records"]
+    assert record["keys"] == integ.EXPECTED_LINE_KEYS
+    assert record["labels"] == integ.EXPECTED_LABELS
+    assert record["distances"] == integ.EXPECTED_DISTANCES
+    assert report["raw"] == {"query.rec.out": text}
