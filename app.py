@@ -35,7 +35,7 @@ def build_app(context: dict[str, Any] | None = None, *, outdir: str | None = Non
 def add_project_stacks(
     app: cdk.App, config: AppConfig, *, disposable_storage: bool = False
 ) -> tuple[StorageStack, PipelineStack]:
-    """`<project>-storage` and `<project>-pipeline`; `disposable_storage` is for throwaway test deployments."""
+    """`<project>-storage` and `<project>-pipeline`; `disposable_storage` only for throwaway test stacks."""
     env = cdk.Environment(account=config.account, region=config.region)
     storage = StorageStack(
         app, f"{config.project}-storage", config=config, disposable=disposable_storage, env=env

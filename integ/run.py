@@ -66,6 +66,18 @@ def print_probe_report(execution_arn: str, region: str) -> None:
         print("report:", json.dumps({k: v for k, v in report.items() if k != "raw"}, indent=1))
 
 
+def caller_account(region: str) -> str | None:
+    """The account of the caller's credentials, or None (with the reason printed)."""
+    import boto3
+    import botocore.exceptions
+
+    try:
+        return boto3.client("sts", region_name=region).get_caller_identity()["Account"]
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        print(f"integ: no usable AWS credentials ({e}); see README 'Integration test on AWS'")
+        return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--region", default=os.environ.get("INTEG_REGION") or default_region())
@@ -78,6 +90,10 @@ def main() -> int:
     env.setdefault("CDK_DISABLE_VERSION_CHECK", "1")
     env.setdefault("CDK_DISABLE_CLI_TELEMETRY", "true")
     env.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    account = caller_account(args.region)
+    if account is None:
+        return 2
+    print(f"integ: account {account}, region {args.region}", flush=True)
     if args.destroy_only:
         return cdk("destroy", "--all", "--force", env=env)
 

@@ -15,6 +15,7 @@ import json
 import re
 import sys
 import types
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pytest
 
 from pipeline_steps.formats import knn_output
 from pipeline_steps.formats.recordio import read_dense
+from pipeline_steps.guard.core import run_id_for
 from pipeline_steps.local_algorithms import knn as local_knn
 from pipeline_steps.local_algorithms.hyperparameters import parse_knn
 
@@ -170,6 +172,13 @@ def test_pipeline_assertions_target_the_deployed_run(assembly: Path) -> None:
     assert run_id in rendered(user["parameters"]["Key"])
     outputs = assertions["Outputs"]
     assert {"PipelineExecutionArn", "ProbeExecutionArn"} <= set(outputs)
+
+
+def test_an_unnamed_execution_keeps_its_name_as_run_id() -> None:
+    """The assertions expect items under the execution's own name: startExecution without a name
+    gets a UUID, which the guard must keep unchanged as the run id."""
+    name = str(uuid.uuid4())
+    assert run_id_for(name) == name
 
 
 def test_fixtures_upload_the_interactions_and_the_probe(assembly: Path) -> None:
