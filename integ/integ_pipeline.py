@@ -67,7 +67,7 @@ from aws_cdk import aws_s3 as s3  # noqa: E402
 from aws_cdk import aws_s3_deployment as s3deploy  # noqa: E402
 from aws_cdk import aws_stepfunctions as sfn  # noqa: E402
 from aws_cdk import aws_stepfunctions_tasks as tasks  # noqa: E402
-from aws_cdk.integ_tests_alpha import ExpectedResult, IntegTest, Match  # noqa: E402
+from aws_cdk.integ_tests_alpha import ExpectedResult, IApiCall, IntegTest, Match  # noqa: E402
 from constructs import Construct  # noqa: E402
 
 from app import add_project_stacks, default_context  # noqa: E402
@@ -107,6 +107,7 @@ USER_ID = "1"  # whose published item is read back (user 1 has 272 ratings: alwa
 PIPELINE_TIMEOUT = cdk.Duration.minutes(55)
 PROBE_TIMEOUT = cdk.Duration.minutes(45)
 POLL_INTERVAL = cdk.Duration.minutes(1)
+ENDED = "^(SUCCEEDED|FAILED|TIMED_OUT|ABORTED)$"  # Step Functions' terminal execution statuses
 
 # ---- k-NN probe -----------------------------------------------------------------------------
 # Three items (labels 1, 2, 3) and one query, all exact in float32. Inner products with the query:
@@ -459,19 +460,20 @@ def build_integ_app(
 
 
 def add_pipeline_assertions(integ: IntegTest, state_machine_arn: str, config: AppConfig) -> str:
-    """Start the pipeline, wait for SUCCEEDED, check the pointer and one user; returns the execution ARN."""
+    """Start the pipeline, wait for its end, expect SUCCEEDED, check the pointer and one user's item.
+
+    Returns the execution ARN."""
     table = cdk.Fn.import_value(f"{config.project}-table-name")
     start = integ.assertions.aws_api_call(
         "StepFunctions", "startExecution", {"stateMachineArn": state_machine_arn, "input": "{}"}
     )
     execution_arn = start.get_att_string("executionArn")
     run_id = execution_name(execution_arn)  # a UUID: the guard keeps it as the run id
+    ended = wait_until_ended(integ, execution_arn, PIPELINE_TIMEOUT)
     done = integ.assertions.aws_api_call(
         "StepFunctions", "describeExecution", {"executionArn": execution_arn}
     )
-    done.expect(ExpectedResult.object_like({"status": "SUCCEEDED"})).wait_for_assertions(
-        total_timeout=PIPELINE_TIMEOUT, interval=POLL_INTERVAL, backoff_rate=1
-    )
+    done.expect(ExpectedResult.object_like({"status": "SUCCEEDED"}))
     pointer = integ.assertions.aws_api_call(
         "DynamoDB",
         "getItem",
@@ -503,16 +505,17 @@ def add_pipeline_assertions(integ: IntegTest, state_machine_arn: str, config: Ap
             }
         )
     )
-    start.next(done).next(pointer).next(user)
+    start.next(ended).next(done).next(pointer).next(user)
     return execution_arn
 
 
 def add_probe_assertions(integ: IntegTest, state_machine_arn: str) -> str:
-    """Start the probe, wait for SUCCEEDED with the expected report; returns the execution ARN."""
+    """Start the probe, wait for its end, expect SUCCEEDED and the expected report; returns the ARN."""
     start = integ.assertions.aws_api_call(
         "StepFunctions", "startExecution", {"stateMachineArn": state_machine_arn, "input": "{}"}
     )
     execution_arn = start.get_att_string("executionArn")
+    ended = wait_until_ended(integ, execution_arn, PROBE_TIMEOUT)
     done = integ.assertions.aws_api_call(
         "StepFunctions", "describeExecution", {"executionArn": execution_arn}
     )
@@ -539,9 +542,20 @@ def add_probe_assertions(integ: IntegTest, state_machine_arn: str) -> str:
                 ),
             }
         )
-    ).wait_for_assertions(total_timeout=PROBE_TIMEOUT, interval=POLL_INTERVAL, backoff_rate=1)
-    start.next(done)
+    )
+    start.next(ended).next(done)
     return execution_arn
+
+
+def wait_until_ended(integ: IntegTest, execution_arn: str, timeout: cdk.Duration) -> IApiCall:
+    """Poll until the execution has ended, however it ended: a failed run fails the next assertion at
+    once (with its error and cause in the message) instead of being polled until the timeout."""
+    call = integ.assertions.aws_api_call(
+        "StepFunctions", "describeExecution", {"executionArn": execution_arn}
+    )
+    call.expect(ExpectedResult.object_like({"status": Match.string_like_regexp(ENDED)}))
+    call.wait_for_assertions(total_timeout=timeout, interval=POLL_INTERVAL, backoff_rate=1)
+    return call
 
 
 def normalized(template: Any) -> Any:
