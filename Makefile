@@ -24,7 +24,7 @@ help:
 	@echo "make deploy  - deploy with the pinned CDK CLI (needs AWS credentials)"
 	@echo "make lint    - ruff check + ruff format --check"
 	@echo "make integ   - real-AWS integration test: deploy, run, assert, destroy (needs credentials; ~40 min)"
-	@echo "make integ-snapshot - refresh integ/integ_pipeline.py.snapshot/ (offline)"
+	@echo "make integ-snapshot - refresh integ/snapshot/ (offline)"
 
 $(VENV_STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

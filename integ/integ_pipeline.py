@@ -19,7 +19,7 @@ assertions stack (aws-cdk.integ-tests-alpha), then:
    probe execution's output.
 
 integ-runner then destroys every stack. `tests/integ/test_integ_app.py` synthesizes this app
-offline (no AWS) and compares it with the checked-in snapshot `integ_pipeline.py.snapshot/`.
+offline (no AWS) and compares it with the checked-in snapshot `integ/snapshot/`.
 """
 
 from __future__ import annotations
@@ -187,7 +187,9 @@ def handler(event, context):
 """
 
 
-SNAPSHOT_DIR = Path(__file__).resolve().with_name(Path(__file__).name + ".snapshot")
+# Not integ-runner's `integ_pipeline.py.snapshot/` (a full cloud assembly, which integ-runner
+# rewrites after every run): a normalized subset that `make integ-snapshot` writes.
+SNAPSHOT_DIR = Path(__file__).resolve().with_name("snapshot")
 # The stacks this file defines; the project's own stacks are checked by tests/integ, not snapshotted
 # (they change with every infra edit and are covered by tests/infra).
 SNAPSHOT_STACKS = (f"{PROJECT}-fixtures", f"{PROJECT}-assertions")

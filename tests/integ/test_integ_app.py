@@ -2,7 +2,7 @@
 
 `make integ` deploys this app to an account; here it is only synthesized, so the app cannot rot: the
 test fails when it stops synthesizing, when its stacks or assertions drift from the checked-in
-snapshot (`integ/integ_pipeline.py.snapshot/`, refreshed by `make integ-snapshot`), or when the
+snapshot (`integ/snapshot/`, refreshed by `make integ-snapshot`), or when the
 wiring the assertions rely on breaks. The project stacks are not snapshotted (tests/infra covers
 them); only the integ-specific settings are checked.
 """
@@ -84,7 +84,7 @@ def test_snapshot_is_current(assembly: Path) -> None:
     assert sorted(actual) == sorted(expected), "snapshot files differ; run `make integ-snapshot`"
     for name in expected:
         assert actual[name] == expected[name], (
-            f"{name} drifted from integ/integ_pipeline.py.snapshot/; if the change is intended, "
+            f"{name} drifted from integ/snapshot/; if the change is intended, "
             "run `make integ-snapshot` and review the diff"
         )
 
