@@ -41,9 +41,10 @@ def _runner_context() -> dict[str, Any]:
     """The context the CDK CLI passes in, without the feature flags integ-runner adds.
 
     integ-runner synthesizes with its own list of recommended feature flags; the project's users
-    deploy with none (cdk.json sets only `topx:` keys). The flags are dropped so that the stacks
-    under test are the ones users deploy, and this app synthesizes the same under integ-runner and
-    in the offline test. Must run before aws_cdk is imported: the CDK reads these variables once.
+    deploy with none (cdk.json sets only `topx:` keys). Exactly those flags are dropped (other
+    context, e.g. a bootstrap qualifier, is kept) so that the stacks under test are the ones users
+    deploy, and this app synthesizes the same under integ-runner, the CDK CLI and the offline test.
+    Must run before aws_cdk is imported: the CDK reads these variables once.
     """
     context: dict[str, Any] = {}
     raw = os.environ.pop("CDK_CONTEXT_JSON", None)
@@ -52,7 +53,9 @@ def _runner_context() -> dict[str, Any]:
     overflow = os.environ.pop("CONTEXT_OVERFLOW_LOCATION_ENV", None)
     if overflow and Path(overflow).is_file():
         context.update(json.loads(Path(overflow).read_text()))
-    return {k: v for k, v in context.items() if not k.startswith("@")}
+    flags = ROOT / "node_modules" / "@aws-cdk" / "integ-runner" / "lib" / "recommended-feature-flags.json"
+    added = set(json.loads(flags.read_text())) if flags.is_file() else set()
+    return {k: v for k, v in context.items() if k not in added}
 
 
 _CLI_CONTEXT = _runner_context()

@@ -255,3 +255,17 @@ def test_expected_probe_result_is_what_the_local_knn_writes(monkeypatch: pytest.
     assert record["labels"] == integ.EXPECTED_LABELS
     assert record["distances"] == integ.EXPECTED_DISTANCES
     assert report["raw"] == {"query.rec.out": text}
+
+
+def test_integ_runner_feature_flags_are_dropped_other_context_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    flags = ROOT / "node_modules" / "@aws-cdk" / "integ-runner" / "lib" / "recommended-feature-flags.json"
+    if not flags.is_file():
+        pytest.skip("npm tools not installed")
+    recommended = json.loads(flags.read_text())
+    given = {**recommended, "@aws-cdk/core:bootstrapQualifier": "abc", "topx:x": 5, "aws:cdk:x": True}
+    monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps(given))
+    assert integ._runner_context() == {
+        "@aws-cdk/core:bootstrapQualifier": "abc",
+        "topx:x": 5,
+        "aws:cdk:x": True,
+    }
