@@ -107,7 +107,7 @@ INPUT_PREFIX = "input/"
 USER_ID = "1"  # whose published item is read back (user 1 has 272 ratings: always trained)
 
 # Waiting for the executions. A CloudFormation custom resource cannot wait longer than an hour.
-PIPELINE_TIMEOUT = cdk.Duration.minutes(55)
+PIPELINE_TIMEOUT = cdk.Duration.minutes(50)
 PROBE_TIMEOUT = cdk.Duration.minutes(45)
 POLL_INTERVAL = cdk.Duration.minutes(1)
 ENDED = "^(SUCCEEDED|FAILED|TIMED_OUT|ABORTED)$"  # Step Functions' terminal execution statuses
