@@ -80,7 +80,9 @@ from pipeline_steps.datasets import movielens  # noqa: E402
 from pipeline_steps.formats.recordio import encode_dense  # noqa: E402
 
 PROJECT = "fm-knn-topx-integ"
-# The smallest general-purpose SageMaker size; used for both training jobs and both transforms.
+# The smallest general-purpose SageMaker size, for both training jobs and both transforms. Not checked
+# against the built-in algorithms' supported-instance lists (no account to ask): if SageMaker rejects
+# it for one of them, the run fails with that message; change it here.
 INSTANCE_TYPE = "ml.m5.large"
 # Overrides of cdk.json for the stacks under test (everything else is the default users deploy).
 CONTEXT: dict[str, Any] = {
@@ -100,7 +102,7 @@ CONTEXT: dict[str, Any] = {
 # Region: `topx:region` of cdk.json unless the Makefile passes another one (INTEG_REGION).
 REGION_ENV = "TOPX_INTEG_REGION"
 
-# MovieLens slice: every rating of users 1..MAX_USER (u.data order); about 21k ratings.
+# MovieLens slice: every rating of users 1..MAX_USER (u.data order): 19,747 ratings.
 MAX_USER = 200
 SLICE_KEY = "ml-100k-users-1-200.data"
 INPUT_PREFIX = "input/"

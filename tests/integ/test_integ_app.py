@@ -115,6 +115,9 @@ def test_storage_is_disposable_and_the_pipeline_small(assembly: Path) -> None:
     types_used = set(re.findall(r'"InstanceType":"([^"]+)"', definition))
     assert types_used == {integ.INSTANCE_TYPE}  # FM (with and without a test channel), k-NN, transform
     assert '"epochs":"2"' in definition
+    # the probe's transform asks for the same output as the pipeline's
+    for fragment in (f'"Accept":"{integ.PROBE_ACCEPT}"', '"AssembleWith":"Line"', '"SplitType":"RecordIO"'):
+        assert fragment in definition, fragment
 
 
 def test_user_deployments_keep_their_data() -> None:
