@@ -283,6 +283,16 @@ class KnnProbe(Construct):
         image = tasks.DockerImage.from_registry(images.image_uri("knn", region))
         name = sfn.JsonPath.format("knn-probe-{}", sfn.JsonPath.execution_name)
         instance = ec2.InstanceType(INSTANCE_TYPE.removeprefix("ml."))
+        # s3:// URIs like the pipeline's (S3Location.from_bucket would render https:// URLs).
+        locations = sfn.Pass(
+            self,
+            "Locations",
+            parameters={
+                "train": f"s3://{self.bucket.bucket_name}/{PROBE_PREFIX}{PROBE_TRAIN_KEY.split('/')[0]}/",
+                "model": f"s3://{self.bucket.bucket_name}/{PROBE_PREFIX}model/",
+            },
+            result_path="$.locations",
+        )
         train = tasks.SageMakerCreateTrainingJob(
             self,
             "Train",
@@ -298,9 +308,7 @@ class KnnProbe(Construct):
                     content_type="application/x-recordio-protobuf",
                     data_source=tasks.DataSource(
                         s3_data_source=tasks.S3DataSource(
-                            s3_location=tasks.S3Location.from_bucket(
-                                self.bucket, PROBE_PREFIX + PROBE_TRAIN_KEY.split("/")[0] + "/"
-                            ),
+                            s3_location=tasks.S3Location.from_json_expression("$.locations.train"),
                             s3_data_type=tasks.S3DataType.S3_PREFIX,
                             s3_data_distribution_type=tasks.S3DataDistributionType.FULLY_REPLICATED,
                         )
@@ -308,7 +316,7 @@ class KnnProbe(Construct):
                 )
             ],
             output_data_config=tasks.OutputDataConfig(
-                s3_output_location=tasks.S3Location.from_bucket(self.bucket, PROBE_PREFIX + "model/")
+                s3_output_location=tasks.S3Location.from_json_expression("$.locations.model")
             ),
             resource_config=tasks.ResourceConfig(
                 instance_count=1, instance_type=instance, volume_size=cdk.Size.gibibytes(1)
@@ -384,7 +392,9 @@ class KnnProbe(Construct):
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(train.next(model).next(transform).next(read)),
+            definition_body=sfn.DefinitionBody.from_chainable(
+                locations.next(train).next(model).next(transform).next(read)
+            ),
             timeout=cdk.Duration.hours(1),
             comment=f"{PROJECT}: k-NN probe (3 items, 1 query, INNER_PRODUCT, verbose JSON lines)",
         )

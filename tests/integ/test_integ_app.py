@@ -205,6 +205,10 @@ def test_fixtures_upload_the_interactions_and_the_probe(assembly: Path) -> None:
         '"SplitType":"RecordIO"',
         '"ContentType":"application/x-recordio-protobuf"',
         '"S3OutputPath.$":"States.Format(\'s3://',
+        '"S3Uri.$":"$.locations.train"',
+        '"S3OutputPath.$":"$.locations.model"',
+        '"train":"s3://',
+        '"model":"s3://',
     ):
         assert fragment in definition, fragment
 
