@@ -276,3 +276,33 @@ def test_integ_runner_feature_flags_are_dropped_other_context_kept(monkeypatch: 
         "topx:x": 5,
         "aws:cdk:x": True,
     }
+
+
+def test_run_reads_assertion_results_from_the_assertion_stack_outputs(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("integ_run", ROOT / "integ" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    outputs = tmp_path / "outputs.json"
+    assert run.assertion_results(outputs) == ({}, {})  # nothing deployed: no results (run.py fails)
+    outputs.write_text(
+        json.dumps(
+            {
+                f"{P}-storage": {"BucketName": "b"},
+                f"{P}-assertions": {
+                    "AssertionResultsAwsApiCallDynamoDBgetItemabc": json.dumps({"status": "success"}),
+                    "AssertionResultsAwsApiCallStepFunctionsdescribeExecutiondef": json.dumps(
+                        {"status": "fail", "message": "Expected SUCCEEDED but received FAILED"}
+                    ),
+                    "ProbeExecutionArn": "arn:aws:states:us-east-1:123456789012:execution:m:e",
+                },
+            }
+        )
+    )
+    results, other = run.assertion_results(outputs)
+    assert {k: v["status"] for k, v in results.items()} == {
+        "AssertionResultsAwsApiCallDynamoDBgetItemabc": "success",
+        "AssertionResultsAwsApiCallStepFunctionsdescribeExecutiondef": "fail",
+    }
+    assert other == {"ProbeExecutionArn": "arn:aws:states:us-east-1:123456789012:execution:m:e"}
+    assert run.PROJECT == integ.PROJECT
+    assert run.ASSERTIONS_STACK.endswith("-assertions")
