@@ -238,22 +238,32 @@ class _FakeS3:
         return {"Body": io.BytesIO(self.objects[Key])}
 
 
-def test_expected_probe_result_is_what_the_local_knn_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The probe's constants are the project's assumptions: the local k-NN (faiss, the same settings)
-    written by the project's .out writer, read by the probe's Lambda, gives exactly the expected report."""
+def local_knn_out() -> str:
+    """The probe's `.out` as the project's local k-NN (faiss, the probe's settings) and `.out` writer
+    produce it: the project's assumptions about the real one."""
     model = local_knn.build(
         np.array(integ.PROBE_ITEMS, np.float32),
         np.array(integ.PROBE_LABELS, np.float32),
         parse_knn(integ.PROBE_HYPERPARAMETERS),
     )
     distances, labels = local_knn.search(model, np.array(integ.PROBE_QUERY, np.float32))
-    text = knn_output.format_results(labels, distances, local_knn.predict(model, labels))
-    prefix = "probe/out/some-execution/"
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return knn_output.format_results(labels, distances, local_knn.predict(model, labels))
+
+
+def read_probe_output(objects: dict[str, str], prefix: str = "probe/out/some-execution/") -> dict[str, Any]:
+    """The probe reader Lambda's report on `{name: text}` objects under `prefix` (needs a region set)."""
     reader: dict[str, Any] = {}
     exec(compile(integ.PROBE_READER, "probe_reader", "exec"), reader)
-    reader["s3"] = _FakeS3({prefix + "query.rec.out": text.encode()})
-    report = reader["handler"]({"bucket": "b", "prefix": prefix}, None)
+    reader["s3"] = _FakeS3({prefix + name: text.encode() for name, text in objects.items()})
+    return reader["handler"]({"bucket": "b", "prefix": prefix}, None)
+
+
+def test_expected_probe_result_is_what_the_local_knn_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe's constants are the project's assumptions: the local k-NN's `.out`, read by the
+    probe's Lambda, gives exactly the expected report."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    text = local_knn_out()
+    report = read_probe_output({"query.rec.out": text})
     assert report["object_names"] == integ.EXPECTED_OUTPUT_OBJECTS
     assert report["errors"] == [] and report["blank_lines"] == 0
     assert report["ends_with_newline"] == {"query.rec.out": True}
@@ -306,3 +316,113 @@ def test_run_reads_assertion_results_from_the_assertion_stack_outputs(tmp_path: 
     assert other == {"ProbeExecutionArn": "arn:aws:states:us-east-1:123456789012:execution:m:e"}
     assert run.PROJECT == integ.PROJECT
     assert run.ASSERTIONS_STACK.endswith("-assertions")
+
+
+# Runs integ-tests-alpha's own assertion Lambda code (from the installed package) on made-up API
+# responses: the expectations in the assertions stack must accept a good run and reject bad ones.
+_MATCHER_JS = """
+const { AssertionHandler } = require(process.argv[2]);
+const pairs = JSON.parse(require('fs').readFileSync(process.argv[3]));
+Promise.all(pairs.map(([expected, actual]) => {
+  const h = new AssertionHandler({ RequestType: 'Create', ResponseURL: 'x', ResourceProperties: {} },
+                                 { getRemainingTimeInMillis: () => 600000 });
+  clearTimeout(h.timeout);
+  return h.processEvent({ expected, actual }).then(r => JSON.parse(r.assertion).status);
+})).then(s => { console.log(JSON.stringify(s)); process.exit(0); });
+"""
+
+
+def _matcher(tmp: Path) -> Path:
+    import shutil
+    import subprocess
+    import tarfile
+
+    import aws_cdk.integ_tests_alpha as alpha
+
+    if shutil.which("node") is None:
+        pytest.skip("node not installed")
+    (tgz,) = Path(alpha.__file__).parent.glob("_jsii/*.tgz")
+    member = "package/lib/assertions/providers/lambda-handler.bundle/index.js"
+    with tarfile.open(tgz) as tar:
+        source = tar.extractfile(member).read().decode()
+    bundle = tmp / "bundle.js"
+    bundle.write_text(source + "\nmodule.exports.AssertionHandler = AssertionHandler;\n")
+    (tmp / "check.js").write_text(_MATCHER_JS)
+    assert subprocess.run(["node", "--version"], capture_output=True, check=False).returncode == 0
+    return bundle
+
+
+def _judge(tmp: Path, pairs: list[tuple[str, Any]]) -> list[str]:
+    import subprocess
+
+    bundle = _matcher(tmp)
+    (tmp / "pairs.json").write_text(json.dumps(pairs))
+    proc = subprocess.run(
+        ["node", str(tmp / "check.js"), str(bundle), str(tmp / "pairs.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _with_run_id(value: Any, run_id: str) -> str:
+    """An `expected` value with the run-id token (Fn::Select of the execution ARN) replaced."""
+    if isinstance(value, str):
+        return value
+    sep, parts = value["Fn::Join"]
+    return sep.join(p if isinstance(p, str) else run_id for p in parts)
+
+
+def _probe_report(labels_text: str | None = None, name: str = "query.rec.out") -> dict[str, Any]:
+    text = local_knn_out()
+    if labels_text:
+        text = text.replace('"labels":[3.0,1.0,2.0]', labels_text)
+    return read_probe_output({name: text})
+
+
+def test_assertions_accept_a_good_run_and_reject_bad_ones(
+    assembly: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assertions = template(assembly, "assertions")
+    running = {"status": "RUNNING"}
+    failed = {"status": "FAILED", "error": "States.TaskFailed", "cause": "FM job failed"}
+    good = {"status": "SUCCEEDED", "output": json.dumps(_probe_report())}
+    wrong_order = {"status": "SUCCEEDED", "output": json.dumps(_probe_report('"labels":[2.0,1.0,3.0]'))}
+    wrong_name = {"status": "SUCCEEDED", "output": json.dumps(_probe_report(name="query.out"))}
+    run = "0f6e7f1c-1b7a-4a59-9a7e-2f1d3b4c5d6e"
+    pointer = {"Item": {"pk": {"S": "pointer"}, "sk": {"S": "current"}, "run_id": {"S": run}}}
+    stale = {"Item": {"pk": {"S": "pointer"}, "sk": {"S": "current"}, "run_id": {"S": "older-run"}}}
+    user = {"Item": {"pk": {"S": "u#1"}, "sk": {"S": run}, "items": {"S": "[]"}, "expires_at": {"N": "1"}}}
+    cases: list[tuple[str, str, Any, str]] = []  # (what, expected, actual, wanted verdict)
+    for props in calls(assertions, "describeExecution"):
+        expected = props["expected"]
+        status = json.loads(expected)["$ObjectLike"]
+        if isinstance(status["status"], dict):  # the waiter: done once the execution has ended
+            cases += [("wait", expected, running, "fail"), ("wait", expected, failed, "success")]
+            cases += [("wait", expected, good, "success")]
+        elif "output" in status:  # the probe's report
+            cases += [("probe", expected, good, "success"), ("probe", expected, failed, "fail")]
+            cases += [("probe", expected, wrong_order, "fail"), ("probe", expected, wrong_name, "fail")]
+        else:  # the pipeline run
+            cases += [
+                ("run", expected, {"status": "SUCCEEDED"}, "success"),
+                ("run", expected, failed, "fail"),
+            ]
+    for props in calls(assertions, "getItem"):
+        expected = _with_run_id(props["expected"], run)
+        if '"pointer"' in expected:
+            cases += [("pointer", expected, pointer, "success"), ("pointer", expected, stale, "fail")]
+        else:
+            cases += [("user", expected, user, "success"), ("user", expected, {}, "fail")]
+    assert sorted({c[0] for c in cases}) == ["pointer", "probe", "run", "user", "wait"]
+    verdicts = _judge(tmp_path, [(expected, actual) for _, expected, actual, _ in cases])
+    wrong = [
+        (what, actual, got)
+        for (what, _, actual, want), got in zip(cases, verdicts, strict=True)
+        if got != want
+    ]
+    assert not wrong
