@@ -27,14 +27,24 @@ def build_app(context: dict[str, Any] | None = None, *, outdir: str | None = Non
     """The app with both stacks; `context` entries override cdk.json's and the CLI's (as `-c` does)."""
     app = cdk.App(context=default_context(), post_cli_context=context or {}, outdir=outdir)
     config = AppConfig.from_context(app.node.get_all_context(), account=os.environ.get("CDK_DEFAULT_ACCOUNT"))
+    add_project_stacks(app, config)
+    add_checks(app)
+    return app
+
+
+def add_project_stacks(
+    app: cdk.App, config: AppConfig, *, disposable_storage: bool = False
+) -> tuple[StorageStack, PipelineStack]:
+    """`<project>-storage` and `<project>-pipeline`; `disposable_storage` only for throwaway test stacks."""
     env = cdk.Environment(account=config.account, region=config.region)
-    storage = StorageStack(app, f"{config.project}-storage", config=config, env=env)
+    storage = StorageStack(
+        app, f"{config.project}-storage", config=config, disposable=disposable_storage, env=env
+    )
     pipeline = PipelineStack(
         app, f"{config.project}-pipeline", config=config, exports=storage.exports, env=env
     )
     pipeline.add_stack_dependency(storage, "imports the bucket, table and key by export name")
-    add_checks(app)
-    return app
+    return storage, pipeline
 
 
 if __name__ == "__main__":

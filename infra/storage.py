@@ -14,10 +14,17 @@ from infra.nag import acknowledge
 
 
 class Storage(Construct):
-    """Stateful resources, all RETAIN: `bucket`, `table`, and `key` when `topx:kms` is on."""
+    """Stateful resources, all RETAIN: `bucket`, `table`, and `key` when `topx:kms` is on.
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig) -> None:
+    `disposable=True` (the integration test only, never a user deployment) makes them DESTROY and
+    empties both buckets on stack deletion, so a test deployment leaves nothing behind.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: AppConfig, disposable: bool = False
+    ) -> None:
         super().__init__(scope, construct_id)
+        removal = RemovalPolicy.DESTROY if disposable else RemovalPolicy.RETAIN
         self.key: kms.Key | None = None
         if config.kms:
             self.key = kms.Key(
@@ -25,7 +32,7 @@ class Storage(Construct):
                 "Key",
                 description=f"{config.project}: data bucket, recommendations table, notifications",
                 enable_key_rotation=True,
-                removal_policy=RemovalPolicy.RETAIN,
+                removal_policy=removal,
             )
             # The notification topic is encrypted with this key too; CloudWatch alarm actions publish
             # as the service principal, which only the key policy can allow.
@@ -53,7 +60,8 @@ class Storage(Construct):
                     noncurrent_version_expiration=Duration.days(1),
                 )
             ],
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=removal,
+            auto_delete_objects=disposable,
         )
         acknowledge(
             self.log_bucket,
@@ -72,7 +80,8 @@ class Storage(Construct):
             server_access_logs_bucket=self.log_bucket,
             server_access_logs_prefix="data-bucket/",
             lifecycle_rules=self._lifecycle(config),
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=removal,
+            auto_delete_objects=disposable,
         )
         self.table = dynamodb.Table(
             self,
@@ -90,7 +99,7 @@ class Storage(Construct):
                 else dynamodb.TableEncryption.AWS_MANAGED
             ),
             encryption_key=self.key,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=removal,
         )
 
     @staticmethod

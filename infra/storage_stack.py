@@ -29,9 +29,12 @@ class StorageExports:
 
 
 class StorageStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: AppConfig, disposable: bool = False, **kwargs
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        storage = Storage(self, "Storage", config=config)
+        storage = Storage(self, "Storage", config=config, disposable=disposable)
+        self.storage = storage
         self.exports = StorageExports(config.project)
         values = {
             "bucket-name": storage.bucket.bucket_name,
