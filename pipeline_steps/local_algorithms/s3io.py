@@ -51,4 +51,8 @@ def put_file(s3: Any, uri: str, fileobj: BinaryIO, *, kms_key_id: str | None = N
     """Upload a (possibly large, spooled) file; boto3 switches to multipart above its threshold."""
     bucket, key = split_uri(uri)
     fileobj.seek(0)
-    s3.upload_fileobj(fileobj, bucket, key, ExtraArgs=_sse(kms_key_id) or None)
+    extra = _sse(kms_key_id)
+    if extra:  # without a key the call is the plain one (any client with upload_fileobj works)
+        s3.upload_fileobj(fileobj, bucket, key, ExtraArgs=extra)
+    else:
+        s3.upload_fileobj(fileobj, bucket, key)
