@@ -173,13 +173,14 @@ def role_credentials(role_arn: str, service: str) -> Credentials:
                 f"(its trust policy allows {sorted(trusted) or 'no service'})",
                 "AssumeRole",
             )
+        no_session_policy: Any = None  # moto annotates these optional parameters as str
         session = sts_backends[_STATE.account]["aws"].assume_role(
             region_name=_STATE.region,
             role_session_name=short,
             role_arn=role_arn,
-            policy=None,
+            policy=no_session_policy,
             duration=43200,
-            external_id=None,
+            external_id=no_session_policy,
         )
         found = Credentials(session.access_key_id, session.secret_access_key, session.session_token)
         sessions[key] = found
@@ -302,7 +303,7 @@ def _authorize(self: Any, iam_request_cls: type, resource: str = "*") -> None:
 
 
 class _S3AccessDenied(S3ClientError):
-    code = 403
+    """S3's AccessDenied (HTTP 403 from the S3 model's error shape) with AWS's message."""
 
     def __init__(self, message: str) -> None:
         super().__init__("AccessDenied", message)

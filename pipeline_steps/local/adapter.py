@@ -52,7 +52,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import moto
@@ -118,7 +118,6 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_la
     StateTaskLambda,
 )
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails  # noqa: E402
-from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for  # noqa: E402
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str  # noqa: E402
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends  # noqa: E402
 
@@ -379,6 +378,7 @@ def _repository(image: str) -> str:
 def _start_job(kind: str, response: SageMakerResponse) -> None:
     request = json.loads(response.body)
     backend = response.sagemaker_backend
+    job: Any  # moto's FakeTrainingJob or FakeTransformJob
     if kind == "training":
         job = backend.training_jobs[request["TrainingJobName"]]
         overrides = _STATE.injections.pop(
@@ -402,13 +402,13 @@ def _start_job(kind: str, response: SageMakerResponse) -> None:
 
 
 def _create_training_job(self: SageMakerResponse) -> Any:
-    result = _STATE.originals["create_training_job"](self)
+    result = _original(SageMakerResponse, "create_training_job")(self)
     _start_job("training", self)
     return result
 
 
 def _create_transform_job(self: SageMakerResponse) -> Any:
-    result = _STATE.originals["create_transform_job"](self)
+    result = _original(SageMakerResponse, "create_transform_job")(self)
     _start_job("transform", self)
     return result
 
@@ -476,15 +476,20 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _task_failed(*, error: str, cause: str, resource: str, resource_type: str) -> EventDetails:
+    """The history event details of a failed task (a partial TypedDict, as moto builds them)."""
+    details = TaskFailedEventDetails(error=error, cause=cause, resource=resource, resourceType=resource_type)
+    return cast(EventDetails, {"taskFailedEventDetails": details})
+
+
 class StateTaskServiceSageMaker(StateTaskServiceCallback):
     """``arn:aws:states:::sagemaker:<action>[.sync]`` as AWS runs it, minus the compute."""
 
     def __init__(self) -> None:
         # WaitForTaskToken must be listed too: moto's callback base class always sets up (and later
         # interrupts) a task-token endpoint for .sync tasks, and crashes on None without it.
-        super().__init__(
-            supported_integration_patterns={ResourceCondition.Sync, ResourceCondition.WaitForTaskToken}
-        )
+        patterns: set[Any] = {ResourceCondition.Sync, ResourceCondition.WaitForTaskToken}
+        super().__init__(supported_integration_patterns=patterns)
 
     def _action(self) -> str:
         return self.resource.api_action.lower()
@@ -502,13 +507,11 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
                 env=env,
                 error_name=CustomErrorName(error),
                 event_type=HistoryEventType.TaskFailed,
-                event_details=EventDetails(
-                    taskFailedEventDetails=TaskFailedEventDetails(
-                        error=error,
-                        cause=cause,
-                        resource=self._get_sfn_resource(),
-                        resourceType=self._get_sfn_resource_type(),
-                    )
+                event_details=_task_failed(
+                    error=error,
+                    cause=cause,
+                    resource=self._get_sfn_resource(),
+                    resource_type=self._get_sfn_resource_type(),
                 ),
             )
         return super()._from_error(env=env, ex=ex)
@@ -550,13 +553,11 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
                         env=env,
                         error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
                         event_type=HistoryEventType.TaskFailed,
-                        event_details=EventDetails(
-                            taskFailedEventDetails=TaskFailedEventDetails(
-                                resource=self._get_sfn_resource(),
-                                resourceType=self._get_sfn_resource_type(),
-                                error=StatesErrorNameType.StatesTaskFailed.to_name(),
-                                cause=to_json_str(_jsonable(output)),
-                            )
+                        event_details=_task_failed(
+                            resource=self._get_sfn_resource(),
+                            resource_type=self._get_sfn_resource_type(),
+                            error=StatesErrorNameType.StatesTaskFailed.to_name(),
+                            cause=to_json_str(_jsonable(output)),
                         ),
                     )
                 )
@@ -592,7 +593,7 @@ def _ensure_sync_rule(region: str, action: str) -> None:
 def _service_client(region: str, service: str, state_credentials: Any = None) -> Any:
     """A client for Step Functions' own calls: as the running state machine's role when enforcing."""
     if not access.enforcing():
-        return _STATE.originals["boto_client_for"](
+        return _original(lambda_eval_utils, "boto_client_for")(
             region=region, service=service, state_credentials=state_credentials
         )
     credentials = access.acting_credentials()
@@ -646,7 +647,7 @@ class _ScaledTime:
 def _state_task_service_for(service_name: str) -> Any:
     if service_name == "sagemaker":
         return StateTaskServiceSageMaker()
-    return _STATE.originals["state_task_service_for"](service_name=service_name)
+    return _original(state_task_factory, "state_task_service_for")(service_name=service_name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -669,7 +670,7 @@ def mirror_state_machines(account_id: str, region: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-_STOP_ACTIONS = ("stop_training_job", "stop_transform_job")
+_STOP_HANDLERS = {"stop_training_job": _stop_training_job, "stop_transform_job": _stop_transform_job}
 
 
 def install(
@@ -688,45 +689,47 @@ def install(
     _scale_retry_waits(retry_time_scale)
     if _STATE.installed:
         return
-    _STATE.originals.update(
-        invoke_lambda=LambdaFunction._invoke_lambda,
-        create_training_job=SageMakerResponse.create_training_job,
-        create_transform_job=SageMakerResponse.create_transform_job,
-        state_task_service_for=state_task_factory.state_task_service_for,
-        boto_client_for=boto_client_for,
-        **{f"eval:{cls.__name__}": cls._eval_execution for cls in _ACTING_CLASSES},
-    )
-    LambdaFunction._invoke_lambda = _invoke_lambda_in_process
-    SageMakerResponse.create_training_job = _create_training_job
-    SageMakerResponse.create_transform_job = _create_transform_job
     # Added, not replaced: moto 5.2.5 has no such handlers (uninstall removes them again).
-    for action in _STOP_ACTIONS:
+    for action in _STOP_HANDLERS:
         if hasattr(SageMakerResponse, action):
             raise ImportError(f"moto now implements SageMakerResponse.{action}: re-check patch point 5")
-    SageMakerResponse.stop_training_job = _stop_training_job
-    SageMakerResponse.stop_transform_job = _stop_transform_job
-    state_task_factory.state_task_service_for = _state_task_service_for
-    for module in _CLIENT_MODULES:
-        module.boto_client_for = _service_client
-    for cls in _ACTING_CLASSES:
-        cls._eval_execution = _acting_as_state_machine(_STATE.originals[f"eval:{cls.__name__}"])
+    for owner, name, replacement in _replacements():
+        original = getattr(owner, name)
+        _STATE.originals[_key(owner, name)] = original
+        setattr(owner, name, replacement if replacement is not None else _acting_as_state_machine(original))
+    for action, handler in _STOP_HANDLERS.items():
+        setattr(SageMakerResponse, action, handler)
     _STATE.installed = True
+
+
+def _key(owner: Any, name: str) -> str:
+    return f"{getattr(owner, '__name__', owner)}.{name}"
+
+
+def _replacements() -> list[tuple[Any, str, Any]]:
+    """(owner, attribute, replacement); None = wrap the original so it acts as its state machine."""
+    return [
+        (LambdaFunction, "_invoke_lambda", _invoke_lambda_in_process),
+        (SageMakerResponse, "create_training_job", _create_training_job),
+        (SageMakerResponse, "create_transform_job", _create_transform_job),
+        (state_task_factory, "state_task_service_for", _state_task_service_for),
+        *((module, "boto_client_for", _service_client) for module in _CLIENT_MODULES),
+        *((cls, "_eval_execution", None) for cls in _ACTING_CLASSES),
+    ]
+
+
+def _original(owner: Any, name: str) -> Any:
+    return _STATE.originals[_key(owner, name)]
 
 
 def uninstall() -> None:
     """Restore moto's originals."""
     if not _STATE.installed:
         return
-    LambdaFunction._invoke_lambda = _STATE.originals["invoke_lambda"]
-    SageMakerResponse.create_training_job = _STATE.originals["create_training_job"]
-    SageMakerResponse.create_transform_job = _STATE.originals["create_transform_job"]
-    for action in _STOP_ACTIONS:
+    for owner, name, _ in _replacements():
+        setattr(owner, name, _original(owner, name))
+    for action in _STOP_HANDLERS:
         delattr(SageMakerResponse, action)
-    state_task_factory.state_task_service_for = _STATE.originals["state_task_service_for"]
-    for module in _CLIENT_MODULES:
-        module.boto_client_for = _STATE.originals["boto_client_for"]
-    for cls in _ACTING_CLASSES:
-        cls._eval_execution = _STATE.originals[f"eval:{cls.__name__}"]
     _scale_retry_waits(1.0)
     _STATE.installed = False
 

@@ -433,7 +433,7 @@ def _describe(aws: Any, stack_names: list[str], sm_arns: list[str], skipped: lis
     if sm_arn is None and len(sm_arns) == 1:
         sm_arn = sm_arns[0]
     missing = [n for n, v in (("state machine", sm_arn), ("data bucket", bucket), ("table", table)) if not v]
-    if missing:
+    if missing or sm_arn is None or bucket is None or table is None:
         raise DeployError(f"deployed stacks {stack_names} lack: {', '.join(missing)}")
     return Deployment(
         stacks=stack_names,
