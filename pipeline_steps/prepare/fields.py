@@ -128,9 +128,9 @@ def parse_uint(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> tuple[n
     ok = np.zeros(n, dtype=bool)
     if fast.any():
         rows = np.flatnonzero(fast) if not fast.all() else slice(None)
-        e, ln = ends[rows], lens[rows].astype(np.int64)
-        if int(ln.min()) == int(ln.max()):  # the usual case (e.g. 10-digit unix seconds): scalar masks
-            ln = int(ln.min())
+        e, lengths = ends[rows], lens[rows].astype(np.int64)
+        # the usual case (e.g. 10-digit unix seconds): one length for all, scalar masks
+        ln: np.ndarray | int = int(lengths.min()) if int(lengths.min()) == int(lengths.max()) else lengths
         words = _words_view(buf)
         out = []
         for word_end, keep in ((e - 16, np.clip(ln - 8, 0, 8)), (e - 8, np.minimum(ln, 8))):

@@ -105,14 +105,17 @@ def detect(first: str, second: str | None, config: PrepareConfig, key: str) -> L
         role: _resolve(role, spec, fields, names if header else None, ncol, key)
         for role, spec in specs.items()
     }
-    if cols["user"] == cols["item"]:
-        raise PrepareInputError(f"{key}: user and item resolve to the same column {cols['user']}")
+    user, item = cols["user"], cols["item"]
+    if user is None or item is None:  # a one-column file without header
+        raise PrepareInputError(f"{key}: needs a user and an item column; the first line has {ncol} field(s)")
+    if user == item:
+        raise PrepareInputError(f"{key}: user and item resolve to the same column {user}")
     return Layout(
         delimiter=delimiter,
         header=header,
         ncol=ncol,
-        user=cols["user"],
-        item=cols["item"],
+        user=user,
+        item=item,
         rating=cols["rating"],
         timestamp=cols["timestamp"],
         names=tuple(f.strip() for f in fields) if header else None,

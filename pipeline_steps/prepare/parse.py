@@ -17,7 +17,7 @@ import itertools
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 
@@ -153,10 +153,10 @@ class FileParser:
         try:
             src = _Source(raw, digest)
             head = src.read(2)
-            stream = _Prefixed(head, src)
+            stream = cast(BinaryIO, _Prefixed(head, src))  # read() is all GzipFile and the chunker use
             gz = head == b"\x1f\x8b"
             if gz:
-                stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[arg-type]
+                stream = cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))
             try:
                 chunks = _line_chunks(stream, chunk_bytes or CHUNK_BYTES)
                 summary = self._parse_stream(obj.key, chunks, out)
@@ -296,7 +296,7 @@ class FileParser:
         roles = [(r, getattr(layout, r)) for r in ("user", "item", "rating", "timestamp")]
         roles = [(r, c) for r, c in roles if c is not None]
         while True:
-            batch = {r: [] for r, _ in roles}
+            batch: dict[str, list[bytes]] = {r: [] for r, _ in roles}
             lines: list[int] = []
             missing: list[int] = []
             extra: list[int] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins  # the storages have a method named `list`
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ class ObjectInfo:
 class Storage(Protocol):
     """What prepare needs from a bucket: list, stream, read, write, delete."""
 
-    def list(self, prefix: str) -> list[ObjectInfo]: ...
+    def list(self, prefix: str) -> builtins.list[ObjectInfo]: ...
 
     def open(self, key: str) -> BinaryIO: ...
 
@@ -26,7 +27,7 @@ class Storage(Protocol):
 
     def write_bytes(self, key: str, data: bytes) -> None: ...
 
-    def delete(self, keys: list[str]) -> None: ...
+    def delete(self, keys: builtins.list[str]) -> None: ...
 
     def uri(self, key: str) -> str: ...
 
@@ -46,7 +47,7 @@ class LocalStorage:
     def _path(self, key: str) -> Path:
         return self.root / key
 
-    def list(self, prefix: str) -> list[ObjectInfo]:
+    def list(self, prefix: str) -> builtins.list[ObjectInfo]:
         base = self._path(prefix) if prefix else self.root
         if prefix and base.is_file():
             return [ObjectInfo(prefix, base.stat().st_size, None)]
@@ -76,7 +77,7 @@ class LocalStorage:
         tmp.write_bytes(data)
         tmp.replace(path)  # atomic: a reader never sees half a file
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: builtins.list[str]) -> None:
         for key in keys:
             self._path(key).unlink(missing_ok=True)
 
@@ -99,7 +100,7 @@ class S3Storage:
             self._client = boto3.client("s3")
         return self._client
 
-    def list(self, prefix: str) -> list[ObjectInfo]:
+    def list(self, prefix: str) -> builtins.list[ObjectInfo]:
         out = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
@@ -119,7 +120,7 @@ class S3Storage:
     def write_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: builtins.list[str]) -> None:
         for start in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[start : start + 1000]]
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})

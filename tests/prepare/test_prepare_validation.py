@@ -101,3 +101,8 @@ def test_ids_longer_than_the_key_budget_are_bad_rows(run_prepare, quoted):
     assert r.report["bad_rows_by_reason"] == {"user id too long": 1, "item id too long": 1}
     assert r.report["examples"] == ["input/d.csv:2: user id too long", "input/d.csv:3: item id too long"]
     assert r.manifest["counts"]["rows_valid"] == 201
+
+
+def test_a_file_with_one_column_names_the_file_instead_of_building_a_layout_without_items(run_prepare):
+    with pytest.raises(PrepareInputError, match=r"input/ids\.csv: needs a user and an item column"):
+        run_prepare({"input/ids.csv": "u1\nu2\nu3\n"}, delimiter=",")
