@@ -147,8 +147,9 @@ def parse_fm(hyperparameters: Mapping[str, Any]) -> fm.FMConfig:
         inits[f"{group}_init"] = fm.InitSpec(
             method=method, sigma=hp.get(f"{group}_init_sigma", sigma), scale=scale, value=value
         )
-    plain = {k: v for k, v in hp.items() if "_init_" not in k}
-    return fm.FMConfig(**plain, **inits)
+    fields: dict[str, Any] = {k: v for k, v in hp.items() if "_init_" not in k}
+    fields.update(inits)
+    return fm.FMConfig(**fields)
 
 
 def parse_knn(hyperparameters: Mapping[str, Any]) -> knn.KNNConfig:

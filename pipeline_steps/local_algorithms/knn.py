@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import faiss
 import numpy as np
@@ -77,15 +78,18 @@ def build(X: np.ndarray, labels: np.ndarray, config: KNNConfig, *, seed: int = S
         faiss.normalize_L2(X)
     d, metric = X.shape[1], _faiss_metric(config.index_metric)
     if config.index_type == "faiss.Flat":
-        index = faiss.IndexFlatIP(d) if metric == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(d)
+        index: faiss.Index = (
+            faiss.IndexFlatIP(d) if metric == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(d)
+        )
     else:
         nlist = config.faiss_index_ivf_nlists or max(1, int(math.sqrt(X.shape[0])))
         nlist = min(nlist, X.shape[0])
         kind = "Flat" if config.index_type == "faiss.IVFFlat" else f"PQ{config.faiss_index_pq_m or 1}"
         # index_factory owns the coarse quantizer (a hand-built one must outlive the index).
-        index = faiss.index_factory(d, f"IVF{nlist},{kind}", metric)
-        index.train(X)
-        index.nprobe = min(_NPROBE, nlist)
+        ivf: Any = faiss.index_factory(d, f"IVF{nlist},{kind}", metric)  # an IndexIVF* (has nprobe)
+        ivf.train(X)
+        ivf.nprobe = min(_NPROBE, nlist)
+        index = ivf
     index.add(X)
     return KNNModel(index, labels, config.k, config.predictor_type, config.index_metric)
 

@@ -20,7 +20,7 @@ def join_uri(base: str, *parts: str) -> str:
 def list_objects(s3: Any, uri: str) -> list[tuple[str, int]]:
     """(key, size) of every object under an S3Prefix URI, in key order, "folder" markers skipped."""
     bucket, prefix = split_uri(uri)
-    out = []
+    out: list[tuple[str, int]] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         out.extend((o["Key"], o["Size"]) for o in page.get("Contents", []) if not o["Key"].endswith("/"))
     return sorted(out)
