@@ -178,7 +178,7 @@ class Workflow(Construct):
             applies_to=["Resource::*", *(finding(self, a) for a in sagemaker_arns)],
         )
         fan_out_policy = self.state_machine.node.try_find_child("DistributedMapPolicy")
-        if fan_out_policy is not None:
+        if isinstance(fan_out_policy, iam.Policy):
             acknowledge(
                 fan_out_policy,
                 "AwsSolutions-IAM5",
