@@ -16,6 +16,7 @@ from typing import Any
 from infra import images
 from infra.context import PREFIX, ConfigError, Context, as_bool, as_int, check_fields
 from infra.step_configs import StepConfigs, validate_step_configs
+from pipeline_steps.common.layout import RUNS_PREFIX
 from pipeline_steps.repackage import sizing
 
 FM_HYPERPARAMETERS = frozenset(
@@ -442,7 +443,7 @@ def _check_consistency(ctx: Context, fm: JobConfig, steps: StepConfigs) -> None:
             raise ConfigError(
                 "context 'topx:prepare.input_prefix' must not be empty (it scopes prepare's read access)"
             )
-        if prefix.startswith("runs/") or "*" in prefix:
+        if prefix.startswith(RUNS_PREFIX) or "*" in prefix:
             raise ConfigError(
                 f"context 'topx:prepare.{name}': {prefix!r} must not contain '*' nor lie under runs/ "
                 "(the pipeline's own outputs, which expire)"

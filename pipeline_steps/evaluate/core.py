@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.evaluate import gate
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_metrics
@@ -28,7 +29,7 @@ GateFailedError = gate.GateFailedError
 
 
 def metrics_key(run_id: str) -> str:
-    return f"runs/{run_id}/evaluation/metrics.json"
+    return RunLayout(run_id).metrics
 
 
 def model_metrics(s3: Any, inputs: RunInputs, holdout: Any, config: EvaluateConfig) -> tuple[dict, int]:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.local.deploy import Deployment
 from pipeline_steps.local.progress import ExecutionResult, Watcher, watch
 
@@ -117,8 +118,9 @@ def execute(
     log(f"execution {run_id}: {result.status} in {result.total_seconds:.1f}s")
     s3 = aws.client("s3")
     outcome = RunOutcome(run_id=run_id, result=result, pointer=read_pointer(aws, dep))
-    outcome.metrics = _get_json(s3, dep.bucket, f"runs/{run_id}/evaluation/metrics.json")
-    outcome.manifest = _get_json(s3, dep.bucket, f"runs/{run_id}/prepared/manifest.json")
+    layout = RunLayout(run_id)
+    outcome.metrics = _get_json(s3, dep.bucket, layout.metrics)
+    outcome.manifest = _get_json(s3, dep.bucket, layout.manifest)
     # SageMaker names are namespaced (docs/state-machine.md "Run id and job names"): ask the guard.
     outcome.fm_metrics = fm_final_metrics(aws, guard_names(sfn, arn).get("fm_job_name", ""))
     return outcome

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline_steps.common.layout import MANIFEST_NAME, PREPARED_FILES, TEST_CHANNEL, TRAIN_CHANNEL
 from pipeline_steps.prepare import interactions as rows
 from pipeline_steps.prepare import labels, outputs
 from pipeline_steps.prepare.config import PrepareConfig
@@ -88,7 +89,7 @@ def prepare(
             f"split 'explicit' but no test files under {test_source.uri(config.test_prefix)!r}"
         )
 
-    manifest_key = out_prefix + "manifest.json"
+    manifest_key = out_prefix + MANIFEST_NAME
     existing = sink.read_bytes(manifest_key)
     if existing is not None:
         return _reuse(json.loads(existing), config, source, objects, test_source, test_objects, run_id)
@@ -156,21 +157,13 @@ def prepare(
     train_rows, test_rows, label_stats = _labelled(config, du, di, r, hdu, hdi, hr, n_users, n_items)
     t_labels = time.perf_counter()
 
-    files = {
-        name: out_prefix + leaf
-        for name, leaf in (
-            ("users", "users.json"),
-            ("items", "items.json"),
-            ("seen", "seen.npz"),
-            ("holdout", "holdout.npz"),
-            ("popularity", "popularity.npy"),
-            ("report", "report.json"),
-        )
-    }
+    files = {name: out_prefix + leaf for name, leaf in PREPARED_FILES.items()}
     train_shards = _write_shards(
-        sink, out_prefix + "train/", train_rows, n_users, n_items, config.shard_rows, config.min_shards
+        sink, out_prefix + TRAIN_CHANNEL, train_rows, n_users, n_items, config.shard_rows, config.min_shards
     )
-    test_shards = _write_shards(sink, out_prefix + "test/", test_rows, n_users, n_items, config.shard_rows)
+    test_shards = _write_shards(
+        sink, out_prefix + TEST_CHANNEL, test_rows, n_users, n_items, config.shard_rows
+    )
     sink.write_bytes(files["users"], outputs.ids_json_bytes(user_ids))
     sink.write_bytes(files["items"], outputs.ids_json_bytes(item_ids))
     seen_ptr, seen_idx = rows.csr_from_pairs(du, di, n_users, n_items)
@@ -244,9 +237,9 @@ def step_output(manifest: dict, sink: Storage, manifest_key: str) -> dict:
     return {
         "run_id": manifest["run_id"],
         "manifest_key": manifest_key,
-        "train_s3_uri": sink.uri(prefix + "train/"),
+        "train_s3_uri": sink.uri(prefix + TRAIN_CHANNEL),
         # No test rows (split "none") -> "" so the workflow can leave out the FM test channel.
-        "test_s3_uri": sink.uri(prefix + "test/") if manifest["test_shards"] else "",
+        "test_s3_uri": sink.uri(prefix + TEST_CHANNEL) if manifest["test_shards"] else "",
         "feature_dim": str(manifest["feature_dim"]),  # straight into the FM hyperparameters
         "n_users": manifest["n_users"],
         "n_items": manifest["n_items"],

@@ -13,6 +13,7 @@ import os
 import re
 from typing import Any
 
+from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.prepare.core import prepare, step_output
 from pipeline_steps.prepare.storage import S3Storage
@@ -30,8 +31,8 @@ def handler(event: dict[str, Any], context: Any = None, *, s3_client: Any = None
         raise ValueError("environment variable BUCKET_NAME is not set")
     config = PrepareConfig.from_dict(json.loads(os.environ.get("STEP_CONFIG") or "{}"))
     storage = S3Storage(bucket, s3_client)
-    out_prefix = f"runs/{run_id}/prepared/"
+    layout = RunLayout(run_id)
     manifest = prepare(
-        config, source=storage, sink=storage, run_id=run_id, out_prefix=out_prefix, bucket=bucket
+        config, source=storage, sink=storage, run_id=run_id, out_prefix=layout.prepared, bucket=bucket
     )
-    return step_output(manifest, storage, out_prefix + "manifest.json")
+    return step_output(manifest, storage, layout.manifest)

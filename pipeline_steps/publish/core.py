@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.publish import versioning
 from pipeline_steps.publish.config import PublishConfig
 from pipeline_steps.publish.items import encode_items
@@ -207,7 +208,7 @@ def fallback_item(s3: Any, inputs: RunInputs, config: PublishConfig, expires: in
 
 def model_metrics(s3: Any, bucket: str, run_id: str) -> dict[str, float]:
     """The model's headline metrics from evaluate's output, for the pointer (empty if not evaluated)."""
-    key = f"runs/{run_id}/evaluation/metrics.json"
+    key = RunLayout(run_id).metrics
     try:
         doc = get_json(s3, bucket, key)
     except InputError:

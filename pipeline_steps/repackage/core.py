@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.formats.fm_model import read_fm_model
 from pipeline_steps.formats.recordio import encode_dense
 from pipeline_steps.publish.core import required
@@ -120,15 +121,15 @@ def repackage(*, s3: Any, bucket: str, event: dict, config: RepackageConfig) -> 
     bounds = part_bounds(manifest.n_users, size.users)
     width = sizing.part_key_width(len(bounds))
 
-    base = f"runs/{run_id}/knn"
-    train_key = f"{base}/train/items.rec"
+    layout = RunLayout(run_id)
+    train_key = layout.knn_train_items
     s3.put_object(Bucket=bucket, Key=train_key, Body=encode_dense(items, labels))
     parts = []
     for i, (start, stop) in enumerate(bounds):
-        key = f"{base}/queries/users-{i:0{width}d}.rec"
+        key = layout.query_part(i, width)
         s3.put_object(Bucket=bucket, Key=key, Body=encode_dense(users[start:stop]))
         parts.append({"key": key, "first_user": start, "n_users": stop - start})
-    queries_manifest_key = f"{base}/queries/manifest.json"
+    queries_manifest_key = layout.queries_manifest
     put_json(
         s3,
         bucket,
@@ -145,9 +146,9 @@ def repackage(*, s3: Any, bucket: str, event: dict, config: RepackageConfig) -> 
         },
     )
     return {
-        "knn_train_s3_uri": s3_uri(bucket, f"{base}/train/"),
+        "knn_train_s3_uri": s3_uri(bucket, layout.knn_train),
         # The `users-` key prefix (not the folder): the transform must not read manifest.json as input.
-        "queries_s3_uri": s3_uri(bucket, f"{base}/queries/users-"),
+        "queries_s3_uri": s3_uri(bucket, layout.queries_input),
         "feature_dim": str(feature_dim),
         "k": str(k),
         "sample_size": str(manifest.n_items),
