@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipeline_steps.common.items import MAX_X
 from pipeline_steps.evaluate.metrics import METRIC_NAMES
 from pipeline_steps.publish.config import METRICS
-from pipeline_steps.publish.items import MAX_X
 from pipeline_steps.publish.runio import InputError
 
 

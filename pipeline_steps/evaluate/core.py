@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pipeline_steps.common import table
 from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.evaluate import gate
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_metrics
-from pipeline_steps.publish import versioning
 from pipeline_steps.publish.core import RunInputs, iter_run_part, load_inputs
 from pipeline_steps.publish.runio import (
     InputError,
@@ -46,7 +46,7 @@ def published_metrics(
     """Metrics of the run readers currently get (pointer item; its metrics.json as a fallback)."""
     if dynamodb is None or not table_name:
         return None, None
-    pointer = versioning.read_pointer(dynamodb, table_name)
+    pointer = table.read_pointer(dynamodb, table_name)
     if pointer is None:
         return None, None
     current = pointer["run_id"]

@@ -78,7 +78,7 @@ def _get_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
 
 
 def read_pointer(aws: Any, dep: Deployment) -> dict[str, Any] | None:
-    from pipeline_steps.publish.versioning import POINTER_KEY, plain
+    from pipeline_steps.common.table import POINTER_KEY, plain
 
     item = aws.client("dynamodb").get_item(TableName=dep.table, Key=POINTER_KEY).get("Item")
     return plain(item) if item else None

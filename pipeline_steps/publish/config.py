@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline_steps.publish.items import MAX_X
+from pipeline_steps.common.items import MAX_X
 from pipeline_steps.publish.runio import InputError
 
 # k-NN index_metric values: INNER_PRODUCT/COSINE are similarities (higher is better), L2 a distance.
@@ -13,7 +13,7 @@ METRICS = ("INNER_PRODUCT", "COSINE", "L2")
 
 @dataclass(frozen=True, kw_only=True)
 class PublishConfig:
-    x: int = 10  # recommendations stored per user (<= MAX_X, see items.py)
+    x: int = 10  # recommendations stored per user (<= MAX_X, see common/items.py)
     index_metric: str = "INNER_PRODUCT"  # the k-NN index_metric: decides the sort direction
     ttl_days: float = 30.0  # run items expire this long after being written (> schedule interval!)
     writer_threads: int = 4

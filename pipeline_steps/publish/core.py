@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_steps.common import table
+from pipeline_steps.common.items import encode_items
 from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.publish import versioning
 from pipeline_steps.publish.config import PublishConfig
-from pipeline_steps.publish.items import encode_items
 from pipeline_steps.publish.ranking import iter_part_top_x
 from pipeline_steps.publish.runio import (
     Csr,
@@ -34,8 +35,6 @@ from pipeline_steps.publish.runio import (
     transform_output_keys,
 )
 from pipeline_steps.publish.writer import BatchWriter, PublishTimeoutError
-
-MAX_KEY_BYTES = 2048  # DynamoDB partition key limit; pk = "u#" + user id
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,11 +120,11 @@ def expires_at(config: PublishConfig, now: float) -> int:
 def user_item(
     user_id: str, run_id: str, item_ids: list[str], scores: np.ndarray, expires: int
 ) -> tuple[dict, int]:
-    pk = "u#" + user_id
-    if len(pk.encode("utf-8")) > MAX_KEY_BYTES:
+    key = table.user_key(user_id, run_id)
+    if len(key["pk"]["S"].encode("utf-8")) > table.MAX_KEY_BYTES:
         raise InputError(f"user id {user_id[:40]!r}... is longer than DynamoDB's key limit")
     text, kept = encode_items(item_ids, scores)
-    item = {"pk": {"S": pk}, "sk": {"S": run_id}, "items": {"S": text}, "expires_at": {"N": str(expires)}}
+    item = {**key, "items": {"S": text}, "expires_at": {"N": str(expires)}}
     return item, kept
 
 
@@ -199,11 +198,8 @@ def fallback_item(s3: Any, inputs: RunInputs, config: PublishConfig, expires: in
     )
     size = config.fallback_size or config.x
     order = np.lexsort((np.arange(pop.size), -pop))[:size]  # most popular first, ties by item index
-    item, _ = user_item(
-        "", inputs.run_id, [inputs.items[i] for i in order], pop[order].astype(float), expires
-    )
-    item["pk"] = {"S": "fallback"}
-    return item
+    text, _ = encode_items([inputs.items[i] for i in order], pop[order].astype(float))
+    return {**table.fallback_key(inputs.run_id), "items": {"S": text}, "expires_at": {"N": str(expires)}}
 
 
 def model_metrics(s3: Any, bucket: str, run_id: str) -> dict[str, float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline_steps.publish.items import MAX_X
+from pipeline_steps.common.items import MAX_X
 from pipeline_steps.publish.runio import InputError
 from pipeline_steps.repackage import sizing
 
