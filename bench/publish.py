@@ -32,9 +32,9 @@ import numpy as np
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
+from pipeline_steps.common.items import encode_items
 from pipeline_steps.publish import core
 from pipeline_steps.publish.config import PublishConfig
-from pipeline_steps.publish.items import encode_items
 from pipeline_steps.publish.runio import config_from_dict
 from tests.publish.conftest import create_table
 from tests.publish.faults import FaultyDynamoDB
