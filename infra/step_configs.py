@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.context import ConfigError
+from pipeline_steps.common.config import config_from_dict
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.publish.config import PublishConfig
-from pipeline_steps.publish.runio import config_from_dict
 from pipeline_steps.repackage.config import RepackageConfig
 
 
@@ -39,7 +39,7 @@ def _strict(cls: type) -> Callable[[dict[str, Any], str], Any]:
 
 
 _BUILDERS: dict[str, Callable[[dict[str, Any], str], Any]] = {
-    "prepare": lambda data, _where: PrepareConfig.from_dict(data),
+    "prepare": lambda data, where: PrepareConfig.from_dict(data, where=where),
     "repackage": _strict(RepackageConfig),
     "evaluate": _strict(EvaluateConfig),
     "publish": _strict(PublishConfig),

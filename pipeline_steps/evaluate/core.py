@@ -12,18 +12,20 @@ from typing import Any
 
 from pipeline_steps.common import table
 from pipeline_steps.common.layout import RunLayout
-from pipeline_steps.evaluate import gate
-from pipeline_steps.evaluate.config import EvaluateConfig
-from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_metrics
-from pipeline_steps.publish.core import RunInputs, iter_run_part, load_inputs
-from pipeline_steps.publish.runio import (
+from pipeline_steps.common.ranking import iter_run_part
+from pipeline_steps.common.runio import (
     InputError,
+    RunInputs,
     get_bytes,
     get_json,
     load_csr,
+    load_inputs,
     load_popularity,
     put_json,
 )
+from pipeline_steps.evaluate import gate
+from pipeline_steps.evaluate.config import EvaluateConfig
+from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_metrics
 
 GateFailedError = gate.GateFailedError
 

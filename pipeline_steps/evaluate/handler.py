@@ -9,9 +9,9 @@ from typing import Any
 
 import boto3
 
+from pipeline_steps.common.config import env_config, require_env
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.evaluate.core import evaluate_run
-from pipeline_steps.publish.runio import env_config, require_env
 
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)

@@ -8,8 +8,6 @@ Event (docs/contracts.md): {"run_id", "manifest_key", "queries_manifest_key", "t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,90 +15,11 @@ import numpy as np
 from pipeline_steps.common import table
 from pipeline_steps.common.items import encode_items
 from pipeline_steps.common.layout import RunLayout
+from pipeline_steps.common.ranking import iter_run_part
+from pipeline_steps.common.runio import InputError, RunInputs, get_json, load_inputs, load_popularity
 from pipeline_steps.publish import versioning
 from pipeline_steps.publish.config import PublishConfig
-from pipeline_steps.publish.ranking import iter_part_top_x
-from pipeline_steps.publish.runio import (
-    Csr,
-    InputError,
-    Manifest,
-    QueriesManifest,
-    get_json,
-    iter_lines,
-    load_csr,
-    load_id_list,
-    load_manifest,
-    load_popularity,
-    load_queries_manifest,
-    transform_output_keys,
-)
 from pipeline_steps.publish.writer import BatchWriter, PublishTimeoutError
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunInputs:
-    run_id: str
-    bucket: str
-    manifest: Manifest
-    queries: QueriesManifest
-    out_keys: list[str]
-    users: list[str]
-    items: list[str]
-    seen: Csr
-
-
-def required(event: dict, name: str) -> Any:
-    value = event.get(name)
-    if not isinstance(value, str) or not value:
-        raise InputError(f"event field {name!r} is missing or empty")
-    return value
-
-
-def iter_run_part(
-    s3: Any, inputs: RunInputs, part: int, *, metric: str, x: int
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(user index, item indices, scores) best first, seen items dropped, for one transform part."""
-    qp, key = inputs.queries.parts[part], inputs.out_keys[part]
-    return iter_part_top_x(
-        iter_lines(s3, inputs.bucket, key),
-        metric=metric,
-        seen=inputs.seen,
-        first_user=qp.first_user,
-        n_users=qp.n_users,
-        x=x,
-        n_items=inputs.manifest.n_items,
-        where=f"s3://{inputs.bucket}/{key}",
-    )
-
-
-def load_inputs(s3: Any, bucket: str, event: dict) -> RunInputs:
-    run_id = required(event, "run_id")
-    manifest = load_manifest(s3, bucket, required(event, "manifest_key"))
-    queries = load_queries_manifest(s3, bucket, required(event, "queries_manifest_key"))
-    if (queries.n_users, queries.n_items) != (manifest.n_users, manifest.n_items):
-        raise InputError(
-            f"{queries.key}: {queries.n_users} users x {queries.n_items} items does not match "
-            f"{manifest.key} ({manifest.n_users} x {manifest.n_items})"
-        )
-    tr_bucket, out_keys = transform_output_keys(s3, required(event, "transform_output_s3_uri"), queries)
-    if tr_bucket != bucket:
-        raise InputError(f"transform_output_s3_uri is in bucket {tr_bucket!r}, expected {bucket!r}")
-    seen_key = manifest.file_key("seen")
-    return RunInputs(
-        run_id=run_id,
-        bucket=bucket,
-        manifest=manifest,
-        queries=queries,
-        out_keys=out_keys,
-        users=load_id_list(s3, bucket, manifest.file_key("users"), expected=manifest.n_users),
-        items=load_id_list(s3, bucket, manifest.file_key("items"), expected=manifest.n_items),
-        seen=load_csr(
-            s3.get_object(Bucket=bucket, Key=seen_key)["Body"].read(),
-            name=seen_key,
-            n_users=manifest.n_users,
-            n_items=manifest.n_items,
-        ),
-    )
 
 
 def run_started_at(s3: Any, inputs: RunInputs) -> float:

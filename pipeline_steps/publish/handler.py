@@ -13,9 +13,10 @@ from typing import Any
 
 import boto3
 
+from pipeline_steps.common.config import env_config, require_env
+from pipeline_steps.common.errors import InputError
 from pipeline_steps.publish import core
 from pipeline_steps.publish.config import PublishConfig
-from pipeline_steps.publish.runio import InputError, env_config, require_env
 
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)

@@ -24,10 +24,7 @@ from typing import Any
 import numpy as np
 
 from pipeline_steps.common.layout import RunLayout
-from pipeline_steps.formats.fm_model import read_fm_model
-from pipeline_steps.formats.recordio import encode_dense
-from pipeline_steps.publish.core import required
-from pipeline_steps.publish.runio import (
+from pipeline_steps.common.runio import (
     InputError,
     Manifest,
     get_bytes,
@@ -35,8 +32,11 @@ from pipeline_steps.publish.runio import (
     load_manifest,
     parse_s3_uri,
     put_json,
+    required,
     s3_uri,
 )
+from pipeline_steps.formats.fm_model import read_fm_model
+from pipeline_steps.formats.recordio import encode_dense
 from pipeline_steps.repackage import sizing
 from pipeline_steps.repackage.config import RepackageConfig
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 
-from pipeline_steps.publish.runio import env_config, require_env
+from pipeline_steps.common.config import env_config, require_env
 from pipeline_steps.repackage.config import RepackageConfig
 from pipeline_steps.repackage.core import repackage
 

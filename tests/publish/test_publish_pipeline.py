@@ -9,9 +9,10 @@ import time
 import numpy as np
 import pytest
 
+from pipeline_steps.common.config import config_from_dict
+from pipeline_steps.common.errors import InputError
 from pipeline_steps.publish import core, versioning
 from pipeline_steps.publish.config import PublishConfig
-from pipeline_steps.publish.runio import InputError, config_from_dict
 from pipeline_steps.publish.writer import WriteFailedError
 from pipeline_steps.query import clear_pointer_cache, get_recommendations
 from tests.publish.conftest import BUCKET, TABLE
@@ -285,7 +286,7 @@ def test_time_budget_exhausted_leaves_pointer_and_says_rerun(s3, dynamodb):
 def test_handlers_name_a_missing_environment_variable(monkeypatch, module, missing):
     import importlib
 
-    from pipeline_steps.publish.runio import InputError
+    from pipeline_steps.common.errors import InputError
 
     monkeypatch.setenv("BUCKET_NAME", "b")
     monkeypatch.setenv("TABLE_NAME", "t")
