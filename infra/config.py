@@ -17,6 +17,7 @@ from infra import images
 from infra.context import PREFIX, ConfigError, Context, as_bool, as_int, check_fields
 from infra.step_configs import StepConfigs, validate_step_configs
 from pipeline_steps.common.layout import RUNS_PREFIX
+from pipeline_steps.common.limits import INDEX_METRICS, MAX_X
 from pipeline_steps.repackage import sizing
 
 FM_HYPERPARAMETERS = frozenset(
@@ -65,7 +66,6 @@ RUNTIME_HYPERPARAMETERS = {
     "fm": frozenset({"feature_dim"}),
     "knn": frozenset({"feature_dim", "k", "sample_size"}),
 }
-INDEX_METRICS = ("INNER_PRODUCT", "COSINE", "L2")
 
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
 _RATE = re.compile(r"^rate\((\d+) (minute|hour|day)s?\)$")
@@ -188,7 +188,7 @@ class AppConfig:
         transform = _transform(ctx)
         steps = validate_step_configs(
             {name: ctx.obj(name) for name in ("prepare", "repackage", "evaluate", "publish")},
-            x=ctx.number("x", 1, 1000),
+            x=ctx.number("x", 1, MAX_X),
             index_metric=metric,
             fm_instance_count=fm.instance_count,
             max_payload_mb=transform.max_payload_mb,

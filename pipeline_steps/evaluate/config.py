@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipeline_steps.common.errors import ConfigError
-from pipeline_steps.common.items import MAX_X
+from pipeline_steps.common.limits import INDEX_METRICS, MAX_X
 from pipeline_steps.evaluate.metrics import METRIC_NAMES
-from pipeline_steps.publish.config import METRICS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,8 +30,10 @@ class EvaluateConfig:
     def validate(self, where: str) -> None:
         if not 1 <= self.x <= MAX_X:
             raise ConfigError(f"{where}.x: must be in 1..{MAX_X}, got {self.x}")
-        if self.index_metric not in METRICS:
-            raise ConfigError(f"{where}.index_metric: must be one of {METRICS}, got {self.index_metric!r}")
+        if self.index_metric not in INDEX_METRICS:
+            raise ConfigError(
+                f"{where}.index_metric: must be one of {INDEX_METRICS}, got {self.index_metric!r}"
+            )
         if self.gate_metric not in METRIC_NAMES:
             raise ConfigError(f"{where}.gate_metric: must be one of {METRIC_NAMES}, got {self.gate_metric!r}")
         for name, value in self.floors().items():

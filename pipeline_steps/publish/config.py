@@ -5,15 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline_steps.common.errors import ConfigError
-from pipeline_steps.common.items import MAX_X
-
-# k-NN index_metric values: INNER_PRODUCT/COSINE are similarities (higher is better), L2 a distance.
-METRICS = ("INNER_PRODUCT", "COSINE", "L2")
+from pipeline_steps.common.limits import INDEX_METRICS, MAX_X
 
 
 @dataclass(frozen=True, kw_only=True)
 class PublishConfig:
-    x: int = 10  # recommendations stored per user (<= MAX_X, see common/items.py)
+    x: int = 10  # recommendations stored per user (<= MAX_X, see common/limits.py)
     index_metric: str = "INNER_PRODUCT"  # the k-NN index_metric: decides the sort direction
     ttl_days: float = 30.0  # run items expire this long after being written (> schedule interval!)
     writer_threads: int = 4
@@ -25,8 +22,10 @@ class PublishConfig:
     def validate(self, where: str) -> None:
         if not 1 <= self.x <= MAX_X:
             raise ConfigError(f"{where}.x: must be in 1..{MAX_X} (DynamoDB item size), got {self.x}")
-        if self.index_metric not in METRICS:
-            raise ConfigError(f"{where}.index_metric: must be one of {METRICS}, got {self.index_metric!r}")
+        if self.index_metric not in INDEX_METRICS:
+            raise ConfigError(
+                f"{where}.index_metric: must be one of {INDEX_METRICS}, got {self.index_metric!r}"
+            )
         if self.ttl_days <= 1:
             raise ConfigError(f"{where}.ttl_days: must be > 1 day, got {self.ttl_days}")
         if not 1 <= self.writer_threads <= 64:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline_steps.common.errors import ConfigError
-from pipeline_steps.common.items import MAX_X
+from pipeline_steps.common.limits import MAX_X
 from pipeline_steps.repackage import sizing
 
 
