@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.events import RunResultsEvent
 
 
 def parse_s3_uri(uri: str, *, field: str = "s3 uri") -> tuple[str, str]:
@@ -224,23 +225,17 @@ class RunInputs:
     seen: Csr
 
 
-def required(event: dict, name: str) -> Any:
-    value = event.get(name)
-    if not isinstance(value, str) or not value:
-        raise InputError(f"event field {name!r} is missing or empty")
-    return value
-
-
-def load_inputs(s3: Any, bucket: str, event: dict) -> RunInputs:
-    run_id = required(event, "run_id")
-    manifest = load_manifest(s3, bucket, required(event, "manifest_key"))
-    queries = load_queries_manifest(s3, bucket, required(event, "queries_manifest_key"))
+def load_inputs(s3: Any, bucket: str, event: dict | RunResultsEvent) -> RunInputs:
+    ev = RunResultsEvent.parse(event)
+    run_id = ev.run_id
+    manifest = load_manifest(s3, bucket, ev.manifest_key)
+    queries = load_queries_manifest(s3, bucket, ev.queries_manifest_key)
     if (queries.n_users, queries.n_items) != (manifest.n_users, manifest.n_items):
         raise InputError(
             f"{queries.key}: {queries.n_users} users x {queries.n_items} items does not match "
             f"{manifest.key} ({manifest.n_users} x {manifest.n_items})"
         )
-    tr_bucket, out_keys = transform_output_keys(s3, required(event, "transform_output_s3_uri"), queries)
+    tr_bucket, out_keys = transform_output_keys(s3, ev.transform_output_s3_uri, queries)
     if tr_bucket != bucket:
         raise InputError(f"transform_output_s3_uri is in bucket {tr_bucket!r}, expected {bucket!r}")
     seen_key = manifest.file_key("seen")

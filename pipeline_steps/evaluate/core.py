@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from pipeline_steps.common import table
+from pipeline_steps.common.events import EvaluateResult, RunResultsEvent
 from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.common.ranking import iter_run_part
 from pipeline_steps.common.runio import (
@@ -89,7 +90,7 @@ def evaluate_run(
     *,
     s3: Any,
     bucket: str,
-    event: dict,
+    event: dict | RunResultsEvent,
     config: EvaluateConfig,
     dynamodb: Any = None,
     table_name: str | None = None,
@@ -129,7 +130,9 @@ def evaluate_run(
         put_cloudwatch(cloudwatch, config, inputs.run_id, doc)
     if not passed:
         raise GateFailedError(gate.failure_message(inputs.run_id, config.x, checks))
-    return {"metrics_key": key, "passed": True, "model": doc["model"], "baseline": doc["baseline"]}
+    return EvaluateResult(
+        metrics_key=key, passed=True, model=doc["model"], baseline=doc["baseline"]
+    ).to_json()
 
 
 def _json_safe(d: dict) -> dict:

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from pipeline_steps.common.errors import InputError
 from pipeline_steps.common.layout import RunLayout
 
 MAX_JOB_NAME = 63
@@ -40,7 +41,7 @@ PROJECT_LEN = 16  # the project part of SageMaker names
 _VALID = re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9])*$")
 
 
-class GuardInputError(ValueError):
+class GuardInputError(InputError):
     """The guard's event lacks a field the state machine must pass."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline_steps.common.events import PrepareResult
 from pipeline_steps.common.layout import MANIFEST_NAME, PREPARED_FILES, TEST_CHANNEL, TRAIN_CHANNEL
 from pipeline_steps.prepare import interactions as rows
 from pipeline_steps.prepare import labels, outputs
@@ -234,18 +235,18 @@ def prepare(
 def step_output(manifest: dict, sink: Storage, manifest_key: str) -> dict:
     """The Lambda/Step Functions return payload (docs/contracts.md)."""
     prefix = manifest_key.rsplit("/", 1)[0] + "/"
-    return {
-        "run_id": manifest["run_id"],
-        "manifest_key": manifest_key,
-        "train_s3_uri": sink.uri(prefix + TRAIN_CHANNEL),
+    return PrepareResult(
+        run_id=manifest["run_id"],
+        manifest_key=manifest_key,
+        train_s3_uri=sink.uri(prefix + TRAIN_CHANNEL),
         # No test rows (split "none") -> "" so the workflow can leave out the FM test channel.
-        "test_s3_uri": sink.uri(prefix + TEST_CHANNEL) if manifest["test_shards"] else "",
-        "feature_dim": str(manifest["feature_dim"]),  # straight into the FM hyperparameters
-        "n_users": manifest["n_users"],
-        "n_items": manifest["n_items"],
-        "train_rows": manifest["counts"]["train_rows"],
-        "test_rows": manifest["counts"]["test_rows"],
-    }
+        test_s3_uri=sink.uri(prefix + TEST_CHANNEL) if manifest["test_shards"] else "",
+        feature_dim=str(manifest["feature_dim"]),  # straight into the FM hyperparameters
+        n_users=manifest["n_users"],
+        n_items=manifest["n_items"],
+        train_rows=manifest["counts"]["train_rows"],
+        test_rows=manifest["counts"]["test_rows"],
+    ).to_json()
 
 
 def _parse_all(config, storage, objects: list[ObjectInfo], users, items, channel: str) -> _Parsed:

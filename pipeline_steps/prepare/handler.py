@@ -13,6 +13,7 @@ import os
 import re
 from typing import Any
 
+from pipeline_steps.common.events import PrepareEvent
 from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.prepare.core import prepare, step_output
@@ -23,7 +24,7 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
 def handler(event: dict[str, Any], context: Any = None, *, s3_client: Any = None) -> dict[str, Any]:
-    run_id = str(event.get("run_id") or "")
+    run_id = PrepareEvent.parse(event).run_id
     if not _RUN_ID.match(run_id):
         raise ValueError(f"event.run_id must match {_RUN_ID.pattern}, got {run_id!r}")
     bucket = os.environ.get("BUCKET_NAME")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipeline_steps.common import table
+from pipeline_steps.common.events import RunResultsEvent
 from pipeline_steps.common.items import encode_items
 from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.common.ranking import iter_run_part
@@ -155,7 +156,7 @@ def publish_run(
     dynamodb: Any,
     bucket: str,
     table_name: str,
-    event: dict,
+    event: dict | RunResultsEvent,
     config: PublishConfig,
     now: float | None = None,
     writer_options: dict | None = None,

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_steps.common.events import RepackageEvent, RepackageResult
 from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.common.runio import (
     InputError,
@@ -32,7 +33,6 @@ from pipeline_steps.common.runio import (
     load_manifest,
     parse_s3_uri,
     put_json,
-    required,
     s3_uri,
 )
 from pipeline_steps.formats.fm_model import read_fm_model
@@ -103,10 +103,11 @@ def knn_vectors(model: Any, manifest: Manifest) -> tuple[np.ndarray, np.ndarray,
     return items, labels, users
 
 
-def repackage(*, s3: Any, bucket: str, event: dict, config: RepackageConfig) -> dict:
-    run_id = required(event, "run_id")
-    manifest = load_manifest(s3, bucket, required(event, "manifest_key"))
-    model_bucket, model_key = parse_s3_uri(required(event, "model_s3_uri"), field="model_s3_uri")
+def repackage(*, s3: Any, bucket: str, event: dict | RepackageEvent, config: RepackageConfig) -> dict:
+    ev = RepackageEvent.parse(event)
+    run_id = ev.run_id
+    manifest = load_manifest(s3, bucket, ev.manifest_key)
+    model_bucket, model_key = parse_s3_uri(ev.model_s3_uri, field="model_s3_uri")
     model = read_fm_model(get_bytes(s3, model_bucket, model_key))
     items, labels, users = knn_vectors(model, manifest)
 
@@ -145,12 +146,12 @@ def repackage(*, s3: Any, bucket: str, event: dict, config: RepackageConfig) -> 
             "sizing": size.as_dict(),
         },
     )
-    return {
-        "knn_train_s3_uri": s3_uri(bucket, layout.knn_train),
+    return RepackageResult(
+        knn_train_s3_uri=s3_uri(bucket, layout.knn_train),
         # The `users-` key prefix (not the folder): the transform must not read manifest.json as input.
-        "queries_s3_uri": s3_uri(bucket, layout.queries_input),
-        "feature_dim": str(feature_dim),
-        "k": str(k),
-        "sample_size": str(manifest.n_items),
-        "queries_manifest_key": queries_manifest_key,
-    }
+        queries_s3_uri=s3_uri(bucket, layout.queries_input),
+        feature_dim=str(feature_dim),
+        k=str(k),
+        sample_size=str(manifest.n_items),
+        queries_manifest_key=queries_manifest_key,
+    ).to_json()
