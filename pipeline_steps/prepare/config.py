@@ -38,7 +38,7 @@ class PrepareConfig:
     encoding: str = "utf-8"  # any ASCII-compatible codec; bytes are validated, not guessed
     rating_threshold: float = 4.0
     label_mode: str = "implicit"
-    negative_ratio: int = 3  # sampled negatives per observed positive, per draw
+    negative_ratio: int = 4  # sampled negatives per observed positive, per draw (decision 0004)
     negative_sampling: str = "uniform"
     negative_draws: int = 4  # independent negative sets written into the one training file
     seed: int = 42

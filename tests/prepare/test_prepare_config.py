@@ -11,7 +11,7 @@ def test_defaults_and_effective_split():
     c = PrepareConfig.from_dict({})
     assert (c.label_mode, c.negative_ratio, c.negative_draws, c.effective_split) == (
         "implicit",
-        3,
+        4,
         4,
         "last_n",
     )
