@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.common.events import RunResultsEvent
+from pipeline_steps.common.manifest import Manifest
 
 
 def parse_s3_uri(uri: str, *, field: str = "s3 uri") -> tuple[str, str]:
@@ -81,43 +82,8 @@ def load_csr(data: bytes, *, name: str, n_users: int, n_items: int) -> Csr:
     return Csr(indptr=indptr, indices=indices)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Manifest:
-    """The fields of prepare's manifest.json this side of the pipeline relies on."""
-
-    key: str
-    run_id: str
-    n_users: int
-    n_items: int
-    feature_dim: int
-    files: dict[str, str]
-
-    def file_key(self, name: str) -> str:
-        key = self.files.get(name)
-        if not isinstance(key, str) or not key:
-            raise InputError(f"{self.key}: files.{name} is missing")
-        return key
-
-
 def load_manifest(s3: Any, bucket: str, key: str) -> Manifest:
-    raw = get_json(s3, bucket, key)
-    if not isinstance(raw, dict):
-        raise InputError(f"{key}: expected a JSON object")
-    fields = {}
-    for name in ("n_users", "n_items", "feature_dim"):
-        value = raw.get(name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InputError(f"{key}: field {name!r} must be a positive integer, got {value!r}")
-        fields[name] = value
-    if fields["feature_dim"] != fields["n_users"] + fields["n_items"]:
-        raise InputError(
-            f"{key}: feature_dim {fields['feature_dim']} != n_users {fields['n_users']} + "
-            f"n_items {fields['n_items']}"
-        )
-    files = raw.get("files")
-    if not isinstance(files, dict):
-        raise InputError(f"{key}: field 'files' must be an object")
-    return Manifest(key=key, run_id=str(raw.get("run_id", "")), files=files, **fields)
+    return Manifest.from_json(get_json(s3, bucket, key), key=key)
 
 
 def load_id_list(s3: Any, bucket: str, key: str, *, expected: int) -> list[str]:

@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline_steps.common.events import PrepareResult
 from pipeline_steps.common.layout import MANIFEST_NAME, PREPARED_FILES, TEST_CHANNEL, TRAIN_CHANNEL
+from pipeline_steps.common.manifest import MANIFEST_VERSION, Manifest
 from pipeline_steps.prepare import interactions as rows
 from pipeline_steps.prepare import labels, outputs
 from pipeline_steps.prepare.config import PrepareConfig
@@ -31,7 +32,6 @@ from pipeline_steps.prepare.parse import FileParser, Interactions, ParseStats
 from pipeline_steps.prepare.storage import ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
-MANIFEST_VERSION = 1
 SHARD_WORKERS = 4  # bounded: each in-flight shard holds its encoded bytes in memory
 
 __all__ = ["PrepareConflictError", "PrepareInputError", "prepare", "step_output"]
@@ -200,22 +200,22 @@ def prepare(
         "label_stats": label_stats,
     }
     sink.write_bytes(files["report"], outputs.json_bytes(report))
-    manifest = {
-        "version": MANIFEST_VERSION,
-        "run_id": run_id,
-        "bucket": bucket,
-        "n_users": n_users,
-        "n_items": n_items,
-        "feature_dim": n_users + n_items,
-        "label_mode": config.label_mode,
-        "label_stats": label_stats,
-        "counts": counts,
-        "train_shards": train_shards,
-        "test_shards": test_shards,
-        "files": files,
-        "input": {"objects": all_objects, "sha256": _input_sha256(all_objects)},
-        "config": config.to_dict(),
-    }
+    manifest = Manifest(
+        version=MANIFEST_VERSION,
+        run_id=run_id,
+        bucket=bucket,
+        n_users=n_users,
+        n_items=n_items,
+        feature_dim=n_users + n_items,
+        label_mode=config.label_mode,
+        label_stats=label_stats,
+        counts=counts,
+        train_shards=train_shards,
+        test_shards=test_shards,
+        files=files,
+        input={"objects": all_objects, "sha256": _input_sha256(all_objects)},
+        config=config.to_dict(),
+    ).to_json()
     sink.write_bytes(manifest_key, outputs.json_bytes(manifest))  # last: its presence = completed
     t_end = time.perf_counter()
     log.info(

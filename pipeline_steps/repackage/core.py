@@ -25,9 +25,9 @@ import numpy as np
 
 from pipeline_steps.common.events import RepackageEvent, RepackageResult
 from pipeline_steps.common.layout import RunLayout
+from pipeline_steps.common.manifest import Manifest
 from pipeline_steps.common.runio import (
     InputError,
-    Manifest,
     get_bytes,
     load_csr,
     load_manifest,
