@@ -41,7 +41,7 @@ class StepAccess:
 
 def step_access(config: AppConfig) -> dict[str, StepAccess]:
     prepare = config.steps.prepare
-    inputs = [prepare["input_prefix"], prepare["test_prefix"]]
+    inputs = [prepare.input_prefix, prepare.test_prefix]
     inputs = [p if p.endswith("/") else p + "/" for p in inputs if p]
     # publish: GetItem (pointer, run record), UpdateItem (run record), BatchWriteItem (users), PutItem
     # (fallback); the flip's TransactWriteItems is authorised by its Put + Update. Query (status) and
@@ -96,7 +96,7 @@ class StepFunctions(Construct):
             handlers |= self.FAN_OUT_HANDLERS
         for name, handler in handlers.items():
             self._function(name, handler, step="publish" if name.startswith("publish") else name)
-        namespace = config.steps.evaluate.get("cloudwatch_namespace")
+        namespace = config.steps.evaluate.cloudwatch_namespace
         if namespace:
             role = self.functions["evaluate"].role
             role.add_to_principal_policy(

@@ -8,8 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
+from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.common.layout import RunLayout
-from pipeline_steps.prepare.config import ConfigError, PrepareConfig
+from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.prepare.core import PrepareConflictError, prepare, step_output
 from pipeline_steps.prepare.layout import PrepareInputError
 from pipeline_steps.prepare.storage import LocalStorage, S3Storage, Storage

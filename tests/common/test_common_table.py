@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline_steps.common import table
+from pipeline_steps.prepare.parse import MAX_ID_BYTES
 from pipeline_steps.publish.core import user_item
 
 
@@ -13,6 +14,10 @@ def test_keys_match_the_contract() -> None:
     assert table.run_key("r1") == {"pk": {"S": "run"}, "sk": {"S": "r1"}}
     assert table.user_key("42", "r1") == {"pk": {"S": "u#42"}, "sk": {"S": "r1"}}
     assert table.fallback_key("r1") == {"pk": {"S": "fallback"}, "sk": {"S": "r1"}}
+
+
+def test_an_id_prepare_accepts_fits_the_partition_key() -> None:
+    assert MAX_ID_BYTES + len(table.USER_PK_PREFIX) <= table.MAX_KEY_BYTES
 
 
 def test_the_writer_uses_the_key_the_reader_asks_for() -> None:
