@@ -44,7 +44,7 @@ class Manifest:
     def from_json(cls, raw: Any, *, key: str) -> Manifest:
         if not isinstance(raw, dict):
             raise InputError(f"{key}: expected a JSON object")
-        sizes = {}
+        sizes: dict[str, Any] = {}
         for name in ("n_users", "n_items", "feature_dim"):
             value = raw.get(name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -58,7 +58,7 @@ class Manifest:
         if not isinstance(raw.get("files"), dict):
             raise InputError(f"{key}: field 'files' must be an object")
         known = {f.name for f in dataclasses.fields(cls)} - {"key"}
-        rest = {k: v for k, v in raw.items() if k in known and k not in sizes}
+        rest: dict[str, Any] = {k: v for k, v in raw.items() if k in known and k not in sizes}
         rest["run_id"] = str(raw.get("run_id", ""))
         return cls(**rest, **sizes, key=key)
 

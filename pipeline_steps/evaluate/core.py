@@ -111,7 +111,7 @@ def evaluate_run(
     lift = {
         k: (model[k] / baseline[k] if baseline[k] and not math.isnan(baseline[k]) else None) for k in model
     }
-    doc = {
+    doc: dict[str, Any] = {
         "run_id": inputs.run_id,
         "x": config.x,
         "index_metric": config.index_metric,
