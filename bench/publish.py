@@ -32,10 +32,10 @@ import numpy as np
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
+from pipeline_steps.common.config import config_from_dict
+from pipeline_steps.common.items import encode_items
 from pipeline_steps.publish import core
 from pipeline_steps.publish.config import PublishConfig
-from pipeline_steps.publish.items import encode_items
-from pipeline_steps.publish.runio import config_from_dict
 from tests.publish.conftest import create_table
 from tests.publish.faults import FaultyDynamoDB
 from tests.publish.prepared import event, put_prepared, put_queries_manifest, put_transform_output

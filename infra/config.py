@@ -16,6 +16,8 @@ from typing import Any
 from infra import images
 from infra.context import PREFIX, ConfigError, Context, as_bool, as_int, check_fields
 from infra.step_configs import StepConfigs, validate_step_configs
+from pipeline_steps.common.layout import RUNS_PREFIX
+from pipeline_steps.common.limits import INDEX_METRICS, MAX_X
 from pipeline_steps.repackage import sizing
 
 FM_HYPERPARAMETERS = frozenset(
@@ -64,7 +66,6 @@ RUNTIME_HYPERPARAMETERS = {
     "fm": frozenset({"feature_dim"}),
     "knn": frozenset({"feature_dim", "k", "sample_size"}),
 }
-INDEX_METRICS = ("INNER_PRODUCT", "COSINE", "L2")
 
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
 _RATE = re.compile(r"^rate\((\d+) (minute|hour|day)s?\)$")
@@ -187,7 +188,7 @@ class AppConfig:
         transform = _transform(ctx)
         steps = validate_step_configs(
             {name: ctx.obj(name) for name in ("prepare", "repackage", "evaluate", "publish")},
-            x=ctx.number("x", 1, 1000),
+            x=ctx.number("x", 1, MAX_X),
             index_metric=metric,
             fm_instance_count=fm.instance_count,
             max_payload_mb=transform.max_payload_mb,
@@ -350,14 +351,14 @@ def _check_transform_sizing(fm: JobConfig, transform: TransformConfig, steps: St
     is the same arithmetic at the largest k the config allows, so a deployed pipeline cannot hit
     a run where not even one query fits.
     """
-    max_k = int(steps.repackage["max_k"])
+    max_k = steps.repackage.max_k
     feature_dim = int(fm.hyperparameters["num_factors"]) + 1  # k-NN vectors are [V, w] / [V, 1]
     size = sizing.users_per_part(
         k=max_k,
         feature_dim=feature_dim,
         max_payload_mb=transform.max_payload_mb,
         response_budget_bytes=transform.response_budget_bytes,
-        users_per_shard=int(steps.repackage["users_per_shard"]),
+        users_per_shard=steps.repackage.users_per_shard,
     )
     if size.by_response < 1:
         raise ConfigError(
@@ -428,7 +429,7 @@ def _lambdas(ctx: Context) -> LambdaConfig:
 
 def _check_consistency(ctx: Context, fm: JobConfig, steps: StepConfigs) -> None:
     """Values that live in different sections but must agree."""
-    label_mode = steps.prepare["label_mode"]
+    label_mode = steps.prepare.label_mode
     wanted = "regressor" if label_mode == "regression" else "binary_classifier"
     predictor = fm.hyperparameters["predictor_type"]
     if predictor != wanted:
@@ -436,19 +437,21 @@ def _check_consistency(ctx: Context, fm: JobConfig, steps: StepConfigs) -> None:
             f"context 'topx:fm.hyperparameters.predictor_type' is {predictor!r} but "
             f"'topx:prepare.label_mode' {label_mode!r} writes labels for {wanted!r}"
         )
-    for name in ("input_prefix", "test_prefix"):
-        prefix = steps.prepare[name]
+    for name, prefix in (
+        ("input_prefix", steps.prepare.input_prefix),
+        ("test_prefix", steps.prepare.test_prefix),
+    ):
         if name == "input_prefix" and not prefix:
             raise ConfigError(
                 "context 'topx:prepare.input_prefix' must not be empty (it scopes prepare's read access)"
             )
-        if prefix.startswith("runs/") or "*" in prefix:
+        if prefix.startswith(RUNS_PREFIX) or "*" in prefix:
             raise ConfigError(
                 f"context 'topx:prepare.{name}': {prefix!r} must not contain '*' nor lie under runs/ "
                 "(the pipeline's own outputs, which expire)"
             )
     run_days = ctx.number("run_expiry_days", 1, 3650)
-    ttl_days = steps.publish["ttl_days"]
+    ttl_days = steps.publish.ttl_days
     if run_days <= ttl_days:
         raise ConfigError(
             f"context 'topx:run_expiry_days' ({run_days}) must exceed 'topx:publish.ttl_days' ({ttl_days}): "

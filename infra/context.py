@@ -10,11 +10,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from pipeline_steps.common.errors import ConfigError
+
+__all__ = ["PREFIX", "ConfigError", "Context"]
+
 PREFIX = "topx:"
-
-
-class ConfigError(ValueError):
-    """A config value is missing or invalid; the message names the context key."""
 
 
 class Context:

@@ -12,16 +12,12 @@ from infra import images
 from infra.config import VpcConfig
 from infra.kms_access import allow_key, allow_volume_grants
 from infra.nag import acknowledge, finding
+from pipeline_steps.common.layout import RunLayout
 
 # contracts.md: what the jobs read (channels, model data) and write (their output paths).
-READ_PREFIXES = (
-    "runs/*/prepared/train/",
-    "runs/*/prepared/test/",
-    "runs/*/knn/train/",
-    "runs/*/knn/queries/",
-    "runs/*/knn/model/",
-)
-WRITE_PREFIXES = ("runs/*/fm/", "runs/*/knn/model/", "runs/*/transform/")
+_RUN = RunLayout.wildcard()
+READ_PREFIXES = (_RUN.train, _RUN.test, _RUN.knn_train, _RUN.queries, _RUN.knn_model)
+WRITE_PREFIXES = (_RUN.fm, _RUN.knn_model, _RUN.transform)
 LOG_GROUPS = ("/aws/sagemaker/TrainingJobs", "/aws/sagemaker/TransformJobs")
 # "Give SageMaker Training Jobs Access to Resources in Your Amazon VPC" and the execution role
 # permissions of CreateTrainingJob / CreateModel with a VpcConfig

@@ -14,24 +14,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.context import ConfigError
+from pipeline_steps.common.config import config_from_dict
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.publish.config import PublishConfig
-from pipeline_steps.publish.runio import config_from_dict
 from pipeline_steps.repackage.config import RepackageConfig
 
 
 @dataclass(frozen=True, kw_only=True)
 class StepConfigs:
-    """The validated, fully explicit `STEP_CONFIG` objects (defaults filled in by each step's dataclass)."""
+    """The validated config of every step, as the step's own dataclass (defaults filled in)."""
 
-    prepare: Mapping[str, Any]
-    repackage: Mapping[str, Any]
-    evaluate: Mapping[str, Any]
-    publish: Mapping[str, Any]
+    prepare: PrepareConfig
+    repackage: RepackageConfig
+    evaluate: EvaluateConfig
+    publish: PublishConfig
 
-    def for_step(self, step: str) -> Mapping[str, Any]:
-        return getattr(self, step)
+    def for_step(self, step: str) -> dict[str, Any]:
+        """The fully explicit `STEP_CONFIG` JSON object of one step (every field, by name)."""
+        return dataclasses.asdict(getattr(self, step))
 
 
 def _strict(cls: type) -> Callable[[dict[str, Any], str], Any]:
@@ -39,7 +40,7 @@ def _strict(cls: type) -> Callable[[dict[str, Any], str], Any]:
 
 
 _BUILDERS: dict[str, Callable[[dict[str, Any], str], Any]] = {
-    "prepare": lambda data, _where: PrepareConfig.from_dict(data),
+    "prepare": lambda data, where: PrepareConfig.from_dict(data, where=where),
     "repackage": _strict(RepackageConfig),
     "evaluate": _strict(EvaluateConfig),
     "publish": _strict(PublishConfig),
@@ -78,7 +79,7 @@ def validate_step_configs(
         "max_payload_mb": max_payload_mb,
         "response_budget_bytes": response_budget_bytes,
     }
-    built: dict[str, Mapping[str, Any]] = {}
+    built: dict[str, Any] = {}
     for step, builder in _BUILDERS.items():
         data = dict(sections[step])
         for name, steps in _SHARED.items():
@@ -95,5 +96,5 @@ def validate_step_configs(
             config = builder(data, f"topx:{step}")
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"context 'topx:{step}': {exc}") from None
-        built[step] = dataclasses.asdict(config)
+        built[step] = config
     return StepConfigs(**built)

@@ -26,6 +26,7 @@ from infra.config import AppConfig
 from infra.kms_access import allow_key
 from infra.nag import acknowledge, finding
 from infra.retention import retention
+from pipeline_steps.common.layout import RunLayout
 
 
 @dataclass(frozen=True)
@@ -40,30 +41,24 @@ class StepAccess:
 
 def step_access(config: AppConfig) -> dict[str, StepAccess]:
     prepare = config.steps.prepare
-    inputs = [prepare["input_prefix"], prepare["test_prefix"]]
+    inputs = [prepare.input_prefix, prepare.test_prefix]
     inputs = [p if p.endswith("/") else p + "/" for p in inputs if p]
     # publish: GetItem (pointer, run record), UpdateItem (run record), BatchWriteItem (users), PutItem
     # (fallback); the flip's TransactWriteItems is authorised by its Put + Update. Query (status) and
     # ConditionCheckItem (rollback) are the operator CLI's, not the Lambda's.
     rw_table = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem")
+    run = RunLayout.wildcard()  # key patterns: `*` for the run id
+    results = [run.prepared, run.queries, run.transform, run.evaluation]  # evaluate/publish read these
     return {
         "guard": StepAccess(read=()),
-        "prepare": StepAccess(
-            read=[*inputs, "runs/*/prepared/"], write=["runs/*/prepared/"], delete=["runs/*/prepared/"]
-        ),
-        "repackage": StepAccess(
-            read=["runs/*/prepared/", "runs/*/fm/"],
-            write=["runs/*/knn/train/", "runs/*/knn/queries/"],
-        ),
+        "prepare": StepAccess(read=[*inputs, run.prepared], write=[run.prepared], delete=[run.prepared]),
+        "repackage": StepAccess(read=[run.prepared, run.fm], write=[run.knn_train, run.queries]),
         "evaluate": StepAccess(
-            read=["runs/*/prepared/", "runs/*/knn/queries/", "runs/*/transform/", "runs/*/evaluation/"],
-            write=["runs/*/evaluation/"],
+            read=results,
+            write=[run.evaluation],
             table_actions=("dynamodb:GetItem",),  # the pointer (gate vs the published run)
         ),
-        "publish": StepAccess(
-            read=["runs/*/prepared/", "runs/*/knn/queries/", "runs/*/transform/", "runs/*/evaluation/"],
-            table_actions=rw_table,
-        ),
+        "publish": StepAccess(read=results, table_actions=rw_table),
     }
 
 
@@ -101,7 +96,7 @@ class StepFunctions(Construct):
             handlers |= self.FAN_OUT_HANDLERS
         for name, handler in handlers.items():
             self._function(name, handler, step="publish" if name.startswith("publish") else name)
-        namespace = config.steps.evaluate.get("cloudwatch_namespace")
+        namespace = config.steps.evaluate.cloudwatch_namespace
         if namespace:
             role = self.functions["evaluate"].role
             role.add_to_principal_policy(

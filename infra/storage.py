@@ -11,6 +11,7 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.nag import acknowledge
+from pipeline_steps.common.layout import RUNS_PREFIX
 
 
 class Storage(Construct):
@@ -111,7 +112,7 @@ class Storage(Construct):
         return [
             s3.LifecycleRule(
                 id="expire-runs",
-                prefix="runs/",
+                prefix=RUNS_PREFIX,
                 expiration=Duration.days(config.run_expiry_days),
             ),
             s3.LifecycleRule(

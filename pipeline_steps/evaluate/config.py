@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipeline_steps.common.errors import ConfigError
+from pipeline_steps.common.limits import INDEX_METRICS, MAX_X
 from pipeline_steps.evaluate.metrics import METRIC_NAMES
-from pipeline_steps.publish.config import METRICS
-from pipeline_steps.publish.items import MAX_X
-from pipeline_steps.publish.runio import InputError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,20 +29,22 @@ class EvaluateConfig:
 
     def validate(self, where: str) -> None:
         if not 1 <= self.x <= MAX_X:
-            raise InputError(f"{where}.x: must be in 1..{MAX_X}, got {self.x}")
-        if self.index_metric not in METRICS:
-            raise InputError(f"{where}.index_metric: must be one of {METRICS}, got {self.index_metric!r}")
+            raise ConfigError(f"{where}.x: must be in 1..{MAX_X}, got {self.x}")
+        if self.index_metric not in INDEX_METRICS:
+            raise ConfigError(
+                f"{where}.index_metric: must be one of {INDEX_METRICS}, got {self.index_metric!r}"
+            )
         if self.gate_metric not in METRIC_NAMES:
-            raise InputError(f"{where}.gate_metric: must be one of {METRIC_NAMES}, got {self.gate_metric!r}")
+            raise ConfigError(f"{where}.gate_metric: must be one of {METRIC_NAMES}, got {self.gate_metric!r}")
         for name, value in self.floors().items():
             if not 0 <= value <= 1:
-                raise InputError(f"{where}.min_{name}: must be in [0, 1], got {value}")
+                raise ConfigError(f"{where}.min_{name}: must be in [0, 1], got {value}")
         for name in ("min_lift_vs_baseline", "min_ratio_vs_published"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise InputError(f"{where}.{name}: must be >= 0, got {value}")
+                raise ConfigError(f"{where}.{name}: must be >= 0, got {value}")
         if len(self.cloudwatch_dimensions) > 29:  # CloudWatch allows 30, one is "Variant"
-            raise InputError(f"{where}.cloudwatch_dimensions: at most 29 dimensions")
+            raise ConfigError(f"{where}.cloudwatch_dimensions: at most 29 dimensions")
 
     def floors(self) -> dict[str, float]:
         return {name: value for name in METRIC_NAMES if (value := getattr(self, f"min_{name}")) is not None}

@@ -10,25 +10,29 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pipeline_steps.evaluate import gate
-from pipeline_steps.evaluate.config import EvaluateConfig
-from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_metrics
-from pipeline_steps.publish import versioning
-from pipeline_steps.publish.core import RunInputs, iter_run_part, load_inputs
-from pipeline_steps.publish.runio import (
+from pipeline_steps.common import table
+from pipeline_steps.common.events import EvaluateResult, RunResultsEvent
+from pipeline_steps.common.layout import RunLayout
+from pipeline_steps.common.ranking import iter_run_part
+from pipeline_steps.common.runio import (
     InputError,
+    RunInputs,
     get_bytes,
     get_json,
     load_csr,
+    load_inputs,
     load_popularity,
     put_json,
 )
+from pipeline_steps.evaluate import gate
+from pipeline_steps.evaluate.config import EvaluateConfig
+from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_metrics
 
 GateFailedError = gate.GateFailedError
 
 
 def metrics_key(run_id: str) -> str:
-    return f"runs/{run_id}/evaluation/metrics.json"
+    return RunLayout(run_id).metrics
 
 
 def model_metrics(s3: Any, inputs: RunInputs, holdout: Any, config: EvaluateConfig) -> tuple[dict, int]:
@@ -45,7 +49,7 @@ def published_metrics(
     """Metrics of the run readers currently get (pointer item; its metrics.json as a fallback)."""
     if dynamodb is None or not table_name:
         return None, None
-    pointer = versioning.read_pointer(dynamodb, table_name)
+    pointer = table.read_pointer(dynamodb, table_name)
     if pointer is None:
         return None, None
     current = pointer["run_id"]
@@ -86,7 +90,7 @@ def evaluate_run(
     *,
     s3: Any,
     bucket: str,
-    event: dict,
+    event: dict | RunResultsEvent,
     config: EvaluateConfig,
     dynamodb: Any = None,
     table_name: str | None = None,
@@ -107,7 +111,7 @@ def evaluate_run(
     lift = {
         k: (model[k] / baseline[k] if baseline[k] and not math.isnan(baseline[k]) else None) for k in model
     }
-    doc = {
+    doc: dict[str, Any] = {
         "run_id": inputs.run_id,
         "x": config.x,
         "index_metric": config.index_metric,
@@ -126,7 +130,9 @@ def evaluate_run(
         put_cloudwatch(cloudwatch, config, inputs.run_id, doc)
     if not passed:
         raise GateFailedError(gate.failure_message(inputs.run_id, config.x, checks))
-    return {"metrics_key": key, "passed": True, "model": doc["model"], "baseline": doc["baseline"]}
+    return EvaluateResult(
+        metrics_key=key, passed=True, model=doc["model"], baseline=doc["baseline"]
+    ).to_json()
 
 
 def _json_safe(d: dict) -> dict:

@@ -9,9 +9,10 @@ from typing import Any
 
 import boto3
 
+from pipeline_steps.common.config import env_config, require_env
+from pipeline_steps.common.events import RunResultsEvent
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.evaluate.core import evaluate_run
-from pipeline_steps.publish.runio import env_config, require_env
 
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
@@ -24,7 +25,7 @@ def handler(event: dict, context: Any = None) -> dict:
     result = evaluate_run(
         s3=boto3.client("s3"),
         bucket=bucket,
-        event=event,
+        event=RunResultsEvent.parse(event),
         config=config,
         dynamodb=boto3.client("dynamodb") if table else None,
         table_name=table,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline_steps.publish.runio import Csr
+from pipeline_steps.common.runio import Csr
 
 METRIC_NAMES = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
 

@@ -28,6 +28,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.layout import RunLayout
+
 MAX_JOB_NAME = 63
 SUFFIXES = {"fm_job_name": "-fm", "knn_job_name": "-knn", "model_name": "-knn", "transform_job_name": "-tr"}
 LONGEST_SUFFIX = max(len(s) for s in SUFFIXES.values())  # 4
@@ -38,7 +41,7 @@ PROJECT_LEN = 16  # the project part of SageMaker names
 _VALID = re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9])*$")
 
 
-class GuardInputError(ValueError):
+class GuardInputError(InputError):
     """The guard's event lacks a field the state machine must pass."""
 
 
@@ -82,14 +85,14 @@ def run_names(
 ) -> dict[str, str]:
     """run_id, the SageMaker names and the S3 output locations of one run (contracts.md layout)."""
     run_id = run_id_for(execution_name)
-    root = f"s3://{bucket}/runs/{run_id}"
+    layout = RunLayout(run_id)
     base = sagemaker_base(run_id, project=project, execution_arn=execution_arn, start_time=start_time)
     names = {"run_id": run_id, **{key: base + suffix for key, suffix in SUFFIXES.items()}}
     names |= {
-        "fm_output_s3_uri": f"{root}/fm/",
-        "knn_output_s3_uri": f"{root}/knn/model/",
-        "transform_output_s3_uri": f"{root}/transform/",
-        "transform_output_prefix": f"runs/{run_id}/transform/",  # S3 listing of the publish fan-out
+        "fm_output_s3_uri": f"s3://{bucket}/{layout.fm}",
+        "knn_output_s3_uri": f"s3://{bucket}/{layout.knn_model}",
+        "transform_output_s3_uri": f"s3://{bucket}/{layout.transform}",
+        "transform_output_prefix": layout.transform,  # S3 listing of the publish fan-out
     }
     return names
 

@@ -15,12 +15,11 @@ import logging
 import os
 from typing import Any
 
+from pipeline_steps.common.events import GuardEvent, GuardResult
 from pipeline_steps.guard.core import GuardInputError, earlier_active_run, run_names
 
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
-
-FIELDS = ("execution_name", "execution_arn", "state_machine_arn", "start_time")
 
 
 def running_executions(sfn: Any, state_machine_arn: str) -> list[dict[str, Any]]:
@@ -30,23 +29,16 @@ def running_executions(sfn: Any, state_machine_arn: str) -> list[dict[str, Any]]
 
 
 def guard(event: dict[str, Any], *, bucket: str, project: str, sfn: Any) -> dict[str, Any]:
-    missing = [name for name in FIELDS if not event.get(name)]
-    if missing:
-        raise GuardInputError(f"guard event lacks {missing}; got keys {sorted(event)}")
+    ev = GuardEvent.parse(event, error=GuardInputError)
     blocking = earlier_active_run(
-        running_executions(sfn, event["state_machine_arn"]),
-        execution_arn=event["execution_arn"],
-        start_time=event["start_time"],
+        running_executions(sfn, ev.state_machine_arn),
+        execution_arn=ev.execution_arn,
+        start_time=ev.start_time,
     )
-    result: dict[str, Any] = {"skip": blocking is not None, "blocking_execution_arn": blocking or ""}
     names = run_names(
-        event["execution_name"],
-        bucket,
-        project=project,
-        execution_arn=event["execution_arn"],
-        start_time=event["start_time"],
+        ev.execution_name, bucket, project=project, execution_arn=ev.execution_arn, start_time=ev.start_time
     )
-    return result | names
+    return GuardResult(skip=blocking is not None, blocking_execution_arn=blocking or "", **names).to_json()
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.local.runner import RunOutcome
 
 Log = Callable[[str], None]
@@ -16,7 +17,7 @@ def sample_users(outcome: RunOutcome, aws: Any, dep: Any, n: int) -> list[str]:
     """The first n users of the run's id map (original ids)."""
     if not outcome.manifest:
         return []
-    key = outcome.manifest.get("files", {}).get("users", f"runs/{outcome.run_id}/prepared/users.json")
+    key = outcome.manifest.get("files", {}).get("users", RunLayout(outcome.run_id).prepared_file("users"))
     users = json.loads(aws.client("s3").get_object(Bucket=dep.bucket, Key=key)["Body"].read())
     return [str(u) for u in users[:n]]
 

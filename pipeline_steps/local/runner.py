@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.local.deploy import Deployment
 from pipeline_steps.local.progress import ExecutionResult, Watcher, watch
 
@@ -77,7 +78,7 @@ def _get_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
 
 
 def read_pointer(aws: Any, dep: Deployment) -> dict[str, Any] | None:
-    from pipeline_steps.publish.versioning import POINTER_KEY, plain
+    from pipeline_steps.common.table import POINTER_KEY, plain
 
     item = aws.client("dynamodb").get_item(TableName=dep.table, Key=POINTER_KEY).get("Item")
     return plain(item) if item else None
@@ -117,8 +118,9 @@ def execute(
     log(f"execution {run_id}: {result.status} in {result.total_seconds:.1f}s")
     s3 = aws.client("s3")
     outcome = RunOutcome(run_id=run_id, result=result, pointer=read_pointer(aws, dep))
-    outcome.metrics = _get_json(s3, dep.bucket, f"runs/{run_id}/evaluation/metrics.json")
-    outcome.manifest = _get_json(s3, dep.bucket, f"runs/{run_id}/prepared/manifest.json")
+    layout = RunLayout(run_id)
+    outcome.metrics = _get_json(s3, dep.bucket, layout.metrics)
+    outcome.manifest = _get_json(s3, dep.bucket, layout.manifest)
     # SageMaker names are namespaced (docs/state-machine.md "Run id and job names"): ask the guard.
     outcome.fm_metrics = fm_final_metrics(aws, guard_names(sfn, arn).get("fm_job_name", ""))
     return outcome

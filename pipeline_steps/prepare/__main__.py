@@ -8,7 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
-from pipeline_steps.prepare.config import ConfigError, PrepareConfig
+from pipeline_steps.common.errors import ConfigError
+from pipeline_steps.common.layout import RunLayout
+from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.prepare.core import PrepareConflictError, prepare, step_output
 from pipeline_steps.prepare.layout import PrepareInputError
 from pipeline_steps.prepare.storage import LocalStorage, S3Storage, Storage
@@ -85,20 +87,20 @@ def main(argv: list[str] | None = None) -> int:
                     )
             Path(args.out).mkdir(parents=True, exist_ok=True)
             sink, root, bucket = LocalStorage(args.out), "", str(Path(args.out).resolve())
-        out_prefix = f"{root}runs/{args.run_id}/prepared/"
+        layout = RunLayout(args.run_id, root=root)
         manifest = prepare(
             config,
             source=source,
             sink=sink,
             test_source=test_source,
             run_id=args.run_id,
-            out_prefix=out_prefix,
+            out_prefix=layout.prepared,
             bucket=bucket,
         )
     except (ConfigError, PrepareInputError, PrepareConflictError, json.JSONDecodeError) as exc:
         print(f"prepare: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(step_output(manifest, sink, out_prefix + "manifest.json")))
+    print(json.dumps(step_output(manifest, sink, layout.manifest)))
     return 0
 
 

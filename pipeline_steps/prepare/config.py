@@ -7,16 +7,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_steps.common.config import config_from_dict
+from pipeline_steps.common.errors import ConfigError
+
 LABEL_MODES = ("binary", "regression", "implicit")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 SPLITS = ("explicit", "last_n", "none")
 DELIMITERS = ("auto", ",", "\t", ";", "|", "::")
+DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ","}
 
 ColumnSpec = str | int | None
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, of the wrong type or out of range."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,7 +38,7 @@ class PrepareConfig:
     encoding: str = "utf-8"  # any ASCII-compatible codec; bytes are validated, not guessed
     rating_threshold: float = 4.0
     label_mode: str = "implicit"
-    negative_ratio: int = 3  # sampled negatives per observed positive, per draw
+    negative_ratio: int = 4  # sampled negatives per observed positive, per draw (decision 0004)
     negative_sampling: str = "uniform"
     negative_draws: int = 4  # independent negative sets written into the one training file
     seed: int = 42
@@ -85,6 +85,10 @@ class PrepareConfig:
         for name in ("user_col", "item_col"):
             if getattr(self, name) == "":
                 raise ConfigError(f"{name}: cannot be empty (the user and item columns are required)")
+        for name in ("user_col", "item_col", "rating_col", "timestamp_col"):
+            value = getattr(self, name)
+            if isinstance(value, int) and value < 0:
+                raise ConfigError(f"{name}: a column position must be >= 0, got {value}")
         try:
             "x".encode(self.encoding)
         except LookupError as exc:
@@ -102,84 +106,21 @@ class PrepareConfig:
             )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> PrepareConfig:
-        """Build from a JSON-like dict, rejecting unknown keys and wrong types with the key's name."""
+    def from_dict(cls, data: dict[str, Any] | None, *, where: str = "prepare") -> PrepareConfig:
+        """Build from a JSON-like dict (common.config: unknown keys and wrong types name the key).
+
+        Text forms are accepted as on a command line ("7", "false"), plus `delimiter` names ("tab",
+        "comma") and `header: "auto"` (= None).
+        """
         data = dict(data or {})
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields))
-        if unknown:
-            raise ConfigError(
-                f"unknown prepare config key(s): {', '.join(unknown)}; known: {', '.join(fields)}"
-            )
-        kwargs = {name: _coerce(name, value) for name, value in data.items()}
-        return cls(**kwargs)
+        if isinstance(data.get("delimiter"), str):
+            data["delimiter"] = DELIMITER_NAMES.get(data["delimiter"], data["delimiter"])
+        if data.get("header") == "auto":
+            data["header"] = None
+        return config_from_dict(cls, data, where=where, strings=True)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-_INTS = {"negative_ratio", "negative_draws", "seed", "min_user_interactions", "min_item_interactions"}
-_INTS |= {"holdout_n", "shard_rows", "min_shards"}
-_FLOATS = {"rating_threshold", "max_bad_fraction"}
-_STRS = {
-    "input_prefix",
-    "test_prefix",
-    "delimiter",
-    "quotechar",
-    "encoding",
-    "label_mode",
-    "negative_sampling",
-}
-_COLUMNS = {"user_col", "item_col", "rating_col", "timestamp_col"}
-
-
-def _coerce(name: str, value: Any) -> Any:
-    if name in _INTS:
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ConfigError(f"{name}: expected an integer, got {value!r}")
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
-    if name in _FLOATS:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ConfigError(f"{name}: expected a number, got {value!r}")
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
-    if name in _STRS:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name}: expected a string, got {value!r}")
-        return {"tab": "\t", "\\t": "\t", "comma": ","}.get(value, value) if name == "delimiter" else value
-    if name in _COLUMNS:
-        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-            if isinstance(value, int) and value < 0:
-                raise ConfigError(f"{name}: a column position must be >= 0, got {value}")
-            return value
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{name}: expected a header name, a 0-based position or null, got {value!r}")
-    if name == "split":
-        if value is None or isinstance(value, str):
-            return value
-        raise ConfigError(f"split: expected one of {', '.join(SPLITS)}, got {value!r}")
-    if name in ("header", "shuffle"):
-        return _coerce_bool(name, value, allow_auto=name == "header")
-    raise ConfigError(f"{name}: unsupported key")  # unreachable: keys are checked first
-
-
-def _coerce_bool(name: str, value: Any, *, allow_auto: bool) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if allow_auto and (value is None or value == "auto"):
-        return None
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "1"):
-        return True
-    if text in ("false", "no", "0"):
-        return False
-    raise ConfigError(f"{name}: expected true/false{'/auto' if allow_auto else ''}, got {value!r}")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

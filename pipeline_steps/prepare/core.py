@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline_steps.common.events import PrepareResult
+from pipeline_steps.common.layout import MANIFEST_NAME, PREPARED_FILES, TEST_CHANNEL, TRAIN_CHANNEL
+from pipeline_steps.common.manifest import MANIFEST_VERSION, Manifest
 from pipeline_steps.prepare import interactions as rows
 from pipeline_steps.prepare import labels, outputs
 from pipeline_steps.prepare.config import PrepareConfig
@@ -29,7 +32,6 @@ from pipeline_steps.prepare.parse import FileParser, Interactions, ParseStats
 from pipeline_steps.prepare.storage import ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
-MANIFEST_VERSION = 1
 SHARD_WORKERS = 4  # bounded: each in-flight shard holds its encoded bytes in memory
 
 __all__ = ["PrepareConflictError", "PrepareInputError", "prepare", "step_output"]
@@ -88,7 +90,7 @@ def prepare(
             f"split 'explicit' but no test files under {test_source.uri(config.test_prefix)!r}"
         )
 
-    manifest_key = out_prefix + "manifest.json"
+    manifest_key = out_prefix + MANIFEST_NAME
     existing = sink.read_bytes(manifest_key)
     if existing is not None:
         return _reuse(json.loads(existing), config, source, objects, test_source, test_objects, run_id)
@@ -156,21 +158,13 @@ def prepare(
     train_rows, test_rows, label_stats = _labelled(config, du, di, r, hdu, hdi, hr, n_users, n_items)
     t_labels = time.perf_counter()
 
-    files = {
-        name: out_prefix + leaf
-        for name, leaf in (
-            ("users", "users.json"),
-            ("items", "items.json"),
-            ("seen", "seen.npz"),
-            ("holdout", "holdout.npz"),
-            ("popularity", "popularity.npy"),
-            ("report", "report.json"),
-        )
-    }
+    files = {name: out_prefix + leaf for name, leaf in PREPARED_FILES.items()}
     train_shards = _write_shards(
-        sink, out_prefix + "train/", train_rows, n_users, n_items, config.shard_rows, config.min_shards
+        sink, out_prefix + TRAIN_CHANNEL, train_rows, n_users, n_items, config.shard_rows, config.min_shards
     )
-    test_shards = _write_shards(sink, out_prefix + "test/", test_rows, n_users, n_items, config.shard_rows)
+    test_shards = _write_shards(
+        sink, out_prefix + TEST_CHANNEL, test_rows, n_users, n_items, config.shard_rows
+    )
     sink.write_bytes(files["users"], outputs.ids_json_bytes(user_ids))
     sink.write_bytes(files["items"], outputs.ids_json_bytes(item_ids))
     seen_ptr, seen_idx = rows.csr_from_pairs(du, di, n_users, n_items)
@@ -206,22 +200,22 @@ def prepare(
         "label_stats": label_stats,
     }
     sink.write_bytes(files["report"], outputs.json_bytes(report))
-    manifest = {
-        "version": MANIFEST_VERSION,
-        "run_id": run_id,
-        "bucket": bucket,
-        "n_users": n_users,
-        "n_items": n_items,
-        "feature_dim": n_users + n_items,
-        "label_mode": config.label_mode,
-        "label_stats": label_stats,
-        "counts": counts,
-        "train_shards": train_shards,
-        "test_shards": test_shards,
-        "files": files,
-        "input": {"objects": all_objects, "sha256": _input_sha256(all_objects)},
-        "config": config.to_dict(),
-    }
+    manifest = Manifest(
+        version=MANIFEST_VERSION,
+        run_id=run_id,
+        bucket=bucket,
+        n_users=n_users,
+        n_items=n_items,
+        feature_dim=n_users + n_items,
+        label_mode=config.label_mode,
+        label_stats=label_stats,
+        counts=counts,
+        train_shards=train_shards,
+        test_shards=test_shards,
+        files=files,
+        input={"objects": all_objects, "sha256": _input_sha256(all_objects)},
+        config=config.to_dict(),
+    ).to_json()
     sink.write_bytes(manifest_key, outputs.json_bytes(manifest))  # last: its presence = completed
     t_end = time.perf_counter()
     log.info(
@@ -241,18 +235,18 @@ def prepare(
 def step_output(manifest: dict, sink: Storage, manifest_key: str) -> dict:
     """The Lambda/Step Functions return payload (docs/contracts.md)."""
     prefix = manifest_key.rsplit("/", 1)[0] + "/"
-    return {
-        "run_id": manifest["run_id"],
-        "manifest_key": manifest_key,
-        "train_s3_uri": sink.uri(prefix + "train/"),
+    return PrepareResult(
+        run_id=manifest["run_id"],
+        manifest_key=manifest_key,
+        train_s3_uri=sink.uri(prefix + TRAIN_CHANNEL),
         # No test rows (split "none") -> "" so the workflow can leave out the FM test channel.
-        "test_s3_uri": sink.uri(prefix + "test/") if manifest["test_shards"] else "",
-        "feature_dim": str(manifest["feature_dim"]),  # straight into the FM hyperparameters
-        "n_users": manifest["n_users"],
-        "n_items": manifest["n_items"],
-        "train_rows": manifest["counts"]["train_rows"],
-        "test_rows": manifest["counts"]["test_rows"],
-    }
+        test_s3_uri=sink.uri(prefix + TEST_CHANNEL) if manifest["test_shards"] else "",
+        feature_dim=str(manifest["feature_dim"]),  # straight into the FM hyperparameters
+        n_users=manifest["n_users"],
+        n_items=manifest["n_items"],
+        train_rows=manifest["counts"]["train_rows"],
+        test_rows=manifest["counts"]["test_rows"],
+    ).to_json()
 
 
 def _parse_all(config, storage, objects: list[ObjectInfo], users, items, channel: str) -> _Parsed:

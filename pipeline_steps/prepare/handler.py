@@ -13,6 +13,8 @@ import os
 import re
 from typing import Any
 
+from pipeline_steps.common.events import PrepareEvent
+from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.prepare.core import prepare, step_output
 from pipeline_steps.prepare.storage import S3Storage
@@ -22,7 +24,7 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
 def handler(event: dict[str, Any], context: Any = None, *, s3_client: Any = None) -> dict[str, Any]:
-    run_id = str(event.get("run_id") or "")
+    run_id = PrepareEvent.parse(event).run_id
     if not _RUN_ID.match(run_id):
         raise ValueError(f"event.run_id must match {_RUN_ID.pattern}, got {run_id!r}")
     bucket = os.environ.get("BUCKET_NAME")
@@ -30,8 +32,8 @@ def handler(event: dict[str, Any], context: Any = None, *, s3_client: Any = None
         raise ValueError("environment variable BUCKET_NAME is not set")
     config = PrepareConfig.from_dict(json.loads(os.environ.get("STEP_CONFIG") or "{}"))
     storage = S3Storage(bucket, s3_client)
-    out_prefix = f"runs/{run_id}/prepared/"
+    layout = RunLayout(run_id)
     manifest = prepare(
-        config, source=storage, sink=storage, run_id=run_id, out_prefix=out_prefix, bucket=bucket
+        config, source=storage, sink=storage, run_id=run_id, out_prefix=layout.prepared, bucket=bucket
     )
-    return step_output(manifest, storage, out_prefix + "manifest.json")
+    return step_output(manifest, storage, layout.manifest)

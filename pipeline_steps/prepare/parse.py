@@ -30,8 +30,9 @@ from pipeline_steps.prepare.storage import ObjectInfo, Storage
 CHUNK_BYTES = 8 << 20
 CSV_BATCH_ROWS = 50_000
 MAX_EXAMPLES_PER_REASON = 5
-# A user id becomes part of a DynamoDB partition key ("u#" + id, limit 2,048 bytes) and every id
-# travels in the published items: a longer id would fail every publish, so it is a bad row here.
+# A user id becomes part of a DynamoDB partition key (common/table.py: "u#" + id, at most
+# MAX_KEY_BYTES) and every id travels in the published items: a longer id would fail every
+# publish, so it is a bad row here.
 MAX_ID_BYTES = 1024
 REASONS = (
     "missing field",

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline_steps.publish.items import MAX_X
-from pipeline_steps.publish.runio import InputError
-
-# k-NN index_metric values: INNER_PRODUCT/COSINE are similarities (higher is better), L2 a distance.
-METRICS = ("INNER_PRODUCT", "COSINE", "L2")
+from pipeline_steps.common.errors import ConfigError
+from pipeline_steps.common.limits import INDEX_METRICS, MAX_X
 
 
 @dataclass(frozen=True, kw_only=True)
 class PublishConfig:
-    x: int = 10  # recommendations stored per user (<= MAX_X, see items.py)
+    x: int = 10  # recommendations stored per user (<= MAX_X, see common/limits.py)
     index_metric: str = "INNER_PRODUCT"  # the k-NN index_metric: decides the sort direction
     ttl_days: float = 30.0  # run items expire this long after being written (> schedule interval!)
     writer_threads: int = 4
@@ -24,14 +21,16 @@ class PublishConfig:
 
     def validate(self, where: str) -> None:
         if not 1 <= self.x <= MAX_X:
-            raise InputError(f"{where}.x: must be in 1..{MAX_X} (DynamoDB item size), got {self.x}")
-        if self.index_metric not in METRICS:
-            raise InputError(f"{where}.index_metric: must be one of {METRICS}, got {self.index_metric!r}")
+            raise ConfigError(f"{where}.x: must be in 1..{MAX_X} (DynamoDB item size), got {self.x}")
+        if self.index_metric not in INDEX_METRICS:
+            raise ConfigError(
+                f"{where}.index_metric: must be one of {INDEX_METRICS}, got {self.index_metric!r}"
+            )
         if self.ttl_days <= 1:
-            raise InputError(f"{where}.ttl_days: must be > 1 day, got {self.ttl_days}")
+            raise ConfigError(f"{where}.ttl_days: must be > 1 day, got {self.ttl_days}")
         if not 1 <= self.writer_threads <= 64:
-            raise InputError(f"{where}.writer_threads: must be in 1..64, got {self.writer_threads}")
+            raise ConfigError(f"{where}.writer_threads: must be in 1..64, got {self.writer_threads}")
         if self.max_seconds <= 0 or self.base_backoff_seconds < 0 or self.max_backoff_seconds < 0:
-            raise InputError(f"{where}: max_seconds must be > 0 and backoff delays >= 0")
+            raise ConfigError(f"{where}: max_seconds must be > 0 and backoff delays >= 0")
         if not 0 <= self.fallback_size <= MAX_X:
-            raise InputError(f"{where}.fallback_size: must be in 0..{MAX_X}, got {self.fallback_size}")
+            raise ConfigError(f"{where}.fallback_size: must be in 0..{MAX_X}, got {self.fallback_size}")

@@ -8,99 +8,19 @@ Event (docs/contracts.md): {"run_id", "manifest_key", "queries_manifest_key", "t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from pipeline_steps.common import table
+from pipeline_steps.common.events import RunResultsEvent
+from pipeline_steps.common.items import encode_items
+from pipeline_steps.common.layout import RunLayout
+from pipeline_steps.common.ranking import iter_run_part
+from pipeline_steps.common.runio import InputError, RunInputs, get_json, load_inputs, load_popularity
 from pipeline_steps.publish import versioning
 from pipeline_steps.publish.config import PublishConfig
-from pipeline_steps.publish.items import encode_items
-from pipeline_steps.publish.ranking import iter_part_top_x
-from pipeline_steps.publish.runio import (
-    Csr,
-    InputError,
-    Manifest,
-    QueriesManifest,
-    get_json,
-    iter_lines,
-    load_csr,
-    load_id_list,
-    load_manifest,
-    load_popularity,
-    load_queries_manifest,
-    transform_output_keys,
-)
 from pipeline_steps.publish.writer import BatchWriter, PublishTimeoutError
-
-MAX_KEY_BYTES = 2048  # DynamoDB partition key limit; pk = "u#" + user id
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunInputs:
-    run_id: str
-    bucket: str
-    manifest: Manifest
-    queries: QueriesManifest
-    out_keys: list[str]
-    users: list[str]
-    items: list[str]
-    seen: Csr
-
-
-def required(event: dict, name: str) -> Any:
-    value = event.get(name)
-    if not isinstance(value, str) or not value:
-        raise InputError(f"event field {name!r} is missing or empty")
-    return value
-
-
-def iter_run_part(
-    s3: Any, inputs: RunInputs, part: int, *, metric: str, x: int
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(user index, item indices, scores) best first, seen items dropped, for one transform part."""
-    qp, key = inputs.queries.parts[part], inputs.out_keys[part]
-    return iter_part_top_x(
-        iter_lines(s3, inputs.bucket, key),
-        metric=metric,
-        seen=inputs.seen,
-        first_user=qp.first_user,
-        n_users=qp.n_users,
-        x=x,
-        n_items=inputs.manifest.n_items,
-        where=f"s3://{inputs.bucket}/{key}",
-    )
-
-
-def load_inputs(s3: Any, bucket: str, event: dict) -> RunInputs:
-    run_id = required(event, "run_id")
-    manifest = load_manifest(s3, bucket, required(event, "manifest_key"))
-    queries = load_queries_manifest(s3, bucket, required(event, "queries_manifest_key"))
-    if (queries.n_users, queries.n_items) != (manifest.n_users, manifest.n_items):
-        raise InputError(
-            f"{queries.key}: {queries.n_users} users x {queries.n_items} items does not match "
-            f"{manifest.key} ({manifest.n_users} x {manifest.n_items})"
-        )
-    tr_bucket, out_keys = transform_output_keys(s3, required(event, "transform_output_s3_uri"), queries)
-    if tr_bucket != bucket:
-        raise InputError(f"transform_output_s3_uri is in bucket {tr_bucket!r}, expected {bucket!r}")
-    seen_key = manifest.file_key("seen")
-    return RunInputs(
-        run_id=run_id,
-        bucket=bucket,
-        manifest=manifest,
-        queries=queries,
-        out_keys=out_keys,
-        users=load_id_list(s3, bucket, manifest.file_key("users"), expected=manifest.n_users),
-        items=load_id_list(s3, bucket, manifest.file_key("items"), expected=manifest.n_items),
-        seen=load_csr(
-            s3.get_object(Bucket=bucket, Key=seen_key)["Body"].read(),
-            name=seen_key,
-            n_users=manifest.n_users,
-            n_items=manifest.n_items,
-        ),
-    )
 
 
 def run_started_at(s3: Any, inputs: RunInputs) -> float:
@@ -120,11 +40,11 @@ def expires_at(config: PublishConfig, now: float) -> int:
 def user_item(
     user_id: str, run_id: str, item_ids: list[str], scores: np.ndarray, expires: int
 ) -> tuple[dict, int]:
-    pk = "u#" + user_id
-    if len(pk.encode("utf-8")) > MAX_KEY_BYTES:
+    key = table.user_key(user_id, run_id)
+    if len(key["pk"]["S"].encode("utf-8")) > table.MAX_KEY_BYTES:
         raise InputError(f"user id {user_id[:40]!r}... is longer than DynamoDB's key limit")
     text, kept = encode_items(item_ids, scores)
-    item = {"pk": {"S": pk}, "sk": {"S": run_id}, "items": {"S": text}, "expires_at": {"N": str(expires)}}
+    item = {**key, "items": {"S": text}, "expires_at": {"N": str(expires)}}
     return item, kept
 
 
@@ -198,16 +118,13 @@ def fallback_item(s3: Any, inputs: RunInputs, config: PublishConfig, expires: in
     )
     size = config.fallback_size or config.x
     order = np.lexsort((np.arange(pop.size), -pop))[:size]  # most popular first, ties by item index
-    item, _ = user_item(
-        "", inputs.run_id, [inputs.items[i] for i in order], pop[order].astype(float), expires
-    )
-    item["pk"] = {"S": "fallback"}
-    return item
+    text, _ = encode_items([inputs.items[i] for i in order], pop[order].astype(float))
+    return {**table.fallback_key(inputs.run_id), "items": {"S": text}, "expires_at": {"N": str(expires)}}
 
 
 def model_metrics(s3: Any, bucket: str, run_id: str) -> dict[str, float]:
     """The model's headline metrics from evaluate's output, for the pointer (empty if not evaluated)."""
-    key = f"runs/{run_id}/evaluation/metrics.json"
+    key = RunLayout(run_id).metrics
     try:
         doc = get_json(s3, bucket, key)
     except InputError:
@@ -239,7 +156,7 @@ def publish_run(
     dynamodb: Any,
     bucket: str,
     table_name: str,
-    event: dict,
+    event: dict | RunResultsEvent,
     config: PublishConfig,
     now: float | None = None,
     writer_options: dict | None = None,

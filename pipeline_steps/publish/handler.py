@@ -13,9 +13,11 @@ from typing import Any
 
 import boto3
 
+from pipeline_steps.common.config import env_config, require_env
+from pipeline_steps.common.events import PublishPartEvent, PublishResult, RunResultsEvent
+from pipeline_steps.common.runio import load_inputs
 from pipeline_steps.publish import core
 from pipeline_steps.publish.config import PublishConfig
-from pipeline_steps.publish.runio import InputError, env_config, require_env
 
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
@@ -32,26 +34,22 @@ def handler(event: dict, context: Any = None) -> dict:
         dynamodb=boto3.client("dynamodb"),
         bucket=bucket,
         table_name=table,
-        event=event,
+        event=RunResultsEvent.parse(event),
         config=config,
     )
     log.info(json.dumps({"step": "publish", **result}))
-    return {
-        "run_id": result["run_id"],
-        "users_written": result["users_written"],
-        "pointer": result["pointer"],
-    }
+    return PublishResult(
+        run_id=result["run_id"], users_written=result["users_written"], pointer=result["pointer"]
+    ).to_json()
 
 
 def part_handler(event: dict, context: Any = None) -> dict:
     bucket, table, config = _env()
-    part = event.get("part")
-    if not isinstance(part, int) or isinstance(part, bool):
-        raise InputError(f"event field 'part' must be an integer, got {part!r}")
+    ev = PublishPartEvent.parse(event)
     s3 = boto3.client("s3")
-    inputs = core.load_inputs(s3, bucket, event)
+    inputs = load_inputs(s3, bucket, ev)
     result = core.publish_part(
-        s3=s3, dynamodb=boto3.client("dynamodb"), table_name=table, inputs=inputs, part=part, config=config
+        s3=s3, dynamodb=boto3.client("dynamodb"), table_name=table, inputs=inputs, part=ev.part, config=config
     )
     log.info(json.dumps({"step": "publish_part", **result}))
     return result
@@ -60,13 +58,11 @@ def part_handler(event: dict, context: Any = None) -> dict:
 def finalize_handler(event: dict, context: Any = None) -> dict:
     bucket, table, config = _env()
     s3 = boto3.client("s3")
-    inputs = core.load_inputs(s3, bucket, event)
+    inputs = load_inputs(s3, bucket, RunResultsEvent.parse(event))
     flipped = core.finalize(
         s3=s3, dynamodb=boto3.client("dynamodb"), table_name=table, inputs=inputs, config=config
     )
     log.info(json.dumps({"step": "publish_finalize", **flipped}))
-    return {
-        "run_id": flipped["run_id"],
-        "users_written": flipped["users_written"],
-        "pointer": flipped["run_id"],
-    }
+    return PublishResult(
+        run_id=flipped["run_id"], users_written=flipped["users_written"], pointer=flipped["run_id"]
+    ).to_json()

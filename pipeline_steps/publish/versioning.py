@@ -14,17 +14,14 @@ from typing import Any
 
 import botocore.exceptions
 
-POINTER_KEY = {"pk": {"S": "pointer"}, "sk": {"S": "current"}}
+from pipeline_steps.common.table import POINTER_KEY, RUN_PK, plain, read_pointer, read_run, run_key
+
 # A run must outlive a rollback to it by at least this long, or readers would find expired items.
 MIN_REMAINING_TTL_S = 86_400
 
 
 class PublishStateError(RuntimeError):
     """The table is not in a state that allows this publish/rollback (the message says why)."""
-
-
-def run_key(run_id: str) -> dict:
-    return {"pk": {"S": "run"}, "sk": {"S": run_id}}
 
 
 def iso(ts: float) -> str:
@@ -36,44 +33,12 @@ def to_attr_map(values: dict[str, float]) -> dict:
     return {"M": {k: {"N": repr(float(v))} for k, v in values.items() if math.isfinite(float(v))}}
 
 
-def from_attr(value: dict) -> Any:
-    """Plain Python value of a DynamoDB attribute (the few types this table uses)."""
-    ((kind, raw),) = value.items()
-    if kind == "S":
-        return raw
-    if kind == "N":
-        number = float(raw)
-        return int(number) if number.is_integer() and "." not in raw and "e" not in raw.lower() else number
-    if kind == "M":
-        return {k: from_attr(v) for k, v in raw.items()}
-    if kind == "L":
-        return [from_attr(v) for v in raw]
-    if kind == "BOOL":
-        return raw
-    if kind == "NULL":
-        return None
-    raise ValueError(f"unsupported attribute type {kind}")
-
-
-def plain(item: dict | None) -> dict | None:
-    return None if item is None else {k: from_attr(v) for k, v in item.items()}
-
-
-def read_pointer(dynamodb: Any, table: str, *, consistent: bool = True) -> dict | None:
-    item = dynamodb.get_item(TableName=table, Key=POINTER_KEY, ConsistentRead=consistent).get("Item")
-    return plain(item)
-
-
-def read_run(dynamodb: Any, table: str, run_id: str) -> dict | None:
-    return plain(dynamodb.get_item(TableName=table, Key=run_key(run_id), ConsistentRead=True).get("Item"))
-
-
 def list_runs(dynamodb: Any, table: str) -> list[dict]:
     runs: list[dict] = []
     kwargs: dict = {
         "TableName": table,
         "KeyConditionExpression": "pk = :run",
-        "ExpressionAttributeValues": {":run": {"S": "run"}},
+        "ExpressionAttributeValues": {":run": {"S": RUN_PK}},
     }
     while True:
         page = dynamodb.query(**kwargs)

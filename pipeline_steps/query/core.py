@@ -9,8 +9,8 @@ import threading
 import time
 from typing import Any
 
-from pipeline_steps.publish.items import decode_items
-from pipeline_steps.publish.versioning import POINTER_KEY, plain, run_key
+from pipeline_steps.common.items import decode_items
+from pipeline_steps.common.table import POINTER_KEY, fallback_key, plain, run_key, user_key
 
 DEFAULT_POINTER_TTL_S = 30.0
 _cache: dict[tuple[str, int], tuple[float, dict]] = {}
@@ -85,13 +85,9 @@ def get_recommendations(
                 f"run {run_id!r} in table {table_name!r} is {record.get('status')!r}, not complete"
             )
         run = {"run_id": run_id, "published_at": record.get("published_at")}
-    item = dynamodb.get_item(
-        TableName=table_name, Key={"pk": {"S": "u#" + str(user_id)}, "sk": {"S": run["run_id"]}}
-    ).get("Item")
+    item = dynamodb.get_item(TableName=table_name, Key=user_key(str(user_id), run["run_id"])).get("Item")
     fallback = item is None
     if fallback:
-        item = dynamodb.get_item(
-            TableName=table_name, Key={"pk": {"S": "fallback"}, "sk": {"S": run["run_id"]}}
-        ).get("Item")
+        item = dynamodb.get_item(TableName=table_name, Key=fallback_key(run["run_id"])).get("Item")
     items = decode_items(item["items"]["S"]) if item else []
     return {"user_id": str(user_id), "items": items, "fallback": fallback, **run}

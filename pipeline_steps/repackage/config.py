@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline_steps.publish.items import MAX_X
-from pipeline_steps.publish.runio import InputError
+from pipeline_steps.common.errors import ConfigError
+from pipeline_steps.common.limits import MAX_X
 from pipeline_steps.repackage import sizing
 
 
@@ -20,17 +20,17 @@ class RepackageConfig:
 
     def validate(self, where: str) -> None:
         if not 1 <= self.x <= MAX_X:
-            raise InputError(f"{where}.x: must be in 1..{MAX_X}, got {self.x}")
+            raise ConfigError(f"{where}.x: must be in 1..{MAX_X}, got {self.x}")
         if self.max_k < self.x:
-            raise InputError(f"{where}.max_k: must be >= x ({self.x}), got {self.max_k}")
+            raise ConfigError(f"{where}.max_k: must be >= x ({self.x}), got {self.max_k}")
         if self.users_per_shard < 1:
-            raise InputError(f"{where}.users_per_shard: must be >= 1, got {self.users_per_shard}")
+            raise ConfigError(f"{where}.users_per_shard: must be >= 1, got {self.users_per_shard}")
         if not 1 <= self.max_payload_mb <= sizing.MAX_PAYLOAD_MB:
-            raise InputError(
+            raise ConfigError(
                 f"{where}.max_payload_mb: must be in 1..{sizing.MAX_PAYLOAD_MB}, got {self.max_payload_mb}"
             )
         if not 1 <= self.response_budget_bytes <= sizing.MAX_RESPONSE_BUDGET:
-            raise InputError(
+            raise ConfigError(
                 f"{where}.response_budget_bytes: must be in 1..{sizing.MAX_RESPONSE_BUDGET} (the "
                 f"container's response limit), got {self.response_budget_bytes}"
             )

@@ -23,12 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline_steps.formats.fm_model import read_fm_model
-from pipeline_steps.formats.recordio import encode_dense
-from pipeline_steps.publish.core import required
-from pipeline_steps.publish.runio import (
+from pipeline_steps.common.events import RepackageEvent, RepackageResult
+from pipeline_steps.common.layout import RunLayout
+from pipeline_steps.common.manifest import Manifest
+from pipeline_steps.common.runio import (
     InputError,
-    Manifest,
     get_bytes,
     load_csr,
     load_manifest,
@@ -36,6 +35,8 @@ from pipeline_steps.publish.runio import (
     put_json,
     s3_uri,
 )
+from pipeline_steps.formats.fm_model import read_fm_model
+from pipeline_steps.formats.recordio import encode_dense
 from pipeline_steps.repackage import sizing
 from pipeline_steps.repackage.config import RepackageConfig
 
@@ -102,10 +103,11 @@ def knn_vectors(model: Any, manifest: Manifest) -> tuple[np.ndarray, np.ndarray,
     return items, labels, users
 
 
-def repackage(*, s3: Any, bucket: str, event: dict, config: RepackageConfig) -> dict:
-    run_id = required(event, "run_id")
-    manifest = load_manifest(s3, bucket, required(event, "manifest_key"))
-    model_bucket, model_key = parse_s3_uri(required(event, "model_s3_uri"), field="model_s3_uri")
+def repackage(*, s3: Any, bucket: str, event: dict | RepackageEvent, config: RepackageConfig) -> dict:
+    ev = RepackageEvent.parse(event)
+    run_id = ev.run_id
+    manifest = load_manifest(s3, bucket, ev.manifest_key)
+    model_bucket, model_key = parse_s3_uri(ev.model_s3_uri, field="model_s3_uri")
     model = read_fm_model(get_bytes(s3, model_bucket, model_key))
     items, labels, users = knn_vectors(model, manifest)
 
@@ -120,15 +122,15 @@ def repackage(*, s3: Any, bucket: str, event: dict, config: RepackageConfig) -> 
     bounds = part_bounds(manifest.n_users, size.users)
     width = sizing.part_key_width(len(bounds))
 
-    base = f"runs/{run_id}/knn"
-    train_key = f"{base}/train/items.rec"
+    layout = RunLayout(run_id)
+    train_key = layout.knn_train_items
     s3.put_object(Bucket=bucket, Key=train_key, Body=encode_dense(items, labels))
     parts = []
     for i, (start, stop) in enumerate(bounds):
-        key = f"{base}/queries/users-{i:0{width}d}.rec"
+        key = layout.query_part(i, width)
         s3.put_object(Bucket=bucket, Key=key, Body=encode_dense(users[start:stop]))
         parts.append({"key": key, "first_user": start, "n_users": stop - start})
-    queries_manifest_key = f"{base}/queries/manifest.json"
+    queries_manifest_key = layout.queries_manifest
     put_json(
         s3,
         bucket,
@@ -144,12 +146,12 @@ def repackage(*, s3: Any, bucket: str, event: dict, config: RepackageConfig) -> 
             "sizing": size.as_dict(),
         },
     )
-    return {
-        "knn_train_s3_uri": s3_uri(bucket, f"{base}/train/"),
+    return RepackageResult(
+        knn_train_s3_uri=s3_uri(bucket, layout.knn_train),
         # The `users-` key prefix (not the folder): the transform must not read manifest.json as input.
-        "queries_s3_uri": s3_uri(bucket, f"{base}/queries/users-"),
-        "feature_dim": str(feature_dim),
-        "k": str(k),
-        "sample_size": str(manifest.n_items),
-        "queries_manifest_key": queries_manifest_key,
-    }
+        queries_s3_uri=s3_uri(bucket, layout.queries_input),
+        feature_dim=str(feature_dim),
+        k=str(k),
+        sample_size=str(manifest.n_items),
+        queries_manifest_key=queries_manifest_key,
+    ).to_json()

@@ -8,7 +8,8 @@ from typing import Any
 
 import boto3
 
-from pipeline_steps.publish.runio import env_config, require_env
+from pipeline_steps.common.config import env_config, require_env
+from pipeline_steps.common.events import RepackageEvent
 from pipeline_steps.repackage.config import RepackageConfig
 from pipeline_steps.repackage.core import repackage
 
@@ -17,7 +18,7 @@ log.setLevel(logging.INFO)
 
 
 def handler(event: dict, context: Any = None) -> dict:
-    bucket = require_env("BUCKET_NAME")
-    result = repackage(s3=boto3.client("s3"), bucket=bucket, event=event, config=env_config(RepackageConfig))
+    bucket, config = require_env("BUCKET_NAME"), env_config(RepackageConfig)
+    result = repackage(s3=boto3.client("s3"), bucket=bucket, event=RepackageEvent.parse(event), config=config)
     log.info(json.dumps({"step": "repackage", **result}))
     return result

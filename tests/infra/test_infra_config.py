@@ -26,10 +26,10 @@ def test_defaults_build_explicit_step_configs() -> None:
     assert config.region == "us-east-1" and config.schedule == "rate(7 days)"
     assert config.notification_email is None and config.kms is False
     assert config.fm.hyperparameters["predictor_type"] == "binary_classifier"
-    assert config.steps.publish["x"] == config.steps.evaluate["x"] == config.steps.repackage["x"] == 10
-    assert config.steps.evaluate["index_metric"] == "INNER_PRODUCT"
+    assert config.steps.publish.x == config.steps.evaluate.x == config.steps.repackage.x == 10
+    assert config.steps.evaluate.index_metric == "INNER_PRODUCT"
     # defaults of each step's own dataclass are filled in (one source of truth)
-    assert config.steps.prepare["holdout_n"] == 10 and "ttl_days" in config.steps.publish
+    assert config.steps.prepare.holdout_n == 10 and config.steps.publish.ttl_days == 30
 
 
 def test_cli_strings_and_dotted_keys() -> None:
@@ -45,10 +45,10 @@ def test_cli_strings_and_dotted_keys() -> None:
             "notification_email": "ops@example.com",
         }
     )
-    assert config.steps.publish["x"] == 20 and config.kms is True and config.schedule is None
+    assert config.steps.publish.x == 20 and config.kms is True and config.schedule is None
     assert config.fm.hyperparameters["epochs"] == "30" and config.fm.hyperparameters["factors_wd"] == "0.01"
-    assert config.steps.prepare["input_prefix"] == "data/ratings/"  # whole-object override
-    assert config.steps.prepare["label_mode"] == "binary"  # then the dotted key on top
+    assert config.steps.prepare.input_prefix == "data/ratings/"  # whole-object override
+    assert config.steps.prepare.label_mode == "binary"  # then the dotted key on top
     assert config.notification_email == "ops@example.com"
 
 
@@ -168,9 +168,9 @@ def test_invalid_values_are_rejected_with_the_key(overrides: dict[str, Any], mes
 def test_sagemaker_security_defaults_isolate_without_vpc_and_shard_for_every_fm_instance() -> None:
     config = build()
     assert config.sagemaker_security.network_isolation is True and config.vpc is None
-    assert config.steps.prepare["min_shards"] == 1
+    assert config.steps.prepare.min_shards == 1
     config = build(**{"fm.instance_count": 3, "sagemaker_security.network_isolation": "false"})
-    assert config.steps.prepare["min_shards"] == 3  # injected, like x
+    assert config.steps.prepare.min_shards == 3  # injected, like x
     assert config.sagemaker_security.network_isolation is False
 
 
@@ -188,13 +188,11 @@ def test_vpc_from_dotted_keys_on_the_null_default() -> None:
 def test_transform_sizing_values_reach_repackage() -> None:
     config = build()
     assert config.transform.max_concurrent_transforms == 4
-    assert config.steps.repackage["max_payload_mb"] == config.transform.max_payload_mb == 6
-    assert (
-        config.steps.repackage["response_budget_bytes"] == config.transform.response_budget_bytes == 5 * 2**20
-    )
+    assert config.steps.repackage.max_payload_mb == config.transform.max_payload_mb == 6
+    assert config.steps.repackage.response_budget_bytes == config.transform.response_budget_bytes == 5 * 2**20
     # a smaller budget is fine as long as one line at the k cap fits it
     config = build(**{"transform.response_budget_bytes": 30_000, "repackage.max_k": 800})
-    assert config.steps.repackage["response_budget_bytes"] == 30_000
+    assert config.steps.repackage.response_budget_bytes == 30_000
 
 
 def test_missing_key_points_at_cdk_json() -> None:

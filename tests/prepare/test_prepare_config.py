@@ -11,7 +11,7 @@ def test_defaults_and_effective_split():
     c = PrepareConfig.from_dict({})
     assert (c.label_mode, c.negative_ratio, c.negative_draws, c.effective_split) == (
         "implicit",
-        3,
+        4,
         4,
         "last_n",
     )
@@ -32,7 +32,7 @@ def test_coercion_of_env_style_strings():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"labelmode": "binary"}, "unknown prepare config key(s): labelmode"),
+        ({"labelmode": "binary"}, "prepare: unknown key(s) ['labelmode']"),
         ({"label_mode": "stars"}, "label_mode: 'stars' is not one of binary, regression, implicit"),
         ({"negative_sampling": "zipf"}, "negative_sampling: 'zipf' is not one of uniform, popularity"),
         ({"split": "random"}, "split: 'random' is not one of explicit, last_n, none"),
@@ -44,8 +44,8 @@ def test_coercion_of_env_style_strings():
         ({"delimiter": "#"}, "delimiter: '#' is not one of"),
         ({"user_col": -1}, "user_col: a column position must be >= 0, got -1"),
         ({"item_col": ""}, "item_col: cannot be empty"),
-        ({"item_col": 1.5}, "item_col: expected a header name, a 0-based position or null"),
-        ({"header": "maybe"}, "header: expected true/false/auto, got 'maybe'"),
+        ({"item_col": 1.5}, "prepare.item_col: expected a string or an integer or null, got 1.5"),
+        ({"header": "maybe"}, "prepare.header: expected true or false or null, got 'maybe'"),
         ({"encoding": "klingon"}, "encoding: unknown codec 'klingon'"),
         ({"quotechar": "''"}, "quotechar: must be one character or empty"),
         ({"shard_rows": 0}, "shard_rows: must be >= 1, got 0"),

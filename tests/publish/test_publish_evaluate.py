@@ -8,10 +8,11 @@ import boto3
 import numpy as np
 import pytest
 
+from pipeline_steps.common.config import config_from_dict
+from pipeline_steps.common.errors import InputError
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.evaluate.core import GateFailedError, evaluate_run
 from pipeline_steps.publish import versioning
-from pipeline_steps.publish.runio import InputError, config_from_dict
 from tests.publish.conftest import BUCKET, TABLE
 from tests.publish.prepared import event, put_prepared, put_queries_manifest, put_transform_output
 

@@ -7,10 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from pipeline_steps.common.config import config_from_dict
+from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.runio import Csr
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.evaluate.gate import check, failure_message
 from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_metrics, popular_top_x
-from pipeline_steps.publish.runio import Csr, InputError, config_from_dict
 
 
 def csr(rows: list[list[int]]) -> Csr:
@@ -98,7 +100,7 @@ def test_gate_never_passes_undefined_metrics():
     ("data", "match"),
     [
         ({"min_precison": 0.1}, "unknown key"),
-        ({"x": "10"}, r"STEP_CONFIG.x: expected int"),
+        ({"x": "10"}, r"STEP_CONFIG.x: expected an integer"),
         ({"x": 0}, r"STEP_CONFIG.x: must be in 1..1000"),
         ({"min_precision": 2}, "min_precision: must be in"),
         ({"gate_metric": "auc"}, "gate_metric: must be one of"),

@@ -9,9 +9,10 @@ import time
 import numpy as np
 import pytest
 
+from pipeline_steps.common.config import config_from_dict
+from pipeline_steps.common.errors import InputError
 from pipeline_steps.publish import core, versioning
 from pipeline_steps.publish.config import PublishConfig
-from pipeline_steps.publish.runio import InputError, config_from_dict
 from pipeline_steps.publish.writer import WriteFailedError
 from pipeline_steps.query import clear_pointer_cache, get_recommendations
 from tests.publish.conftest import BUCKET, TABLE
@@ -215,7 +216,7 @@ def test_bad_inputs_name_the_file(s3, dynamodb):
     put_transform_output(s3, BUCKET, "r1", 0, np.array([[9.0], [2.0], [1.0]]), np.ones((3, 1)))
     with pytest.raises(InputError, match=r"line 1: label outside 1..6"):
         core.publish_run(s3=s3, dynamodb=dynamodb, bucket=BUCKET, table_name=TABLE, event=ev, config=cfg())
-    with pytest.raises(InputError, match="'manifest_key' is missing"):
+    with pytest.raises(InputError, match=r"event lacks \['manifest_key'"):
         core.publish_run(
             s3=s3, dynamodb=dynamodb, bucket=BUCKET, table_name=TABLE, event={"run_id": "r1"}, config=cfg()
         )
@@ -285,7 +286,7 @@ def test_time_budget_exhausted_leaves_pointer_and_says_rerun(s3, dynamodb):
 def test_handlers_name_a_missing_environment_variable(monkeypatch, module, missing):
     import importlib
 
-    from pipeline_steps.publish.runio import InputError
+    from pipeline_steps.common.errors import InputError
 
     monkeypatch.setenv("BUCKET_NAME", "b")
     monkeypatch.setenv("TABLE_NAME", "t")

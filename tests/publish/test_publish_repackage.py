@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from pipeline_steps.common.config import config_from_dict
 from pipeline_steps.formats import mxnet_params
 from pipeline_steps.formats.artifact import Member, model_tar_gz, stored_zip
 from pipeline_steps.formats.fm_model import FMModel, fm_model_bytes
 from pipeline_steps.formats.recordio import read_dense
-from pipeline_steps.publish.runio import config_from_dict
 from pipeline_steps.repackage.config import RepackageConfig
 from pipeline_steps.repackage.core import FeatureDimMismatchError, choose_k, repackage
 from tests.publish.conftest import BUCKET

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from pipeline_steps.common.items import decode_items, encode_items
 from pipeline_steps.publish import versioning
 from pipeline_steps.publish.__main__ import main as publish_cli
-from pipeline_steps.publish.items import decode_items, encode_items
 from pipeline_steps.query import NoPublishedRunError, clear_pointer_cache, get_recommendations
 from pipeline_steps.query.__main__ import main as query_cli
 from tests.publish.conftest import TABLE

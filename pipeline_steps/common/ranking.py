@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
+from pipeline_steps.common.runio import Csr, InputError, RunInputs, iter_lines
 from pipeline_steps.formats import knn_output
-from pipeline_steps.publish.runio import Csr, InputError
 
 
 def top_x(
@@ -66,3 +67,20 @@ def iter_part_top_x(
         offset += 1
     if offset != n_users:
         raise InputError(f"{where}: {offset} result lines, expected {n_users} (one per query)")
+
+
+def iter_run_part(
+    s3: Any, inputs: RunInputs, part: int, *, metric: str, x: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(user index, item indices, scores) best first, seen items dropped, for one transform part."""
+    qp, key = inputs.queries.parts[part], inputs.out_keys[part]
+    return iter_part_top_x(
+        iter_lines(s3, inputs.bucket, key),
+        metric=metric,
+        seen=inputs.seen,
+        first_user=qp.first_user,
+        n_users=qp.n_users,
+        x=x,
+        n_items=inputs.manifest.n_items,
+        where=f"s3://{inputs.bucket}/{key}",
+    )

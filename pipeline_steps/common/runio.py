@@ -5,22 +5,18 @@ Everything here is numpy + stdlib + a boto3 S3 client passed in, so it runs in t
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
-import os
 import posixpath
-import types
-import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-
-class InputError(ValueError):
-    """A run input (manifest, id map, CSR, event field) is missing or malformed; the message names it."""
+from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.events import RunResultsEvent
+from pipeline_steps.common.manifest import Manifest
 
 
 def parse_s3_uri(uri: str, *, field: str = "s3 uri") -> tuple[str, str]:
@@ -86,43 +82,8 @@ def load_csr(data: bytes, *, name: str, n_users: int, n_items: int) -> Csr:
     return Csr(indptr=indptr, indices=indices)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Manifest:
-    """The fields of prepare's manifest.json this side of the pipeline relies on."""
-
-    key: str
-    run_id: str
-    n_users: int
-    n_items: int
-    feature_dim: int
-    files: dict[str, str]
-
-    def file_key(self, name: str) -> str:
-        key = self.files.get(name)
-        if not isinstance(key, str) or not key:
-            raise InputError(f"{self.key}: files.{name} is missing")
-        return key
-
-
 def load_manifest(s3: Any, bucket: str, key: str) -> Manifest:
-    raw = get_json(s3, bucket, key)
-    if not isinstance(raw, dict):
-        raise InputError(f"{key}: expected a JSON object")
-    fields = {}
-    for name in ("n_users", "n_items", "feature_dim"):
-        value = raw.get(name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InputError(f"{key}: field {name!r} must be a positive integer, got {value!r}")
-        fields[name] = value
-    if fields["feature_dim"] != fields["n_users"] + fields["n_items"]:
-        raise InputError(
-            f"{key}: feature_dim {fields['feature_dim']} != n_users {fields['n_users']} + "
-            f"n_items {fields['n_items']}"
-        )
-    files = raw.get("files")
-    if not isinstance(files, dict):
-        raise InputError(f"{key}: field 'files' must be an object")
-    return Manifest(key=key, run_id=str(raw.get("run_id", "")), files=files, **fields)
+    return Manifest.from_json(get_json(s3, bucket, key), key=key)
 
 
 def load_id_list(s3: Any, bucket: str, key: str, *, expected: int) -> list[str]:
@@ -218,64 +179,44 @@ def iter_lines(s3: Any, bucket: str, key: str) -> Iterator[bytes]:
     yield from body.iter_lines(chunk_size=1 << 20)  # botocore's default 1 KB chunks cost a call per line
 
 
-def require_env(name: str) -> str:
-    """A Lambda environment variable the step cannot run without (clear error when missing)."""
-    value = os.environ.get(name)
-    if not value:
-        raise InputError(f"environment variable {name} is not set")
-    return value
+@dataclass(frozen=True, kw_only=True)
+class RunInputs:
+    run_id: str
+    bucket: str
+    manifest: Manifest
+    queries: QueriesManifest
+    out_keys: list[str]
+    users: list[str]
+    items: list[str]
+    seen: Csr
 
 
-def env_config(cls: type, environ: dict[str, str] | None = None) -> Any:
-    """Build a step config from the `STEP_CONFIG` JSON environment variable."""
-    raw = (environ if environ is not None else os.environ).get("STEP_CONFIG", "") or "{}"
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise InputError(f"STEP_CONFIG is not valid JSON ({exc})") from None
-    return config_from_dict(cls, data, where="STEP_CONFIG")
-
-
-def config_from_dict(cls: type, data: Any, *, where: str) -> Any:
-    """Typed, validated construction of a keyword-only config dataclass from a JSON object."""
-    if not isinstance(data, dict):
-        raise InputError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise InputError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for name, value in data.items():
-        values[name] = _coerce(value, hints[name], f"{where}.{name}")
-    obj = cls(**values)
-    validate = getattr(obj, "validate", None)
-    if validate is not None:
-        validate(where)
-    return obj
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        hint = next(a for a in args if a is not type(None))
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    elif typing.get_origin(hint) is dict:
-        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
-            return {str(k): v for k, v in value.items()}
-    else:
-        return value
-    raise InputError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+def load_inputs(s3: Any, bucket: str, event: dict | RunResultsEvent) -> RunInputs:
+    ev = RunResultsEvent.parse(event)
+    run_id = ev.run_id
+    manifest = load_manifest(s3, bucket, ev.manifest_key)
+    queries = load_queries_manifest(s3, bucket, ev.queries_manifest_key)
+    if (queries.n_users, queries.n_items) != (manifest.n_users, manifest.n_items):
+        raise InputError(
+            f"{queries.key}: {queries.n_users} users x {queries.n_items} items does not match "
+            f"{manifest.key} ({manifest.n_users} x {manifest.n_items})"
+        )
+    tr_bucket, out_keys = transform_output_keys(s3, ev.transform_output_s3_uri, queries)
+    if tr_bucket != bucket:
+        raise InputError(f"transform_output_s3_uri is in bucket {tr_bucket!r}, expected {bucket!r}")
+    seen_key = manifest.file_key("seen")
+    return RunInputs(
+        run_id=run_id,
+        bucket=bucket,
+        manifest=manifest,
+        queries=queries,
+        out_keys=out_keys,
+        users=load_id_list(s3, bucket, manifest.file_key("users"), expected=manifest.n_users),
+        items=load_id_list(s3, bucket, manifest.file_key("items"), expected=manifest.n_items),
+        seen=load_csr(
+            s3.get_object(Bucket=bucket, Key=seen_key)["Body"].read(),
+            name=seen_key,
+            n_users=manifest.n_users,
+            n_items=manifest.n_items,
+        ),
+    )

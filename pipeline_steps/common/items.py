@@ -15,9 +15,6 @@ import numpy as np
 # DynamoDB's item limit is 409,600 bytes (names + values). Keys take at most 2,048 + 1,024 bytes,
 # the other attributes < 100, so this budget for the items string leaves > 50 KB of slack.
 MAX_ITEMS_BYTES = 350_000
-# With x <= MAX_X and item ids up to ~300 UTF-8 bytes the budget is never reached; longer ids make
-# `encode_items` drop the tail of the list (reported) rather than fail the write.
-MAX_X = 1000
 
 
 _encode_string = json.encoder.encode_basestring  # the C version when available, as json.dumps uses

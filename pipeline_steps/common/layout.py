@@ -1,0 +1,120 @@
+"""S3 layout of one run (docs/contracts.md): every key and prefix under `runs/<run_id>/`.
+
+`RunLayout(run_id)` gives the keys the steps read and write; `RunLayout.wildcard()` gives the same
+names with `*` for the run id: the key patterns of the IAM statements (infra/steps.py,
+infra/sagemaker_role.py), so a policy and the code that writes the key cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RUNS_PREFIX = "runs/"
+WILDCARD = "*"
+# Prepare's outputs beside the channels, by manifest `files` name.
+PREPARED_FILES = {
+    "users": "users.json",
+    "items": "items.json",
+    "seen": "seen.npz",
+    "holdout": "holdout.npz",
+    "popularity": "popularity.npy",
+    "report": "report.json",
+}
+QUERY_PART_PREFIX = "users-"
+# Names inside `prepared/` (prepare also writes them under a free prefix: its CLI, its tests).
+MANIFEST_NAME = "manifest.json"
+TRAIN_CHANNEL = "train/"
+TEST_CHANNEL = "test/"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Keys of one run; `root` is a key prefix in front of `runs/` (the prepare CLI's --out)."""
+
+    run_id: str
+    root: str = ""
+
+    @classmethod
+    def wildcard(cls) -> RunLayout:
+        """The layout of any run: each property is then an IAM key pattern (`runs/*/prepared/`)."""
+        return cls(WILDCARD)
+
+    @property
+    def run(self) -> str:
+        return f"{self.root}{RUNS_PREFIX}{self.run_id}/"
+
+    # prepare
+    @property
+    def prepared(self) -> str:
+        return self.run + "prepared/"
+
+    @property
+    def manifest(self) -> str:
+        return self.prepared + MANIFEST_NAME
+
+    @property
+    def train(self) -> str:
+        return self.prepared + TRAIN_CHANNEL
+
+    @property
+    def test(self) -> str:
+        return self.prepared + TEST_CHANNEL
+
+    def prepared_file(self, name: str) -> str:
+        return self.prepared + PREPARED_FILES[name]
+
+    def prepared_files(self) -> dict[str, str]:
+        return {name: self.prepared_file(name) for name in PREPARED_FILES}
+
+    # FM training job output (SageMaker adds <TrainingJobName>/output/model.tar.gz)
+    @property
+    def fm(self) -> str:
+        return self.run + "fm/"
+
+    # repackage
+    @property
+    def knn(self) -> str:
+        return self.run + "knn/"
+
+    @property
+    def knn_train(self) -> str:
+        return self.knn + "train/"
+
+    @property
+    def knn_train_items(self) -> str:
+        return self.knn_train + "items.rec"
+
+    @property
+    def queries(self) -> str:
+        return self.knn + "queries/"
+
+    @property
+    def queries_input(self) -> str:
+        """The transform's input prefix: the parts only, not the queries manifest beside them."""
+        return self.queries + QUERY_PART_PREFIX
+
+    @property
+    def queries_manifest(self) -> str:
+        return self.queries + "manifest.json"
+
+    def query_part(self, index: int, width: int) -> str:
+        return f"{self.queries_input}{index:0{width}d}.rec"
+
+    # k-NN training job output
+    @property
+    def knn_model(self) -> str:
+        return self.knn + "model/"
+
+    # batch transform output
+    @property
+    def transform(self) -> str:
+        return self.run + "transform/"
+
+    # evaluate
+    @property
+    def evaluation(self) -> str:
+        return self.run + "evaluation/"
+
+    @property
+    def metrics(self) -> str:
+        return self.evaluation + "metrics.json"

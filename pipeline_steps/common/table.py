@@ -1,0 +1,67 @@
+"""The DynamoDB key scheme (docs/contracts.md "DynamoDB table"): publish writes, query and evaluate read.
+
+| item | pk | sk |
+|---|---|---|
+| current pointer | `pointer` | `current` |
+| run record | `run` | `<run_id>` |
+| a user's top x | `u#<user_id>` | `<run_id>` |
+| popularity fallback | `fallback` | `<run_id>` |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+POINTER_KEY = {"pk": {"S": "pointer"}, "sk": {"S": "current"}}
+RUN_PK = "run"
+USER_PK_PREFIX = "u#"
+FALLBACK_PK = "fallback"
+MAX_KEY_BYTES = 2048  # DynamoDB partition key limit, on USER_PK_PREFIX + user id
+
+
+def run_key(run_id: str) -> dict:
+    return {"pk": {"S": RUN_PK}, "sk": {"S": run_id}}
+
+
+def user_pk(user_id: str) -> str:
+    return USER_PK_PREFIX + user_id
+
+
+def user_key(user_id: str, run_id: str) -> dict:
+    return {"pk": {"S": user_pk(user_id)}, "sk": {"S": run_id}}
+
+
+def fallback_key(run_id: str) -> dict:
+    return {"pk": {"S": FALLBACK_PK}, "sk": {"S": run_id}}
+
+
+def from_attr(value: dict) -> Any:
+    """Plain Python value of a DynamoDB attribute (the few types this table uses)."""
+    ((kind, raw),) = value.items()
+    if kind == "S":
+        return raw
+    if kind == "N":
+        number = float(raw)
+        return int(number) if number.is_integer() and "." not in raw and "e" not in raw.lower() else number
+    if kind == "M":
+        return {k: from_attr(v) for k, v in raw.items()}
+    if kind == "L":
+        return [from_attr(v) for v in raw]
+    if kind == "BOOL":
+        return raw
+    if kind == "NULL":
+        return None
+    raise ValueError(f"unsupported attribute type {kind}")
+
+
+def plain(item: dict | None) -> dict | None:
+    return None if item is None else {k: from_attr(v) for k, v in item.items()}
+
+
+def read_pointer(dynamodb: Any, table: str, *, consistent: bool = True) -> dict | None:
+    item = dynamodb.get_item(TableName=table, Key=POINTER_KEY, ConsistentRead=consistent).get("Item")
+    return plain(item)
+
+
+def read_run(dynamodb: Any, table: str, run_id: str) -> dict | None:
+    return plain(dynamodb.get_item(TableName=table, Key=run_key(run_id), ConsistentRead=True).get("Item"))
