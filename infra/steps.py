@@ -90,6 +90,7 @@ class StepFunctions(Construct):
         self._code = bundling.step_code()
         self._access = step_access(config)
         self.functions: dict[str, lambda_.Function] = {}
+        self.roles: dict[str, iam.Role] = {}  # each function's execution role
         self.log_groups: dict[str, logs.LogGroup] = {}
         handlers = dict(self.HANDLERS)
         if config.distributed_map_publish:
@@ -98,7 +99,7 @@ class StepFunctions(Construct):
             self._function(name, handler, step="publish" if name.startswith("publish") else name)
         namespace = config.steps.evaluate.cloudwatch_namespace
         if namespace:
-            role = self.functions["evaluate"].role
+            role = self.roles["evaluate"]
             role.add_to_principal_policy(
                 iam.PolicyStatement(
                     actions=["cloudwatch:PutMetricData"],
@@ -168,6 +169,7 @@ class StepFunctions(Construct):
             f"{bundling.PYTHON_VERSION} (infra/bundling.py); moving runtime means re-testing that set.",
         )
         self.functions[name] = function
+        self.roles[name] = role
         self.log_groups[name] = log_group
 
     def allow_guard(self, state_machine: sfn.IStateMachine) -> None:
@@ -179,7 +181,7 @@ class StepFunctions(Construct):
         iam.Policy(
             self,
             "GuardListExecutions",
-            roles=[self.functions["guard"].role],
+            roles=[self.roles["guard"]],
             statements=[
                 iam.PolicyStatement(
                     actions=["states:ListExecutions"], resources=[state_machine.state_machine_arn]

@@ -42,7 +42,7 @@ def list_runs(dynamodb: Any, table: str) -> list[dict]:
     }
     while True:
         page = dynamodb.query(**kwargs)
-        runs.extend(plain(i) for i in page.get("Items", []))
+        runs.extend(plain(i) or {} for i in page.get("Items", []))
         if "LastEvaluatedKey" not in page:
             return runs
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -105,7 +105,7 @@ def flip_pointer(
                 "(use rollback to go back)"
             )
     # Re-finalizing the current run must not make it its own "previous".
-    previous = current.get("previous_run_id") if current_id == run_id else current_id
+    previous = (current or {}).get("previous_run_id") if current_id == run_id else current_id
     pointer = {
         **POINTER_KEY,
         "run_id": {"S": run_id},
