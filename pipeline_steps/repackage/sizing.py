@@ -44,8 +44,8 @@ MAX_PAYLOAD_MB = 100  # CreateTransformJob: MaxPayloadInMB <= 100 and
 MAX_PAYLOAD_TIMES_CONCURRENCY_MB = 100  # MaxConcurrentTransforms * MaxPayloadInMB <= 100
 
 # --- one verbose JSON line: {"distances":[d,...],"labels":[l,...],"predicted_label":p}\n -----------
-# A float32 value printed as the shortest repr of its double (SageMaker's 17-digit style, FORMATS.md
-# 3.3) is at most 23 characters: sign, 17 significant digits, '.', and either "e-45".."e+38" (4) or,
+# A float32 value printed as the shortest repr of its double (SageMaker's 17-digit style, docs/formats.md
+# §4) is at most 23 characters: sign, 17 significant digits, '.', and either "e-45".."e+38" (4) or,
 # in positional notation (1e-4 <= |x| < 1e16), at most "0.000" before the digits:
 # "-1.2345678901234567e-05" and "-0.00012345678901234567" are both 23 characters.
 MAX_NUMBER_CHARS = 23

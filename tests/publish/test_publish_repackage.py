@@ -31,7 +31,7 @@ def random_model(rng, feature_dim=N_USERS + N_ITEMS) -> FMModel:
 
 
 def layout_b_bytes(model: FMModel) -> bytes:
-    """The (k, N) / (1, N) FullyConnected layout some FM artifacts use (FORMATS.md §2.4 B)."""
+    """The (k, N) / (1, N) FullyConnected layout some FM artifacts use (docs/formats.md §2)."""
     meta = {"training_parameters": {"feature_dim": str(model.feature_dim)}, "version": 1, "epoch_number": 1}
     params = mxnet_params.dump(
         {
