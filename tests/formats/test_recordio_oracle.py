@@ -107,6 +107,7 @@ def test_sparse_padding_budget_split_is_identical(case):
     # a budget of 4 slots forces single-row chunks wherever rows differ in nnz
     assert recordio.write_sparse(buf, matrix, labels, slot_budget=4) == len(expected)
     assert buf.getvalue() == expected
+    assert recordio.encode_sparse(matrix, labels, accelerate=False) == expected
 
 
 def test_one_hot_fast_path_equals_sdk_on_movielens_shape():
@@ -231,6 +232,7 @@ def test_one_layout_equals_the_reference(case):
     if fast is not None:  # more than MAX_PATTERNS key-length patterns: the general writer's job
         assert fast == expected
     assert recordio.encode_sparse(matrix, labels) == expected
+    assert recordio.encode_sparse(matrix, labels, accelerate=False) == expected
 
 
 def test_one_hot_rows_take_the_one_layout_path():

@@ -259,10 +259,12 @@ def _sparse_chunk(
     labels: np.ndarray | None,
     kind: str,
     label_kind: str | None,
+    accelerate: bool = True,
 ) -> np.ndarray:
-    fast = one_layout.encode_chunk(data, indices, indptr, n_cols, labels, kind, label_kind)
-    if fast is not None:
-        return fast
+    if accelerate:
+        fast = one_layout.encode_chunk(data, indices, indptr, n_cols, labels, kind, label_kind)
+        if fast is not None:
+            return fast
     n = indptr.size - 1
     counts = np.diff(indptr)
     m = int(counts.max()) if n else 0
@@ -351,12 +353,18 @@ def _chunk_bounds(counts: np.ndarray, chunk_rows: int, slot_budget: int) -> Iter
 
 
 def iter_sparse_chunks(
-    csr: Any, labels: Any = None, chunk_rows: int = DEFAULT_CHUNK_ROWS, *, slot_budget: int = SLOT_BUDGET
+    csr: Any,
+    labels: Any = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    *,
+    slot_budget: int = SLOT_BUDGET,
+    accelerate: bool = True,
 ) -> Iterator[memoryview]:
     """Encode a CSR matrix chunk by chunk (each chunk is whole records); see ``encode_sparse``.
 
     A chunk has at most ``chunk_rows`` rows and, when its rows differ in nnz, at most
     ``slot_budget`` padded (rows x largest nnz) cells (a bound on the working memory).
+    ``accelerate=False`` skips ``one_layout`` (same bytes, slower on one-hot rows).
     """
     data, indices, indptr, (n_rows, n_cols) = as_csr(csr)
     labels, label_kind = check_labels(labels, n_rows)
@@ -364,9 +372,10 @@ def iter_sparse_chunks(
     indptr = indptr.astype(np.int64, copy=False)
     for start, stop in _chunk_bounds(np.diff(indptr), max(1, int(chunk_rows)), max(1, int(slot_budget))):
         lab = None if labels is None else labels[start:stop]
-        yield memoryview(
-            _sparse_chunk(data, indices, indptr[start : stop + 1], n_cols, lab, kind, label_kind)
+        chunk = _sparse_chunk(
+            data, indices, indptr[start : stop + 1], n_cols, lab, kind, label_kind, accelerate
         )
+        yield memoryview(chunk)
 
 
 def iter_dense_chunks(
@@ -382,15 +391,16 @@ def iter_dense_chunks(
         yield memoryview(_dense_chunk(array[start : start + step], lab, kind, label_kind))
 
 
-def encode_sparse(csr: Any, labels: Any = None) -> bytes:
+def encode_sparse(csr: Any, labels: Any = None, *, accelerate: bool = True) -> bytes:
     """Like the SDK's ``write_spmatrix_to_sparse_tensor``: one sparse record per CSR row.
 
     ``csr`` is a scipy sparse matrix/array (converted with ``tocsr()``) or a plain
     ``(data, indices, indptr, shape)`` tuple of numpy arrays. Features and labels are typed
     independently by ``resolve_type`` (float32 -> Float32, float64 -> Float64, int64 -> Int32).
-    Stored entries are written as stored (explicit zeros, order, duplicates).
+    Stored entries are written as stored (explicit zeros, order, duplicates). ``accelerate``:
+    see ``iter_sparse_chunks``.
     """
-    return b"".join(iter_sparse_chunks(csr, labels))
+    return b"".join(iter_sparse_chunks(csr, labels, accelerate=accelerate))
 
 
 def encode_dense(array: Any, labels: Any = None) -> bytes:
@@ -405,9 +415,11 @@ def write_sparse(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     *,
     slot_budget: int = SLOT_BUDGET,
+    accelerate: bool = True,
 ) -> int:
     """Stream ``encode_sparse`` output to ``fileobj``; returns the number of bytes written."""
-    return _write_chunks(fileobj, iter_sparse_chunks(csr, labels, chunk_rows, slot_budget=slot_budget))
+    chunks = iter_sparse_chunks(csr, labels, chunk_rows, slot_budget=slot_budget, accelerate=accelerate)
+    return _write_chunks(fileobj, chunks)
 
 
 def write_dense(
