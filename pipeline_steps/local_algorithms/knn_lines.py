@@ -12,7 +12,7 @@ keeps ``json.dumps``'s text of the double (SageMaker's own 17-digit style). See 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -207,7 +207,7 @@ def _int_part(cells: np.ndarray, col: int, v: np.ndarray, digits: int) -> int:
         g = v // _P10U[4 * place] if place else v
         if k:
             g = g % _P10U[4]
-        table = _LEAD_UNITS if place == 0 else _LEAD
+        table: int | np.ndarray = _LEAD_UNITS if place == 0 else _LEAD
         if k:
             table = np.where(v >= _P10U[4 * (place + 1)], _RAW, table)
         _put(cells, col + 4 * k, _lut(table, g))
@@ -349,7 +349,8 @@ def _float_cells(a: np.ndarray, what: str = "values") -> np.ndarray:
     expo = ~(positional | big)
     p_lo = int(e10[positional].min()) if positional.any() else 0
     p_hi = int(e10[positional].max()) if positional.any() else 0
-    renders = [
+    Parts = tuple[np.ndarray, np.ndarray, np.ndarray]  # (d, e10, neg) of some values
+    renders: list[tuple[np.ndarray, int, Callable[[Parts, int], np.ndarray]]] = [
         (positional, _positional_width(p_lo, p_hi)[0], lambda s, w: _positional_cells(*s, p_lo, p_hi, w)),
         (big, 20, lambda s, w: _big_cells(*s, w)),
         (expo, 16, lambda s, w: _exponent_cells(*s, w)),

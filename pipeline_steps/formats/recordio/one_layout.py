@@ -196,12 +196,12 @@ def encode_chunk(
     for layout in layouts:
         record_size[code == layout.pattern] = layout.size
     ends = np.cumsum(record_size)
-    out = np.empty(int(ends[-1]), np.uint8)
-    words = out.view("<u4")
+    flat = np.empty(int(ends[-1]), np.uint8)
+    words = flat.view("<u4")
     first_word = (ends - record_size) // 4
     for layout in layouts:
         sel = np.flatnonzero(code == layout.pattern)
         rows = np.empty((sel.size, layout.size), np.uint8)
         fill(rows, layout, sel)
         words[first_word[sel][:, None] + np.arange(layout.size // 4)] = rows.view("<u4")
-    return out
+    return flat

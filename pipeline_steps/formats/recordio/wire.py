@@ -72,8 +72,15 @@ MAP_KEY_BYTES = bytes([tag(MAP_KEY), len(MAP_KEY_NAME)]) + MAP_KEY_NAME.encode()
 
 # --- tensor element types ---------------------------------------------------------------------
 
-FLOAT_WIRE_DTYPE = {"Float32": np.dtype("<f4"), "Float64": np.dtype("<f8")}  # packed fixed-width
-NUMPY_DTYPE = {"Float32": np.dtype(np.float32), "Float64": np.dtype(np.float64), "Int32": np.dtype(np.int32)}
+FLOAT_WIRE_DTYPE: dict[str, np.dtype] = {
+    "Float32": np.dtype("<f4"),
+    "Float64": np.dtype("<f8"),
+}  # packed fixed-width
+NUMPY_DTYPE: dict[str, np.dtype] = {
+    "Float32": np.dtype(np.float32),
+    "Float64": np.dtype(np.float64),
+    "Int32": np.dtype(np.int32),
+}
 FLOAT32_QUIET_NAN_BIT = np.uint32(0x00400000)
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 U64 = np.uint64

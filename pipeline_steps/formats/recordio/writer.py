@@ -108,7 +108,7 @@ class _Rows:
                 if j < w - 1:
                     data[..., j] |= (lens > j + 1).view(np.uint8) << np.uint8(7)
             data = data.reshape(n, m * w)
-        mask = None
+        mask: np.ndarray | None = None
         if int(lens.min()) != w:
             mask = np.empty((n, m, w), bool)
             for j in range(w):
@@ -375,7 +375,7 @@ def iter_sparse_chunks(
         chunk = _sparse_chunk(
             data, indices, indptr[start : stop + 1], n_cols, lab, kind, label_kind, accelerate
         )
-        yield memoryview(chunk)
+        yield chunk.data
 
 
 def iter_dense_chunks(
@@ -388,7 +388,7 @@ def iter_dense_chunks(
     step = max(1, int(chunk_rows))
     for start in range(0, array.shape[0], step):
         lab = None if labels is None else labels[start : start + step]
-        yield memoryview(_dense_chunk(array[start : start + step], lab, kind, label_kind))
+        yield _dense_chunk(array[start : start + step], lab, kind, label_kind).data
 
 
 def encode_sparse(csr: Any, labels: Any = None, *, accelerate: bool = True) -> bytes:
