@@ -28,56 +28,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .wire import (
-    BYTES_CONTENT_TYPE,
-    BYTES_VALUE,
-    CFLAG_END,
-    CFLAG_MIDDLE,
-    CFLAG_SHIFT,
-    CFLAG_START,
-    CFLAG_WHOLE,
-    ENTRY_VALUE_TAG,
-    FEATURES_TAG,
-    FLOAT_WIRE_DTYPE,
-    HEADER_BYTES,
-    KEYS_TAG,
-    KIND_OF_FIELD,
-    LABEL_TAG,
-    LENGTH_MASK,
-    MAGIC,
-    MAGIC_BYTES,
-    MAP_KEY,
-    MAP_KEY_BYTES,
-    MAP_KEY_NAME,
-    MAP_VALUE,
-    NUMPY_DTYPE,
-    RECORD_CONFIGURATION,
-    RECORD_FEATURES,
-    RECORD_LABEL,
-    RECORD_METADATA,
-    RECORD_UID,
-    SHAPE_TAG,
-    TENSOR_KEYS,
-    TENSOR_SHAPE,
-    TENSOR_TAG,
-    TENSOR_VALUES,
-    U64,
-    VALUE_BYTES,
-    VALUES_TAG,
-    VARINT_MAX_BYTES,
-    WIRE_FIXED32,
-    WIRE_FIXED64,
-    WIRE_LEN,
-    WIRE_VARINT,
-    RecordIOError,
-    decode_varints,
-    float_bytes,
-    header,
-    int32_as_u64,
-    padding,
-    resolve_type,
-    varint_bytes,
-)
+from . import wire
+from .wire import RecordIOError, resolve_type
 
 Csr = tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]
 
@@ -135,40 +87,46 @@ def check_labels(labels: Any, n_rows: int) -> tuple[np.ndarray | None, str | Non
 
 
 def length_delimited(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + varint_bytes(len(content)) + content
+    return bytes([tag]) + wire.varint_bytes(len(content)) + content
 
 
 def packed_varints(values: Any) -> bytes:
-    return b"".join(varint_bytes(int(v)) for v in values)
+    return b"".join(wire.varint_bytes(int(v)) for v in values)
 
 
 def encode_tensor(kind: str, values: np.ndarray, keys: np.ndarray | None = None, shape: tuple = ()) -> bytes:
     """A Float32/Float64/Int32 tensor message: values, keys, shape (each omitted when empty)."""
-    packed = packed_varints(int32_as_u64(values)) if kind == "Int32" else float_bytes(values, kind).tobytes()
-    out = length_delimited(VALUES_TAG, packed) if len(values) else b""
+    packed = (
+        packed_varints(wire.int32_as_u64(values))
+        if kind == "Int32"
+        else wire.float_bytes(values, kind).tobytes()
+    )
+    out = length_delimited(wire.VALUES_TAG, packed) if len(values) else b""
     if keys is not None and len(keys):
-        out += length_delimited(KEYS_TAG, packed_varints(np.asarray(keys).astype(U64)))
+        out += length_delimited(wire.KEYS_TAG, packed_varints(np.asarray(keys).astype(wire.U64)))
     if shape:
-        out += length_delimited(SHAPE_TAG, packed_varints(shape))
+        out += length_delimited(wire.SHAPE_TAG, packed_varints(shape))
     return out
 
 
 def encode_map_entry(record_tag: int, kind: str, tensor: bytes) -> bytes:
     """``features`` or ``label`` entry: key "values" -> Value holding the tensor."""
-    value = length_delimited(TENSOR_TAG[kind], tensor)
-    return length_delimited(record_tag, MAP_KEY_BYTES + length_delimited(ENTRY_VALUE_TAG, value))
+    value = length_delimited(wire.TENSOR_TAG[kind], tensor)
+    return length_delimited(record_tag, wire.MAP_KEY_BYTES + length_delimited(wire.ENTRY_VALUE_TAG, value))
 
 
 def frame(payload: bytes) -> bytes:
     """One RecordIO record as the SDK frames it (cflag 0)."""
-    return header(len(payload)) + payload + b"\0" * padding(len(payload))
+    return wire.header(len(payload)) + payload + b"\0" * wire.padding(len(payload))
 
 
 def _record(kind: str, tensor: bytes, label_kind: str | None, label: Any) -> bytes:
-    payload = encode_map_entry(FEATURES_TAG, kind, tensor)
+    payload = encode_map_entry(wire.FEATURES_TAG, kind, tensor)
     if label_kind is not None:
-        payload += encode_map_entry(LABEL_TAG, label_kind, encode_tensor(label_kind, np.asarray([label])))
-    if len(payload) > LENGTH_MASK:
+        payload += encode_map_entry(
+            wire.LABEL_TAG, label_kind, encode_tensor(label_kind, np.asarray([label]))
+        )
+    if len(payload) > wire.LENGTH_MASK:
         raise ValueError(f"a record of {len(payload)} bytes does not fit RecordIO's 29-bit length")
     return frame(payload)
 
@@ -207,7 +165,7 @@ class Tensor:
 
     kind: str
     values: np.ndarray  # float32 / float64 / int32 as stored; object array of bytes for Bytes
-    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, U64))  # empty = dense
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, wire.U64))  # empty = dense
     shape: tuple[int, ...] = ()
     content_type: str | None = None  # Bytes only
 
@@ -225,22 +183,22 @@ class Record:
 
     @property
     def values(self) -> np.ndarray:
-        t = self.features.get(MAP_KEY_NAME)
+        t = self.features.get(wire.MAP_KEY_NAME)
         return t.values if t is not None else np.zeros(0, np.float32)
 
     @property
     def keys(self) -> np.ndarray:
-        t = self.features.get(MAP_KEY_NAME)
-        return t.keys if t is not None else np.zeros(0, U64)
+        t = self.features.get(wire.MAP_KEY_NAME)
+        return t.keys if t is not None else np.zeros(0, wire.U64)
 
     @property
     def shape(self) -> tuple[int, ...]:
-        t = self.features.get(MAP_KEY_NAME)
+        t = self.features.get(wire.MAP_KEY_NAME)
         return t.shape if t is not None else ()
 
     @property
     def label_values(self) -> np.ndarray | None:
-        t = self.label.get(MAP_KEY_NAME)
+        t = self.label.get(wire.MAP_KEY_NAME)
         return None if t is None else t.values
 
 
@@ -268,23 +226,23 @@ class _Message:
             if b < 0x80:
                 return result & ((1 << 64) - 1)
             shift += 7
-            if shift >= 7 * VARINT_MAX_BYTES:
-                raise self.fail(f"varint longer than {VARINT_MAX_BYTES} bytes")
+            if shift >= 7 * wire.VARINT_MAX_BYTES:
+                raise self.fail(f"varint longer than {wire.VARINT_MAX_BYTES} bytes")
 
     def fields(self) -> Iterator[Field]:
         while self.pos < len(self.buf):
             key = self.varint()
             num, wt = key >> 3, key & 7
             start = self.pos
-            if wt == WIRE_VARINT:
+            if wt == wire.WIRE_VARINT:
                 yield num, wt, self.varint(), self.base + start
-            elif wt in (WIRE_FIXED64, WIRE_FIXED32):
-                size = 8 if wt == WIRE_FIXED64 else 4
+            elif wt in (wire.WIRE_FIXED64, wire.WIRE_FIXED32):
+                size = 8 if wt == wire.WIRE_FIXED64 else 4
                 if self.pos + size > len(self.buf):
                     raise self.fail("truncated fixed-width field")
                 self.pos += size
                 yield num, wt, self.buf[start : self.pos], self.base + start
-            elif wt == WIRE_LEN:
+            elif wt == wire.WIRE_LEN:
                 size = self.varint()
                 start = self.pos
                 if start + size > len(self.buf):
@@ -299,31 +257,31 @@ def _parse_tensor(buf: Any, base: int, kind: str) -> Tensor:
     values: list[np.ndarray] = []
     keys: list[np.ndarray] = []
     shape: list[np.ndarray] = []
-    wire_dtype = FLOAT_WIRE_DTYPE.get(kind)
+    wire_dtype = wire.FLOAT_WIRE_DTYPE.get(kind)
     for num, wt, payload, off in _Message(buf, base).fields():
-        target = {TENSOR_VALUES: values, TENSOR_KEYS: keys, TENSOR_SHAPE: shape}.get(num)
+        target = {wire.TENSOR_VALUES: values, wire.TENSOR_KEYS: keys, wire.TENSOR_SHAPE: shape}.get(num)
         if target is None:
             continue
-        raw = np.frombuffer(payload, np.uint8) if wt != WIRE_VARINT else None
-        if num == TENSOR_VALUES and wire_dtype is not None:
+        raw = np.frombuffer(payload, np.uint8) if wt != wire.WIRE_VARINT else None
+        if num == wire.TENSOR_VALUES and wire_dtype is not None:
             if raw is None or raw.size % wire_dtype.itemsize:
                 raise RecordIOError(off, f"bad {kind} values field")
             target.append(raw.view(wire_dtype).astype(wire_dtype.newbyteorder("=")))
-        elif wt == WIRE_VARINT:
-            target.append(np.array([payload], U64))
-        elif wt == WIRE_LEN:
+        elif wt == wire.WIRE_VARINT:
+            target.append(np.array([payload], wire.U64))
+        elif wt == wire.WIRE_LEN:
             try:
-                target.append(decode_varints(raw))  # type: ignore[arg-type]
+                target.append(wire.decode_varints(raw))  # type: ignore[arg-type]
             except ValueError as e:
                 raise RecordIOError(off, f"{e} in packed field {num}") from None
         else:
             raise RecordIOError(off, f"unexpected wire type {wt} for field {num}")
     if wire_dtype is not None:
-        vals = np.concatenate(values) if values else np.zeros(0, NUMPY_DTYPE[kind])
+        vals = np.concatenate(values) if values else np.zeros(0, wire.NUMPY_DTYPE[kind])
     else:
-        ints = np.concatenate(values) if values else np.zeros(0, U64)
+        ints = np.concatenate(values) if values else np.zeros(0, wire.U64)
         vals = ints.astype(np.uint32).view(np.int32)  # protobuf int32 keeps the low 32 bits
-    k = np.concatenate(keys) if keys else np.zeros(0, U64)
+    k = np.concatenate(keys) if keys else np.zeros(0, wire.U64)
     s = tuple(int(v) for v in np.concatenate(shape)) if shape else ()
     return Tensor(kind, vals, k, s)
 
@@ -331,17 +289,17 @@ def _parse_tensor(buf: Any, base: int, kind: str) -> Tensor:
 def _parse_value(buf: Any, base: int) -> Tensor:
     tensor = Tensor("", np.zeros(0, np.float32))
     for num, wt, payload, off in _Message(buf, base).fields():
-        if wt != WIRE_LEN:
+        if wt != wire.WIRE_LEN:
             continue
-        if num in KIND_OF_FIELD:
-            tensor = _parse_tensor(payload, off, KIND_OF_FIELD[num])
-        elif num == VALUE_BYTES:
+        if num in wire.KIND_OF_FIELD:
+            tensor = _parse_tensor(payload, off, wire.KIND_OF_FIELD[num])
+        elif num == wire.VALUE_BYTES:
             items: list[bytes] = []
             content_type = None
             for n2, w2, p2, _ in _Message(payload, off).fields():
-                if n2 == BYTES_VALUE and w2 == WIRE_LEN:
+                if n2 == wire.BYTES_VALUE and w2 == wire.WIRE_LEN:
                     items.append(bytes(p2))
-                elif n2 == BYTES_CONTENT_TYPE and w2 == WIRE_LEN:
+                elif n2 == wire.BYTES_CONTENT_TYPE and w2 == wire.WIRE_LEN:
                     content_type = bytes(p2).decode("utf-8", "replace")
             arr = np.empty(len(items), object)
             arr[:] = items
@@ -352,34 +310,34 @@ def _parse_value(buf: Any, base: int) -> Tensor:
 def _parse_entry(buf: Any, base: int) -> tuple[str, Tensor]:
     key, value = "", Tensor("", np.zeros(0, np.float32))
     for num, wt, payload, off in _Message(buf, base).fields():
-        if num == MAP_KEY and wt == WIRE_LEN:
+        if num == wire.MAP_KEY and wt == wire.WIRE_LEN:
             key = bytes(payload).decode("utf-8", "replace")
-        elif num == MAP_VALUE and wt == WIRE_LEN:
+        elif num == wire.MAP_VALUE and wt == wire.WIRE_LEN:
             value = _parse_value(payload, off)
     return key, value
 
 
 def parse_record(payload: bytes | memoryview, offset: int = 0, payload_offset: int | None = None) -> Record:
     """Decode one protobuf ``Record`` payload (no RecordIO framing)."""
-    base = offset + HEADER_BYTES if payload_offset is None else payload_offset
+    base = offset + wire.HEADER_BYTES if payload_offset is None else payload_offset
     features: dict[str, Tensor] = {}
     label: dict[str, Tensor] = {}
     strings: dict[int, str] = {}
     for num, wt, data, off in _Message(payload, base).fields():
-        if wt != WIRE_LEN:
+        if wt != wire.WIRE_LEN:
             continue
-        if num in (RECORD_FEATURES, RECORD_LABEL):
+        if num in (wire.RECORD_FEATURES, wire.RECORD_LABEL):
             key, value = _parse_entry(data, off)
-            (features if num == RECORD_FEATURES else label)[key] = value
-        elif num in (RECORD_UID, RECORD_METADATA, RECORD_CONFIGURATION):
+            (features if num == wire.RECORD_FEATURES else label)[key] = value
+        elif num in (wire.RECORD_UID, wire.RECORD_METADATA, wire.RECORD_CONFIGURATION):
             strings[num] = bytes(data).decode("utf-8", "replace")
     return Record(
         features,
         label,
         offset,
-        strings.get(RECORD_UID),
-        strings.get(RECORD_METADATA),
-        strings.get(RECORD_CONFIGURATION),
+        strings.get(wire.RECORD_UID),
+        strings.get(wire.RECORD_METADATA),
+        strings.get(wire.RECORD_CONFIGURATION),
     )
 
 
@@ -433,45 +391,45 @@ def iter_payloads(source: Source) -> Iterator[tuple[int, bytes | memoryview]]:
     parts: list[bytes | memoryview] = []
     first = 0
     while True:
-        head = read(HEADER_BYTES)
+        head = read(wire.HEADER_BYTES)
         if not head:
             break
-        if len(head) < HEADER_BYTES:
-            raise RecordIOError(offset, f"truncated record header ({len(head)} of {HEADER_BYTES} bytes)")
+        if len(head) < wire.HEADER_BYTES:
+            raise RecordIOError(offset, f"truncated record header ({len(head)} of {wire.HEADER_BYTES} bytes)")
         magic, word = struct.unpack("<II", head)
-        if magic != MAGIC:
-            raise RecordIOError(offset, f"bad magic 0x{magic:08x} (expected 0x{MAGIC:08x})")
-        cflag, length = word >> CFLAG_SHIFT, word & LENGTH_MASK
+        if magic != wire.MAGIC:
+            raise RecordIOError(offset, f"bad magic 0x{magic:08x} (expected 0x{wire.MAGIC:08x})")
+        cflag, length = word >> wire.CFLAG_SHIFT, word & wire.LENGTH_MASK
         payload = read(length)
         if len(payload) < length:
             raise RecordIOError(
                 offset, f"truncated record: length {length} but only {len(payload)} bytes left"
             )
-        pad = padding(length)
+        pad = wire.padding(length)
         if pad:
             read(pad)  # a missing final pad at end of stream is tolerated
-        if cflag == CFLAG_WHOLE:
+        if cflag == wire.CFLAG_WHOLE:
             if parts:
                 raise RecordIOError(
                     offset, "complete record (cflag 0) inside an unfinished multi-part record"
                 )
             yield offset, payload
-        elif cflag == CFLAG_START:
+        elif cflag == wire.CFLAG_START:
             if parts:
                 raise RecordIOError(
                     offset, "multi-part start (cflag 1) inside an unfinished multi-part record"
                 )
             parts, first = [payload], offset
-        elif cflag in (CFLAG_MIDDLE, CFLAG_END):
+        elif cflag in (wire.CFLAG_MIDDLE, wire.CFLAG_END):
             if not parts:
                 raise RecordIOError(offset, f"multi-part continuation (cflag {cflag}) without a start")
-            parts += [MAGIC_BYTES, payload]
-            if cflag == CFLAG_END:
+            parts += [wire.MAGIC_BYTES, payload]
+            if cflag == wire.CFLAG_END:
                 yield first, b"".join(parts)
                 parts = []
         else:
             raise RecordIOError(offset, f"unsupported cflag {cflag}")
-        offset += HEADER_BYTES + length + pad
+        offset += wire.HEADER_BYTES + length + pad
     if parts:
         raise RecordIOError(offset, "stream ends inside a multi-part record (no cflag 3 part)")
 
@@ -501,13 +459,13 @@ def _label_array(records: list[Record]) -> np.ndarray | None:
 
 
 def _feature_dtype(records: list[Record]) -> np.dtype:
-    kinds = {r.features[MAP_KEY_NAME].kind for r in records if MAP_KEY_NAME in r.features} - {""}
+    kinds = {r.features[wire.MAP_KEY_NAME].kind for r in records if wire.MAP_KEY_NAME in r.features} - {""}
     if len(kinds) > 1:
         raise ValueError(f"records mix feature types {sorted(kinds)}")
     kind = kinds.pop() if kinds else "Float32"
-    if kind not in NUMPY_DTYPE:
+    if kind not in wire.NUMPY_DTYPE:
         raise ValueError(f"unsupported feature tensor type {kind}")
-    return NUMPY_DTYPE[kind]
+    return wire.NUMPY_DTYPE[kind]
 
 
 def index_dtype(n_cols: int) -> np.dtype:
@@ -530,12 +488,12 @@ def read_sparse(
     keys = (
         np.concatenate(
             [
-                r.keys if r.keys.size or not r.values.size else np.arange(r.values.size, dtype=U64)
+                r.keys if r.keys.size or not r.values.size else np.arange(r.values.size, dtype=wire.U64)
                 for r in records
             ]
         )
         if n
-        else np.zeros(0, U64)
+        else np.zeros(0, wire.U64)
     )
     indptr = np.zeros(n + 1, np.int64)
     np.cumsum([r.values.size for r in records], out=indptr[1:])
