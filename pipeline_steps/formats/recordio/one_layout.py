@@ -12,24 +12,23 @@ value, key and label bytes written column-wise. No mask compaction, unlike the g
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 
 from .wire import (
     ENTRY_VALUE_TAG,
     FEATURES_TAG,
     FLOAT_WIRE_DTYPE,
+    HEADER_BYTES,
     KEYS_TAG,
     LABEL_TAG,
     LENGTH_MASK,
-    MAGIC_BYTES,
     MAP_KEY_BYTES,
     SHAPE_TAG,
     TENSOR_TAG,
     U64,
     VALUES_TAG,
     float_bytes,
+    header,
     padding,
     varint_bytes,
     varint_length,
@@ -38,7 +37,6 @@ from .wire import (
 
 MAX_NNZ = 12  # a row pattern is coded as m decimal digits (key varint lengths 1..10)
 MAX_PATTERNS = 16  # key-length patterns per chunk; more: the general writer
-_HEADER_BYTES = len(MAGIC_BYTES) + 4
 
 
 def _items(a: np.ndarray) -> np.ndarray:
@@ -85,12 +83,11 @@ class _Layout:
         self.payload = (
             len(head) + value_bytes + len(keys_field) + key_bytes + len(shape) + len(label_head) + label_bytes
         )
-        self.value_offset = _HEADER_BYTES + len(head)
+        self.value_offset = HEADER_BYTES + len(head)
         self.key_offset = self.value_offset + value_bytes + len(keys_field)
-        self.label_offset = _HEADER_BYTES + self.payload - label_bytes
+        self.label_offset = HEADER_BYTES + self.payload - label_bytes
         template = (
-            MAGIC_BYTES
-            + struct.pack("<I", self.payload)
+            header(self.payload)
             + head
             + bytes(value_bytes)
             + keys_field
