@@ -9,6 +9,10 @@ Cases (issue 2 §4), float32 one-hot rows with two non-zeros (user, item) and fl
 The last line of output is one JSON object: ``speedup`` (smallest ours/SDK rows/s ratio over the
 cases, each the lower of the wall-clock and the CPU-time ratio of our best of ``--repeat`` runs vs
 one SDK run), ``identical`` (every case's bytes equal), ``load_average`` and ``cases``.
+
+``--general`` also times the general vectorised writer alone (``accelerate=False``: without the
+one-layout path, decision 0009) and reports ``one_layout_gain`` per case; ``--prepare-shape``
+adds bench/prepare.py's headline shape (4,956,290 one-hot rows x 600,000 columns).
 """
 
 from __future__ import annotations
@@ -45,6 +49,14 @@ def synthetic(n: int, seed: int) -> tuple[sp.csr_matrix, np.ndarray]:
     return one_hot(users, items, N_USERS, N_ITEMS), (rng.random(n) < 0.55).astype(np.float32)
 
 
+def prepare_shape(seed: int = 3) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The training rows of bench/prepare.py's 10M-row binary case: 500,000 users, 100,000 items."""
+    n, n_users, n_items = 4_956_290, 500_000, 100_000
+    rng = np.random.default_rng(seed)
+    users, items = rng.integers(0, n_users, n), rng.integers(0, n_items, n)
+    return one_hot(users, items, n_users, n_items), (rng.random(n) < 0.5).astype(np.float32)
+
+
 def movielens_ua_base() -> tuple[sp.csr_matrix, np.ndarray]:
     from pipeline_steps.datasets import movielens
 
@@ -63,18 +75,22 @@ def sdk_encode(matrix: sp.csr_matrix, labels: np.ndarray) -> tuple[bytes, float,
     return buf.getvalue(), time.perf_counter() - wall, time.process_time() - cpu
 
 
-def ours_encode(matrix: sp.csr_matrix, labels: np.ndarray, repeat: int) -> tuple[bytes, float, float]:
+def ours_encode(
+    matrix: sp.csr_matrix, labels: np.ndarray, repeat: int, accelerate: bool = True
+) -> tuple[bytes, float, float]:
     best_wall = best_cpu = float("inf")
     out = b""
     for _ in range(repeat):
         wall, cpu = time.perf_counter(), time.process_time()
-        out = recordio.encode_sparse(matrix, labels)
+        out = recordio.encode_sparse(matrix, labels, accelerate=accelerate)
         best_wall = min(best_wall, time.perf_counter() - wall)
         best_cpu = min(best_cpu, time.process_time() - cpu)
     return out, best_wall, best_cpu
 
 
-def case(name: str, matrix: sp.csr_matrix, labels: np.ndarray, sdk_rows: int, repeat: int) -> dict:
+def case(
+    name: str, matrix: sp.csr_matrix, labels: np.ndarray, sdk_rows: int, repeat: int, general: bool = False
+) -> dict:
     n = matrix.shape[0]
     ours, t_ours, cpu_ours = ours_encode(matrix, labels, repeat)
     sample = matrix[:sdk_rows] if sdk_rows < n else matrix
@@ -110,6 +126,24 @@ def case(name: str, matrix: sp.csr_matrix, labels: np.ndarray, sdk_rows: int, re
         f"identical={identical}",
         flush=True,
     )
+    if general:
+        plain, t_plain, cpu_plain = ours_encode(matrix, labels, repeat, accelerate=False)
+        result["identical"] = identical = identical and plain == ours
+        result["general_seconds"] = round(t_plain, 4)
+        result["general_cpu_seconds"] = round(cpu_plain, 4)
+        result["ours_cpu_seconds"] = round(cpu_ours, 4)
+        result["general_rows_per_s"] = round(n / t_plain)
+        result["one_layout_gain"] = round(min(t_plain / t_ours, cpu_plain / max(cpu_ours, 1e-9)), 2)
+        sdk_cpu_rps = sample.shape[0] / max(cpu_sdk, 1e-9)
+        result["general_speedup"] = round(
+            min(n / t_plain / sdk_rps, n / max(cpu_plain, 1e-9) / sdk_cpu_rps), 1
+        )
+        print(
+            f"{'':>14}  general writer alone {n / t_plain:>12,.0f} rows/s ({cpu_plain:.2f} vs {cpu_ours:.2f} "
+            f"cpu-s): one-layout gain {result['one_layout_gain']:.2f}x, general vs sdk "
+            f"{result['general_speedup']:.1f}x  identical={identical}",
+            flush=True,
+        )
     return result
 
 
@@ -121,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         "--sdk-sample", type=int, default=100_000, help="rows the SDK encodes in the large case"
     )
     parser.add_argument("--repeat", type=int, default=3, help="our encoder: best of N runs")
+    parser.add_argument(
+        "--general", action="store_true", help="also time the writer without the one-layout path"
+    )
+    parser.add_argument("--prepare-shape", action="store_true", help="add bench/prepare.py's headline shape")
     args = parser.parse_args(argv)
 
     if args.movielens:
@@ -128,14 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         base_name, (base, base_labels) = "ua.base-shape", synthetic(90_570, seed=1)
     cases = [
-        case(base_name, base, base_labels, base.shape[0], args.repeat),
+        case(base_name, base, base_labels, base.shape[0], args.repeat, args.general),
         case(
             f"synthetic-{args.rows // 1_000_000}M",
             *synthetic(args.rows, seed=2),
             args.sdk_sample,
             args.repeat,
+            args.general,
         ),
     ]
+    if args.prepare_shape:
+        cases.append(case("prepare-shape", *prepare_shape(), args.sdk_sample, args.repeat, args.general))
     summary = {
         "benchmark": "recordio.encode_sparse vs sagemaker 2.257.7 write_spmatrix_to_sparse_tensor",
         "speedup": min(c["speedup"] for c in cases),

@@ -61,7 +61,7 @@ class FileS3:
     def get_object(self, Bucket: str, Key: str) -> dict:
         return {"Body": io.BytesIO(self._path(Bucket, Key).read_bytes())}
 
-    def upload_fileobj(self, fileobj, bucket: str, key: str) -> None:
+    def upload_fileobj(self, fileobj, bucket: str, key: str, ExtraArgs: dict | None = None) -> None:
         path = self._path(bucket, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as out:

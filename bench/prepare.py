@@ -5,7 +5,9 @@ end: parse -> rules -> labels -> every output file written to a local directory.
 plain `csv.reader` pass over the same 10M-row file (rows only, no conversion), measured in the same
 run. The last stdout line is one JSON object.
 
-    .venv/bin/python bench/prepare.py [--rows 10000000] [--keep]
+    .venv/bin/python bench/prepare.py [--rows 10000000] [--keep] [--general]
+
+``--general`` writes the RecordIO files without the writer's one-layout path (decision 0009).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+GENERAL = False  # --general
 
 _CHILD = r"""
 import json, resource, sys, time
@@ -31,6 +34,10 @@ from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.prepare.core import prepare
 from pipeline_steps.prepare.storage import LocalStorage
 args = json.loads(sys.argv[1])
+if args.get("general"):  # the RecordIO writer without its one-layout path (same bytes)
+    import functools
+    from pipeline_steps.formats.recordio import writer
+    writer.iter_sparse_chunks = functools.partial(writer.iter_sparse_chunks, accelerate=False)
 config = PrepareConfig.from_dict(args["config"])
 t = time.perf_counter()
 m = prepare(config, source=LocalStorage(args["src"]), sink=LocalStorage(args["out"]),
@@ -63,6 +70,7 @@ def run_case(name: str, src: Path, out: Path, config: dict, rows: int, test_src:
         "out": str(out),
         "config": config,
         "test_src": str(test_src) if test_src else None,
+        "general": GENERAL,
     }
     code = _CHILD.format(root=str(ROOT))
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True)
@@ -126,7 +134,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--general", action="store_true", help="RecordIO writer without its one-layout path")
     args = ap.parse_args()
+    global GENERAL
+    GENERAL = args.general
     sys.path.insert(0, str(ROOT))
     from pipeline_steps.datasets.movielens import load
 
@@ -194,6 +205,7 @@ def main() -> None:
         "targets": {"rows_per_s": 1_000_000, "peak_rss_mb": 2048},
         "targets_met": big_case["rows_per_s"] >= 1_000_000 and big_case["peak_rss_mb"] <= 2048,
         "cpu_count": os.cpu_count(),
+        "recordio_writer": "general" if args.general else "with one-layout path",
         "cases": [
             {
                 k: c[k]

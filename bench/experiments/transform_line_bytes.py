@@ -1,6 +1,6 @@
 """Measure verbose k-NN JSON lines and query records against the sizing bounds (decision 0008).
 
-Renders lines with the local transform's writer (pipeline_steps.formats.knn_output, the format of
+Renders lines with the local transform's writer (pipeline_steps.local_algorithms.knn_lines, the format of
 SageMaker's verbose JSON lines) for ML-100k-shaped data (1,682 items, 64 factors + 1, vectors like
 bench/knn.py's) at k = 737 (ML-100k's k) and k = 1000 (the max_k cap), in both number styles:
 "json" (17-digit doubles, SageMaker's style) and "short" (the local writer's default, 9 digits).
@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from pipeline_steps.formats import recordio
-from pipeline_steps.formats.knn_output import format_results
+from pipeline_steps.local_algorithms.knn_lines import format_results
 from pipeline_steps.repackage import sizing
 
 N_ITEMS, DIM, USERS = 1682, 65, 200

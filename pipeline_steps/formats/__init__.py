@@ -4,7 +4,8 @@
 * ``mxnet_params``: MXNet NDArray list files (``params``, K-Means ``model_algo-1``).
 * ``artifact``: ``model.tar.gz`` (ustar + gzip) and stored ZIP, byte-exact like SageMaker's.
 * ``fm_model``: the Factorization Machines model artifact (read both layouts, write SageMaker's).
-* ``knn_output``: k-NN verbose JSON-lines output (best-first reader, compact writer).
+* ``knn_output``: k-NN verbose JSON-lines output, best-first reader (the local emulator's
+  writer is ``pipeline_steps.local_algorithms.knn_lines``).
 
 See docs/decisions/0001-wire-formats-without-sdk.md and ../shared/FORMATS.md.
 """

@@ -24,7 +24,7 @@ import numpy as np
 from . import mxnet_params
 from .artifact import ArtifactError, Member, model_tar_gz, read_model_tar_gz, read_zip, stored_zip
 
-__all__ = ["FMModel", "FMModelError", "fm_model_bytes", "read_fm_model", "write_fm_model"]
+__all__ = ["FMModel", "FMModelError", "dmlc_json", "fm_model_bytes", "read_fm_model", "write_fm_model"]
 
 MEMBER = "model_algo-1"
 _LAYOUTS = {
@@ -156,13 +156,13 @@ def read_fm_model(source: str | os.PathLike[str] | bytes | bytearray | memoryvie
 # writing
 
 
-def _dmlc_json(value: Any, depth: int = 0) -> str:
+def dmlc_json(value: Any, depth: int = 0) -> str:
     """JSON the way MXNet's dmlc JSONWriter prints a symbol (objects/arrays multi-line when large)."""
     if isinstance(value, dict):
-        items = [f"{json.dumps(k)}: {_dmlc_json(v, depth + 1)}" for k, v in value.items()]
+        items = [f"{json.dumps(k)}: {dmlc_json(v, depth + 1)}" for k, v in value.items()]
         multi = len(items) > 1
     elif isinstance(value, list):
-        items = [_dmlc_json(v, depth + 1) for v in value]
+        items = [dmlc_json(v, depth + 1) for v in value]
         multi = len(items) > 10 or any(isinstance(v, dict) for v in value)
     else:
         return json.dumps(value)
@@ -223,7 +223,7 @@ def symbol_json(
         "heads": [[out, 0, 0]],
         "attrs": {"mxnet_version": ["int", 10100]},
     }
-    return _dmlc_json(graph)
+    return dmlc_json(graph)
 
 
 def _params(model: FMModel, layout: str) -> dict[str, np.ndarray]:

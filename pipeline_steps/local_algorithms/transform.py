@@ -208,10 +208,10 @@ class _Responses:
                 self.bytes = 0
 
     def _render(self, labels, dist, predicted) -> int:
-        from pipeline_steps.formats import knn_output
+        from . import knn_lines
 
         if self.verbose:
-            return knn_output.write_results(self.out, labels, dist, predicted, predictor_type=self.predictor)
+            return knn_lines.write_results(self.out, labels, dist, predicted, predictor_type=self.predictor)
         data = "".join(json.dumps({"predicted_label": float(p)}) + "\n" for p in predicted).encode()
         self.out.write(data)
         return len(data)

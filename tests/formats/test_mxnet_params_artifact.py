@@ -16,7 +16,7 @@ from hypothesis.extra import numpy as hnp
 
 from pipeline_steps.formats import artifact, mxnet_params
 from pipeline_steps.formats.artifact import ArtifactError, Member
-from pipeline_steps.formats.fm_model import _dmlc_json
+from pipeline_steps.formats.fm_model import dmlc_json
 from pipeline_steps.formats.mxnet_params import ArrayMeta, Params, ParamsFormatError
 
 
@@ -79,7 +79,7 @@ def test_zip_writer_reproduces_the_ntm_model_algo_1(fixtures):
 
 def test_symbol_json_printer_reproduces_mxnet_output(fixtures):
     text = zipfile.ZipFile(io.BytesIO(_ntm_zip(fixtures))).read("symbol.json").decode()
-    assert _dmlc_json(json.loads(text)) == text
+    assert dmlc_json(json.loads(text)) == text
 
 
 def test_gzip_header_is_sagemakers():

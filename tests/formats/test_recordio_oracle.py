@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from pipeline_steps.formats import recordio
+from pipeline_steps.formats.recordio import one_layout, reference
 
 from .conftest import sdk_dense, sdk_sparse
 
@@ -76,6 +77,7 @@ def dense_cases(draw):
 def test_encode_sparse_equals_sdk(case):
     matrix, labels = case
     expected = sdk_sparse(matrix, labels)
+    assert reference.encode_sparse(matrix, labels) == expected
     assert recordio.encode_sparse(matrix, labels) == expected
     triple = (matrix.data, matrix.indices, matrix.indptr, matrix.shape)
     assert recordio.encode_sparse(triple, labels) == expected
@@ -89,6 +91,7 @@ def test_encode_sparse_equals_sdk(case):
 def test_encode_dense_equals_sdk(case):
     array, labels = case
     expected = sdk_dense(array, labels)
+    assert reference.encode_dense(array, labels) == expected
     assert recordio.encode_dense(array, labels) == expected
     buf = io.BytesIO()
     assert recordio.write_dense(buf, array, labels, chunk_rows=4) == len(expected)
@@ -99,13 +102,12 @@ def test_encode_dense_equals_sdk(case):
 @given(sparse_cases())
 def test_sparse_padding_budget_split_is_identical(case):
     matrix, labels = case
-    expected = recordio.encode_sparse(matrix, labels)
-    original = recordio._SLOT_BUDGET
-    recordio._SLOT_BUDGET = 4  # forces single-row chunks wherever rows differ in nnz
-    try:
-        assert recordio.encode_sparse(matrix, labels) == expected
-    finally:
-        recordio._SLOT_BUDGET = original
+    expected = reference.encode_sparse(matrix, labels)
+    buf = io.BytesIO()
+    # a budget of 4 slots forces single-row chunks wherever rows differ in nnz
+    assert recordio.write_sparse(buf, matrix, labels, slot_budget=4) == len(expected)
+    assert buf.getvalue() == expected
+    assert recordio.encode_sparse(matrix, labels, accelerate=False) == expected
 
 
 def test_one_hot_fast_path_equals_sdk_on_movielens_shape():
@@ -210,25 +212,37 @@ def test_one_layout_rows_equal_sdk(case):
     assert recordio.encode_sparse(matrix, labels) == expected
 
 
-def test_one_hot_rows_take_the_one_layout_path(monkeypatch):
+def _one_layout(matrix, labels=None):
+    """``one_layout.encode_chunk`` of a whole matrix (None: not of one layout)."""
+    m = matrix.tocsr()
+    kind = recordio.resolve_type(m.dtype)
+    label_kind = None if labels is None else recordio.resolve_type(np.asarray(labels).dtype)
+    out = one_layout.encode_chunk(
+        m.data, m.indices, m.indptr.astype(np.int64), m.shape[1], labels, kind, label_kind
+    )
+    return None if out is None else out.tobytes()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(one_layout_cases())
+def test_one_layout_equals_the_reference(case):
+    matrix, labels, _ = case
+    expected = reference.encode_sparse(matrix, labels)
+    fast = _one_layout(matrix, labels)
+    if fast is not None:  # more than MAX_PATTERNS key-length patterns: the general writer's job
+        assert fast == expected
+    assert recordio.encode_sparse(matrix, labels) == expected
+    assert recordio.encode_sparse(matrix, labels, accelerate=False) == expected
+
+
+def test_one_hot_rows_take_the_one_layout_path():
     rng = np.random.default_rng(3)
     n = 3000
     cols = np.stack([rng.integers(0, 943, n), 943 + rng.integers(0, 1682, n)], 1).reshape(-1)
     matrix = sp.csr_matrix((np.ones(2 * n, np.float32), cols, np.arange(0, 2 * n + 1, 2)), shape=(n, 2625))
     labels = (rng.random(n) < 0.5).astype(np.float32)
-    results = []
-    one_layout = recordio._one_layout_chunk
-
-    def spy(*args):
-        out = one_layout(*args)
-        results.append(out is not None)
-        return out
-
-    monkeypatch.setattr(recordio, "_one_layout_chunk", spy)
-    assert recordio.encode_sparse(matrix, labels) == sdk_sparse(matrix, labels)
-    assert results and all(results)
+    assert _one_layout(matrix, labels) == sdk_sparse(matrix, labels)
     # int features, int labels and ragged rows go the general way (same bytes as the SDK)
-    results.clear()
     for m, lab in ((matrix.astype(np.int64), labels), (matrix, np.arange(n)), (matrix[:, :1500], labels)):
+        assert _one_layout(m, lab) is None
         assert recordio.encode_sparse(m, lab) == sdk_sparse(m, lab)
-    assert not any(results)

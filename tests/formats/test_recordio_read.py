@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from pipeline_steps.formats import recordio
-from pipeline_steps.formats.recordio import RecordIOError
+from pipeline_steps.formats.recordio import RecordIOError, reference
 
 VALUES = "0a0676616c756573"  # MapEntry.key "values"
 
@@ -235,9 +235,7 @@ def test_dmlc_multipart_records_are_reassembled():
     rec = next(recordio.iter_records(raw))
     assert rec.values.tolist() == [1.0, 2.0, 3.0] and rec.uid.endswith("yz")
     three = _frame(b"abcd", 1) + _frame(b"efgh", 2) + _frame(b"", 3)
-    assert [p for _, p in recordio._iter_payloads(io.BytesIO(three).read)] == [
-        b"abcd" + magic + b"efgh" + magic
-    ]
+    assert [p for _, p in reference.iter_payloads(io.BytesIO(three))] == [b"abcd" + magic + b"efgh" + magic]
     data, *_ = recordio.read_sparse(raw)  # the fast reader falls back to the general parser
     assert data.tolist() == [1.0, 2.0, 3.0]
 
@@ -349,11 +347,11 @@ def test_short_reads_from_streams_are_completed():
 
 
 # --------------------------------------------------------------------------------------------
-# the one-layout fast path of read_sparse (same number of non-zeros in every row)
+# the vectorised reader equals the reference reader
 
 
 def _reference_sparse(raw: bytes):
-    """CSR from the general parser, record by record (the slow, obvious reading)."""
+    """CSR from the reference parser, record by record (the slow, obvious reading)."""
     records = list(recordio.iter_records(raw))
     data = np.concatenate([r.values for r in records])
     keys = np.concatenate([r.keys for r in records]).astype(np.int64)
@@ -376,25 +374,16 @@ def _assert_same(got, raw):
         assert got[4].dtype == labels.dtype and np.array_equal(got[4], labels, equal_nan=True)
 
 
-def _fast_path_calls(monkeypatch) -> list[bool]:
-    """Record whether each read_sparse call was answered by the one-layout path."""
-    calls: list[bool] = []
-    uniform = recordio._uniform_sparse
-
-    def spy(*args):
-        try:
-            out = uniform(*args)
-        except recordio._Irregular:
-            calls.append(False)
-            raise
-        calls.append(True)
-        return out
-
-    monkeypatch.setattr(recordio, "_uniform_sparse", spy)
-    return calls
+def _assert_equal_results(got, want):
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        if isinstance(b, np.ndarray):
+            assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+        else:
+            assert a == b
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None)
 @given(
     n=st.integers(1, 300),
     m=st.integers(1, 5),
@@ -403,7 +392,7 @@ def _fast_path_calls(monkeypatch) -> list[bool]:
     label_dtype=st.sampled_from([None, np.float32, np.float64]),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_one_layout_fast_path_equals_the_general_parser(monkeypatch, n, m, n_cols, dtype, label_dtype, seed):
+def test_read_sparse_of_one_layout_rows_equals_the_reference(n, m, n_cols, dtype, label_dtype, seed):
     rng = np.random.default_rng(seed)
     m = min(m, n_cols)
     cols = np.sort(
@@ -417,33 +406,37 @@ def test_one_layout_fast_path_equals_the_general_parser(monkeypatch, n, m, n_col
     matrix = sp.csr_matrix((values, cols.reshape(-1), np.arange(0, n * m + 1, m)), shape=(n, n_cols))
     labels = None if label_dtype is None else rng.integers(0, 5, n).astype(label_dtype)
     raw = recordio.encode_sparse(matrix, labels)
-    calls = _fast_path_calls(monkeypatch)
-    _assert_same(recordio.read_sparse(raw), raw)
-    assert calls == [True]
+    got = recordio.read_sparse(raw)
+    _assert_same(got, raw)
+    _assert_equal_results(got, reference.read_sparse(raw))
+    assert recordio.record_sizes(raw).tolist() == reference.record_sizes(raw).tolist()
 
 
-def test_one_hot_rows_take_the_fast_path(monkeypatch):
+def test_one_hot_rows_read_back():
     rng = np.random.default_rng(7)
     n = 5000
     users, items = rng.integers(0, 943, n), rng.integers(0, 1682, n)
     cols = np.stack([users, 943 + items], 1).reshape(-1)
     matrix = sp.csr_matrix((np.ones(2 * n, np.float32), cols, np.arange(0, 2 * n + 1, 2)), shape=(n, 2625))
     raw = recordio.encode_sparse(matrix, (rng.random(n) < 0.5).astype(np.float32))
-    calls = _fast_path_calls(monkeypatch)
     got = recordio.read_sparse(raw)
-    assert calls == [True]
     _assert_same(got, raw)
+    _assert_equal_results(got, reference.read_sparse(raw))
     assert got[1].reshape(n, 2).tolist() == cols.reshape(n, 2).tolist()
-    # the same file with its records spread over several chunks of the fast path
-    monkeypatch.setattr(recordio, "_UNIFORM_CHUNK", 777)
-    _assert_same(recordio.read_sparse(raw), raw)
+
+
+def _records_of(raw: bytes) -> tuple[list[int], list[int]]:
+    """Start offsets and payload lengths of the records of a simple stream."""
+    sizes = recordio.record_sizes(raw)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
+    return starts, [struct.unpack_from("<I", raw, s + 4)[0] for s in starts]
 
 
 @pytest.mark.parametrize(
     "case",
     ["ragged_nnz", "int_values", "int_labels", "padding_byte", "keys_not_m_varints", "extra_field"],
 )
-def test_mixed_layouts_fall_back_and_read_the_same(monkeypatch, case):
+def test_mixed_layouts_read_like_the_reference(case):
     rng = np.random.default_rng(11)
     n = 40
     cols = np.stack([rng.integers(0, 100, n), 100 + rng.integers(0, 300, n)], 1)
@@ -461,12 +454,12 @@ def test_mixed_layouts_fall_back_and_read_the_same(monkeypatch, case):
         raw = recordio.encode_sparse(one_hot, np.arange(n, dtype=np.int64))
     else:
         raw = bytearray(recordio.encode_sparse(one_hot, labels))
-        starts, lengths = recordio._scan(np.frombuffer(bytes(raw), np.uint8))
-        i = int(np.flatnonzero(lengths % 4)[3])  # a record with padding
+        starts, lengths = _records_of(bytes(raw))
+        i = [j for j, length in enumerate(lengths) if length % 4][3]  # a record with padding
         if case == "keys_not_m_varints":  # a record with two 1-byte keys
-            i = next(j for j, s in enumerate(starts.tolist()) if raw[s + 8 + 25] == 2)
-        s, length = int(starts[i]), int(lengths[i])
-        if case == "padding_byte":  # padding content is ignored by the general parser
+            i = next(j for j, s in enumerate(starts) if raw[s + 8 + 25] == 2)
+        s, length = starts[i], lengths[i]
+        if case == "padding_byte":  # padding content is ignored by the reference parser
             raw[s + 8 + length] = 0x55
         elif case == "keys_not_m_varints":  # the first key byte continues: 1 key for 2 values
             assert raw[s + 8 + 24] == 0x12 and raw[s + 8 + 25] == 2  # keys field after 8 value bytes
@@ -476,44 +469,15 @@ def test_mixed_layouts_fall_back_and_read_the_same(monkeypatch, case):
             new = struct.pack("<II", recordio.MAGIC, len(payload)) + payload + b"\0" * ((-len(payload)) % 4)
             raw = raw[:s] + new + raw[s + 8 + length + (-length) % 4 :]
         raw = bytes(raw)
-    calls = _fast_path_calls(monkeypatch)
-    try:
-        want = _reference_sparse(raw)
-    except ValueError:
-        want = None
     if case == "keys_not_m_varints":
         with pytest.raises(ValueError):
+            reference.read_sparse(raw)
+        with pytest.raises(ValueError):
             recordio.read_sparse(raw)
-        assert calls == [False]
         return
     got = recordio.read_sparse(raw)
-    assert calls == [False]
-    assert want is not None
     _assert_same(got, raw)
-
-
-def test_strided_scan_agrees_with_the_general_scan():
-    rng = np.random.default_rng(13)
-    n = 500
-    cols = np.stack([rng.integers(0, 943, n), 943 + rng.integers(0, 1682, n)], 1).reshape(-1)
-    one_hot = sp.csr_matrix((np.ones(2 * n, np.float32), cols, np.arange(0, 2 * n + 1, 2)), shape=(n, 2625))
-    raw = recordio.encode_sparse(one_hot, rng.random(n).astype(np.float32))
-    buf = np.frombuffer(raw, np.uint8)
-    strided = recordio._scan_strided(buf)
-    assert strided is not None
-    for a, b in zip(strided, recordio._scan(buf), strict=True):
-        assert a.tolist() == b.tolist()
-    # records of other padded sizes, a flag bit, a bad magic or a truncated stream: not strided
-    other = recordio.encode_sparse(one_hot[:, :1000])  # ragged rows, different sizes
-    assert recordio._scan_strided(np.frombuffer(raw + other, np.uint8)) is None
-    flagged = bytearray(raw)
-    flagged[len(raw) // 2 // 64 * 64 + 7] |= 0x20
-    assert recordio._scan_strided(np.frombuffer(bytes(flagged), np.uint8)) is None
-    bad = bytearray(raw)
-    bad[64] ^= 1
-    assert recordio._scan_strided(np.frombuffer(bytes(bad), np.uint8)) is None
-    assert recordio._scan_strided(np.frombuffer(raw[:-64], np.uint8)) is not None
-    assert recordio._scan_strided(np.frombuffer(raw[:-4], np.uint8)) is None
+    _assert_equal_results(got, reference.read_sparse(raw))
 
 
 def test_record_sizes_count_whole_records_as_a_transform_sends_them():
@@ -523,3 +487,7 @@ def test_record_sizes_count_whole_records_as_a_transform_sends_them():
     one = _frame(_value_record([1.0, 2.0]))
     split = _frame(b"abc", 1) + _frame(b"defgh", 3)  # a multi-part record: 12 + 16 bytes
     assert recordio.record_sizes(one + split + one).tolist() == [len(one), 28, len(one)]
+    assert (
+        recordio.record_sizes(one + split + one).tolist()
+        == reference.record_sizes(one + split + one).tolist()
+    )

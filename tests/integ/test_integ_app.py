@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline_steps.formats import knn_output
 from pipeline_steps.formats.recordio import read_dense
 from pipeline_steps.guard.core import run_id_for
 from pipeline_steps.local_algorithms import knn as local_knn
+from pipeline_steps.local_algorithms import knn_lines
 from pipeline_steps.local_algorithms.hyperparameters import parse_knn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -247,7 +247,7 @@ def local_knn_out() -> str:
         parse_knn(integ.PROBE_HYPERPARAMETERS),
     )
     distances, labels = local_knn.search(model, np.array(integ.PROBE_QUERY, np.float32))
-    return knn_output.format_results(labels, distances, local_knn.predict(model, labels))
+    return knn_lines.format_results(labels, distances, local_knn.predict(model, labels))
 
 
 def read_probe_output(objects: dict[str, str], prefix: str = "probe/out/some-execution/") -> dict[str, Any]:

@@ -100,7 +100,7 @@ def put_transform_output(
     ``mini_batch``: SageMaker's AssembleWith=Line assembly, an extra "\n" after every ``mini_batch``
     lines (one container response each) and after the last one.
     """
-    from pipeline_steps.formats.knn_output import format_results
+    from pipeline_steps.local_algorithms.knn_lines import format_results
 
     key = f"runs/{run_id}/transform/users-{part:05d}.rec.out"
     text = format_results(labels, distances)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline_steps.formats.knn_output import format_results, render_float
 from pipeline_steps.formats.recordio import encode_dense
+from pipeline_steps.local_algorithms.knn_lines import format_results, render_float
 from pipeline_steps.repackage import sizing
 
 WORST = np.float32(-3.2008762e-37)  # its double's repr has 17 digits and an exponent: 23 characters
