@@ -11,7 +11,7 @@ cases, each the lower of the wall-clock and the CPU-time ratio of our best of ``
 one SDK run), ``identical`` (every case's bytes equal), ``load_average`` and ``cases``.
 
 ``--general`` also times the general vectorised writer alone (``accelerate=False``: without the
-one-layout path, decision 0009) and reports ``one_layout_gain`` per case; ``--prepare-shape``
+one-layout path, decision 0010) and reports ``one_layout_gain`` per case; ``--prepare-shape``
 adds bench/prepare.py's headline shape (4,956,290 one-hot rows x 600,000 columns).
 """
 

@@ -7,7 +7,7 @@ run. The last stdout line is one JSON object.
 
     .venv/bin/python bench/prepare.py [--rows 10000000] [--keep] [--general]
 
-``--general`` writes the RecordIO files without the writer's one-layout path (decision 0009).
+``--general`` writes the RecordIO files without the writer's one-layout path (decision 0010).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 * ``knn_output``: k-NN verbose JSON-lines output, best-first reader (the local emulator's
   writer is ``pipeline_steps.local_algorithms.knn_lines``).
 
-See docs/decisions/0001-wire-formats-without-sdk.md and ../shared/FORMATS.md.
+See docs/formats.md and docs/decisions/0001-wire-formats-without-sdk.md.
 """
 
 __all__ = ["artifact", "fm_model", "knn_output", "mxnet_params", "recordio"]

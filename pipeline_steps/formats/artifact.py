@@ -1,6 +1,6 @@
 """SageMaker model artifact containers: ``model.tar.gz`` (gzip of ustar) and the stored ZIP inside.
 
-Writers reproduce SageMaker's bytes (FORMATS.md §2.6): POSIX ustar with space-terminated octal
+Writers reproduce SageMaker's bytes (docs/formats.md §2): POSIX ustar with space-terminated octal
 fields, mode 0100644, uid/gid 0, empty user/group names, archive padded to 10 240 bytes; gzip
 with no name, MTIME 0, OS 255, level 6; stored ZIP as Python's ``zipfile`` writes it (Unix
 create_system, -rw-r--r--, one shared DOS timestamp). Readers give clear errors naming the part.

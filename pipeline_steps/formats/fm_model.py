@@ -1,4 +1,4 @@
-"""Factorization Machines model artifact (FORMATS.md §2.3-2.6), numpy only.
+"""Factorization Machines model artifact (docs/formats.md §2), numpy only.
 
 ``model.tar.gz`` -> ``model_algo-1`` (stored ZIP) -> ``meta.json`` + ``symbol.json`` + ``params``
 (MXNet NDArray list). Two parameter layouts exist (§2.4):

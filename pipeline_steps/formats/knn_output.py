@@ -1,4 +1,4 @@
-"""k-NN batch-transform output, ``Accept: application/jsonlines; verbose=true`` (FORMATS.md §3.3-3.4).
+"""k-NN batch-transform output, ``Accept: application/jsonlines; verbose=true`` (docs/formats.md §4).
 
 One JSON object per query, in input order: ``labels`` (neighbour labels as floats), ``distances``
 (sorted ascending, whatever the metric) and ``predicted_label``. With INNER_PRODUCT / COSINE the

@@ -1,6 +1,6 @@
 """MXNet NDArray list files (``mx.nd.save``: FM ``params``, K-Means ``model_algo-1``), numpy only.
 
-Layout in FORMATS.md §2.5. ``load`` returns a :class:`Params` dict (in file order) whose keys are
+Layout in docs/formats.md §2. ``load`` returns a :class:`Params` dict (in file order) whose keys are
 the stored names (``"arg:v"``...) or, for a file saved from a list, ``"0"``, ``"1"``, ... with
 ``Params.named`` False. ``Params.meta`` keeps what the values alone do not say (format version,
 storage type, context, type flag, sparse storage) so ``dump(load(b)) == b`` for every file MXNet

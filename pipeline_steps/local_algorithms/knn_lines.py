@@ -1,5 +1,5 @@
 """The local k-NN emulator's output lines: verbose JSON lines as the k-NN container writes them
-(``Accept: application/jsonlines; verbose=true``, FORMATS.md §3.3-3.4); read them with
+(``Accept: application/jsonlines; verbose=true``, docs/formats.md §4); read them with
 ``pipeline_steps.formats.knn_output``.
 
 SageMaker's compact JSON (``separators=(",", ":")``, sorted keys) of float32-rounded values. By

@@ -17,7 +17,7 @@ from pipeline_steps.formats.recordio import RecordIOError, reference
 
 VALUES = "0a0676616c756573"  # MapEntry.key "values"
 
-# FORMATS.md §1.5: bytes produced by the unmodified sagemaker 2.257.7 code
+# docs/formats.md §1: bytes produced by the unmodified sagemaker 2.257.7 code
 GOLDEN = {
     "dense_f32_pad": (
         "0a23d7ce 28000000 0a12 " + VALUES + " 1208 1206 0a04 0000e040 "

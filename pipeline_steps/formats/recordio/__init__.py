@@ -1,10 +1,10 @@
-"""RecordIO-protobuf (``application/x-recordio-protobuf``), numpy only (FORMATS.md §1).
+"""RecordIO-protobuf (``application/x-recordio-protobuf``), numpy only (docs/formats.md §1).
 
 * ``wire``: the format's constants (magic, cflags, record.proto field numbers and tags) and varints;
 * ``reference``: the spec, a plain record-by-record encoder (what sagemaker 2.257.7 writes) and a
   tolerant decoder (dmlc multi-part records, unknown and unpacked fields);
 * ``writer``: the vectorised encoder; ``one_layout`` accelerates it for rows of one layout
-  (one-hot rows), decision 0009;
+  (one-hot rows), decision 0010;
 * ``reader``: the vectorised decoder, falling back to ``reference`` for anything the SDK would
   not have written.
 

@@ -1,4 +1,4 @@
-"""Acceleration of the writer for rows with one layout (decision 0009): optional, same bytes.
+"""Acceleration of the writer for rows with one layout (decision 0010): optional, same bytes.
 
 A chunk whose rows all have the same number m >= 1 of non-zeros, float values and float (or no)
 labels, such as prepare's one-hot (user, item) rows. Such a record's bytes depend on its data

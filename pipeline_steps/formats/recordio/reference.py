@@ -1,7 +1,7 @@
 """The reference: a plain, record-by-record encoder and decoder. This module is the spec.
 
 Encoder: what sagemaker 2.257.7 writes (``write_spmatrix_to_sparse_tensor`` /
-``write_numpy_to_dense_tensor``, FORMATS.md §1.3-1.4), one ``Record`` per row:
+``write_numpy_to_dense_tensor``, docs/formats.md §1), one ``Record`` per row:
 
 * features: map entry ``"values"`` -> a tensor typed by ``resolve_type`` (float32 -> Float32,
   float64 -> Float64, int64 -> Int32), holding the row's values; a sparse row also holds its

@@ -1,4 +1,4 @@
-"""The bytes of RecordIO-protobuf (FORMATS.md §1), named: framing, record.proto tags, varints.
+"""The bytes of RecordIO-protobuf (docs/formats.md §1), named: framing, record.proto tags, varints.
 
 RecordIO frame (dmlc): ``magic`` (uint32 LE), ``lrecord = cflag << 29 | length`` (uint32 LE), the
 payload, zero padding to a multiple of 4. The payload is a protobuf ``aialgs.data.Record``

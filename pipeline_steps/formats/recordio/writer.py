@@ -4,7 +4,7 @@ Each field gets a fixed slot per record (a varint as many slots as its longest v
 chunk); a boolean mask drops the unused slots, which concatenates the records in order. No
 protobuf objects and no per-row Python loop. Output is byte-identical to ``reference`` (and so
 to the SDK). Chunks of rows with the same number of non-zeros are handed to ``one_layout`` first,
-which writes them without the mask (decision 0009).
+which writes them without the mask (decision 0010).
 """
 
 from __future__ import annotations
