@@ -13,7 +13,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 
-.PHONY: help setup test lint format demo synth bench deploy destroy clean \
+.PHONY: help setup test lint typecheck format demo synth bench deploy destroy clean \
 	integ integ-destroy integ-snapshot integ-runner
 
 help:
@@ -23,6 +23,7 @@ help:
 	@echo "make bench   - run the benchmarks under bench/ (each prints JSON)"
 	@echo "make deploy  - deploy with the pinned CDK CLI (needs AWS credentials)"
 	@echo "make lint    - ruff check + ruff format --check"
+	@echo "make typecheck - mypy over app.py, infra/ and pipeline_steps/ (part of make test)"
 	@echo "make integ   - real-AWS integration test: deploy, run, assert, destroy (needs credentials; ~40 min)"
 	@echo "make integ-snapshot - refresh integ/snapshot/ (offline)"
 
@@ -42,11 +43,14 @@ lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+typecheck: $(VENV_STAMP)
+	$(VENV)/bin/mypy
+
 format: $(VENV_STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: setup lint
+test: setup lint typecheck
 	$(PY) -m pytest
 
 demo: setup

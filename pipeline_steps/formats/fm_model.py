@@ -270,9 +270,9 @@ def write_fm_model(
     """Write ``model.tar.gz`` to a path or binary file object; returns the bytes written."""
     data = fm_model_bytes(model, mtime=mtime, layout=layout)
     if hasattr(target, "write"):
-        target.write(data)  # type: ignore[union-attr]
+        target.write(data)
     else:
-        path = Path(target)  # type: ignore[arg-type]
+        path = Path(target)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO
+from typing import IO, Any
 from urllib.parse import urlparse
 
 
@@ -47,7 +47,7 @@ def put_bytes(
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, **_sse(kms_key_id))
 
 
-def put_file(s3: Any, uri: str, fileobj: BinaryIO, *, kms_key_id: str | None = None) -> None:
+def put_file(s3: Any, uri: str, fileobj: IO[bytes], *, kms_key_id: str | None = None) -> None:
     """Upload a (possibly large, spooled) file; boto3 switches to multipart above its threshold."""
     bucket, key = split_uri(uri)
     fileobj.seek(0)

@@ -173,6 +173,7 @@ def transform_object(
         submit = pool.submit if overlap else _run_now
         pending = submit(_search_batch, model, Q[:batch]) if len(starts) else None
         for start in starts:
+            assert pending is not None  # set before the loop whenever there is a batch
             dist, labels, predicted, seconds = pending.result()
             if start + batch < Q.shape[0]:
                 pending = submit(_search_batch, model, Q[start + batch : start + 2 * batch])

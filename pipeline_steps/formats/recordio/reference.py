@@ -58,7 +58,7 @@ def as_csr(csr: Any) -> Csr:
         lo, hi = int(indptr[0]), int(indptr[-1])
         if hi > lo and (int(indices[lo:hi].min()) < 0 or int(indices[lo:hi].max()) >= shape[1]):
             raise ValueError(f"column indices must be in [0, {shape[1]})")
-        return data, indices, indptr, shape  # type: ignore[return-value]
+        return data, indices, indptr, shape
     raise TypeError("Array must be sparse: a scipy sparse matrix or a (data, indices, indptr, shape) tuple")
 
 

@@ -74,7 +74,7 @@ class _Rows:
     def const(self, b: bytes, present: bool | np.ndarray = True) -> None:
         if present is False or not b:
             return
-        mask = None if present is True else np.broadcast_to(present[:, None], (self.n, len(b)))  # type: ignore[index]
+        mask = None if present is True else np.broadcast_to(present[:, None], (self.n, len(b)))
         self._fields.append((len(b), np.frombuffer(b, np.uint8), mask))
 
     def tag(self, tag: int, present: bool | np.ndarray = True) -> None:
