@@ -13,11 +13,12 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 
-.PHONY: help setup test lint typecheck format demo synth bench deploy destroy clean \
+.PHONY: help setup unit test lint typecheck format demo synth bench deploy destroy clean \
 	integ integ-destroy integ-snapshot integ-runner
 
 help:
-	@echo "make test    - set up .venv + npm tools if missing, lint, run the test suite"
+	@echo "make test    - set up .venv + npm tools if missing, lint, typecheck, run the test suite"
+	@echo "make unit    - the fast tier of the tests (no synth, no embedded AWS server; ~1.5 min)"
 	@echo "make demo    - run the whole pipeline locally on MovieLens 100k (no AWS account)"
 	@echo "make synth   - synthesize the CDK app offline (no Docker needed)"
 	@echo "make bench   - run the benchmarks under bench/ (each prints JSON)"
@@ -49,6 +50,13 @@ typecheck: $(VENV_STAMP)
 format: $(VENV_STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The fast tier: pure cores, formats, steps on moto in-process (no CDK synth, no embedded AWS server).
+UNIT_TESTS := tests/common tests/formats tests/prepare tests/repackage tests/evaluate tests/publish \
+	tests/guard tests/local_algorithms tests/test_import_graph.py tests/local/test_local_iam.py
+
+unit: $(VENV_STAMP)
+	$(PY) -m pytest $(UNIT_TESTS)
 
 test: setup lint typecheck
 	$(PY) -m pytest

@@ -15,9 +15,9 @@ from pipeline_steps.publish import core, versioning
 from pipeline_steps.publish.config import PublishConfig
 from pipeline_steps.publish.writer import WriteFailedError
 from pipeline_steps.query import clear_pointer_cache, get_recommendations
-from tests.publish.conftest import BUCKET, TABLE
+from tests.conftest import BUCKET, TABLE
+from tests.prepared_run import event, put_prepared, put_queries_manifest, put_transform_output
 from tests.publish.faults import CrashAfter, FaultyDynamoDB
-from tests.publish.prepared import event, put_prepared, put_queries_manifest, put_transform_output
 
 NOW = 1_800_000_000.0
 

@@ -11,7 +11,7 @@ from pipeline_steps.publish import versioning
 from pipeline_steps.publish.__main__ import main as publish_cli
 from pipeline_steps.query import NoPublishedRunError, clear_pointer_cache, get_recommendations
 from pipeline_steps.query.__main__ import main as query_cli
-from tests.publish.conftest import TABLE
+from tests.conftest import TABLE
 
 NOW = 1_800_000_000.0
 EXPIRES = int(NOW + 30 * 86_400)

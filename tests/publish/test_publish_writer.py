@@ -6,7 +6,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from pipeline_steps.publish.writer import BatchWriter, PublishTimeoutError, WriteFailedError, is_retryable
-from tests.publish.conftest import TABLE
+from tests.conftest import TABLE
 from tests.publish.faults import FaultyDynamoDB
 
 

@@ -14,8 +14,8 @@ from pipeline_steps.formats.fm_model import FMModel, fm_model_bytes
 from pipeline_steps.formats.recordio import read_dense
 from pipeline_steps.repackage.config import RepackageConfig
 from pipeline_steps.repackage.core import FeatureDimMismatchError, choose_k, repackage
-from tests.publish.conftest import BUCKET
-from tests.publish.prepared import put_prepared
+from tests.conftest import BUCKET
+from tests.prepared_run import put_prepared
 
 N_USERS, N_ITEMS, FACTORS = 7, 5, 3
 

@@ -13,8 +13,8 @@ from pipeline_steps.common.errors import InputError
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.evaluate.core import GateFailedError, evaluate_run
 from pipeline_steps.publish import versioning
-from tests.publish.conftest import BUCKET, TABLE
-from tests.publish.prepared import event, put_prepared, put_queries_manifest, put_transform_output
+from tests.conftest import BUCKET, TABLE
+from tests.prepared_run import event, put_prepared, put_queries_manifest, put_transform_output
 
 
 def setup_run(s3, run_id="r1"):
