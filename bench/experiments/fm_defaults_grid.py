@@ -66,6 +66,26 @@ PRESETS = {
         "4,4,0.001,0.01",
         "4,4,0.001,0.01,seed=7",
     ],
+    # The first grid of decision 0004 ("Experiment"), on the nearest prepare output: that grid put
+    # each positive once with D x R negatives (1:12 for R=3, D=4), i.e. prepare's R*D negatives in
+    # one draw. Not the same file (the original used raw-id columns and other random numbers).
+    "original": [
+        "3,1,0.0001,0.001",
+        "3,1,0.001,0.01",
+        "3,1,0.003,0.01",
+        "3,1,0.01,0.01",
+        "3,1,0.003,0.01,factors_wd=0.001",
+        "3,1,0.003,0.01,factors_wd=0.0001",
+        "12,1,0.003,0.01",
+        "12,1,0.003,0.01,factors_wd=0.00003",
+        "12,1,0.01,0.03,mini_batch_size=5000,factors_wd=0.00003",
+        "12,1,0.002,0.01",
+        "12,1,0.002,0.01,seed=1",
+        "12,1,0.003,0.01,num_factors=32",
+        "12,1,0.002,0.01,num_factors=32",
+        "12,1,0.003,0.003",
+        "12,1,0.005,0.01",
+    ],
     # The chosen default and the setting it replaced.
     "default": ["4,4,0.001,0.01", "4,4,0.001,0.01,seed=7", "3,4,0.002,0.01"],
 }
