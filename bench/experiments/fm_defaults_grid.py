@@ -208,7 +208,7 @@ def run_row(row: Row, data: Prepared, epochs: list[int]) -> dict:
 
     def on_params(epoch: int, params: fm.FMParams) -> None:
         if epoch in epochs:
-            found[str(epoch)] = round(precision_at_x(fm_scores(params, data.n_users), data)[0], 4)
+            found[str(epoch)] = precision_at_x(fm_scores(params, data.n_users), data)[0]
 
     started, cpu = time.perf_counter(), time.process_time()
     fm.train(data.X, data.y, config, on_params=on_params)
@@ -220,7 +220,7 @@ def run_row(row: Row, data: Prepared, epochs: list[int]) -> dict:
         "prepare": {"seed": PrepareConfig().seed, **row.prepare},
         "hyperparameters": hyper,
         "train_rows": int(data.X.shape[0]),
-        "p_at_10": found,
+        "p_at_10": found,  # full precision; rounded when printed (JSON: 4 digits, table: 3)
         "seconds": round(seconds, 1),
         "cpu_seconds": round(cpu_seconds, 1),
     }
@@ -277,8 +277,9 @@ def main() -> None:
                 print(f"most-popular P@10 {baseline:.4f} over {n_eval} users; {data.n_items} items")
                 print(header, flush=True)
             res = run_row(row, data, epochs)
-            results.append(res)
             cells = "  ".join(f"{res['p_at_10'][str(e)]:6.3f}" for e in epochs)
+            res["p_at_10"] = {e: round(v, 4) for e, v in res["p_at_10"].items()}
+            results.append(res)
             print(f"{row.spec:44s} {res['train_rows']:>10,d}  {cells}   ({res['seconds']:.0f}s)", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
