@@ -9,7 +9,7 @@ strings (``parse_fm``; unlisted ones at SageMaker's defaults). After each listed
 (user, item) pair is scored by w_i + <V_u, V_i> (the FM score minus per-user constants), the
 user's ua.base items are masked (prepare's seen.npz), the top 10 are taken and hits/10 against the
 user's ua.test items (prepare's holdout.npz) is averaged over the users with held-out items.
-Most-popular (prepare's popularity.npy, same mask) is printed for reference.
+Most-popular (prepare's popularity.npy, the evaluate step's baseline) is printed for reference.
 
 A row is ``R,D,factors_lr,linear_lr`` plus optional ``key=value`` items: any FM hyperparameter
 (SageMaker name, e.g. ``factors_wd=0.0001``, ``num_factors=32``, ``mini_batch_size=5000``),
@@ -40,7 +40,9 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from pipeline_steps.common.runio import Csr
 from pipeline_steps.datasets.movielens import CITATION, load
+from pipeline_steps.evaluate.metrics import baseline_metrics
 from pipeline_steps.formats import recordio
 from pipeline_steps.local_algorithms import fm
 from pipeline_steps.local_algorithms.hyperparameters import parse_fm
@@ -272,8 +274,14 @@ def main() -> None:
                 cache[row.data_key] = prepare_data(row, src, tmp)
             data = cache[row.data_key]
             if baseline is None:
-                pop = np.broadcast_to(data.popularity.astype(np.float64), (data.n_users, data.n_items))
-                baseline, n_eval = precision_at_x(pop, data)
+                # The evaluate step's baseline (ties by item index), same mask and held-out items.
+                metrics, n_eval = baseline_metrics(
+                    data.popularity,
+                    Csr(indptr=data.seen.indptr.astype(np.int64), indices=data.seen.indices),
+                    Csr(indptr=data.holdout.indptr.astype(np.int64), indices=data.holdout.indices),
+                    x=X,
+                )
+                baseline = metrics["precision"]
                 print(f"most-popular P@10 {baseline:.4f} over {n_eval} users; {data.n_items} items")
                 print(header, flush=True)
             res = run_row(row, data, epochs)
