@@ -50,7 +50,7 @@ from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.prepare.core import prepare
 from pipeline_steps.prepare.storage import LocalStorage
 
-X = 10
+TOP_X = 10
 PREPARE_KEYS = ("seed", "negative_sampling")
 # Fixed for every row: SageMaker's binary classifier with the demo's factors and batch size.
 BASE_HYPERPARAMETERS = {"predictor_type": "binary_classifier", "num_factors": "64", "mini_batch_size": "1000"}
@@ -187,14 +187,14 @@ def prepare_data(row: Row, src: Path, tmp: Path) -> Prepared:
 
 
 def precision_at_x(scores: np.ndarray, data: Prepared) -> tuple[float, int]:
-    """Mean hits/X over users with held-out items; ua.base items masked. Returns (P@X, users)."""
+    """Mean hits/TOP_X over users with held-out items; ua.base items masked. Returns (P@TOP_X, users)."""
     scores = np.array(scores, dtype=np.float64)
     seen = data.seen.tocoo()
     scores[seen.row, seen.col] = -np.inf
-    top = np.argpartition(-scores, X, axis=1)[:, :X]
+    top = np.argpartition(-scores, TOP_X, axis=1)[:, :TOP_X]
     hits = np.asarray(data.holdout[np.arange(scores.shape[0])[:, None], top].sum(axis=1)).ravel()
     users = np.diff(data.holdout.indptr) > 0
-    return float(hits[users].mean() / X), int(users.sum())
+    return float(hits[users].mean() / TOP_X), int(users.sum())
 
 
 def fm_scores(params: fm.FMParams, n_users: int) -> np.ndarray:
@@ -279,7 +279,7 @@ def main() -> None:
                     data.popularity,
                     Csr(indptr=data.seen.indptr.astype(np.int64), indices=data.seen.indices),
                     Csr(indptr=data.holdout.indptr.astype(np.int64), indices=data.holdout.indices),
-                    x=X,
+                    x=TOP_X,
                 )
                 baseline = metrics["precision"]
                 print(f"most-popular P@10 {baseline:.4f} over {n_eval} users; {data.n_items} items")
