@@ -36,9 +36,9 @@ from pipeline_steps.common.config import config_from_dict
 from pipeline_steps.common.items import encode_items
 from pipeline_steps.publish import core
 from pipeline_steps.publish.config import PublishConfig
-from tests.publish.conftest import create_table
+from tests.conftest import create_table
+from tests.prepared_run import event, put_prepared, put_queries_manifest, put_transform_output
 from tests.publish.faults import FaultyDynamoDB
-from tests.publish.prepared import event, put_prepared, put_queries_manifest, put_transform_output
 
 BUCKET, TABLE, RUN = "bench-bucket", "bench-table", "bench-run"
 ACCOUNT = "123456789012"  # moto's default account
