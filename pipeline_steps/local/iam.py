@@ -49,7 +49,7 @@ class Authorization:
     context: Mapping[str, ContextValue] = field(default_factory=dict)
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return list(value) if isinstance(value, list | tuple) else [value]
@@ -70,10 +70,10 @@ def _matches_any(patterns: Iterable[str], value: str, *, ignore_case: bool) -> b
 def _element(statement: Mapping[str, Any], name: str, value: str, *, ignore_case: bool) -> bool:
     """Action/NotAction or Resource/NotResource; a statement without either matches everything."""
     if name in statement:
-        return _matches_any(_as_list(statement[name]), value, ignore_case=ignore_case)
+        return _matches_any(as_list(statement[name]), value, ignore_case=ignore_case)
     negated = "Not" + name
     if negated in statement:
-        return not _matches_any(_as_list(statement[negated]), value, ignore_case=ignore_case)
+        return not _matches_any(as_list(statement[negated]), value, ignore_case=ignore_case)
     return True
 
 
@@ -115,12 +115,12 @@ def _condition(operator: str, key: str, expected: Any, context: Mapping[str, Con
             raise UnsupportedCondition(f"condition set operator {qualifier!r}")
     if_exists = operator.endswith("IfExists")
     base = operator[: -len("IfExists")] if if_exists else operator
-    wanted = [str(v).lower() if isinstance(v, bool) else str(v) for v in _as_list(expected)]
+    wanted = [str(v).lower() if isinstance(v, bool) else str(v) for v in as_list(expected)]
     present = key in context or key.lower() in {k.lower() for k in context}
     actual_raw = context.get(key)
     if actual_raw is None:
         actual_raw = next((v for k, v in context.items() if k.lower() == key.lower()), None)
-    actual = [str(v) for v in _as_list(actual_raw)]
+    actual = [str(v) for v in as_list(actual_raw)]
     if base == "Null":
         return (not present) == (wanted[0].lower() == "true")
     negated = "Not" in base
@@ -158,7 +158,7 @@ def _conditions(block: Mapping[str, Mapping[str, Any]] | None, context: Mapping[
 
 def statements(policy: Mapping[str, Any] | str) -> list[Mapping[str, Any]]:
     document = json.loads(policy) if isinstance(policy, str) else policy
-    return _as_list(document.get("Statement"))
+    return as_list(document.get("Statement"))
 
 
 def evaluate(policies: Iterable[Mapping[str, Any] | str], request: Authorization) -> Decision:
