@@ -143,9 +143,7 @@ def trusted_services(role_arn: str) -> set[str]:
     document = json.loads(role.assume_role_policy_document)
     services: set[str] = set()
     for statement in iam.statements(document):
-        if statement.get("Effect") != "Allow" or "sts:AssumeRole" not in iam.as_list(
-            statement.get("Action")
-        ):
+        if statement.get("Effect") != "Allow" or "sts:AssumeRole" not in iam.as_list(statement.get("Action")):
             continue
         services.update(iam.as_list((statement.get("Principal") or {}).get("Service")))
     return services
