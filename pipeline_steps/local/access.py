@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
 from botocore.exceptions import ClientError
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.exceptions import InvalidClientTokenIdError, JsonRESTError, _RESTError
@@ -60,6 +62,16 @@ class Credentials:
         if self.session_token:
             kwargs["aws_session_token"] = self.session_token
         return kwargs
+
+    def client(self, service: str, *, region: str | None = None, config: Any = None) -> Any:
+        """A boto3 client on the embedded AWS (``AWS_ENDPOINT_URL``) with these credentials."""
+        return boto3.client(
+            service,
+            endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+            region_name=region or os.environ["AWS_DEFAULT_REGION"],
+            config=config,
+            **self.boto_kwargs(),
+        )
 
     def environment(self) -> dict[str, str]:
         """What Lambda puts in a function's environment (AWS_SESSION_TOKEN only for roles)."""
@@ -252,16 +264,20 @@ def _params(response: Any, service: str) -> dict[str, Any]:
     return {k: v[0] for k, v in response.querystring.items()}
 
 
+def _s3_target(response: Any, resource: str) -> tuple[Any, str]:
+    """moto's bucket (None if unknown) and the key of an S3 resource ARN (`arn:...:::bucket/key`)."""
+    bucket_name, _, key = resource.split(":::", 1)[-1].partition("/")
+    return getattr(response.backend, "buckets", {}).get(bucket_name), key
+
+
 def _object_exists(response: Any, resource: str) -> bool:
-    bucket, _, key = resource.split(":::", 1)[-1].partition("/")
-    found = getattr(response.backend, "buckets", {}).get(bucket)
-    return bool(found is not None and key in found.keys)
+    bucket, key = _s3_target(response, resource)
+    return bool(bucket is not None and key in bucket.keys)
 
 
 def _kms_key(response: Any, operation: str, resource: str) -> str | None:
     """The SSE-KMS key an S3 write will use (header, else the bucket default) or a read meets."""
-    bucket_name, _, key = resource.split(":::", 1)[-1].partition("/")
-    bucket = getattr(response.backend, "buckets", {}).get(bucket_name)
+    bucket, key = _s3_target(response, resource)
     if bucket is None or not key:
         return None
     if operation == "GetObject":

@@ -255,15 +255,10 @@ def _utcnow() -> datetime:
 def _s3_client(role_arn: str | None = None) -> Any:
     """The job's S3 client: as its role when IAM is enforced (SageMaker reads and writes as it)."""
     if access.enforcing() and role_arn:
-        credentials = access.role_credentials(role_arn, "sagemaker.amazonaws.com")
-        return boto3.client("s3", **_endpoint(), **credentials.boto_kwargs())
+        return access.role_credentials(role_arn, "sagemaker.amazonaws.com").client("s3")
     if _STATE.s3_factory is not None:
         return _STATE.s3_factory()
     return boto3.client("s3")
-
-
-def _endpoint() -> dict[str, str]:
-    return {"endpoint_url": os.environ["AWS_ENDPOINT_URL"], "region_name": os.environ["AWS_DEFAULT_REGION"]}
 
 
 def _check_job_role(role_arn: str, image: str, log_group: str, name: str) -> None:
@@ -599,12 +594,10 @@ def _service_client(region: str, service: str, state_credentials: Any = None) ->
     credentials = access.acting_credentials()
     if credentials is None:
         raise RuntimeError(f"a Step Functions {service} call outside a state evaluation: no role to act as")
-    return boto3.client(
+    return credentials.client(
         service,
-        endpoint_url=os.environ["AWS_ENDPOINT_URL"],
-        region_name=region,
+        region=region,
         config=BotoConfig(retries={"max_attempts": 0, "total_max_attempts": 1}, read_timeout=300),
-        **credentials.boto_kwargs(),
     )
 
 

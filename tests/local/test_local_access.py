@@ -43,10 +43,7 @@ def role_client(aws: LocalAws, name: str, service: str, *statements: dict, trust
         PolicyName="p",
         PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": list(statements)}),
     )
-    credentials = access.role_credentials(arn, "lambda.amazonaws.com")
-    return boto3.client(
-        service, endpoint_url=aws.endpoint, region_name=aws.region, **credentials.boto_kwargs()
-    )
+    return access.role_credentials(arn, "lambda.amazonaws.com").client(service)
 
 
 def allow(actions, resources) -> dict:
