@@ -37,9 +37,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline_steps.common import sizing
 from pipeline_steps.formats import recordio
 from pipeline_steps.local_algorithms import run_training_job, run_transform_job, transform
-from pipeline_steps.repackage import sizing
 
 KNN_IMAGE = "382416733822.dkr.ecr.us-east-1.amazonaws.com/knn:1"
 

@@ -16,9 +16,9 @@ from typing import Any
 from infra import images
 from infra.context import PREFIX, ConfigError, Context, as_bool, as_int, check_fields
 from infra.step_configs import StepConfigs, validate_step_configs
+from pipeline_steps.common import sizing
 from pipeline_steps.common.layout import RUNS_PREFIX
 from pipeline_steps.common.limits import INDEX_METRICS, MAX_X
-from pipeline_steps.repackage import sizing
 
 FM_HYPERPARAMETERS = frozenset(
     {

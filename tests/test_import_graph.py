@@ -5,11 +5,10 @@ What each package under pipeline_steps/ may import besides itself:
 - a step (guard, prepare, repackage, evaluate, publish, query): common, formats;
 - common (the run contract): formats;
 - formats (wire formats), datasets (public data download): nothing;
-- local_algorithms (SageMaker's algorithms, emulated): common, formats, and repackage.sizing (the
-  transform container's request limits, by which repackage sizes its parts);
+- local_algorithms (SageMaker's algorithms, emulated): common, formats;
 - local (the developer's runner: deploys the app and drives every step): anything.
 
-infra may import common, the steps' `config` modules (validated at synth) and repackage.sizing; it
+infra may import common and the steps' `config` modules (validated at synth); it
 names handlers as strings, never imports a step's core. A package missing here fails the test
 until it is added.
 """
@@ -29,10 +28,10 @@ ALLOWED: dict[str, set[str]] = {
     "common": {"formats"},
     "formats": set(),
     "datasets": set(),
-    "local_algorithms": {"common", "formats", "repackage.sizing"},
+    "local_algorithms": {"common", "formats"},
 }
 ANYTHING = {"local"}
-INFRA_ALLOWED = {"common", "repackage.sizing", *(f"{step}.config" for step in STEPS)}
+INFRA_ALLOWED = {"common", *(f"{step}.config" for step in STEPS)}
 
 
 def imported_modules(path: Path, package: str) -> list[tuple[int, str]]:
@@ -51,7 +50,7 @@ def imported_modules(path: Path, package: str) -> list[tuple[int, str]]:
                 module = ".".join([*base, *(node.module.split(".") if node.module else [])])
             else:
                 module = node.module or ""
-            # `from pipeline_steps.repackage import sizing` imports the submodule sizing.
+            # `from pipeline_steps.common import sizing` imports the submodule sizing.
             names = [f"{module}.{alias.name}" for alias in node.names]
         else:
             continue

@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from pipeline_steps.common import sizing
 from pipeline_steps.formats import recordio
 from pipeline_steps.local_algorithms.knn_lines import format_results
-from pipeline_steps.repackage import sizing
 
 N_ITEMS, DIM, USERS = 1682, 65, 200
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_steps.common import sizing
+
 from . import knn, s3io
 from .hyperparameters import ClientError
 from .jobs import _ACCOUNT, _REGION, RECORDIO, Log, _failed, _now, _require, check_security
@@ -98,8 +100,6 @@ class Batching:
 
     def mini_batches(self, sizes: np.ndarray, where: str) -> np.ndarray:
         """End index (exclusive) of every mini-batch of records with these byte sizes, in order."""
-        from pipeline_steps.repackage import sizing
-
         n = int(sizes.size)
         budget = self.max_payload_mb * sizing.BATCH_BYTES_PER_MB  # the larger reading of "MB"
         if not self.split:
@@ -218,8 +218,6 @@ class _Responses:
         return len(data)
 
     def _check(self, written_to: int) -> None:
-        from pipeline_steps.repackage import sizing
-
         limit = sizing.CONTAINER_RESPONSE_LIMIT
         if self.bytes <= limit:
             return

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline_steps.common import sizing
 from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.common.limits import MAX_X
-from pipeline_steps.repackage import sizing
 
 
 @dataclass(frozen=True, kw_only=True)

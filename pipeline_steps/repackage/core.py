@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_steps.common import sizing
 from pipeline_steps.common.events import RepackageEvent, RepackageResult
 from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.common.manifest import Manifest
@@ -37,7 +38,6 @@ from pipeline_steps.common.runio import (
 )
 from pipeline_steps.formats.fm_model import read_fm_model
 from pipeline_steps.formats.recordio import encode_dense
-from pipeline_steps.repackage import sizing
 from pipeline_steps.repackage.config import RepackageConfig
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_steps.common import sizing
 from pipeline_steps.common.config import config_from_dict, env_config
 from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.publish.config import PublishConfig
-from pipeline_steps.repackage import sizing
 from pipeline_steps.repackage.config import RepackageConfig
 
 CONTEXT = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]

@@ -472,7 +472,8 @@ def test_a_response_over_the_container_limit_fails_the_job_like_aws(s3):
 
 
 def test_parts_sized_by_repackage_arithmetic_pass_with_a_newline_after_each(s3):
-    from pipeline_steps.repackage import core, sizing
+    from pipeline_steps.common import sizing
+    from pipeline_steps.repackage import core
     from pipeline_steps.repackage.config import RepackageConfig
 
     resolver, rng = _big_knn(s3)

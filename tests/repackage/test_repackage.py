@@ -211,7 +211,7 @@ def test_no_user_fitting_a_request_is_an_error_naming_the_keys(s3):
 
 
 def test_part_keys_widen_past_99999_parts(s3, monkeypatch):
-    from pipeline_steps.repackage import sizing
+    from pipeline_steps.common import sizing
 
     widths = []
 

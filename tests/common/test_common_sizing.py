@@ -1,13 +1,13 @@
-"""Transform request sizing (pipeline_steps/repackage/sizing.py): the bounds and the part size."""
+"""Transform request sizing (pipeline_steps/common/sizing.py): the bounds and the part size."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from pipeline_steps.common import sizing
 from pipeline_steps.formats.recordio import encode_dense
 from pipeline_steps.local_algorithms.knn_lines import format_results, render_float
-from pipeline_steps.repackage import sizing
 
 WORST = np.float32(-3.2008762e-37)  # its double's repr has 17 digits and an exponent: 23 characters
 
