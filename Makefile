@@ -52,7 +52,7 @@ format: $(VENV_STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 # The fast tier: pure cores, formats, steps on moto in-process (no CDK synth, no embedded AWS server).
-UNIT_TESTS := tests/common tests/formats tests/prepare tests/repackage tests/evaluate tests/publish \
+UNIT_TESTS := tests/common tests/formats tests/prepare tests/repackage tests/evaluate tests/publish tests/query \
 	tests/guard tests/local_algorithms tests/test_import_graph.py tests/local/test_local_iam.py
 
 unit: $(VENV_STAMP)

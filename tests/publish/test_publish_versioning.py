@@ -1,4 +1,4 @@
-"""Run records, the pointer flip, rollback and the query read path (moto, no transform output)."""
+"""Run records, the pointer flip and rollback (moto, no transform output)."""
 
 from __future__ import annotations
 
@@ -6,38 +6,10 @@ import json
 
 import pytest
 
-from pipeline_steps.common.items import decode_items, encode_items
 from pipeline_steps.publish import versioning
 from pipeline_steps.publish.__main__ import main as publish_cli
-from pipeline_steps.query import NoPublishedRunError, clear_pointer_cache, get_recommendations
-from pipeline_steps.query.__main__ import main as query_cli
 from tests.conftest import TABLE
-
-NOW = 1_800_000_000.0
-EXPIRES = int(NOW + 30 * 86_400)
-
-
-def write_run(dynamodb, run_id: str, recs: dict[str, list[tuple[str, float]]], *, flip: bool = True, parts=1):
-    versioning.begin_run(dynamodb, TABLE, run_id, n_parts=parts, expires_at=EXPIRES, now=NOW)
-    for user, pairs in recs.items():
-        text, _ = encode_items([p[0] for p in pairs], [p[1] for p in pairs])
-        dynamodb.put_item(
-            TableName=TABLE,
-            Item={
-                "pk": {"S": f"u#{user}"},
-                "sk": {"S": run_id},
-                "items": {"S": text},
-                "expires_at": {"N": "1"},
-            },
-        )
-    text, _ = encode_items(["pop1", "pop2"], [50.0, 40.0])
-    dynamodb.put_item(
-        TableName=TABLE, Item={"pk": {"S": "fallback"}, "sk": {"S": run_id}, "items": {"S": text}}
-    )
-    versioning.mark_part_done(dynamodb, TABLE, run_id, part=0, users=len(recs))
-    if flip:
-        return versioning.flip_pointer(dynamodb, TABLE, run_id, metrics={"ndcg": 0.25}, now=NOW)
-    return None
+from tests.published_run import EXPIRES, NOW, write_run
 
 
 def test_flip_requires_every_part(dynamodb):
@@ -128,61 +100,6 @@ def test_rollback_cli(dynamodb, capsys):
     assert sorted(r["sk"] for r in status["runs"]) == ["r1", "r2"]
 
 
-def test_query_known_unknown_and_pinned(dynamodb, capsys):
-    clear_pointer_cache()
-    with pytest.raises(NoPublishedRunError, match="nothing is published"):
-        get_recommendations("a", table_name=TABLE, dynamodb=dynamodb)
-    user = 'Zoë, the "user" 42'
-    write_run(dynamodb, "r1", {user: [("item, one", 3.5), ("ñ 2", 1.25)]})
-    write_run(dynamodb, "r2", {user: [("new", 9.0)]})
-    clear_pointer_cache()
-    got = get_recommendations(user, table_name=TABLE, dynamodb=dynamodb)
-    assert got["run_id"] == "r2" and got["fallback"] is False
-    assert got["items"] == [{"item_id": "new", "score": 9.0}]
-    assert got["published_at"] == versioning.iso(NOW)
-
-    old = get_recommendations(user, table_name=TABLE, dynamodb=dynamodb, run_id="r1")
-    assert old["items"] == [{"item_id": "item, one", "score": 3.5}, {"item_id": "ñ 2", "score": 1.25}]
-
-    unknown = get_recommendations("stranger", table_name=TABLE, dynamodb=dynamodb)
-    assert unknown["fallback"] is True
-    assert [i["item_id"] for i in unknown["items"]] == ["pop1", "pop2"]
-
-    assert query_cli([user, "--table", TABLE]) == 0
-    assert json.loads(capsys.readouterr().out)["items"][0]["item_id"] == "new"
-    assert query_cli(["x", "--table", TABLE, "--run", "nope"]) == 2
-
-
-def test_query_pointer_is_cached_briefly(dynamodb):
-    clear_pointer_cache()
-    write_run(dynamodb, "r1", {"a": [("x", 1.0)]})
-    calls = []
-
-    class Counting:
-        def get_item(self, **kwargs):
-            calls.append(kwargs["Key"]["pk"]["S"])
-            return dynamodb.get_item(**kwargs)
-
-    client = Counting()
-    for _ in range(3):
-        assert get_recommendations("a", table_name=TABLE, dynamodb=client)["items"][0]["item_id"] == "x"
-    assert calls == ["pointer", "u#a", "u#a", "u#a"]
-    get_recommendations("a", table_name=TABLE, dynamodb=client, cache_ttl=0)
-    clear_pointer_cache()
-    get_recommendations("a", table_name=TABLE, dynamodb=client)
-    assert calls.count("pointer") == 2
-
-
-def test_items_attribute_stays_under_the_item_limit():
-    long_ids = [("é" * 2000) + str(i) for i in range(1000)]  # ~4 KB of UTF-8 per id
-    text, kept = encode_items(long_ids, [1.0] * 1000)
-    assert len(text.encode("utf-8")) <= 350_000
-    assert 0 < kept < 1000
-    assert [i["item_id"] for i in decode_items(text)] == long_ids[:kept]
-    text, kept = encode_items([f"B00{i:07d}" for i in range(1000)], [0.5] * 1000)
-    assert kept == 1000 and len(text) < 30_000
-
-
 def test_an_older_run_finishing_late_does_not_replace_a_newer_one(dynamodb):
     versioning.begin_run(dynamodb, TABLE, "old", n_parts=1, expires_at=EXPIRES, now=NOW)
     versioning.mark_part_done(dynamodb, TABLE, "old", part=0, users=0)
@@ -192,16 +109,3 @@ def test_an_older_run_finishing_late_does_not_replace_a_newer_one(dynamodb):
     with pytest.raises(versioning.PublishStateError, match="newer than 'old'"):
         versioning.flip_pointer(dynamodb, TABLE, "old", metrics={}, now=NOW + 180)
     assert versioning.read_pointer(dynamodb, TABLE)["run_id"] == "new"
-
-
-def test_query_refuses_a_pinned_run_that_is_still_writing(dynamodb, capsys):
-    write_run(dynamodb, "r1", {"a": [("x", 1.0)]})
-    write_run(dynamodb, "r2", {"a": [("y", 2.0)]}, flip=False, parts=2)  # part 1 not written yet
-    with pytest.raises(NoPublishedRunError, match="'writing', not complete"):
-        get_recommendations("a", table_name=TABLE, dynamodb=dynamodb, run_id="r2")
-    assert query_cli(["a", "--table", TABLE, "--run", "r2"]) == 2
-    assert "not complete" in capsys.readouterr().err
-    assert (
-        get_recommendations("a", table_name=TABLE, dynamodb=dynamodb, run_id="r1")["items"][0]["item_id"]
-        == "x"
-    )
