@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from infra import images
-from infra.context import PREFIX, ConfigError, Context, as_bool, as_int, check_fields
+from infra.context import PREFIX, ConfigError, Context
 from infra.step_configs import StepConfigs, validate_step_configs
 from pipeline_steps.common import sizing
+from pipeline_steps.common.config import between, config_from_dict
 from pipeline_steps.common.layout import RUNS_PREFIX
 from pipeline_steps.common.limits import INDEX_METRICS, MAX_X
 
@@ -74,6 +75,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _PROJECT = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
 # VpcConfig (SageMaker API reference, API_VpcConfig): 1..16 subnets, 1..5 security groups.
+MAX_RUNTIME_SECONDS = 28 * 86400  # SageMaker StoppingCondition.MaxRuntimeInSeconds upper bound
 _VPC_IDS = {
     "subnet_ids": (re.compile(r"^subnet-[0-9a-f]+$"), 16),
     "security_group_ids": (re.compile(r"^sg-[0-9a-f]+$"), 5),
@@ -85,26 +87,45 @@ class JobConfig:
     """One SageMaker training job: instances, limits and the static hyperparameters (strings)."""
 
     instance_type: str
-    instance_count: int
-    volume_gb: int
-    max_runtime_seconds: int
-    hyperparameters: Mapping[str, str]
+    instance_count: int = field(metadata=between(1, 100))
+    volume_gb: int = field(metadata=between(1, 16384))
+    max_runtime_seconds: int = field(metadata=between(60, MAX_RUNTIME_SECONDS))
+    hyperparameters: dict[str, str]
+
+    def validate(self, where: str) -> None:
+        _instance(f"{where}.instance_type", self.instance_type)
 
 
 @dataclass(frozen=True, kw_only=True)
 class TransformConfig:
     instance_type: str
-    instance_count: int
-    max_payload_mb: int
-    max_runtime_seconds: int
-    max_concurrent_transforms: int  # requests in flight per instance (MaxConcurrentTransforms)
-    response_budget_bytes: int  # largest verbose response one request may produce (decision 0008)
+    instance_count: int = field(metadata=between(1, 100))
+    max_payload_mb: int = field(metadata=between(1, sizing.MAX_PAYLOAD_MB))
+    max_runtime_seconds: int = field(metadata=between(60, MAX_RUNTIME_SECONDS))
+    # requests in flight per instance (MaxConcurrentTransforms)
+    max_concurrent_transforms: int = field(metadata=between(1, 100))
+    # largest verbose response one request may produce (decision 0008); the container's response
+    # limit (sizing.CONTAINER_RESPONSE_LIMIT) is the hard maximum
+    response_budget_bytes: int = field(metadata=between(1, sizing.MAX_RESPONSE_BUDGET))
+
+    def validate(self, where: str) -> None:
+        _instance(f"{where}.instance_type", self.instance_type)
+        # CreateTransformJob: "the value of (MaxConcurrentTransforms * MaxPayloadInMB) also cannot
+        # exceed 100 MB" (API reference, MaxPayloadInMB).
+        product = self.max_concurrent_transforms * self.max_payload_mb
+        if product > sizing.MAX_PAYLOAD_TIMES_CONCURRENCY_MB:
+            raise ConfigError(
+                f"'{where}.max_concurrent_transforms' ({self.max_concurrent_transforms}) x "
+                f"'{where}.max_payload_mb' ({self.max_payload_mb}) = {product} MB exceeds SageMaker's "
+                f"{sizing.MAX_PAYLOAD_TIMES_CONCURRENCY_MB} MB"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
 class SpotConfig:
     enabled: bool
-    max_wait_seconds: int  # >= max_runtime_seconds of each job; SageMaker's MaxWaitTimeInSeconds
+    # >= max_runtime_seconds of each job; SageMaker's MaxWaitTimeInSeconds
+    max_wait_seconds: int = field(metadata=between(60, MAX_RUNTIME_SECONDS))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,12 +142,23 @@ class VpcConfig:
     subnet_ids: tuple[str, ...]
     security_group_ids: tuple[str, ...]
 
+    def validate(self, where: str) -> None:
+        for name, (pattern, most) in _VPC_IDS.items():
+            key, value = f"{where}.{name}", getattr(self, name)
+            if not 1 <= len(value) <= most:
+                raise ConfigError(f"{key}: expected a list of 1 to {most} ids, got {list(value)!r}")
+            bad = [v for v in value if not pattern.match(v)]
+            if bad:
+                raise ConfigError(f"{key}: {bad!r} do not match {pattern.pattern}")
+            if len(set(value)) != len(value):
+                raise ConfigError(f"{key}: duplicate ids in {list(value)!r}")
+
 
 @dataclass(frozen=True, kw_only=True)
 class LambdaConfig:
-    memory_mb: int
-    timeout_seconds: int
-    ephemeral_mb: int
+    memory_mb: int = field(metadata=between(128, 10240))
+    timeout_seconds: int = field(metadata=between(1, 900))
+    ephemeral_mb: int = field(metadata=between(512, 10240))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,25 +192,25 @@ class AppConfig:
         region = ctx.text("region")
         if region not in images.SUPPORTED_REGIONS:
             raise ConfigError(
-                f"context 'topx:region': {region!r} has no built-in algorithm image in infra/images.py; "
+                f"topx:region: {region!r} has no built-in algorithm image in infra/images.py; "
                 f"supported: {', '.join(images.SUPPORTED_REGIONS)}"
             )
         project = ctx.text("project")
         if not _PROJECT.match(project):
             raise ConfigError(
-                f"context 'topx:project' must be a letter then letters/digits/dashes, got {project!r}"
+                f"'topx:project' must be a letter then letters/digits/dashes, got {project!r}"
             )
         schedule = ctx.text("schedule").strip()
         schedule_value = None if schedule.lower() in ("off", "none", "") else schedule
         if schedule_value is not None and not _SCHEDULE.match(schedule_value):
             raise ConfigError(
-                f"context 'topx:schedule': {schedule!r} is not an EventBridge expression "
+                f"topx:schedule: {schedule!r} is not an EventBridge expression "
                 "('rate(7 days)', 'cron(0 3 ? * SUN *)') nor 'off'"
             )
         email = ctx.text("notification_email").strip()
         if email and not _EMAIL.match(email):
             raise ConfigError(
-                f"context 'topx:notification_email': {email!r} is not an e-mail address ('' = none)"
+                f"topx:notification_email: {email!r} is not an e-mail address ('' = none)"
             )
         fm = _job(ctx, "fm", FM_HYPERPARAMETERS)
         knn = _job(ctx, "knn", KNN_HYPERPARAMETERS)
@@ -222,60 +254,53 @@ class AppConfig:
 def _instance(key: str, value: Any) -> str:
     if not isinstance(value, str) or not _INSTANCE.match(value):
         raise ConfigError(
-            f"context '{key}': expected a SageMaker instance type like 'ml.m5.xlarge', got {value!r}"
+            f"{key}: expected a SageMaker instance type like 'ml.m5.xlarge', got {value!r}"
         )
     return value
 
 
 def _job(ctx: Context, section: str, allowed: frozenset[str]) -> JobConfig:
     data = ctx.obj(section)
-    check_fields(
-        section,
-        data,
-        {"instance_type", "instance_count", "volume_gb", "max_runtime_seconds", "hyperparameters"},
-    )
     key = f"{PREFIX}{section}"
-    hyper = data["hyperparameters"]
-    if not isinstance(hyper, dict):
-        raise ConfigError(f"context '{key}.hyperparameters': expected an object, got {hyper!r}")
+    hyper = data.get("hyperparameters")
+    if isinstance(hyper, dict):
+        data["hyperparameters"] = _hyperparameters(f"{key}.hyperparameters", hyper, section, allowed)
+    return config_from_dict(JobConfig, data, where=key)
+
+
+def _hyperparameters(
+    key: str, hyper: dict[str, Any], section: str, allowed: frozenset[str]
+) -> dict[str, str]:
+    """SageMaker takes hyperparameters as strings: numbers are written as their repr."""
     runtime = sorted(set(hyper) & RUNTIME_HYPERPARAMETERS[section])
     if runtime:
         raise ConfigError(
-            f"context '{key}.hyperparameters': {runtime} are set by the state machine from the data; "
-            "remove them"
+            f"{key}: {runtime} are set by the state machine from the data; remove them"
         )
     unknown = sorted(set(hyper) - allowed)
     if unknown:
-        raise ConfigError(f"context '{key}.hyperparameters': unknown SageMaker hyperparameter(s) {unknown}")
+        raise ConfigError(f"{key}: unknown SageMaker hyperparameter(s) {unknown}")
     strings: dict[str, str] = {}
     for name, value in hyper.items():
         if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ConfigError(
-                f"context '{key}.hyperparameters.{name}': expected a string or number, got {value!r}"
-            )
+            raise ConfigError(f"{key}.{name}: expected a string or number, got {value!r}")
         strings[name] = value if isinstance(value, str) else repr(value)
-    return JobConfig(
-        instance_type=_instance(f"{key}.instance_type", data["instance_type"]),
-        instance_count=as_int(f"{key}.instance_count", data["instance_count"], 1, 100),
-        volume_gb=as_int(f"{key}.volume_gb", data["volume_gb"], 1, 16384),
-        max_runtime_seconds=as_int(f"{key}.max_runtime_seconds", data["max_runtime_seconds"], 60, 28 * 86400),
-        hyperparameters=strings,
-    )
+    return strings
 
 
 def _check_fm(fm: JobConfig) -> None:
     hyper = fm.hyperparameters
     for name in ("num_factors", "predictor_type"):
         if name not in hyper:
-            raise ConfigError(f"context 'topx:fm.hyperparameters.{name}' is required by SageMaker FM")
+            raise ConfigError(f"'topx:fm.hyperparameters.{name}' is required by SageMaker FM")
     if hyper["predictor_type"] not in ("binary_classifier", "regressor"):
         raise ConfigError(
-            "context 'topx:fm.hyperparameters.predictor_type': must be 'binary_classifier' or 'regressor', "
+            "topx:fm.hyperparameters.predictor_type: must be 'binary_classifier' or 'regressor', "
             f"got {hyper['predictor_type']!r}"
         )
     if not hyper["num_factors"].isdigit() or int(hyper["num_factors"]) < 1:
         raise ConfigError(
-            "context 'topx:fm.hyperparameters.num_factors': expected an integer >= 1, "
+            "topx:fm.hyperparameters.num_factors: expected an integer >= 1, "
             f"got {hyper['num_factors']!r}"
         )
 
@@ -287,61 +312,25 @@ def _check_knn(knn: JobConfig) -> str:
         # instances, each worker samples 50 points", kNN_how-it-works): with more hosts the index
         # holds a random subset of the items (with duplicates) instead of every item.
         raise ConfigError(
-            f"context 'topx:knn.instance_count' must be 1, got {knn.instance_count}: SageMaker k-NN "
+            f"'topx:knn.instance_count' must be 1, got {knn.instance_count}: SageMaker k-NN "
             "splits sample_size across the instances, each sampling at random from the one replicated "
             "train object, so the index would miss items instead of holding every item once"
         )
     hyper = knn.hyperparameters
     if hyper.get("predictor_type") not in ("classifier", "regressor"):
         raise ConfigError(
-            "context 'topx:knn.hyperparameters.predictor_type': must be 'classifier' or 'regressor'"
+            "topx:knn.hyperparameters.predictor_type: must be 'classifier' or 'regressor'"
         )
     metric = hyper.get("index_metric", "L2")  # SageMaker's default
     if metric not in INDEX_METRICS:
         raise ConfigError(
-            f"context 'topx:knn.hyperparameters.index_metric': must be one of {INDEX_METRICS}, got {metric!r}"
+            f"topx:knn.hyperparameters.index_metric: must be one of {INDEX_METRICS}, got {metric!r}"
         )
     return metric
 
 
 def _transform(ctx: Context) -> TransformConfig:
-    data = ctx.obj("transform")
-    check_fields(
-        "transform",
-        data,
-        {
-            "instance_type",
-            "instance_count",
-            "max_payload_mb",
-            "max_runtime_seconds",
-            "max_concurrent_transforms",
-            "response_budget_bytes",
-        },
-    )
-    key = f"{PREFIX}transform"
-    transform = TransformConfig(
-        instance_type=_instance(f"{key}.instance_type", data["instance_type"]),
-        instance_count=as_int(f"{key}.instance_count", data["instance_count"], 1, 100),
-        max_payload_mb=as_int(f"{key}.max_payload_mb", data["max_payload_mb"], 1, sizing.MAX_PAYLOAD_MB),
-        max_runtime_seconds=as_int(f"{key}.max_runtime_seconds", data["max_runtime_seconds"], 60, 28 * 86400),
-        max_concurrent_transforms=as_int(
-            f"{key}.max_concurrent_transforms", data["max_concurrent_transforms"], 1, 100
-        ),
-        # The container's response limit (sizing.CONTAINER_RESPONSE_LIMIT) is the hard maximum.
-        response_budget_bytes=as_int(
-            f"{key}.response_budget_bytes", data["response_budget_bytes"], 1, sizing.MAX_RESPONSE_BUDGET
-        ),
-    )
-    # CreateTransformJob: "the value of (MaxConcurrentTransforms * MaxPayloadInMB) also cannot exceed
-    # 100 MB" (API reference, MaxPayloadInMB).
-    product = transform.max_concurrent_transforms * transform.max_payload_mb
-    if product > sizing.MAX_PAYLOAD_TIMES_CONCURRENCY_MB:
-        raise ConfigError(
-            f"context '{key}.max_concurrent_transforms' ({transform.max_concurrent_transforms}) x "
-            f"'{key}.max_payload_mb' ({transform.max_payload_mb}) = {product} MB exceeds SageMaker's "
-            f"{sizing.MAX_PAYLOAD_TIMES_CONCURRENCY_MB} MB"
-        )
-    return transform
+    return ctx.section("transform", TransformConfig)
 
 
 def _check_transform_sizing(fm: JobConfig, transform: TransformConfig, steps: StepConfigs) -> None:
@@ -362,69 +351,40 @@ def _check_transform_sizing(fm: JobConfig, transform: TransformConfig, steps: St
     )
     if size.by_response < 1:
         raise ConfigError(
-            f"context 'topx:transform.response_budget_bytes' ({transform.response_budget_bytes}) is below "
+            f"'topx:transform.response_budget_bytes' ({transform.response_budget_bytes}) is below "
             f"one verbose k-NN line at 'topx:repackage.max_k' = {max_k} ({size.response_bytes_per_query} "
             "bytes worst case): raise the budget or lower max_k"
         )
     if size.by_payload < 1:
         raise ConfigError(
-            f"context 'topx:transform.max_payload_mb' ({transform.max_payload_mb}) cannot hold one query "
+            f"'topx:transform.max_payload_mb' ({transform.max_payload_mb}) cannot hold one query "
             f"of {size.request_bytes_per_query} bytes ('topx:fm.hyperparameters.num_factors' + 1 = "
             f"{feature_dim} float32 values)"
         )
 
 
 def _spot(ctx: Context, fm: JobConfig, knn: JobConfig) -> SpotConfig:
-    data = ctx.obj("spot")
-    check_fields("spot", data, {"enabled", "max_wait_seconds"})
-    spot = SpotConfig(
-        enabled=as_bool("topx:spot.enabled", data["enabled"]),
-        max_wait_seconds=as_int("topx:spot.max_wait_seconds", data["max_wait_seconds"], 60, 28 * 86400),
-    )
+    spot = ctx.section("spot", SpotConfig)
     longest = max(fm.max_runtime_seconds, knn.max_runtime_seconds)
     if spot.enabled and spot.max_wait_seconds < longest:
         raise ConfigError(
-            f"context 'topx:spot.max_wait_seconds' ({spot.max_wait_seconds}) must be >= the longest "
+            f"'topx:spot.max_wait_seconds' ({spot.max_wait_seconds}) must be >= the longest "
             f"max_runtime_seconds of the training jobs ({longest}); SageMaker rejects it otherwise"
         )
     return spot
 
 
 def _sagemaker_security(ctx: Context) -> SageMakerSecurityConfig:
-    data = ctx.obj("sagemaker_security")
-    check_fields("sagemaker_security", data, {"network_isolation"})
-    return SageMakerSecurityConfig(
-        network_isolation=as_bool("topx:sagemaker_security.network_isolation", data["network_isolation"])
-    )
+    return ctx.section("sagemaker_security", SageMakerSecurityConfig)
 
 
 def _vpc(ctx: Context) -> VpcConfig | None:
     data = ctx.optional_obj("vpc")
-    if data is None:
-        return None
-    check_fields("vpc", data, set(_VPC_IDS))
-    ids: dict[str, tuple[str, ...]] = {}
-    for name, (pattern, most) in _VPC_IDS.items():
-        key, value = f"{PREFIX}vpc.{name}", data[name]
-        if not isinstance(value, list) or not 1 <= len(value) <= most:
-            raise ConfigError(f"context '{key}': expected a list of 1 to {most} ids, got {value!r}")
-        bad = [v for v in value if not isinstance(v, str) or not pattern.match(v)]
-        if bad:
-            raise ConfigError(f"context '{key}': {bad!r} do not match {pattern.pattern}")
-        if len(set(value)) != len(value):
-            raise ConfigError(f"context '{key}': duplicate ids in {value!r}")
-        ids[name] = tuple(value)
-    return VpcConfig(**ids)
+    return None if data is None else config_from_dict(VpcConfig, data, where=f"{PREFIX}vpc")
 
 
 def _lambdas(ctx: Context) -> LambdaConfig:
-    data = ctx.obj("lambda")
-    check_fields("lambda", data, {"memory_mb", "timeout_seconds", "ephemeral_mb"})
-    return LambdaConfig(
-        memory_mb=as_int("topx:lambda.memory_mb", data["memory_mb"], 128, 10240),
-        timeout_seconds=as_int("topx:lambda.timeout_seconds", data["timeout_seconds"], 1, 900),
-        ephemeral_mb=as_int("topx:lambda.ephemeral_mb", data["ephemeral_mb"], 512, 10240),
-    )
+    return ctx.section("lambda", LambdaConfig)
 
 
 def _check_consistency(ctx: Context, fm: JobConfig, steps: StepConfigs) -> None:
@@ -434,7 +394,7 @@ def _check_consistency(ctx: Context, fm: JobConfig, steps: StepConfigs) -> None:
     predictor = fm.hyperparameters["predictor_type"]
     if predictor != wanted:
         raise ConfigError(
-            f"context 'topx:fm.hyperparameters.predictor_type' is {predictor!r} but "
+            f"'topx:fm.hyperparameters.predictor_type' is {predictor!r} but "
             f"'topx:prepare.label_mode' {label_mode!r} writes labels for {wanted!r}"
         )
     for name, prefix in (
@@ -443,18 +403,18 @@ def _check_consistency(ctx: Context, fm: JobConfig, steps: StepConfigs) -> None:
     ):
         if name == "input_prefix" and not prefix:
             raise ConfigError(
-                "context 'topx:prepare.input_prefix' must not be empty (it scopes prepare's read access)"
+                "'topx:prepare.input_prefix' must not be empty (it scopes prepare's read access)"
             )
         if prefix.startswith(RUNS_PREFIX) or "*" in prefix:
             raise ConfigError(
-                f"context 'topx:prepare.{name}': {prefix!r} must not contain '*' nor lie under runs/ "
+                f"topx:prepare.{name}: {prefix!r} must not contain '*' nor lie under runs/ "
                 "(the pipeline's own outputs, which expire)"
             )
     run_days = ctx.number("run_expiry_days", 1, 3650)
     ttl_days = steps.publish.ttl_days
     if run_days <= ttl_days:
         raise ConfigError(
-            f"context 'topx:run_expiry_days' ({run_days}) must exceed 'topx:publish.ttl_days' ({ttl_days}): "
+            f"'topx:run_expiry_days' ({run_days}) must exceed 'topx:publish.ttl_days' ({ttl_days}): "
             "a published run's files (metrics, id maps) must outlive its DynamoDB items"
         )
     # The current run's items expire ttl_days after publish; the next scheduled run must replace
@@ -463,7 +423,7 @@ def _check_consistency(ctx: Context, fm: JobConfig, steps: StepConfigs) -> None:
     interval_days = _longest_interval_days(schedule)
     if interval_days is not None and ttl_days <= interval_days:
         raise ConfigError(
-            f"context 'topx:publish.ttl_days' ({ttl_days}) must exceed the schedule interval "
+            f"'topx:publish.ttl_days' ({ttl_days}) must exceed the schedule interval "
             f"('topx:schedule' {schedule!r} = {interval_days:g} days): the current run's items "
             "would expire before the next run replaces them"
         )

@@ -1,6 +1,7 @@
 """Reading `topx:` keys from the CDK context: `-c` strings as JSON, dotted overrides, typed getters.
 
-Every error is a ConfigError that names the context key.
+Values are coerced and checked by `pipeline_steps.common.config` (the one config path of the
+project); every error is a ConfigError that names the context key.
 """
 
 from __future__ import annotations
@@ -8,11 +9,14 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+from pipeline_steps.common.config import check_between, coerce, config_from_dict
 from pipeline_steps.common.errors import ConfigError
 
 __all__ = ["PREFIX", "ConfigError", "Context"]
+
+T = TypeVar("T")
 
 PREFIX = "topx:"
 
@@ -41,12 +45,12 @@ class Context:
             for part in path[:-1]:
                 node = node.setdefault(part, {})
                 if not isinstance(node, dict):
-                    raise ConfigError(f"context '{PREFIX}{name}': '{part}' is not an object")
+                    raise ConfigError(f"{PREFIX}{name}: '{part}' is not an object")
             node[path[-1]] = from_cli(value)
 
     def _get(self, name: str) -> Any:
         if name not in self._values:
-            raise ConfigError(f"context '{PREFIX}{name}' is missing (defaults live in cdk.json)")
+            raise ConfigError(f"{PREFIX}{name}: missing (defaults live in cdk.json)")
         return self._values[name]
 
     def text(self, name: str) -> str:
@@ -54,14 +58,22 @@ class Context:
         if value is None:
             return ""
         if not isinstance(value, str):
-            raise ConfigError(f"context '{PREFIX}{name}': expected a string, got {value!r}")
+            raise ConfigError(f"{PREFIX}{name}: expected a string, got {value!r}")
         return value
 
     def flag(self, name: str) -> bool:
-        return as_bool(f"{PREFIX}{name}", self._get(name))
+        value: bool = coerce(self._get(name), bool, f"{PREFIX}{name}")
+        return value
 
     def number(self, name: str, low: int, high: int) -> int:
-        return as_int(f"{PREFIX}{name}", self._get(name), low, high)
+        value: int = coerce(self._get(name), int, f"{PREFIX}{name}")
+        check_between(f"{PREFIX}{name}", value, low, high)
+        return value
+
+    def section(self, name: str, cls: type[T]) -> T:
+        """An object-valued key as the config dataclass `cls` (unknown/missing keys, types, bounds)."""
+        built: T = config_from_dict(cls, self.obj(name), where=f"{PREFIX}{name}")
+        return built
 
     def optional_obj(self, name: str) -> dict[str, Any] | None:
         """An object, or None when the key is null (an option that is off).
@@ -76,7 +88,7 @@ class Context:
         if isinstance(value, str):
             value = json_object(name, value)
         if not isinstance(value, dict):
-            raise ConfigError(f"context '{PREFIX}{name}': expected an object, got {value!r}")
+            raise ConfigError(f"{PREFIX}{name}: expected an object, got {value!r}")
         return dict(value)
 
 
@@ -93,30 +105,7 @@ def json_object(name: str, text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise ConfigError(f"context '{PREFIX}{name}': not a JSON object ({exc})") from None
+        raise ConfigError(f"{PREFIX}{name}: not a JSON object ({exc})") from None
     if not isinstance(value, dict):
-        raise ConfigError(f"context '{PREFIX}{name}': expected a JSON object, got {value!r}")
+        raise ConfigError(f"{PREFIX}{name}: expected a JSON object, got {value!r}")
     return value
-
-
-def as_bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ConfigError(f"context '{key}': expected true or false, got {value!r}")
-
-
-def as_int(key: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"context '{key}': expected an integer, got {value!r}")
-    if not low <= value <= high:
-        raise ConfigError(f"context '{key}': must be in {low}..{high}, got {value}")
-    return value
-
-
-def check_fields(section: str, data: dict[str, Any], known: set[str]) -> None:
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"context '{PREFIX}{section}': unknown key(s) {unknown}; known: {sorted(known)}")
-    missing = sorted(known - set(data))
-    if missing:
-        raise ConfigError(f"context '{PREFIX}{section}': missing key(s) {missing}")

@@ -88,13 +88,9 @@ def validate_step_configs(
             if name in data and data[name] != shared[name]:
                 source = _SOURCES[name]
                 raise ConfigError(
-                    f"context 'topx:{step}.{name}' ({data[name]!r}) differs from '{source}' "
+                    f"'topx:{step}.{name}' ({data[name]!r}) differs from '{source}' "
                     f"({shared[name]!r}); set it once in '{source}'"
                 )
             data[name] = shared[name]
-        try:
-            config = builder(data, f"topx:{step}")
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"context 'topx:{step}': {exc}") from None
-        built[step] = config
+        built[step] = builder(data, f"topx:{step}")  # ConfigError names topx:<step>.<field>
     return StepConfigs(**built)

@@ -1,14 +1,19 @@
 """The one way a config dataclass is built from JSON: `STEP_CONFIG`, `cdk.json` context, the CLI.
 
-`config_from_dict` rejects unknown keys, coerces each value by the field's type hint, then runs the
-dataclass's own checks (`__post_init__`, and `validate(where)` when it has one); every error is a
-`ConfigError` naming the key.
+`config_from_dict` rejects unknown and missing keys, coerces each value by the field's type hint,
+checks the bounds and choices a field declares (`between`, `one_of` in its metadata), then runs the
+dataclass's own cross-field checks (`__post_init__`, and `validate(where)` when it has one); every
+error is a `ConfigError` naming the key, as `<where>.<field>: <what is wrong>`.
+
+The steps' configs (`STEP_CONFIG`) and infra's deployment sections (`topx:fm`, `topx:transform`, ...)
+are both built here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
@@ -29,12 +34,26 @@ def require_env(name: str) -> str:
 
 def env_config(cls: type, environ: dict[str, str] | None = None) -> Any:
     """Build a step config from the `STEP_CONFIG` JSON environment variable."""
+    return config_from_dict(cls, step_config_json(environ), where="STEP_CONFIG")
+
+
+def step_config_json(environ: dict[str, str] | None = None) -> Any:
+    """The parsed `STEP_CONFIG` environment variable ({} when unset)."""
     raw = (environ if environ is not None else os.environ).get("STEP_CONFIG", "") or "{}"
     try:
-        data = json.loads(raw)
+        return json.loads(raw)
     except ValueError as exc:
         raise ConfigError(f"STEP_CONFIG is not valid JSON ({exc})") from None
-    return config_from_dict(cls, data, where="STEP_CONFIG")
+
+
+def between(low: float | None = None, high: float | None = None) -> dict[str, Any]:
+    """Field metadata: the value (when not None) lies in [low, high]; None = unbounded on that side."""
+    return {"between": (low, high)}
+
+
+def one_of(*choices: object) -> dict[str, Any]:
+    """Field metadata: the value (when not None) is one of these."""
+    return {"one_of": choices}
 
 
 def config_from_dict(cls: type, data: Any, *, where: str, strings: bool = False) -> Any:
@@ -49,36 +68,71 @@ def config_from_dict(cls: type, data: Any, *, where: str, strings: bool = False)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    missing = sorted(name for name, f in fields.items() if name not in data and _required(f))
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
     hints = typing.get_type_hints(cls)
-    values = {name: _coerce(value, hints[name], f"{where}.{name}", strings) for name, value in data.items()}
-    obj = cls(**values)
+    values = {
+        name: coerce(value, hints[name], f"{where}.{name}", strings=strings) for name, value in data.items()
+    }
+    for name, value in values.items():
+        check_declared(fields[name], value, f"{where}.{name}")
+    try:
+        obj = cls(**values)
+    except ConfigError as exc:  # __post_init__ names the field, not where the config came from
+        raise ConfigError(f"{where}.{exc}") from None
     validate = getattr(obj, "validate", None)
     if validate is not None:
         validate(where)
     return obj
 
 
-def _coerce(value: Any, hint: Any, where: str, strings: bool) -> Any:
+def check_fields(obj: Any) -> None:
+    """Check the declared bounds and choices of every field of a built config (for `__post_init__`)."""
+    for f in dataclasses.fields(obj):
+        check_declared(f, getattr(obj, f.name), f.name)
+
+
+def check_declared(f: dataclasses.Field[Any], value: Any, where: str) -> None:
+    if value is None:
+        return
+    if "between" in f.metadata:
+        check_between(where, value, *f.metadata["between"])
+    choices = f.metadata.get("one_of")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
+
+
+def check_between(where: str, value: float, low: float | None, high: float | None) -> None:
+    """`value` in [low, high] (None = unbounded), finite; the message states the range."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: must be a finite number, got {value}")
+    if (low is None or value >= low) and (high is None or value <= high):
+        return
+    if low is not None and high is not None:
+        bounds = (
+            f"in {low}..{high}" if isinstance(low, int) and isinstance(high, int) else f"in [{low}, {high}]"
+        )
+    else:
+        bounds = f">= {low}" if low is not None else f"<= {high}"
+    raise ConfigError(f"{where}: must be {bounds}, got {value}")
+
+
+def _required(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def coerce(value: Any, hint: Any, where: str, *, strings: bool = False) -> Any:
+    """`value` as the type `hint` says (JSON numbers, booleans, strings, string maps, string tuples)."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:  # the first member that takes the value as it is (str | int: 2 stays 2)
-            if arg is not type(None) and _is(value, arg):
-                return _coerce(value, arg, where, strings)
-        for arg in args:
-            if arg is not type(None):
-                try:
-                    return _coerce(value, arg, where, strings)
-                except ConfigError:
-                    pass
-        names = " or ".join("null" if a is type(None) else _name(a) for a in args)
-        raise ConfigError(f"{where}: expected {names}, got {value!r}")
+        return _coerce_union(value, hint, where, strings)
     if _is(value, hint):
         if hint is float:
             return float(value)
         if typing.get_origin(hint) is dict:
             return {str(k): v for k, v in value.items()}
+        if typing.get_origin(hint) is tuple:
+            return tuple(value)
         return value
     if strings and isinstance(value, str):
         if hint is bool and value.strip().lower() in _TRUE + _FALSE:
@@ -89,6 +143,23 @@ def _coerce(value: Any, hint: Any, where: str, strings: bool) -> Any:
             except ValueError:
                 pass
     raise ConfigError(f"{where}: expected {_name(hint)}, got {value!r}")
+
+
+def _coerce_union(value: Any, hint: Any, where: str, strings: bool) -> Any:
+    args = typing.get_args(hint)
+    if value is None and type(None) in args:
+        return None
+    for arg in args:  # the first member that takes the value as it is (str | int: 2 stays 2)
+        if arg is not type(None) and _is(value, arg):
+            return coerce(value, arg, where, strings=strings)
+    for arg in args:
+        if arg is not type(None):
+            try:
+                return coerce(value, arg, where, strings=strings)
+            except ConfigError:
+                pass
+    names = " or ".join("null" if a is type(None) else _name(a) for a in args)
+    raise ConfigError(f"{where}: expected {names}, got {value!r}")
 
 
 def _is(value: Any, hint: Any) -> bool:
@@ -102,9 +173,15 @@ def _is(value: Any, hint: Any) -> bool:
         return isinstance(value, str)
     if typing.get_origin(hint) is dict:
         return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    if typing.get_origin(hint) is tuple:  # tuple[str, ...] from a JSON list of strings
+        return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
     return True  # a type this module does not check
 
 
 def _name(hint: Any) -> str:
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if typing.get_origin(hint) is tuple:
+        return "a list of strings"
+    if typing.get_origin(hint) is dict:
+        return "an object of strings"
     return names.get(hint, str(hint))

@@ -7,12 +7,11 @@ Returns `{"run_id", "manifest_key", "train_s3_uri", "test_s3_uri", "feature_dim"
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 from typing import Any
 
+from pipeline_steps.common.config import require_env, step_config_json
 from pipeline_steps.common.events import PrepareEvent
 from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.prepare.config import PrepareConfig
@@ -27,10 +26,8 @@ def handler(event: dict[str, Any], context: Any = None, *, s3_client: Any = None
     run_id = PrepareEvent.parse(event).run_id
     if not _RUN_ID.match(run_id):
         raise ValueError(f"event.run_id must match {_RUN_ID.pattern}, got {run_id!r}")
-    bucket = os.environ.get("BUCKET_NAME")
-    if not bucket:
-        raise ValueError("environment variable BUCKET_NAME is not set")
-    config = PrepareConfig.from_dict(json.loads(os.environ.get("STEP_CONFIG") or "{}"))
+    bucket = require_env("BUCKET_NAME")
+    config = PrepareConfig.from_dict(step_config_json(), where="STEP_CONFIG")
     storage = S3Storage(bucket, s3_client)
     layout = RunLayout(run_id)
     manifest = prepare(

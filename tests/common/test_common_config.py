@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_steps.common import sizing
-from pipeline_steps.common.config import config_from_dict, env_config
+from pipeline_steps.common.config import between, config_from_dict, env_config, one_of
 from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.prepare.config import PrepareConfig
@@ -60,3 +60,41 @@ def test_every_step_config_is_built_by_the_one_path() -> None:
         config_from_dict(RepackageConfig, {"x": "7"}, where="w")
     assert config_from_dict(RepackageConfig, {"x": "7"}, where="w", strings=True).x == 7
     assert PrepareConfig.from_dict({"seed": "7", "shuffle": "no"}) == PrepareConfig(seed=7, shuffle=False)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Declared:
+    size: int = dataclasses.field(metadata=between(1, 10))
+    share: float = dataclasses.field(default=0.5, metadata=between(0.0, 1.0))
+    mode: str = dataclasses.field(default="a", metadata=one_of("a", "b"))
+    floor: float | None = dataclasses.field(default=None, metadata=between(0.0))
+    ids: tuple[str, ...] = ()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, r"w: missing key\(s\) \['size'\]"),
+        ({"size": 11}, r"w\.size: must be in 1\.\.10, got 11"),
+        ({"size": 1, "share": 1.5}, r"w\.share: must be in \[0\.0, 1\.0\], got 1\.5"),
+        ({"size": 1, "share": float("nan")}, r"w\.share: must be a finite number, got nan"),
+        ({"size": 1, "mode": "c"}, r"w\.mode: 'c' is not one of 'a', 'b'"),
+        ({"size": 1, "floor": -1}, r"w\.floor: must be >= 0\.0, got -1\.0"),
+        ({"size": 1, "ids": ["x", 2]}, r"w\.ids: expected a list of strings, got \['x', 2\]"),
+    ],
+)
+def test_declared_bounds_choices_and_required_keys_name_the_key(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(_Declared, data, where="w")
+
+
+def test_declared_fields_build_when_valid() -> None:
+    built = config_from_dict(_Declared, {"size": 10, "floor": None, "ids": ["a", "b"]}, where="w")
+    assert built == _Declared(size=10, ids=("a", "b"))
+
+
+def test_post_init_errors_are_prefixed_with_where_the_config_came_from() -> None:
+    with pytest.raises(ConfigError, match=r"^STEP_CONFIG\.quotechar: must be one character"):
+        PrepareConfig.from_dict({"quotechar": "ab"}, where="STEP_CONFIG")
+    with pytest.raises(ConfigError, match=r"^negative_ratio: must be >= 1, got 0"):
+        PrepareConfig(negative_ratio=0)  # direct construction checks the declared bounds too

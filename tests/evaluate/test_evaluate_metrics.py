@@ -103,8 +103,8 @@ def test_gate_never_passes_undefined_metrics():
         ({"x": "10"}, r"STEP_CONFIG.x: expected an integer"),
         ({"x": 0}, r"STEP_CONFIG.x: must be in 1..1000"),
         ({"min_precision": 2}, "min_precision: must be in"),
-        ({"gate_metric": "auc"}, "gate_metric: must be one of"),
-        ({"index_metric": "DOT"}, "index_metric: must be one of"),
+        ({"gate_metric": "auc"}, "gate_metric: 'auc' is not one of 'precision'"),
+        ({"index_metric": "DOT"}, "index_metric: 'DOT' is not one of 'INNER_PRODUCT'"),
     ],
 )
 def test_evaluate_config_errors(data, match):

@@ -60,13 +60,13 @@ def test_numeric_hyperparameters_become_sagemaker_strings() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"region": "mars-north-1"}, "'topx:region': 'mars-north-1' has no built-in algorithm image"),
-        ({"schedule": "every sunday"}, "'topx:schedule': 'every sunday' is not an EventBridge expression"),
-        ({"notification_email": "nobody"}, "'topx:notification_email': 'nobody' is not an e-mail"),
-        ({"kms": "maybe"}, "'topx:kms': expected true or false"),
-        ({"x": 0}, "'topx:x': must be in 1..1000"),
-        ({"fm.instance_type": "c5.xlarge"}, "'topx:fm.instance_type': expected a SageMaker instance type"),
-        ({"fm.instance_count": 0}, "'topx:fm.instance_count': must be in 1..100"),
+        ({"region": "mars-north-1"}, "topx:region: 'mars-north-1' has no built-in algorithm image"),
+        ({"schedule": "every sunday"}, "topx:schedule: 'every sunday' is not an EventBridge expression"),
+        ({"notification_email": "nobody"}, "topx:notification_email: 'nobody' is not an e-mail"),
+        ({"kms": "maybe"}, "topx:kms: expected true or false"),
+        ({"x": 0}, "topx:x: must be in 1..1000"),
+        ({"fm.instance_type": "c5.xlarge"}, "topx:fm.instance_type: expected a SageMaker instance type"),
+        ({"fm.instance_count": 0}, "topx:fm.instance_count: must be in 1..100"),
         ({"fm.hyperparameters.feature_dim": "10"}, "['feature_dim'] are set by the state machine"),
         ({"knn.hyperparameters.k": "10"}, "['k'] are set by the state machine"),
         ({"fm.hyperparameters.num_factor": "8"}, "unknown SageMaker hyperparameter(s) ['num_factor']"),
@@ -76,17 +76,17 @@ def test_numeric_hyperparameters_become_sagemaker_strings() -> None:
         ),
         (
             {"knn.hyperparameters.index_metric": "DOT"},
-            "'topx:knn.hyperparameters.index_metric': must be one of",
+            "topx:knn.hyperparameters.index_metric: must be one of",
         ),
         (
             {"spot.enabled": True, "spot.max_wait_seconds": 600},
             "'topx:spot.max_wait_seconds' (600) must be >=",
         ),
-        ({"spot.enable": True}, "'topx:spot': unknown key(s) ['enable']"),
-        ({"transform": "{not json"}, "'topx:transform': not a JSON object"),
+        ({"spot.enable": True}, "topx:spot: unknown key(s) ['enable']"),
+        ({"transform": "{not json"}, "topx:transform: not a JSON object"),
         (
             {"transform.max_concurrent_transforms": 0},
-            "'topx:transform.max_concurrent_transforms': must be in 1..100",
+            "topx:transform.max_concurrent_transforms: must be in 1..100",
         ),
         (
             {"transform.max_concurrent_transforms": 20},
@@ -95,7 +95,7 @@ def test_numeric_hyperparameters_become_sagemaker_strings() -> None:
         ),
         (
             {"transform.response_budget_bytes": 6_553_501},
-            "'topx:transform.response_budget_bytes': must be in 1..6553500",
+            "topx:transform.response_budget_bytes: must be in 1..6553500",
         ),
         (
             {"transform.response_budget_bytes": 30_000},
@@ -120,42 +120,45 @@ def test_numeric_hyperparameters_become_sagemaker_strings() -> None:
         ({"schedule": "rate(720 hours)"}, "'rate(720 hours)' = 30 days"),
         ({"schedule": "cron(0 3 1 * ? *)"}, "'cron(0 3 1 * ? *)' = 31 days"),
         ({"publish.x": 5}, "'topx:publish.x' (5) differs from 'topx:x' (10)"),
-        ({"prepare.label_mode": "stars"}, "context 'topx:prepare': label_mode: 'stars' is not one of"),
-        ({"prepare.negative_ratio": 0}, "context 'topx:prepare': negative_ratio: must be >= 1"),
+        ({"prepare.label_mode": "stars"}, "topx:prepare.label_mode: 'stars' is not one of"),
+        ({"prepare.negative_ratio": 0}, "topx:prepare.negative_ratio: must be >= 1, got 0"),
         (
             {"evaluate.min_precision": 2.0},
-            "context 'topx:evaluate': topx:evaluate.min_precision: must be in [0, 1]",
+            "topx:evaluate.min_precision: must be in [0.0, 1.0], got 2.0",
         ),
-        ({"publish.ttl_day": 3}, "context 'topx:publish': topx:publish: unknown key(s) ['ttl_day']"),
-        ({"lambda.memory_mb": 64}, "'topx:lambda.memory_mb': must be in 128..10240"),
+        ({"publish.ttl_day": 3}, "topx:publish: unknown key(s) ['ttl_day']"),
+        ({"lambda.memory_mb": 64}, "topx:lambda.memory_mb: must be in 128..10240"),
         ({"prepare.input_prefix": ""}, "'topx:prepare.input_prefix' must not be empty"),
         ({"knn.instance_count": 2}, "'topx:knn.instance_count' must be 1, got 2: SageMaker k-NN splits"),
         (
             {"prepare.min_shards": 3},
             "'topx:prepare.min_shards' (3) differs from 'topx:fm.instance_count' (1)",
         ),
-        ({"sagemaker_security.network_isolation": "yes"}, "'topx:sagemaker_security.network_isolation'"),
-        ({"sagemaker_security.isolation": True}, "'topx:sagemaker_security': unknown key(s) ['isolation']"),
-        ({"vpc.subnet_ids": ["subnet-0abc"]}, "'topx:vpc': missing key(s) ['security_group_ids']"),
+        (
+            {"sagemaker_security.network_isolation": "yes"},
+            "topx:sagemaker_security.network_isolation: expected true or false, got 'yes'",
+        ),
+        ({"sagemaker_security.isolation": True}, "topx:sagemaker_security: unknown key(s) ['isolation']"),
+        ({"vpc.subnet_ids": ["subnet-0abc"]}, "topx:vpc: missing key(s) ['security_group_ids']"),
         (
             {"vpc": {"subnet_ids": [], "security_group_ids": ["sg-1"]}},
-            "'topx:vpc.subnet_ids': expected a list of 1 to 16 ids, got []",
+            "topx:vpc.subnet_ids: expected a list of 1 to 16 ids, got []",
         ),
         (
             {"vpc": {"subnet_ids": ["subnet-0abc"], "security_group_ids": ["sg-XYZ"]}},
-            "'topx:vpc.security_group_ids': ['sg-XYZ'] do not match",
+            "topx:vpc.security_group_ids: ['sg-XYZ'] do not match",
         ),
         (
             {"vpc": {"subnet_ids": ["sg-0abc"], "security_group_ids": ["sg-0abc"]}},
-            "'topx:vpc.subnet_ids': ['sg-0abc'] do not match ^subnet-[0-9a-f]+$",
+            "topx:vpc.subnet_ids: ['sg-0abc'] do not match ^subnet-[0-9a-f]+$",
         ),
         (
             {"vpc": {"subnet_ids": ["subnet-1", "subnet-1"], "security_group_ids": ["sg-1"]}},
-            "'topx:vpc.subnet_ids': duplicate ids",
+            "topx:vpc.subnet_ids: duplicate ids",
         ),
         (
             {"prepare.test_prefix": "runs/x/"},
-            "'topx:prepare.test_prefix': 'runs/x/' must not contain '*' nor lie under",
+            "topx:prepare.test_prefix: 'runs/x/' must not contain '*' nor lie under",
         ),
     ],
 )
@@ -197,5 +200,5 @@ def test_transform_sizing_values_reach_repackage() -> None:
 
 def test_missing_key_points_at_cdk_json() -> None:
     context = {k: v for k, v in DEFAULTS.items() if k != "topx:fm"}
-    with pytest.raises(ConfigError, match=r"context 'topx:fm' is missing \(defaults live in cdk.json\)"):
+    with pytest.raises(ConfigError, match=r"topx:fm: missing \(defaults live in cdk.json\)"):
         AppConfig.from_context(context)

@@ -88,7 +88,9 @@ def test_handler_rejects_bad_events_and_config(s3, monkeypatch):
     with pytest.raises(ValueError, match="run_id"):
         prepare_handler.handler({"run_id": "../x"}, None)
     monkeypatch.setenv("STEP_CONFIG", json.dumps({"label_mode": "stars"}))
-    with pytest.raises(ValueError, match="label_mode: 'stars' is not one of binary, regression, implicit"):
+    with pytest.raises(
+        ValueError, match=r"STEP_CONFIG\.label_mode: 'stars' is not one of 'binary', 'regression', 'implicit'"
+    ):
         prepare_handler.handler({"run_id": "r"}, None)
 
 
