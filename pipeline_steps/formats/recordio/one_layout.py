@@ -12,6 +12,8 @@ value, key and label bytes written column-wise. No mask compaction, unlike the g
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .wire import (
@@ -115,33 +117,16 @@ def encode_chunk(
 ) -> np.ndarray | None:
     """The records of CSR rows ``indptr`` (a slice of a larger matrix) as bytes, or None if the
     rows are not of one layout. ``kind``/``label_kind`` as ``resolve_type`` gives them."""
-    n = indptr.size - 1
-    if (
-        n == 0
-        or kind not in FLOAT_WIRE_DTYPE
-        or (label_kind is not None and label_kind not in FLOAT_WIRE_DTYPE)
-    ):
+    m = _nnz_per_row(indptr, kind, label_kind)
+    if m is None:
         return None
-    lo = int(indptr[0])
-    m = (int(indptr[-1]) - lo) // n
-    if m == 0 or m > MAX_NNZ or not np.array_equal(indptr, lo + m * np.arange(n + 1)):
-        return None
+    n, lo = indptr.size - 1, int(indptr[0])
     keys = indices[lo : lo + n * m].reshape(n, m).astype(U64)
-    key_lengths = varint_lengths(keys)
-    code = key_lengths[:, 0] - 1  # the pattern as m decimal digits
-    for j in range(1, m):
-        code = code * 10 + (key_lengths[:, j] - 1)
-    if int(code.max()) < 1 << 16:
-        counts = np.bincount(code)
-        patterns = np.flatnonzero(counts)
-        counts = counts[patterns]
-    else:
-        patterns, counts = np.unique(code, return_counts=True)
-    if patterns.size > MAX_PATTERNS:
+    found = _key_patterns(keys, m)
+    if found is None:
         return None
-
+    code, patterns, counts = found
     value_bytes = m * FLOAT_WIRE_DTYPE[kind].itemsize
-    values = _items(float_bytes(data[lo : lo + n * m], kind).reshape(n, value_bytes))
     shape = bytes([SHAPE_TAG]) + varint_bytes(varint_length(n_cols)) + varint_bytes(n_cols)
     label_head, label_bytes, label_items = b"", 0, None
     if labels is not None and label_kind is not None:
@@ -156,40 +141,96 @@ def encode_chunk(
         if layout.payload > LENGTH_MASK:
             return None
         layouts.append(layout)
-    keys = keys.astype(np.uint32) if n_cols <= 1 << 32 else keys
+    filler = _Filler(
+        keys=keys.astype(np.uint32) if n_cols <= 1 << 32 else keys,
+        values=_items(float_bytes(data[lo : lo + n * m], kind).reshape(n, value_bytes)),
+        labels=label_items,
+    )
+    order = np.argsort(-counts, kind="stable")  # the most common pattern first
+    if len({layout.size for layout in layouts}) == 1:
+        return _write_one_size(filler, code, [layouts[i] for i in order.tolist()])
+    return _write_mixed_sizes(filler, code, layouts)
 
-    def fill(rows: np.ndarray, layout: _Layout, sel: np.ndarray | None) -> None:
+
+def _nnz_per_row(indptr: np.ndarray, kind: str, label_kind: str | None) -> int | None:
+    """The common number of entries per row (1..MAX_NNZ) with float wire types; None otherwise."""
+    n = indptr.size - 1
+    if (
+        n == 0
+        or kind not in FLOAT_WIRE_DTYPE
+        or (label_kind is not None and label_kind not in FLOAT_WIRE_DTYPE)
+    ):
+        return None
+    lo = int(indptr[0])
+    m = (int(indptr[-1]) - lo) // n
+    if m == 0 or m > MAX_NNZ or not np.array_equal(indptr, lo + m * np.arange(n + 1)):
+        return None
+    return m
+
+
+def _key_patterns(keys: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Per row, its key varint lengths as m decimal digits (code); the distinct codes and counts.
+
+    None when there are more than MAX_PATTERNS distinct patterns (the general writer is faster).
+    """
+    key_lengths = varint_lengths(keys)
+    code = key_lengths[:, 0] - 1
+    for j in range(1, m):
+        code = code * 10 + (key_lengths[:, j] - 1)
+    if int(code.max()) < 1 << 16:
+        counts = np.bincount(code)
+        patterns = np.flatnonzero(counts)
+        counts = counts[patterns]
+    else:
+        patterns, counts = np.unique(code, return_counts=True)
+    if patterns.size > MAX_PATTERNS:
+        return None
+    return code, patterns, counts
+
+
+@dataclass(frozen=True)
+class _Filler:
+    """The per-row parts of a chunk: keys (n, m), value bytes and label bytes as row items."""
+
+    keys: np.ndarray
+    values: np.ndarray
+    labels: np.ndarray | None
+
+    def fill(self, rows: np.ndarray, layout: _Layout, sel: np.ndarray | None) -> None:
         """Write the records of the rows ``sel`` (None: all) of one pattern into ``rows``."""
         _items(rows)[:] = _items(layout.template[None, :])[0]
         v = layout.value_offset
-        _items(rows[:, v : v + value_bytes])[:] = values if sel is None else values[sel]
+        width = self.values.dtype.itemsize
+        _items(rows[:, v : v + width])[:] = self.values if sel is None else self.values[sel]
         col = layout.key_offset
-        for j, width in enumerate(layout.key_widths):
-            key = keys[:, j] if sel is None else keys[sel, j]
-            for b in range(width):
+        for j, key_width in enumerate(layout.key_widths):
+            key = self.keys[:, j] if sel is None else self.keys[sel, j]
+            for b in range(key_width):
                 byte = (key >> key.dtype.type(7 * b)) if b else key
-                rows[:, col] = byte.astype(np.uint8) | np.uint8(0x80 if b < width - 1 else 0)
+                rows[:, col] = byte.astype(np.uint8) | np.uint8(0x80 if b < key_width - 1 else 0)
                 col += 1
-        if label_items is not None:
-            a = layout.label_offset
-            _items(rows[:, a : a + label_bytes])[:] = label_items if sel is None else label_items[sel]
+        if self.labels is not None:
+            a, label_bytes = layout.label_offset, self.labels.dtype.itemsize
+            _items(rows[:, a : a + label_bytes])[:] = self.labels if sel is None else self.labels[sel]
 
-    order = np.argsort(-counts, kind="stable")  # the most common pattern first
-    sizes = {layout.size for layout in layouts}
-    if len(sizes) == 1:
-        # e.g. 53- and 54-byte payloads both pad to 56: an (n, size) matrix. The most common
-        # pattern is written for every row, the rows of the others are then overwritten.
-        out = np.empty((n, sizes.pop()), np.uint8)
-        for rank, i in enumerate(order.tolist()):
-            if rank == 0:
-                fill(out, layouts[i], None)
-            else:
-                sel = np.flatnonzero(code == layouts[i].pattern)
-                rows = np.empty((sel.size, out.shape[1]), np.uint8)
-                fill(rows, layouts[i], sel)
-                _items(out)[sel] = _items(rows)
-        return out.reshape(-1)
-    record_size = np.zeros(n, np.int64)
+
+def _write_one_size(filler: _Filler, code: np.ndarray, layouts: list[_Layout]) -> np.ndarray:
+    """All patterns pad to one record size (e.g. 53- and 54-byte payloads both pad to 56): an
+    (n, size) matrix. The first (most common) pattern is written for every row, the rows of the
+    others are then overwritten."""
+    out = np.empty((code.size, layouts[0].size), np.uint8)
+    filler.fill(out, layouts[0], None)
+    for layout in layouts[1:]:
+        sel = np.flatnonzero(code == layout.pattern)
+        rows = np.empty((sel.size, out.shape[1]), np.uint8)
+        filler.fill(rows, layout, sel)
+        _items(out)[sel] = _items(rows)
+    return out.reshape(-1)
+
+
+def _write_mixed_sizes(filler: _Filler, code: np.ndarray, layouts: list[_Layout]) -> np.ndarray:
+    """Records of several sizes: each pattern's rows are written at their offsets (4-byte words)."""
+    record_size = np.zeros(code.size, np.int64)
     for layout in layouts:
         record_size[code == layout.pattern] = layout.size
     ends = np.cumsum(record_size)
@@ -199,6 +240,6 @@ def encode_chunk(
     for layout in layouts:
         sel = np.flatnonzero(code == layout.pattern)
         rows = np.empty((sel.size, layout.size), np.uint8)
-        fill(rows, layout, sel)
+        filler.fill(rows, layout, sel)
         words[first_word[sel][:, None] + np.arange(layout.size // 4)] = rows.view("<u4")
     return flat

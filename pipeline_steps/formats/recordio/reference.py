@@ -384,16 +384,14 @@ def _reader(source: Source) -> Reader:
     return _stream_reader(source)
 
 
-def iter_payloads(source: Source) -> Iterator[tuple[int, bytes | memoryview]]:
-    """``(offset, payload)`` of each logical record; dmlc multi-part records are reassembled."""
+def iter_frames(source: Source) -> Iterator[tuple[int, int, bytes | memoryview]]:
+    """``(offset, cflag, part)`` of each physical record: the dmlc header checked, padding skipped."""
     read = _reader(source)
     offset = 0
-    parts: list[bytes | memoryview] = []
-    first = 0
     while True:
         head = read(wire.HEADER_BYTES)
         if not head:
-            break
+            return
         if len(head) < wire.HEADER_BYTES:
             raise RecordIOError(offset, f"truncated record header ({len(head)} of {wire.HEADER_BYTES} bytes)")
         magic, word = struct.unpack("<II", head)
@@ -408,30 +406,43 @@ def iter_payloads(source: Source) -> Iterator[tuple[int, bytes | memoryview]]:
         pad = wire.padding(length)
         if pad:
             read(pad)  # a missing final pad at end of stream is tolerated
+        yield offset, cflag, payload
+        offset += wire.HEADER_BYTES + length + pad
+
+
+def iter_payloads(source: Source) -> Iterator[tuple[int, bytes | memoryview]]:
+    """``(offset, payload)`` of each logical record; dmlc multi-part records are reassembled.
+
+    cflag 0 is a whole record; 1 starts a multi-part record, 2 continues it and 3 ends it. The
+    parts were split at occurrences of the magic number in the payload, which joins them again.
+    """
+    parts: list[bytes | memoryview] = []
+    first = end = 0
+    for offset, cflag, payload in iter_frames(source):
+        end = offset + wire.HEADER_BYTES + len(payload) + wire.padding(len(payload))
+        if cflag not in wire.CFLAGS:
+            raise RecordIOError(offset, f"unsupported cflag {cflag}")
+        if cflag in (wire.CFLAG_WHOLE, wire.CFLAG_START) and parts:
+            raise RecordIOError(offset, f"{_CFLAG_NAMES[cflag]} inside an unfinished multi-part record")
+        if cflag in (wire.CFLAG_MIDDLE, wire.CFLAG_END) and not parts:
+            raise RecordIOError(offset, f"multi-part continuation (cflag {cflag}) without a start")
         if cflag == wire.CFLAG_WHOLE:
-            if parts:
-                raise RecordIOError(
-                    offset, "complete record (cflag 0) inside an unfinished multi-part record"
-                )
             yield offset, payload
         elif cflag == wire.CFLAG_START:
-            if parts:
-                raise RecordIOError(
-                    offset, "multi-part start (cflag 1) inside an unfinished multi-part record"
-                )
             parts, first = [payload], offset
-        elif cflag in (wire.CFLAG_MIDDLE, wire.CFLAG_END):
-            if not parts:
-                raise RecordIOError(offset, f"multi-part continuation (cflag {cflag}) without a start")
+        else:
             parts += [wire.MAGIC_BYTES, payload]
             if cflag == wire.CFLAG_END:
                 yield first, b"".join(parts)
                 parts = []
-        else:
-            raise RecordIOError(offset, f"unsupported cflag {cflag}")
-        offset += wire.HEADER_BYTES + length + pad
     if parts:
-        raise RecordIOError(offset, "stream ends inside a multi-part record (no cflag 3 part)")
+        raise RecordIOError(end, "stream ends inside a multi-part record (no cflag 3 part)")
+
+
+_CFLAG_NAMES = {
+    wire.CFLAG_WHOLE: "complete record (cflag 0)",
+    wire.CFLAG_START: "multi-part start (cflag 1)",
+}
 
 
 def iter_records(source: Source) -> Iterator[Record]:

@@ -23,6 +23,7 @@ CFLAG_SHIFT = 29
 LENGTH_MASK = (1 << CFLAG_SHIFT) - 1
 # cflag: a whole record, or the start / middle / end part of a record dmlc split at a magic word
 CFLAG_WHOLE, CFLAG_START, CFLAG_MIDDLE, CFLAG_END = 0, 1, 2, 3
+CFLAGS = (CFLAG_WHOLE, CFLAG_START, CFLAG_MIDDLE, CFLAG_END)
 
 
 def padding(length: int) -> int:
