@@ -58,11 +58,125 @@ def prepare(
     test_source: Storage | None = None,
     bucket: str = "",
 ) -> dict:
-    """Run the prepare step; returns the manifest (a dict, as written to `manifest.json`)."""
-    t0 = time.perf_counter()
+    """Run the prepare step; returns the manifest (a dict, as written to `manifest.json`).
+
+    The step, in order: list the inputs; reuse a completed run (or clear an incomplete one);
+    parse; apply the rules (latest row per pair, minimum counts); split off the holdout; map ids
+    to dense indices; label and sample negatives; write the channels and files; the manifest last.
+    """
+    clock = _Clock()
     if out_prefix and not out_prefix.endswith("/"):
         out_prefix += "/"
     test_source = test_source or source
+    objects, test_objects = _list_inputs(config, source, test_source, sink, out_prefix)
+    manifest_key = out_prefix + MANIFEST_NAME
+    existing = sink.read_bytes(manifest_key)
+    if existing is not None:
+        return _reuse(json.loads(existing), config, source, objects, test_source, test_objects, run_id)
+    stale = [o.key for o in sink.list(out_prefix)] if out_prefix else []
+    if stale:
+        log.info("deleting %d leftover object(s) of an incomplete prepare under %s", len(stale), out_prefix)
+        sink.delete(stale)
+
+    users, items = IdRegistry("user"), IdRegistry("item")
+    train = _parse_all(config, source, objects, users, items, "train")
+    test = _parse_all(config, test_source, test_objects, users, items, "test") if test_objects else None
+    clock.lap("parse")
+    log.info("parsed %d rows (%d valid)", train.stats.rows_read, train.stats.rows_valid)
+    kept = _apply_rules(config, train, n_users=len(users), n_items=len(items))
+    data = _densify(config, kept, test, users, items)
+    clock.lap("rules")
+    train_rows, test_rows, label_stats = _labelled(
+        config, data.du, data.di, data.r, data.hdu, data.hdi, data.hr, data.n_users, data.n_items
+    )
+    clock.lap("labels")
+    files = {name: out_prefix + leaf for name, leaf in PREPARED_FILES.items()}
+    train_shards = _write_shards(
+        sink,
+        out_prefix + TRAIN_CHANNEL,
+        train_rows,
+        data.n_users,
+        data.n_items,
+        config.shard_rows,
+        config.min_shards,
+    )
+    test_shards = _write_shards(
+        sink, out_prefix + TEST_CHANNEL, test_rows, data.n_users, data.n_items, config.shard_rows
+    )
+    _write_files(sink, files, data)
+    counts = {
+        "rows_read": train.stats.rows_read,
+        "rows_valid": train.stats.rows_valid,
+        "bad_rows": train.stats.bad_rows,
+        "duplicates": kept.duplicates,
+        "filtered": kept.filtered,
+        "train_rows": len(train_rows[0]),
+        "test_rows": len(test_rows[0]),
+        "holdout_pairs": len(data.hdu),
+        "train_interactions": len(data.du),
+    }
+    report = {
+        "run_id": run_id,
+        "counts": counts,
+        "bad_rows_by_reason": dict(sorted(train.stats.bad.items())),
+        "examples": train.stats.examples,
+        "files": train.stats.files,
+        "split": config.effective_split,
+        "test": ({"parse": _stats_dict(test.stats), **data.test_info} if test else data.test_info),
+        "label_mode": config.label_mode,
+        "label_stats": label_stats,
+    }
+    sink.write_bytes(files["report"], outputs.json_bytes(report))
+    all_objects = train.objects + (test.objects if test else [])
+    manifest = Manifest(
+        version=MANIFEST_VERSION,
+        run_id=run_id,
+        bucket=bucket,
+        n_users=data.n_users,
+        n_items=data.n_items,
+        feature_dim=data.n_users + data.n_items,
+        label_mode=config.label_mode,
+        label_stats=label_stats,
+        counts=counts,
+        train_shards=train_shards,
+        test_shards=test_shards,
+        files=files,
+        input={"objects": all_objects, "sha256": _input_sha256(all_objects)},
+        config=config.to_dict(),
+    ).to_json()
+    sink.write_bytes(manifest_key, outputs.json_bytes(manifest))  # last: its presence = completed
+    clock.lap("write")
+    log.info(
+        "prepare %s: %s; %d users, %d items, %d train rows",
+        run_id,
+        clock.summary(),
+        data.n_users,
+        data.n_items,
+        counts["train_rows"],
+    )
+    return manifest
+
+
+class _Clock:
+    """Seconds per phase, for the log line."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps.append((name, now - self.last))
+        self.last = now
+
+    def summary(self) -> str:
+        return ", ".join(f"{name} {seconds:.2f}s" for name, seconds in self.laps)
+
+
+def _list_inputs(
+    config: PrepareConfig, source: Storage, test_source: Storage, sink: Storage, out_prefix: str
+) -> tuple[list[ObjectInfo], list[ObjectInfo]]:
+    """The training and test objects; errors for a prefix covering the outputs or no files."""
     split = config.effective_split
     for name, prefix, store in (
         ("input_prefix", config.input_prefix, source),
@@ -89,24 +203,23 @@ def prepare(
         raise PrepareInputError(
             f"split 'explicit' but no test files under {test_source.uri(config.test_prefix)!r}"
         )
+    return objects, test_objects
 
-    manifest_key = out_prefix + MANIFEST_NAME
-    existing = sink.read_bytes(manifest_key)
-    if existing is not None:
-        return _reuse(json.loads(existing), config, source, objects, test_source, test_objects, run_id)
-    stale = [o.key for o in sink.list(out_prefix)] if out_prefix else []
-    if stale:
-        log.info("deleting %d leftover object(s) of an incomplete prepare under %s", len(stale), out_prefix)
-        sink.delete(stale)
 
-    users, items = IdRegistry("user"), IdRegistry("item")
-    train = _parse_all(config, source, objects, users, items, "train")
-    test = _parse_all(config, test_source, test_objects, users, items, "test") if test_objects else None
-    t_parse = time.perf_counter()
-    log.info(
-        "parsed %d rows (%d valid) in %.2fs", train.stats.rows_read, train.stats.rows_valid, t_parse - t0
-    )
+@dataclass(frozen=True)
+class _Kept:
+    """Training interactions after the rules (registry indices), and what the rules removed."""
 
+    u: np.ndarray
+    i: np.ndarray
+    r: np.ndarray
+    ts: np.ndarray
+    duplicates: int
+    filtered: int
+
+
+def _apply_rules(config: PrepareConfig, train: _Parsed, *, n_users: int, n_items: int) -> _Kept:
+    """The latest row of each (user, item) pair wins; then the minimum-count filters until stable."""
     u, i, r, ts = train.inter.arrays()
     if config.label_mode in ("binary", "regression") and np.isnan(r).any():
         no_rating = [f["key"] for f in train.stats.files if f.get("columns", {}).get("rating") is None]
@@ -114,23 +227,62 @@ def prepare(
             f"label_mode {config.label_mode!r} needs a rating column; none found in {no_rating[:5]}"
         )
     n_valid = len(u)
-    keep = rows.latest_per_pair(u, i, ts, len(items))
-    duplicates = n_valid - len(keep)
+    keep = rows.latest_per_pair(u, i, ts, n_items)
     u, i, r, ts = u[keep], i[keep], r[keep], ts[keep]
-    keep = rows.filter_min_counts(
-        u, i, len(users), len(items), config.min_user_interactions, config.min_item_interactions
+    keep_counts = rows.filter_min_counts(
+        u, i, n_users, n_items, config.min_user_interactions, config.min_item_interactions
     )
-    filtered = len(u) - len(keep)
-    u, i, r, ts = u[keep], i[keep], r[keep], ts[keep]
-    if len(u) == 0:
+    if len(keep_counts) == 0:
         raise PrepareInputError(
             f"no interactions left after the minimum-count filters (user >= {config.min_user_interactions}, "
             f"item >= {config.min_item_interactions})"
         )
+    return _Kept(
+        u=u[keep_counts],
+        i=i[keep_counts],
+        r=r[keep_counts],
+        ts=ts[keep_counts],
+        duplicates=n_valid - len(keep),
+        filtered=len(u) - len(keep_counts),
+    )
 
+
+@dataclass(frozen=True)
+class _Dense:
+    """Training pairs and holdout pairs in dense indices (0..n_users-1, 0..n_items-1)."""
+
+    du: np.ndarray
+    di: np.ndarray
+    r: np.ndarray
+    hdu: np.ndarray
+    hdi: np.ndarray
+    hr: np.ndarray
+    user_ids: list[str]
+    item_ids: list[str]
+    test_info: dict
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+
+def _densify(
+    config: PrepareConfig, kept: _Kept, test: _Parsed | None, users: IdRegistry, items: IdRegistry
+) -> _Dense:
+    """Split off the holdout, then map the ids that have training rows to dense indices.
+
+    Held-out rows of users/items that only occur in the holdout cannot be scored by the model and
+    are dropped (counted as `holdout_unscorable`).
+    """
+    u, i, r = kept.u, kept.i, kept.r
     test_info: dict = {}
+    split = config.effective_split
     if split == "last_n":
-        held = rows.last_n_split(u, ts, len(users), config.holdout_n)
+        held = rows.last_n_split(u, kept.ts, len(users), config.holdout_n)
         hu, hi, hr = u[held], i[held], r[held]
         u, i, r = u[~held], i[~held], r[~held]
     elif split == "explicit":
@@ -142,94 +294,35 @@ def prepare(
             )
     else:
         hu, hi, hr = (np.empty(0, dtype=np.int64),) * 2 + (np.empty(0),)
-
-    # Dense indices over the users/items that have training rows; held-out rows of users/items
-    # that only occur in the holdout cannot be scored by the model and are dropped (counted).
     lut_u, user_ids = rows.dense_map(u, users)
     lut_i, item_ids = rows.dense_map(i, items)
-    du, di = lut_u[u], lut_i[i]
     hdu, hdi = lut_u[hu], lut_i[hi]
     scorable = (hdu >= 0) & (hdi >= 0)
     test_info["holdout_unscorable"] = int((~scorable).sum())
-    hdu, hdi, hr = hdu[scorable], hdi[scorable], hr[scorable]
-    n_users, n_items = len(user_ids), len(item_ids)
-    t_rules = time.perf_counter()
-
-    train_rows, test_rows, label_stats = _labelled(config, du, di, r, hdu, hdi, hr, n_users, n_items)
-    t_labels = time.perf_counter()
-
-    files = {name: out_prefix + leaf for name, leaf in PREPARED_FILES.items()}
-    train_shards = _write_shards(
-        sink, out_prefix + TRAIN_CHANNEL, train_rows, n_users, n_items, config.shard_rows, config.min_shards
+    return _Dense(
+        du=lut_u[u],
+        di=lut_i[i],
+        r=r,
+        hdu=hdu[scorable],
+        hdi=hdi[scorable],
+        hr=hr[scorable],
+        user_ids=user_ids,
+        item_ids=item_ids,
+        test_info=test_info,
     )
-    test_shards = _write_shards(
-        sink, out_prefix + TEST_CHANNEL, test_rows, n_users, n_items, config.shard_rows
-    )
-    sink.write_bytes(files["users"], outputs.ids_json_bytes(user_ids))
-    sink.write_bytes(files["items"], outputs.ids_json_bytes(item_ids))
-    seen_ptr, seen_idx = rows.csr_from_pairs(du, di, n_users, n_items)
+
+
+def _write_files(sink: Storage, files: dict[str, str], data: _Dense) -> None:
+    """Id maps, seen and holdout CSRs, popularity (docs/contracts.md)."""
+    n_users, n_items = data.n_users, data.n_items
+    sink.write_bytes(files["users"], outputs.ids_json_bytes(data.user_ids))
+    sink.write_bytes(files["items"], outputs.ids_json_bytes(data.item_ids))
+    seen_ptr, seen_idx = rows.csr_from_pairs(data.du, data.di, n_users, n_items)
     sink.write_bytes(files["seen"], _csr_npz(seen_ptr, seen_idx, n_users, n_items))
-    sink.write_bytes(
-        files["holdout"], _csr_npz(*rows.csr_from_pairs(hdu, hdi, n_users, n_items), n_users, n_items)
-    )
-    sink.write_bytes(
-        files["popularity"], outputs.npy_bytes(np.bincount(di, minlength=n_items).astype(np.int64))
-    )
-
-    all_objects = train.objects + (test.objects if test else [])
-    counts = {
-        "rows_read": train.stats.rows_read,
-        "rows_valid": train.stats.rows_valid,
-        "bad_rows": train.stats.bad_rows,
-        "duplicates": duplicates,
-        "filtered": filtered,
-        "train_rows": len(train_rows[0]),
-        "test_rows": len(test_rows[0]),
-        "holdout_pairs": len(hdu),
-        "train_interactions": len(du),
-    }
-    report = {
-        "run_id": run_id,
-        "counts": counts,
-        "bad_rows_by_reason": dict(sorted(train.stats.bad.items())),
-        "examples": train.stats.examples,
-        "files": train.stats.files,
-        "split": split,
-        "test": ({"parse": _stats_dict(test.stats), **test_info} if test else test_info),
-        "label_mode": config.label_mode,
-        "label_stats": label_stats,
-    }
-    sink.write_bytes(files["report"], outputs.json_bytes(report))
-    manifest = Manifest(
-        version=MANIFEST_VERSION,
-        run_id=run_id,
-        bucket=bucket,
-        n_users=n_users,
-        n_items=n_items,
-        feature_dim=n_users + n_items,
-        label_mode=config.label_mode,
-        label_stats=label_stats,
-        counts=counts,
-        train_shards=train_shards,
-        test_shards=test_shards,
-        files=files,
-        input={"objects": all_objects, "sha256": _input_sha256(all_objects)},
-        config=config.to_dict(),
-    ).to_json()
-    sink.write_bytes(manifest_key, outputs.json_bytes(manifest))  # last: its presence = completed
-    t_end = time.perf_counter()
-    log.info(
-        "prepare %s: parse %.2fs, rules %.2fs, labels %.2fs, write %.2fs; %d users, %d items, %d train rows",
-        run_id,
-        t_parse - t0,
-        t_rules - t_parse,
-        t_labels - t_rules,
-        t_end - t_labels,
-        n_users,
-        n_items,
-        counts["train_rows"],
-    )
-    return manifest
+    holdout = rows.csr_from_pairs(data.hdu, data.hdi, n_users, n_items)
+    sink.write_bytes(files["holdout"], _csr_npz(*holdout, n_users, n_items))
+    popularity = np.bincount(data.di, minlength=n_items).astype(np.int64)
+    sink.write_bytes(files["popularity"], outputs.npy_bytes(popularity))
 
 
 def step_output(manifest: dict, sink: Storage, manifest_key: str) -> dict:
