@@ -40,6 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline_steps.common import sizing
 from pipeline_steps.formats import recordio
 from pipeline_steps.local_algorithms import run_training_job, run_transform_job, transform
+from pipeline_steps.repackage.config import RepackageConfig
+
+DEFAULTS = RepackageConfig()  # the deployed defaults (cdk.json restates them)
 
 KNN_IMAGE = "382416733822.dkr.ecr.us-east-1.amazonaws.com/knn:1"
 
@@ -111,9 +114,9 @@ def run_case(name: str, n_users: int, n_items: int, dim: int, k: int, shards: in
     per_part = sizing.users_per_part(
         k=k,
         feature_dim=dim,
-        max_payload_mb=6,
-        response_budget_bytes=sizing.DEFAULT_RESPONSE_BUDGET,
-        users_per_shard=100_000,
+        max_payload_mb=DEFAULTS.max_payload_mb,
+        response_budget_bytes=DEFAULTS.response_budget_bytes,
+        users_per_shard=DEFAULTS.users_per_shard,
     ).users
     for i in range(shards):
         for j, start in enumerate(range(bounds[i], bounds[i + 1], per_part)):

@@ -25,6 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from pipeline_steps.common import sizing
 from pipeline_steps.formats import recordio
 from pipeline_steps.local_algorithms.knn_lines import format_results
+from pipeline_steps.repackage.config import RepackageConfig
+
+DEFAULTS = RepackageConfig()  # the deployed defaults (cdk.json restates them)
 
 N_ITEMS, DIM, USERS = 1682, 65, 200
 
@@ -59,9 +62,9 @@ def main() -> None:
         size = sizing.users_per_part(
             k=k,
             feature_dim=DIM,
-            max_payload_mb=6,
-            response_budget_bytes=sizing.DEFAULT_RESPONSE_BUDGET,
-            users_per_shard=100_000,
+            max_payload_mb=DEFAULTS.max_payload_mb,
+            response_budget_bytes=DEFAULTS.response_budget_bytes,
+            users_per_shard=DEFAULTS.users_per_shard,
         )
         row: dict = {"bound": bound, "users_per_part": size.users, "limited_by": size.limited_by}
         for data in ("ml100k", "worst"):
