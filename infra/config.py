@@ -197,9 +197,7 @@ class AppConfig:
             )
         project = ctx.text("project")
         if not _PROJECT.match(project):
-            raise ConfigError(
-                f"'topx:project' must be a letter then letters/digits/dashes, got {project!r}"
-            )
+            raise ConfigError(f"'topx:project' must be a letter then letters/digits/dashes, got {project!r}")
         schedule = ctx.text("schedule").strip()
         schedule_value = None if schedule.lower() in ("off", "none", "") else schedule
         if schedule_value is not None and not _SCHEDULE.match(schedule_value):
@@ -209,9 +207,7 @@ class AppConfig:
             )
         email = ctx.text("notification_email").strip()
         if email and not _EMAIL.match(email):
-            raise ConfigError(
-                f"topx:notification_email: {email!r} is not an e-mail address ('' = none)"
-            )
+            raise ConfigError(f"topx:notification_email: {email!r} is not an e-mail address ('' = none)")
         fm = _job(ctx, "fm", FM_HYPERPARAMETERS)
         knn = _job(ctx, "knn", KNN_HYPERPARAMETERS)
         _check_fm(fm)
@@ -253,9 +249,7 @@ class AppConfig:
 
 def _instance(key: str, value: Any) -> str:
     if not isinstance(value, str) or not _INSTANCE.match(value):
-        raise ConfigError(
-            f"{key}: expected a SageMaker instance type like 'ml.m5.xlarge', got {value!r}"
-        )
+        raise ConfigError(f"{key}: expected a SageMaker instance type like 'ml.m5.xlarge', got {value!r}")
     return value
 
 
@@ -274,9 +268,7 @@ def _hyperparameters(
     """SageMaker takes hyperparameters as strings: numbers are written as their repr."""
     runtime = sorted(set(hyper) & RUNTIME_HYPERPARAMETERS[section])
     if runtime:
-        raise ConfigError(
-            f"{key}: {runtime} are set by the state machine from the data; remove them"
-        )
+        raise ConfigError(f"{key}: {runtime} are set by the state machine from the data; remove them")
     unknown = sorted(set(hyper) - allowed)
     if unknown:
         raise ConfigError(f"{key}: unknown SageMaker hyperparameter(s) {unknown}")
@@ -300,8 +292,7 @@ def _check_fm(fm: JobConfig) -> None:
         )
     if not hyper["num_factors"].isdigit() or int(hyper["num_factors"]) < 1:
         raise ConfigError(
-            "topx:fm.hyperparameters.num_factors: expected an integer >= 1, "
-            f"got {hyper['num_factors']!r}"
+            f"topx:fm.hyperparameters.num_factors: expected an integer >= 1, got {hyper['num_factors']!r}"
         )
 
 
@@ -318,9 +309,7 @@ def _check_knn(knn: JobConfig) -> str:
         )
     hyper = knn.hyperparameters
     if hyper.get("predictor_type") not in ("classifier", "regressor"):
-        raise ConfigError(
-            "topx:knn.hyperparameters.predictor_type: must be 'classifier' or 'regressor'"
-        )
+        raise ConfigError("topx:knn.hyperparameters.predictor_type: must be 'classifier' or 'regressor'")
     metric = hyper.get("index_metric", "L2")  # SageMaker's default
     if metric not in INDEX_METRICS:
         raise ConfigError(

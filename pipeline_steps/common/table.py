@@ -6,6 +6,7 @@
 | run record | `run` | `<run_id>` |
 | a user's top x | `u#<user_id>` | `<run_id>` |
 | popularity fallback | `fallback` | `<run_id>` |
+| an item's related items | `i#<item_id>` | `<run_id>` |
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ POINTER_KEY = {"pk": {"S": "pointer"}, "sk": {"S": "current"}}
 RUN_PK = "run"
 USER_PK_PREFIX = "u#"
 FALLBACK_PK = "fallback"
-MAX_KEY_BYTES = 2048  # DynamoDB partition key limit, on USER_PK_PREFIX + user id
+RELATED_PK_PREFIX = "i#"
+MAX_KEY_BYTES = 2048  # DynamoDB partition key limit, on USER_PK_PREFIX + user id (and i# + item id)
 
 
 def run_key(run_id: str) -> dict:
@@ -29,6 +31,14 @@ def user_pk(user_id: str) -> str:
 
 def user_key(user_id: str, run_id: str) -> dict:
     return {"pk": {"S": user_pk(user_id)}, "sk": {"S": run_id}}
+
+
+def related_pk(item_id: str) -> str:
+    return RELATED_PK_PREFIX + item_id
+
+
+def related_key(item_id: str, run_id: str) -> dict:
+    return {"pk": {"S": related_pk(item_id)}, "sk": {"S": run_id}}
 
 
 def fallback_key(run_id: str) -> dict:

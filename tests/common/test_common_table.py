@@ -30,3 +30,10 @@ def test_plain_reads_the_attribute_types_of_the_table() -> None:
     item = {"n": {"N": "3"}, "f": {"N": "0.5"}, "m": {"M": {"s": {"S": "x"}}}, "b": {"BOOL": True}}
     assert table.plain(item) == {"n": 3, "f": 0.5, "m": {"s": "x"}, "b": True}
     assert table.plain(None) is None
+
+
+def test_related_items_have_their_own_partition_per_item_and_run() -> None:
+    from pipeline_steps.common import table as t
+
+    assert t.related_key("movie 1", "r9") == {"pk": {"S": "i#movie 1"}, "sk": {"S": "r9"}}
+    assert t.related_pk("x") != t.user_pk("x")  # an item id equal to a user id never collides
