@@ -26,7 +26,9 @@ logging.getLogger().setLevel(logging.INFO)
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
-def handler(event: dict[str, Any], context: object = None, *, s3_client: S3Client | None = None) -> dict[str, Any]:
+def handler(
+    event: dict[str, Any], context: object = None, *, s3_client: S3Client | None = None
+) -> dict[str, Any]:
     run_id = PrepareEvent.parse(event).run_id
     if not _RUN_ID.match(run_id):
         raise ValueError(f"event.run_id must match {_RUN_ID.pattern}, got {run_id!r}")
