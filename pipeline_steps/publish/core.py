@@ -8,7 +8,7 @@ Event (docs/contracts.md): {"run_id", "manifest_key", "queries_manifest_key", "t
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from pipeline_steps.publish.config import PublishConfig
 from pipeline_steps.publish.writer import BatchWriter, PublishTimeoutError
 
 if TYPE_CHECKING:  # stubs are dev-only: never imported at run time
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
 
 
@@ -54,7 +55,7 @@ def user_item(
 def publish_part(
     *,
     s3: S3Client,
-    dynamodb: Any,
+    dynamodb: DynamoDBClient,
     table_name: str,
     inputs: RunInputs,
     part: int,
@@ -139,7 +140,7 @@ def model_metrics(s3: S3Client, bucket: str, run_id: str) -> dict[str, float]:
 def finalize(
     *,
     s3: S3Client,
-    dynamodb: Any,
+    dynamodb: DynamoDBClient,
     table_name: str,
     inputs: RunInputs,
     config: PublishConfig,
@@ -156,7 +157,7 @@ def finalize(
 def publish_run(
     *,
     s3: S3Client,
-    dynamodb: Any,
+    dynamodb: DynamoDBClient,
     bucket: str,
     table_name: str,
     event: dict | RunResultsEvent,
