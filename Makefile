@@ -24,7 +24,7 @@ help:
 	@echo "make bench   - run the benchmarks under bench/ (each prints JSON)"
 	@echo "make deploy  - deploy with the pinned CDK CLI (needs AWS credentials)"
 	@echo "make lint    - ruff check + ruff format --check"
-	@echo "make typecheck - mypy over app.py, infra/ and pipeline_steps/ (part of make test)"
+	@echo "make typecheck - mypy over app.py, infra/, pipeline_steps/ (strict: app, infra, handlers; in make test)"
 	@echo "make integ   - real-AWS integration test: deploy, run, assert, destroy (needs credentials; ~40 min)"
 	@echo "make integ-snapshot - refresh integ/snapshot/ (offline)"
 

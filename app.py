@@ -20,7 +20,8 @@ CDK_JSON = Path(__file__).resolve().parent / "cdk.json"
 
 def default_context() -> dict[str, Any]:
     """cdk.json's context: the CLI passes it in, `python app.py` and tests read it here."""
-    return json.loads(CDK_JSON.read_text())["context"]
+    context: dict[str, Any] = json.loads(CDK_JSON.read_text())["context"]
+    return context
 
 
 def build_app(context: dict[str, Any] | None = None, *, outdir: str | None = None) -> cdk.App:

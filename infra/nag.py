@@ -48,7 +48,8 @@ def _render(value: object) -> str:
         if fn == "Fn::ImportValue" and isinstance(arg, str):
             return arg
         if fn == "Fn::Join":
-            return arg[0].join(_render(part) for part in arg[1])
+            separator: str = arg[0]
+            return separator.join(_render(part) for part in arg[1])
     # Anything else (Fn::Select, Fn::Split, ...) appears as its compact JSON.
     return json.dumps(value, separators=(",", ":"))
 

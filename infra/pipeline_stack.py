@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 
 from infra.config import AppConfig
@@ -24,9 +24,9 @@ class PipelineStack(Stack):
         *,
         config: AppConfig,
         exports: StorageExports,
-        **kwargs,
+        env: Environment | None = None,
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+        super().__init__(scope, construct_id, env=env)
         storage = ImportedStorage(self, "Storage", exports=exports, kms_enabled=config.kms)
         bucket, table, key = storage.bucket, storage.table, storage.key
         steps = StepFunctions(self, "Steps", config=config, bucket=bucket, table=table, key=key)

@@ -17,4 +17,4 @@ ALLOWED_DAYS = tuple(sorted(_DAYS))
 def retention(days: int) -> logs.RetentionDays:
     """The smallest allowed retention that keeps logs at least `days` days."""
     chosen = next((d for d in ALLOWED_DAYS if d >= days), ALLOWED_DAYS[-1])
-    return getattr(logs.RetentionDays, _DAYS[chosen])
+    return logs.RetentionDays[_DAYS[chosen]]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import CfnOutput, Fn, Stack
+from aws_cdk import CfnOutput, Environment, Fn, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -30,9 +30,15 @@ class StorageExports:
 
 class StorageStack(Stack):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: AppConfig, disposable: bool = False, **kwargs
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        disposable: bool = False,
+        env: Environment | None = None,
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+        super().__init__(scope, construct_id, env=env)
         storage = Storage(self, "Storage", config=config, disposable=disposable)
         self.storage = storage
         self.exports = StorageExports(config.project)

@@ -10,13 +10,16 @@ import json
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.common.events import RunResultsEvent
 from pipeline_steps.common.manifest import Manifest
+
+if TYPE_CHECKING:  # stubs are dev-only: never imported at run time
+    from mypy_boto3_s3 import S3Client
 
 
 def parse_s3_uri(uri: str, *, field: str = "s3 uri") -> tuple[str, str]:
@@ -32,14 +35,14 @@ def s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
 
-def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
+def get_bytes(s3: S3Client, bucket: str, key: str) -> bytes:
     try:
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except s3.exceptions.NoSuchKey:
         raise InputError(f"s3://{bucket}/{key}: object does not exist") from None
 
 
-def get_json(s3: Any, bucket: str, key: str) -> Any:
+def get_json(s3: S3Client, bucket: str, key: str) -> Any:
     data = get_bytes(s3, bucket, key)
     try:
         return json.loads(data)
@@ -47,7 +50,7 @@ def get_json(s3: Any, bucket: str, key: str) -> Any:
         raise InputError(f"s3://{bucket}/{key}: not valid JSON ({exc})") from None
 
 
-def put_json(s3: Any, bucket: str, key: str, obj: Any) -> None:
+def put_json(s3: S3Client, bucket: str, key: str, obj: Any) -> None:
     body = json.dumps(obj, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
 
@@ -82,11 +85,11 @@ def load_csr(data: bytes, *, name: str, n_users: int, n_items: int) -> Csr:
     return Csr(indptr=indptr, indices=indices)
 
 
-def load_manifest(s3: Any, bucket: str, key: str) -> Manifest:
+def load_manifest(s3: S3Client, bucket: str, key: str) -> Manifest:
     return Manifest.from_json(get_json(s3, bucket, key), key=key)
 
 
-def load_id_list(s3: Any, bucket: str, key: str, *, expected: int) -> list[str]:
+def load_id_list(s3: S3Client, bucket: str, key: str, *, expected: int) -> list[str]:
     ids = get_json(s3, bucket, key)
     if not isinstance(ids, list) or len(ids) != expected:
         got = len(ids) if isinstance(ids, list) else type(ids).__name__
@@ -94,7 +97,7 @@ def load_id_list(s3: Any, bucket: str, key: str, *, expected: int) -> list[str]:
     return [str(i) for i in ids]
 
 
-def load_popularity(s3: Any, bucket: str, key: str, *, n_items: int) -> np.ndarray:
+def load_popularity(s3: S3Client, bucket: str, key: str, *, n_items: int) -> np.ndarray:
     try:
         pop = np.load(io.BytesIO(get_bytes(s3, bucket, key)), allow_pickle=False)
     except ValueError as exc:
@@ -121,7 +124,7 @@ class QueriesManifest:
     n_users: int
 
 
-def load_queries_manifest(s3: Any, bucket: str, key: str) -> QueriesManifest:
+def load_queries_manifest(s3: S3Client, bucket: str, key: str) -> QueriesManifest:
     raw = get_json(s3, bucket, key)
     try:
         parts = [
@@ -143,7 +146,7 @@ def load_queries_manifest(s3: Any, bucket: str, key: str) -> QueriesManifest:
     return qm
 
 
-def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+def list_keys(s3: S3Client, bucket: str, prefix: str) -> list[str]:
     keys: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys.extend(obj["Key"] for obj in page.get("Contents", []))
@@ -151,7 +154,7 @@ def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
 
 
 def transform_output_keys(
-    s3: Any, transform_output_s3_uri: str, qm: QueriesManifest
+    s3: S3Client, transform_output_s3_uri: str, qm: QueriesManifest
 ) -> tuple[str, list[str]]:
     """The `.out` key of every query part, in part order.
 
@@ -173,7 +176,7 @@ def transform_output_keys(
     return bucket, keys
 
 
-def iter_lines(s3: Any, bucket: str, key: str) -> Iterator[bytes]:
+def iter_lines(s3: S3Client, bucket: str, key: str) -> Iterator[bytes]:
     """Stream an object line by line (transform outputs can be larger than Lambda memory)."""
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     yield from body.iter_lines(chunk_size=1 << 20)  # botocore's default 1 KB chunks cost a call per line
@@ -191,7 +194,7 @@ class RunInputs:
     seen: Csr
 
 
-def load_inputs(s3: Any, bucket: str, event: dict | RunResultsEvent) -> RunInputs:
+def load_inputs(s3: S3Client, bucket: str, event: dict | RunResultsEvent) -> RunInputs:
     ev = RunResultsEvent.parse(event)
     run_id = ev.run_id
     manifest = load_manifest(s3, bucket, ev.manifest_key)

@@ -8,7 +8,7 @@ Returns {"metrics_key", "passed": true, "model": {...}, "baseline": {...}} or ra
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline_steps.common import table
 from pipeline_steps.common.events import EvaluateResult, RunResultsEvent
@@ -28,6 +28,12 @@ from pipeline_steps.evaluate import gate
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_metrics
 
+if TYPE_CHECKING:  # stubs are dev-only: never imported at run time
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef, MetricDatumTypeDef
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+
 GateFailedError = gate.GateFailedError
 
 
@@ -35,7 +41,7 @@ def metrics_key(run_id: str) -> str:
     return RunLayout(run_id).metrics
 
 
-def model_metrics(s3: Any, inputs: RunInputs, holdout: Any, config: EvaluateConfig) -> tuple[dict, int]:
+def model_metrics(s3: S3Client, inputs: RunInputs, holdout: Any, config: EvaluateConfig) -> tuple[dict, int]:
     acc = MetricAccumulator(x=config.x, n_items=inputs.manifest.n_items)
     for part in range(len(inputs.queries.parts)):
         for u, items, _ in iter_run_part(s3, inputs, part, metric=config.index_metric, x=config.x):
@@ -44,7 +50,7 @@ def model_metrics(s3: Any, inputs: RunInputs, holdout: Any, config: EvaluateConf
 
 
 def published_metrics(
-    s3: Any, dynamodb: Any, table_name: str | None, bucket: str, run_id: str
+    s3: S3Client, dynamodb: DynamoDBClient | None, table_name: str | None, bucket: str, run_id: str
 ) -> tuple[dict | None, str | None]:
     """Metrics of the run readers currently get (pointer item; its metrics.json as a fallback)."""
     if dynamodb is None or not table_name:
@@ -67,9 +73,11 @@ def published_metrics(
     return metrics, current
 
 
-def put_cloudwatch(cloudwatch: Any, config: EvaluateConfig, run_id: str, doc: dict) -> None:
-    base = [{"Name": k, "Value": v} for k, v in sorted(config.cloudwatch_dimensions.items())]
-    data = [
+def put_cloudwatch(cloudwatch: CloudWatchClient, config: EvaluateConfig, run_id: str, doc: dict) -> None:
+    base: list[DimensionTypeDef] = [
+        {"Name": k, "Value": v} for k, v in sorted(config.cloudwatch_dimensions.items())
+    ]
+    data: list[MetricDatumTypeDef] = [
         {
             "MetricName": f"{name}_at_x",
             "Dimensions": [*base, {"Name": "Variant", "Value": variant}],
@@ -88,13 +96,13 @@ def put_cloudwatch(cloudwatch: Any, config: EvaluateConfig, run_id: str, doc: di
 
 def evaluate_run(
     *,
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     event: dict | RunResultsEvent,
     config: EvaluateConfig,
-    dynamodb: Any = None,
+    dynamodb: DynamoDBClient | None = None,
     table_name: str | None = None,
-    cloudwatch: Any = None,
+    cloudwatch: CloudWatchClient | None = None,
 ) -> dict:
     inputs = load_inputs(s3, bucket, event)
     m = inputs.manifest

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
 
 
-def handler(event: dict, context: Any = None) -> dict:
+def handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     bucket = require_env("BUCKET_NAME")
     config: EvaluateConfig = env_config(EvaluateConfig)
     table = os.environ.get("TABLE_NAME") or None

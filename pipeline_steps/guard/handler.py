@@ -13,22 +13,26 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline_steps.common.events import GuardEvent, GuardResult
 from pipeline_steps.guard.core import GuardInputError, earlier_active_run, run_names
+
+if TYPE_CHECKING:  # stubs are dev-only: never imported at run time
+    from mypy_boto3_stepfunctions import SFNClient
+    from mypy_boto3_stepfunctions.type_defs import ExecutionListItemTypeDef
 
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
 
 
-def running_executions(sfn: Any, state_machine_arn: str) -> list[dict[str, Any]]:
+def running_executions(sfn: SFNClient, state_machine_arn: str) -> list[ExecutionListItemTypeDef]:
     paginator = sfn.get_paginator("list_executions")
     pages = paginator.paginate(stateMachineArn=state_machine_arn, statusFilter="RUNNING")
     return [execution for page in pages for execution in page["executions"]]
 
 
-def guard(event: dict[str, Any], *, bucket: str, project: str, sfn: Any) -> dict[str, Any]:
+def guard(event: dict[str, Any], *, bucket: str, project: str, sfn: SFNClient) -> dict[str, Any]:
     ev = GuardEvent.parse(event, error=GuardInputError)
     blocking = earlier_active_run(
         running_executions(sfn, ev.state_machine_arn),
@@ -41,7 +45,7 @@ def guard(event: dict[str, Any], *, bucket: str, project: str, sfn: Any) -> dict
     return GuardResult(skip=blocking is not None, blocking_execution_arn=blocking or "", **names).to_json()
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     import boto3  # lazily: tests and the local runner patch the endpoint first
 
     result = guard(

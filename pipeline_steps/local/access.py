@@ -65,7 +65,9 @@ class Credentials:
 
     def client(self, service: str, *, region: str | None = None, config: Any = None) -> Any:
         """A boto3 client on the embedded AWS (``AWS_ENDPOINT_URL``) with these credentials."""
-        return boto3.client(
+        # boto3-stubs types client() by one overload per literal service name and has none for a
+        # plain str; this helper is generic on purpose (the caller names the service).
+        return boto3.client(  # type: ignore[call-overload]
             service,
             endpoint_url=os.environ["AWS_ENDPOINT_URL"],
             region_name=region or os.environ["AWS_DEFAULT_REGION"],

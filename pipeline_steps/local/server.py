@@ -132,12 +132,9 @@ class LocalAws:
     def client(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(service, **self._boto_kwargs())
-
-    def resource(self, service: str) -> Any:
-        import boto3
-
-        return boto3.resource(service, **self._boto_kwargs())
+        # boto3-stubs types client() by one overload per literal service name and has none for a
+        # plain str; this helper is generic on purpose (the caller names the service).
+        return boto3.client(service, **self._boto_kwargs())  # type: ignore[call-overload]
 
     def _boto_kwargs(self) -> dict[str, str]:
         credentials = (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline_steps.common.config import require_env, step_config_json
 from pipeline_steps.common.events import PrepareEvent
@@ -18,11 +18,16 @@ from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.prepare.core import prepare, step_output
 from pipeline_steps.prepare.storage import S3Storage
 
+if TYPE_CHECKING:  # stubs are dev-only: never imported at run time
+    from mypy_boto3_s3 import S3Client
+
 logging.getLogger().setLevel(logging.INFO)
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
-def handler(event: dict[str, Any], context: Any = None, *, s3_client: Any = None) -> dict[str, Any]:
+def handler(
+    event: dict[str, Any], context: object = None, *, s3_client: S3Client | None = None
+) -> dict[str, Any]:
     run_id = PrepareEvent.parse(event).run_id
     if not _RUN_ID.match(run_id):
         raise ValueError(f"event.run_id must match {_RUN_ID.pattern}, got {run_id!r}")

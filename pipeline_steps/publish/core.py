@@ -8,7 +8,7 @@ Event (docs/contracts.md): {"run_id", "manifest_key", "queries_manifest_key", "t
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,8 +22,12 @@ from pipeline_steps.publish import versioning
 from pipeline_steps.publish.config import PublishConfig
 from pipeline_steps.publish.writer import BatchWriter, PublishTimeoutError
 
+if TYPE_CHECKING:  # stubs are dev-only: never imported at run time
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
 
-def run_started_at(s3: Any, inputs: RunInputs) -> float:
+
+def run_started_at(s3: S3Client, inputs: RunInputs) -> float:
     """When this run's data was prepared: its manifest's LastModified (epoch seconds).
 
     It orders runs by age for finalize's late-finisher check. The publish time would not: a redriven
@@ -50,8 +54,8 @@ def user_item(
 
 def publish_part(
     *,
-    s3: Any,
-    dynamodb: Any,
+    s3: S3Client,
+    dynamodb: DynamoDBClient,
     table_name: str,
     inputs: RunInputs,
     part: int,
@@ -111,7 +115,7 @@ def publish_part(
     }
 
 
-def fallback_item(s3: Any, inputs: RunInputs, config: PublishConfig, expires: int) -> dict:
+def fallback_item(s3: S3Client, inputs: RunInputs, config: PublishConfig, expires: int) -> dict:
     """Most popular items of the train split, for users the model does not know."""
     pop = load_popularity(
         s3, inputs.bucket, inputs.manifest.file_key("popularity"), n_items=inputs.manifest.n_items
@@ -122,7 +126,7 @@ def fallback_item(s3: Any, inputs: RunInputs, config: PublishConfig, expires: in
     return {**table.fallback_key(inputs.run_id), "items": {"S": text}, "expires_at": {"N": str(expires)}}
 
 
-def model_metrics(s3: Any, bucket: str, run_id: str) -> dict[str, float]:
+def model_metrics(s3: S3Client, bucket: str, run_id: str) -> dict[str, float]:
     """The model's headline metrics from evaluate's output, for the pointer (empty if not evaluated)."""
     key = RunLayout(run_id).metrics
     try:
@@ -135,8 +139,8 @@ def model_metrics(s3: Any, bucket: str, run_id: str) -> dict[str, float]:
 
 def finalize(
     *,
-    s3: Any,
-    dynamodb: Any,
+    s3: S3Client,
+    dynamodb: DynamoDBClient,
     table_name: str,
     inputs: RunInputs,
     config: PublishConfig,
@@ -152,8 +156,8 @@ def finalize(
 
 def publish_run(
     *,
-    s3: Any,
-    dynamodb: Any,
+    s3: S3Client,
+    dynamodb: DynamoDBClient,
     bucket: str,
     table_name: str,
     event: dict | RunResultsEvent,

@@ -27,7 +27,7 @@ def _env() -> tuple[str, str, PublishConfig]:
     return require_env("BUCKET_NAME"), require_env("TABLE_NAME"), env_config(PublishConfig)
 
 
-def handler(event: dict, context: Any = None) -> dict:
+def handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     bucket, table, config = _env()
     result = core.publish_run(
         s3=boto3.client("s3"),
@@ -43,7 +43,7 @@ def handler(event: dict, context: Any = None) -> dict:
     ).to_json()
 
 
-def part_handler(event: dict, context: Any = None) -> dict:
+def part_handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     bucket, table, config = _env()
     ev = PublishPartEvent.parse(event)
     s3 = boto3.client("s3")
@@ -55,7 +55,7 @@ def part_handler(event: dict, context: Any = None) -> dict:
     return result
 
 
-def finalize_handler(event: dict, context: Any = None) -> dict:
+def finalize_handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     bucket, table, config = _env()
     s3 = boto3.client("s3")
     inputs = load_inputs(s3, bucket, RunResultsEvent.parse(event))

@@ -19,7 +19,7 @@ Event: {"run_id", "manifest_key", "model_s3_uri"}; returns {"knn_train_s3_uri", 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from pipeline_steps.common.runio import (
 from pipeline_steps.formats.fm_model import read_fm_model
 from pipeline_steps.formats.recordio import encode_dense
 from pipeline_steps.repackage.config import RepackageConfig
+
+if TYPE_CHECKING:  # stubs are dev-only: never imported at run time
+    from mypy_boto3_s3 import S3Client
 
 
 class FeatureDimMismatchError(InputError):
@@ -103,7 +106,7 @@ def knn_vectors(model: Any, manifest: Manifest) -> tuple[np.ndarray, np.ndarray,
     return items, labels, users
 
 
-def repackage(*, s3: Any, bucket: str, event: dict | RepackageEvent, config: RepackageConfig) -> dict:
+def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config: RepackageConfig) -> dict:
     ev = RepackageEvent.parse(event)
     run_id = ev.run_id
     manifest = load_manifest(s3, bucket, ev.manifest_key)

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
 
 
-def handler(event: dict, context: Any = None) -> dict:
+def handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     bucket, config = require_env("BUCKET_NAME"), env_config(RepackageConfig)
     result = repackage(s3=boto3.client("s3"), bucket=bucket, event=RepackageEvent.parse(event), config=config)
     log.info(json.dumps({"step": "repackage", **result}))
