@@ -9,14 +9,17 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipeline_steps.common.config import check_between, coerce, config_from_dict
 from pipeline_steps.common.errors import ConfigError
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 __all__ = ["PREFIX", "ConfigError", "Context"]
 
-T = TypeVar("T")
+T = TypeVar("T", bound="DataclassInstance")
 
 PREFIX = "topx:"
 
@@ -72,8 +75,7 @@ class Context:
 
     def section(self, name: str, cls: type[T]) -> T:
         """An object-valued key as the config dataclass `cls` (unknown/missing keys, types, bounds)."""
-        built: T = config_from_dict(cls, self.obj(name), where=f"{PREFIX}{name}")
-        return built
+        return config_from_dict(cls, self.obj(name), where=f"{PREFIX}{name}")
 
     def optional_obj(self, name: str) -> dict[str, Any] | None:
         """An object, or None when the key is null (an option that is off).

@@ -17,11 +17,15 @@ import math
 import os
 import types
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipeline_steps.common.errors import ConfigError, InputError
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+T = TypeVar("T", bound="DataclassInstance")  # a config is a dataclass
 
 
 def require_env(name: str) -> str:
@@ -32,7 +36,7 @@ def require_env(name: str) -> str:
     return value
 
 
-def env_config(cls: type, environ: dict[str, str] | None = None) -> Any:
+def env_config(cls: type[T], environ: dict[str, str] | None = None) -> T:
     """Build a step config from the `STEP_CONFIG` JSON environment variable."""
     return config_from_dict(cls, step_config_json(environ), where="STEP_CONFIG")
 
@@ -56,7 +60,7 @@ def one_of(*choices: object) -> dict[str, Any]:
     return {"one_of": choices}
 
 
-def config_from_dict(cls: type, data: Any, *, where: str, strings: bool = False) -> Any:
+def config_from_dict(cls: type[T], data: Any, *, where: str, strings: bool = False) -> T:
     """Typed, validated construction of a keyword-only config dataclass from a JSON object.
 
     `strings=True` also accepts the text form of numbers and booleans ("7", "0.5", "false"), as
