@@ -130,6 +130,16 @@ class LambdaConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AlarmsConfig:
+    """Quality metrics in CloudWatch and the alarms on them (`topx:alarms`)."""
+
+    enabled: bool  # put the quality metrics (evaluate, report) and alarm on them
+    namespace: str  # CloudWatch namespace of the metrics; "" in cdk.json = "<project>/quality"
+    min_ratio_vs_previous: float  # alarm when <report.ratio_metric> / previous run's falls below
+    max_drift: float  # alarm when drift_at_x (1 - mean overlap@x with the previous run) exceeds
+
+
+@dataclass(frozen=True, kw_only=True)
 class AppConfig:
     """Everything the stacks need, validated at synth time."""
 
@@ -151,6 +161,7 @@ class AppConfig:
     sagemaker_security: SageMakerSecurityConfig
     vpc: VpcConfig | None
     lambdas: LambdaConfig
+    alarms: AlarmsConfig
     steps: StepConfigs
 
     @classmethod
@@ -186,13 +197,15 @@ class AppConfig:
         metric = _check_knn(knn)
         spot = _spot(ctx, fm, knn)
         transform = _transform(ctx)
+        alarms = _alarms(ctx, project)
         steps = validate_step_configs(
-            {name: ctx.obj(name) for name in ("prepare", "repackage", "evaluate", "publish")},
+            {name: ctx.obj(name) for name in ("prepare", "repackage", "evaluate", "publish", "report")},
             x=ctx.number("x", 1, MAX_X),
             index_metric=metric,
             fm_instance_count=fm.instance_count,
             max_payload_mb=transform.max_payload_mb,
             response_budget_bytes=transform.response_budget_bytes,
+            cloudwatch_namespace=alarms.namespace if alarms.enabled else "",
         )
         _check_consistency(ctx, fm, steps)
         _check_transform_sizing(fm, transform, steps)
@@ -215,6 +228,7 @@ class AppConfig:
             sagemaker_security=_sagemaker_security(ctx),
             vpc=_vpc(ctx),
             lambdas=_lambdas(ctx),
+            alarms=alarms,
             steps=steps,
         )
 
@@ -415,6 +429,25 @@ def _vpc(ctx: Context) -> VpcConfig | None:
             raise ConfigError(f"context '{key}': duplicate ids in {value!r}")
         ids[name] = tuple(value)
     return VpcConfig(**ids)
+
+
+_NAMESPACE = re.compile(r"^[A-Za-z0-9._/#:-]{1,255}$")  # CloudWatch: no leading "AWS/" either
+
+
+def _alarms(ctx: Context, project: str) -> AlarmsConfig:
+    data = ctx.obj("alarms")
+    check_fields("alarms", data, {"enabled", "namespace", "min_ratio_vs_previous", "max_drift"})
+    key = f"{PREFIX}alarms"
+    namespace = data["namespace"] or f"{project}/quality"
+    if not isinstance(namespace, str) or not _NAMESPACE.match(namespace) or namespace.startswith("AWS/"):
+        raise ConfigError(f"context '{key}.namespace': not a CloudWatch namespace, got {namespace!r}")
+    numbers: dict[str, float] = {}
+    for name in ("min_ratio_vs_previous", "max_drift"):
+        value = data[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ConfigError(f"context '{key}.{name}': expected a number in [0, 1], got {value!r}")
+        numbers[name] = float(value)
+    return AlarmsConfig(enabled=as_bool(f"{key}.enabled", data["enabled"]), namespace=namespace, **numbers)
 
 
 def _lambdas(ctx: Context) -> LambdaConfig:
