@@ -86,10 +86,21 @@ class Monitoring(Construct):
             ),
         )
         if quality:
-            titles = ("Quality vs the previous run", "Drift vs the previous run")
-            pairs = zip(titles, quality, strict=True)
+            # Graphs with the thresholds drawn, not AlarmWidgets: the dashboard then does not depend on
+            # the alarms (which the local rehearsal cannot create, docs/local-mode.md).
             self.dashboard.add_widgets(
-                *(cloudwatch.AlarmWidget(title=t, alarm=a, width=12) for t, a in pairs),
+                *(
+                    cloudwatch.GraphWidget(
+                        title=title,
+                        left=[alarm.metric],
+                        left_annotations=[cloudwatch.HorizontalAnnotation(value=threshold, label="alarm")],
+                        width=12,
+                    )
+                    for title, alarm, threshold in (
+                        ("Quality vs the previous run", quality[0], config.alarms.min_ratio_vs_previous),
+                        ("Drift vs the previous run", quality[1], config.alarms.max_drift),
+                    )
+                ),
                 cloudwatch.GraphWidget(
                     title="Model vs most popular", left=self._evaluate_metrics(config), width=12
                 ),

@@ -149,6 +149,12 @@ def run_local(
     out.mkdir(parents=True, exist_ok=True)
     if outcome.metrics:
         (out / "metrics.json").write_text(json.dumps(outcome.metrics, indent=2) + "\n", encoding="utf-8")
+    if outcome.report_html:
+        page = out / "report.html"
+        page.write_bytes(outcome.report_html)
+        _log(f"run report (the Report state's page, {page.stat().st_size:,} bytes): {page}")
+    elif first_ok:
+        _log("no run report: the Report state did not write one (see its notification above)")
     (out / "report.json").write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
     _log(f"report: {out / 'report.json'} (total {total:.1f}s)")
     return doc

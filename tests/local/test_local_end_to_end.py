@@ -118,6 +118,17 @@ def test_metrics_file_and_baseline_are_reported(report):
     assert fm["fm_test"] and all(name.startswith("test:") for name in fm["fm_test"])
 
 
+def test_the_report_state_wrote_the_run_report_page(report):
+    _, doc, _, out = report
+    assert "Report" in doc["stage_seconds"] and doc["report_html"] == "report.html"
+    page = (out / "report.html").read_text(encoding="utf-8")
+    for section in ("metrics", "history", "activity", "coverage", "scores", "training", "drift", "stages"):
+        assert f'<section id="{section}">' in page, section
+    assert "http://" not in page and "https://" not in page
+    assert page.count("data:image/png;base64,") >= 6  # every section with data has its figure
+    assert doc["run_id"] in page
+
+
 def test_injected_fm_failure_takes_the_catch_path_and_keeps_the_pointer(report):
     _, doc, _, _ = report
     failure = doc["failure_injection"]
