@@ -81,6 +81,9 @@ def _metrics(doc: Mapping[str, Any]) -> str:
     history = doc.get("history") or []
     prev_id = doc.get("previous_run_id") or ""
     prev: dict[str, Any] = next((r["metrics"] for r in history if r["run_id"] == prev_id), {})
+    published = ev.get("published") or {}
+    if not prev_id and published.get("metrics"):  # no run record: the run published when evaluated
+        prev_id, prev = str(published.get("run_id") or ""), dict(published["metrics"])
     names = [n for n in SHOWN if n in model]
     rows = [[n, model.get(n), base.get(n), prev.get(n)] for n in names]
     out = table(["metric @" + str(doc.get("x")), "this run", "most popular", f"previous run {prev_id}"], rows)
@@ -98,7 +101,7 @@ def _metrics(doc: Mapping[str, Any]) -> str:
                 width,
                 label=label,
             )
-        ax.set_xticks([i + width for i in range(len(names))], names)
+        ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(names))], names)
         ax.legend()
 
     return out + (figure_png(draw) if names else "")
