@@ -123,7 +123,8 @@ def _history(doc: Mapping[str, Any]) -> str:
             ax.plot(
                 range(len(history)), [r["metrics"].get(n, math.nan) for r in history], marker="o", label=n
             )
-        ax.set_xticks(range(len(history)), [r["run_id"][-12:] for r in history], rotation=30, fontsize=7)
+        labels = [r["run_id"] if len(r["run_id"]) <= 28 else "…" + r["run_id"][-27:] for r in history]
+        ax.set_xticks(range(len(history)), labels, rotation=20, ha="right", fontsize=7)
         ax.legend()
 
     return out + figure_png(draw)
