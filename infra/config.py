@@ -8,6 +8,7 @@ the command line arrive as strings; they are read as JSON when they parse as JSO
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _PROJECT = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
 # VpcConfig (SageMaker API reference, API_VpcConfig): 1..16 subnets, 1..5 security groups.
+_NAMESPACE = re.compile(r"^[A-Za-z0-9._/#:-]{1,255}$")  # CloudWatch: no leading "AWS/" either
 MAX_RUNTIME_SECONDS = 28 * 86400  # SageMaker StoppingCondition.MaxRuntimeInSeconds upper bound
 _VPC_IDS = {
     "subnet_ids": (re.compile(r"^subnet-[0-9a-f]+$"), 16),
@@ -162,6 +164,23 @@ class LambdaConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AlarmsConfig:
+    """Quality metrics in CloudWatch and the alarms on them (`topx:alarms`)."""
+
+    enabled: bool  # put the quality metrics (evaluate, report) and alarm on them
+    namespace: str  # CloudWatch namespace of the metrics; "" in cdk.json = "<project>/quality"
+    # alarm when <report.ratio_metric> / previous run's falls below
+    min_ratio_vs_previous: float = field(metadata=between(0.0, 1.0))
+    # alarm when drift_at_x (1 - mean overlap@x with the previous run) exceeds
+    max_drift: float = field(metadata=between(0.0, 1.0))
+
+    def validate(self, where: str) -> None:
+        # CloudWatch namespaces: 1-255 of [A-Za-z0-9._/#:-], not starting with "AWS/" (reserved).
+        if self.namespace and (not _NAMESPACE.match(self.namespace) or self.namespace.startswith("AWS/")):
+            raise ConfigError(f"{where}.namespace: not a CloudWatch namespace, got {self.namespace!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class AppConfig:
     """Everything the stacks need, validated at synth time."""
 
@@ -183,6 +202,7 @@ class AppConfig:
     sagemaker_security: SageMakerSecurityConfig
     vpc: VpcConfig | None
     lambdas: LambdaConfig
+    alarms: AlarmsConfig
     steps: StepConfigs
 
     @classmethod
@@ -214,13 +234,15 @@ class AppConfig:
         metric = _check_knn(knn)
         spot = _spot(ctx, fm, knn)
         transform = _transform(ctx)
+        alarms = _alarms(ctx, project)
         steps = validate_step_configs(
-            {name: ctx.obj(name) for name in ("prepare", "repackage", "evaluate", "publish")},
+            {name: ctx.obj(name) for name in ("prepare", "repackage", "evaluate", "publish", "report")},
             x=ctx.number("x", 1, MAX_X),
             index_metric=metric,
             fm_instance_count=fm.instance_count,
             max_payload_mb=transform.max_payload_mb,
             response_budget_bytes=transform.response_budget_bytes,
+            cloudwatch_namespace=alarms.namespace if alarms.enabled else "",
         )
         _check_consistency(ctx, fm, steps)
         _check_transform_sizing(fm, transform, steps)
@@ -243,6 +265,7 @@ class AppConfig:
             sagemaker_security=_sagemaker_security(ctx),
             vpc=_vpc(ctx),
             lambdas=_lambdas(ctx),
+            alarms=alarms,
             steps=steps,
         )
 
@@ -370,6 +393,13 @@ def _sagemaker_security(ctx: Context) -> SageMakerSecurityConfig:
 def _vpc(ctx: Context) -> VpcConfig | None:
     data = ctx.optional_obj("vpc")
     return None if data is None else config_from_dict(VpcConfig, data, where=f"{PREFIX}vpc")
+
+
+def _alarms(ctx: Context, project: str) -> AlarmsConfig:
+    alarms = ctx.section("alarms", AlarmsConfig)
+    if alarms.namespace:
+        return alarms
+    return dataclasses.replace(alarms, namespace=f"{project}/quality")
 
 
 def _lambdas(ctx: Context) -> LambdaConfig:

@@ -43,6 +43,7 @@ class PipelineStack(Stack):
             key=key,
         )
         steps.allow_guard(workflow.state_machine)
+        steps.allow_report(workflow.state_machine)
         allow_key(key, workflow.state_machine.role)
         if config.schedule:
             Schedule(self, "Schedule", expression=config.schedule, state_machine=workflow.state_machine)
@@ -52,6 +53,7 @@ class PipelineStack(Stack):
             state_machine=workflow.state_machine,
             functions=steps.functions,
             topic=notifications.topic,
+            config=config,
         )
         self.state_machine = workflow.state_machine
         CfnOutput(self, "StateMachineArn", value=workflow.state_machine.state_machine_arn)

@@ -1,7 +1,8 @@
 """Validate each step's `STEP_CONFIG` with the step's own config dataclass (one source of truth).
 
 The shared values (`topx:x`, the k-NN `index_metric`, the FM instance count as prepare's
-`min_shards`, the transform's `max_payload_mb` and `response_budget_bytes`) are injected into the
+`min_shards`, the transform's `max_payload_mb` and `response_budget_bytes`, the quality metrics'
+CloudWatch namespace from `topx:alarms`) are injected into the
 steps that use them, so they cannot disagree; a step section that sets one of them to another value
 is an error.
 """
@@ -19,6 +20,7 @@ from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.publish.config import PublishConfig
 from pipeline_steps.repackage.config import RepackageConfig
+from pipeline_steps.report.config import ReportConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +31,7 @@ class StepConfigs:
     repackage: RepackageConfig
     evaluate: EvaluateConfig
     publish: PublishConfig
+    report: ReportConfig
 
     def for_step(self, step: str) -> dict[str, Any]:
         """The fully explicit `STEP_CONFIG` JSON object of one step (every field, by name)."""
@@ -44,10 +47,12 @@ _BUILDERS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "repackage": _strict(RepackageConfig),
     "evaluate": _strict(EvaluateConfig),
     "publish": _strict(PublishConfig),
+    "report": _strict(ReportConfig),
 }
 _SHARED = {
-    "x": ("repackage", "evaluate", "publish"),
-    "index_metric": ("evaluate", "publish"),
+    "x": ("repackage", "evaluate", "publish", "report"),
+    "index_metric": ("evaluate", "publish", "report"),
+    "cloudwatch_namespace": ("evaluate", "report"),
     # ShardedByS3Key gives each FM host its share of the train objects: at least one each.
     "min_shards": ("prepare",),
     "max_payload_mb": ("repackage",),
@@ -59,6 +64,7 @@ _SOURCES = {
     "min_shards": "topx:fm.instance_count",
     "max_payload_mb": "topx:transform.max_payload_mb",
     "response_budget_bytes": "topx:transform.response_budget_bytes",
+    "cloudwatch_namespace": "topx:alarms.namespace",
 }
 
 
@@ -70,6 +76,7 @@ def validate_step_configs(
     fm_instance_count: int,
     max_payload_mb: int,
     response_budget_bytes: int,
+    cloudwatch_namespace: str = "",
 ) -> StepConfigs:
     """Return the explicit config of every step; raise ConfigError naming the context key."""
     shared = {
@@ -78,6 +85,7 @@ def validate_step_configs(
         "min_shards": fm_instance_count,
         "max_payload_mb": max_payload_mb,
         "response_budget_bytes": response_budget_bytes,
+        "cloudwatch_namespace": cloudwatch_namespace,
     }
     built: dict[str, Any] = {}
     for step, builder in _BUILDERS.items():

@@ -1,4 +1,4 @@
-"""The step Lambda functions (guard, prepare, repackage, evaluate, publish), each with its own role.
+"""The step Lambda functions (guard, prepare, repackage, evaluate, publish, report), each with its own role.
 
 One code asset (`pipeline_steps/` + numpy) serves every function; handlers differ. Each role gets
 exactly the S3 prefixes of docs/contracts.md its step reads or writes, and only the table actions
@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy, Size
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Size, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -59,15 +59,22 @@ def step_access(config: AppConfig) -> dict[str, StepAccess]:
             table_actions=("dynamodb:GetItem",),  # the pointer (gate vs the published run)
         ),
         "publish": StepAccess(read=results, table_actions=rw_table),
+        # report: this run's and the previous run's outputs, the FM output (the local trainer's
+        # per-epoch metrics.json); the pointer and the run records (Query pk=run) for the history.
+        "report": StepAccess(
+            read=[*results, run.fm],
+            write=[run.report],
+            table_actions=("dynamodb:GetItem", "dynamodb:Query"),
+        ),
     }
 
 
 class StepFunctions(Construct):
-    """`functions[name]` for name in guard, prepare, repackage, evaluate, publish."""
+    """`functions[name]` for name in guard, prepare, repackage, evaluate, publish, report."""
 
     HANDLERS: Mapping[str, str] = {
         name: f"pipeline_steps.{name}.handler.handler"
-        for name in ("guard", "prepare", "repackage", "evaluate", "publish")
+        for name in ("guard", "prepare", "repackage", "evaluate", "publish", "report")
     }
     # Only with `topx:distributed_map_publish`: one Map iteration per query part, then the flip.
     FAN_OUT_HANDLERS: Mapping[str, str] = {
@@ -97,23 +104,45 @@ class StepFunctions(Construct):
             handlers |= self.FAN_OUT_HANDLERS
         for name, handler in handlers.items():
             self._function(name, handler, step="publish" if name.startswith("publish") else name)
-        namespace = config.steps.evaluate.cloudwatch_namespace
-        if namespace:
-            role = self.roles["evaluate"]
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=["cloudwatch:PutMetricData"],
-                    resources=["*"],
-                    conditions={"StringEquals": {"cloudwatch:namespace": namespace}},
-                )
+        self._allow_metrics("evaluate", config.steps.evaluate.cloudwatch_namespace)
+        self._allow_metrics("report", config.steps.report.cloudwatch_namespace)
+        self._allow_describe_fm()
+
+    def _allow_metrics(self, name: str, namespace: str) -> None:
+        """cloudwatch:PutMetricData, only into the quality namespace (condition key cloudwatch:namespace,
+        https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/iam-cw-condition-keys-namespace.html);
+        the action has no resource-level permissions, hence Resource "*"."""
+        if not namespace:
+            return
+        role = self.roles[name]
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": namespace}},
             )
-            acknowledge(
-                role,
-                "AwsSolutions-IAM5",
-                "cloudwatch:PutMetricData has no resource-level permissions; limited to the configured "
-                "namespace by condition.",
-                applies_to=["Resource::*"],
-            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "cloudwatch:PutMetricData has no resource-level permissions; limited to the configured "
+            "namespace by condition.",
+            applies_to=["Resource::*"],
+        )
+
+    def _allow_describe_fm(self) -> None:
+        """The report reads the FM job's FinalMetricDataList (DescribeTrainingJob), read-only."""
+        role = self.roles["report"]
+        jobs = Stack.of(self).format_arn(service="sagemaker", resource="training-job", resource_name="*")
+        statement = iam.PolicyStatement(actions=["sagemaker:DescribeTrainingJob"], resources=[jobs])
+        role.add_to_principal_policy(statement)
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "Read-only DescribeTrainingJob: the FM job's name carries the run id, known only at run "
+            "time (the state machine's own grant uses the same training-job/* pattern).",
+            applies_to=[finding(self, jobs)],
+        )
 
     def _function(self, name: str, handler: str, *, step: str) -> None:
         config, access = self._config, self._access[step]
@@ -171,6 +200,31 @@ class StepFunctions(Construct):
         self.functions[name] = function
         self.roles[name] = role
         self.log_groups[name] = log_group
+
+    def allow_report(self, state_machine: sfn.StateMachine) -> None:
+        """Let the report read its own execution's history (seconds per state).
+
+        A separate policy, as for the guard: the state machine depends on the function already.
+        Executions of this state machine only (`execution:<state machine name>:*`).
+        """
+        executions = Stack.of(self).format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{state_machine.state_machine_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        policy = iam.Policy(
+            self,
+            "ReportExecutionHistory",
+            roles=[self.roles["report"]],
+            statements=[iam.PolicyStatement(actions=["states:GetExecutionHistory"], resources=[executions])],
+        )
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5",
+            "Executions are named by run id at run time; the pattern is this state machine's executions.",
+            applies_to=[finding(self, executions)],
+        )
 
     def allow_guard(self, state_machine: sfn.IStateMachine) -> None:
         """Let the guard list this state machine's executions.

@@ -1,5 +1,6 @@
 """The state machine: guard -> prepare -> train FM -> repackage -> train k-NN -> model -> transform
--> evaluate -> publish, with Catch -> notify (SNS) -> Fail on every failure path.
+-> evaluate -> publish -> report, with Catch -> notify (SNS) -> Fail on every failure path up to
+publish. The report runs once the recommendations are live: its failure is notified, never a Fail.
 
 SageMaker states are plain ASL (CustomState) so the request is exactly what SageMaker,
 docs/state-machine.md and the local runner see; the request bodies and their IAM statements come
@@ -138,6 +139,7 @@ class Workflow(Construct):
         evaluate = self._lambda("Evaluate", functions["evaluate"], run_outputs, "$.evaluate")
         publish = self._publish(functions, run_outputs)
         done = sfn.Succeed(self, "Published")
+        report = self._report(functions["report"], run_outputs, topic, done)
 
         has_test = (
             sfn.Choice(self, "HasTestSet")
@@ -146,7 +148,7 @@ class Workflow(Construct):
         )
         train_fm.next(repackage)
         train_fm_no_test.next(repackage)
-        repackage.next(train_knn).next(create_model).next(transform).next(evaluate).next(publish).next(done)
+        repackage.next(train_knn).next(create_model).next(transform).next(evaluate).next(publish).next(report)
         definition = guard.next(
             sfn.Choice(self, "AnotherRunActive")
             .when(sfn.Condition.boolean_equals("$.run.skip", True), skipped)
@@ -224,6 +226,47 @@ class Workflow(Construct):
         if catch:  # a Map iteration's failure is caught on the Map state instead
             task.add_catch(self._notify, errors=["States.ALL"], result_path="$.error")
         return task
+
+    def _report(
+        self,
+        function: lambda_.IFunction,
+        run_outputs: Mapping[str, str],
+        topic: sns.ITopic,
+        done: sfn.Succeed,
+    ) -> tasks.LambdaInvoke:
+        """The report, after Publish: the run is already live, so a failed report must not fail it.
+
+        Its Catch notifies the topic (subject "...report failed") and the execution still ends in
+        Published; so does a failed notification. The error is kept in `$.report_error`.
+        """
+        payload = {
+            **run_outputs,
+            "fm_job_name": "$.fm.job_name",
+            "fm_model_s3_uri": "$.fm.model_s3_uri",
+            "execution_arn": "$$.Execution.Id",
+        }
+        report = self._lambda("Report", function, payload, "$.report", catch=False)
+        notify = tasks.SnsPublish(
+            self,
+            "NotifyReportFailure",
+            topic=topic,
+            subject=f"{self._config.project}: run report failed (the run is published)",
+            message=sfn.TaskInput.from_object(
+                {
+                    "execution": sfn.JsonPath.string_at("$$.Execution.Id"),
+                    "run": sfn.JsonPath.string_at("$$.Execution.Name"),
+                    "error": sfn.JsonPath.string_at("$.report_error.Error"),
+                    "cause": sfn.JsonPath.string_at("$.report_error.Cause"),
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        notify.add_retry(errors=SNS_TRANSIENT, interval=Duration.seconds(2), max_attempts=3, backoff_rate=2)
+        notify.add_catch(done, errors=["States.ALL"], result_path="$.notify_error")
+        notify.next(done)
+        report.add_catch(notify, errors=["States.ALL"], result_path="$.report_error")
+        report.next(done)
+        return report
 
     def _training(self, name: str, algorithm: str, *, with_test: bool) -> sfn.CustomState:
         region = Stack.of(self).region

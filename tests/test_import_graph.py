@@ -2,7 +2,7 @@
 
 What each package under pipeline_steps/ may import besides itself:
 
-- a step (guard, prepare, repackage, evaluate, publish, query): common, formats;
+- a step (guard, prepare, repackage, evaluate, publish, query, report): common, formats;
 - common (the run contract): formats;
 - formats (wire formats), datasets (public data download): nothing;
 - local_algorithms (SageMaker's algorithms, emulated): common, formats;
@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "pipeline_steps"
-STEPS = ("guard", "prepare", "repackage", "evaluate", "publish", "query")
+STEPS = ("guard", "prepare", "repackage", "evaluate", "publish", "query", "report")
 ALLOWED: dict[str, set[str]] = {
     **{step: {"common", "formats"} for step in STEPS},
     "common": {"formats"},

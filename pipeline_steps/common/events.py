@@ -154,3 +154,21 @@ class PublishResult(_Payload):
     run_id: str
     users_written: int
     pointer: str  # the run id the pointer now names
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportEvent(RunResultsEvent):
+    """The report state's event: the run's outputs + where the FM job and the execution are."""
+
+    STEP = "report"
+    fm_job_name: str  # DescribeTrainingJob: the FM's final metrics
+    fm_model_s3_uri: str  # the FM output (the local trainer writes metrics.json beside it)
+    execution_arn: str  # GetExecutionHistory: seconds per state
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportResult(_Payload):
+    STEP = "report result"
+    report_key: str
+    previous_run_id: str  # "" when there is no earlier complete run
+    sections: list[str]

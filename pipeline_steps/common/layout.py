@@ -25,6 +25,7 @@ QUERY_PART_PREFIX = "users-"
 MANIFEST_NAME = "manifest.json"
 TRAIN_CHANNEL = "train/"
 TEST_CHANNEL = "test/"
+REPORT_NAME = "index.html"  # the run report (pipeline_steps/report), a self-contained HTML page
 
 
 @dataclass(frozen=True)
@@ -118,3 +119,16 @@ class RunLayout:
     @property
     def metrics(self) -> str:
         return self.evaluation + "metrics.json"
+
+    # report (after publish): the HTML page and the figures' data behind it
+    @property
+    def report(self) -> str:
+        return self.run + "report/"
+
+    @property
+    def report_html(self) -> str:
+        return self.report + REPORT_NAME
+
+    @property
+    def report_data(self) -> str:
+        return self.report + "report.json"

@@ -75,3 +75,19 @@ def read_pointer(dynamodb: Any, table: str, *, consistent: bool = True) -> dict 
 
 def read_run(dynamodb: Any, table: str, run_id: str) -> dict | None:
     return plain(dynamodb.get_item(TableName=table, Key=run_key(run_id), ConsistentRead=True).get("Item"))
+
+
+def list_runs(dynamodb: Any, table: str) -> list[dict]:
+    """Every run record (`pk=run`), as plain dicts, in sort key order (Query pages followed)."""
+    runs: list[dict] = []
+    kwargs: dict = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :run",
+        "ExpressionAttributeValues": {":run": {"S": RUN_PK}},
+    }
+    while True:
+        page = dynamodb.query(**kwargs)
+        runs.extend(plain(i) or {} for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return runs
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

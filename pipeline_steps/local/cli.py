@@ -13,6 +13,7 @@ from typing import Any
 from pipeline_steps.local import report as reporting
 from pipeline_steps.local.deploy import cdk_context, deploy
 from pipeline_steps.local.runner import (
+    RunOutcome,
     execute,
     flush_progress,
     new_run_id,
@@ -94,13 +95,16 @@ def run_local(
     assembly: Path | None = None,
     enforce_iam: bool = True,
     retry_wait_scale: float = 1.0,
+    rerun_epochs: int | None = None,
 ) -> dict[str, Any]:
     """Deploy, run, show and report; returns the report (also written to ``out/report.json``).
 
     ``started`` (a ``time.monotonic()`` value) is when the command began: total_seconds counts the
     dataset preparation too. ``assembly``: deploy this cloud assembly (``cdk synth``'s output) as it
     is instead of synthesizing the app. ``enforce_iam``: authorise every call with the caller's IAM
-    policies (docs/local-mode.md). ``retry_wait_scale``: multiply the state machine's Retry waits."""
+    policies (docs/local-mode.md). ``retry_wait_scale``: multiply the state machine's Retry waits.
+    ``rerun_epochs``: then a second run on the same data whose FM trains that many epochs, so its
+    report has a previous run (history, ratio, drift); ``report.html`` is then the second run's."""
     t0 = time.monotonic() if started is None else started
     region = (
         _assembly_region(assembly) if assembly else cdk_context(overrides).get("topx:region", "us-east-1")
@@ -132,6 +136,9 @@ def run_local(
         if first_ok:
             reporting.print_recommendations(recommendations, titles or {}, _log)
             reporting.print_metrics(outcome, _log)
+        rerun, latest = None, outcome
+        if rerun_epochs and first_ok:
+            rerun, latest = _rerun(aws, dep, rerun_epochs)
         failure = None
         if inject_failure:
             failure = _failure_run(aws, dep, users, inject_failure)
@@ -146,9 +153,21 @@ def run_local(
             skipped=dep.skipped,
             synth=dep.synth,
         )
+        if rerun is not None:
+            doc["rerun"] = rerun
     out.mkdir(parents=True, exist_ok=True)
     if outcome.metrics:
         (out / "metrics.json").write_text(json.dumps(outcome.metrics, indent=2) + "\n", encoding="utf-8")
+    if latest is not outcome and outcome.report_html:
+        (out / f"report-{outcome.run_id}.html").write_bytes(outcome.report_html)
+    if latest.report_html:
+        page = out / "report.html"
+        page.write_bytes(latest.report_html)
+        _log(
+            f"run report of {latest.run_id} (the Report state's page, {page.stat().st_size:,} bytes): {page}"
+        )
+    elif first_ok:
+        _log("no run report: the Report state did not write one (see its notification above)")
     (out / "report.json").write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
     _log(f"report: {out / 'report.json'} (total {total:.1f}s)")
     return doc
@@ -164,6 +183,42 @@ def _assembly_region(assembly: Path) -> str:
             if region != "unknown-region":
                 return region
     return "us-east-1"
+
+
+def _rerun(aws: LocalAws, dep: Any, epochs: int) -> tuple[dict[str, Any], RunOutcome]:
+    """A second run on the same data, its FM trained `epochs` epochs (one-shot override, as the
+    failure injection): its report compares it with the first run (history, ratio, drift)."""
+    from pipeline_steps.common.layout import RunLayout
+    from pipeline_steps.local import adapter
+
+    _log(f"\nsecond run on the same data, FM with epochs={epochs} (one-shot override)")
+    adapter.inject_hyperparameters("factorization-machines", {"epochs": str(epochs)})
+    outcome = execute(aws, dep, run_id=new_run_id("rerun"), log=_log)
+    s3 = aws.client("s3")
+    try:
+        data = json.loads(
+            s3.get_object(Bucket=dep.bucket, Key=RunLayout(outcome.run_id).report_data)["Body"].read()
+        )
+    except s3.exceptions.NoSuchKey:
+        data = {}
+    drift = data.get("drift") or {}
+    summary = {
+        "run_id": outcome.run_id,
+        "status": outcome.result.status,
+        "metrics": (outcome.metrics or {}).get("model"),
+        "previous_run_id": data.get("previous_run_id"),
+        "ratio_vs_previous": data.get("ratio_vs_previous"),
+        "drift": drift,
+    }
+    if drift.get("mean_overlap_at_x") is not None:
+        ratio = summary["ratio_vs_previous"]
+        _log(
+            f"  vs {summary['previous_run_id']}: {data.get('ratio_metric')} ratio "
+            f"{'n/a' if ratio is None else f'{ratio:.4f}'}, mean overlap@x {drift['mean_overlap_at_x']:.4f}, "
+            f"lists changed {drift['share_users_changed']:.4f}, items entering {drift['items_entering']}, "
+            f"leaving {drift['items_leaving']}"
+        )
+    return summary, outcome
 
 
 def _failure_run(aws: LocalAws, dep: Any, users: list[str], algorithm: str) -> dict[str, Any]:
@@ -249,10 +304,13 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
             )
     if args.retry_wait_scale <= 0:
         raise SystemExit("--retry-wait-scale must be > 0")
+    if args.rerun_epochs is not None and args.rerun_epochs < 1:
+        raise SystemExit("--rerun-epochs must be >= 1")
     return {
         "assembly": assembly,
         "enforce_iam": not args.no_enforce_iam,
         "retry_wait_scale": args.retry_wait_scale,
+        "rerun_epochs": args.rerun_epochs,
     }
 
 
@@ -277,7 +335,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _succeeded(doc: dict[str, Any], inject: str | None) -> bool:
-    ok = doc.get("status") == "SUCCEEDED"
+    ok = doc.get("status") == "SUCCEEDED" and doc.get("rerun", {}).get("status", "SUCCEEDED") == "SUCCEEDED"
     if inject:
         ok = (
             ok
@@ -310,6 +368,13 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         metavar="F",
         help="multiply the state machine's Retry waits by F (e.g. 0.01 to rehearse failure paths quickly)",
+    )
+    common.add_argument(
+        "--rerun-epochs",
+        type=int,
+        metavar="N",
+        help="then run again on the same data with the FM trained N epochs: the second run's report "
+        "shows the quality history, the ratio to the first run and the drift of the users' lists",
     )
     demo = sub.add_parser("demo", parents=[common], help="MovieLens 100k, ua.base/ua.test")
     demo.add_argument("--users", type=int, help="only the first N users (quick run)")

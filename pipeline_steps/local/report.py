@@ -88,6 +88,7 @@ def build_report(
         "pointer": outcome.pointer,
         "recommendations_sample": recommendations,
         "stage_seconds": outcome.result.stage_seconds,
+        "report_html": "report.html" if outcome.report_html else None,  # beside report.json
         "pipeline_seconds": outcome.result.total_seconds,
         "deploy_seconds": round(deploy_seconds, 3),  # synthesis (or cached assembly) + create stacks
         "synth": synth or {},

@@ -28,6 +28,7 @@ class RunOutcome:
     metrics: dict[str, Any] | None = None
     manifest: dict[str, Any] | None = None
     fm_metrics: dict[str, float] = field(default_factory=dict)
+    report_html: bytes | None = None  # the report state's page (runs/<id>/report/index.html)
 
 
 _watcher: Watcher | None = None
@@ -77,6 +78,13 @@ def _get_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
         return None
 
 
+def _get_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
 def read_pointer(aws: Any, dep: Deployment) -> dict[str, Any] | None:
     from pipeline_steps.common.table import POINTER_KEY, plain
 
@@ -121,6 +129,7 @@ def execute(
     layout = RunLayout(run_id)
     outcome.metrics = _get_json(s3, dep.bucket, layout.metrics)
     outcome.manifest = _get_json(s3, dep.bucket, layout.manifest)
+    outcome.report_html = _get_bytes(s3, dep.bucket, layout.report_html)
     # SageMaker names are namespaced (docs/state-machine.md "Run id and job names"): ask the guard.
     outcome.fm_metrics = fm_final_metrics(aws, guard_names(sfn, arn).get("fm_job_name", ""))
     return outcome

@@ -248,7 +248,10 @@ def _train_fm(
         "binary_classification_cross_entropy" if config.predictor_type == fm.BINARY else "squared_loss"
     )
 
+    history: list[dict[str, float]] = []  # per-epoch loss, kept with the model for the run report
+
     def on_epoch(r: fm.EpochReport) -> None:
+        history.append({"epoch": r.epoch, "train_loss": float(r.train_loss), "seconds": float(r.seconds)})
         rate = r.rows / r.seconds if r.seconds else float("inf")
         progress = f"train {loss_name}={r.train_loss:.4f} ({r.seconds:.2f}s, {rate:,.0f} rows/s)"
         log(f"[fm] epoch {r.epoch}/{r.epochs}: {progress}")
@@ -274,7 +277,14 @@ def _train_fm(
     write_fm_model(model, buf)
     model_uri = s3io.join_uri(output, "model.tar.gz")
     s3io.put_bytes(s3, model_uri, buf.getvalue(), "application/x-tar", kms_key_id=key)
-    report = {"metrics": metrics, "seconds": seconds, "rows": int(X.shape[0]), "epochs": config.epochs}
+    report = {
+        "metrics": metrics,
+        "seconds": seconds,
+        "rows": int(X.shape[0]),
+        "epochs": config.epochs,
+        "loss_name": loss_name,
+        "epoch_history": history,
+    }
     body = json.dumps(report, indent=1).encode()
     s3io.put_bytes(s3, s3io.join_uri(output, "metrics.json"), body, "application/json", kms_key_id=key)
     return metrics

@@ -14,7 +14,13 @@ from typing import Any
 
 import botocore.exceptions
 
-from pipeline_steps.common.table import POINTER_KEY, RUN_PK, plain, read_pointer, read_run, run_key
+from pipeline_steps.common.table import (  # noqa: F401  list_runs: the status CLI reads it here
+    POINTER_KEY,
+    list_runs,
+    read_pointer,
+    read_run,
+    run_key,
+)
 
 # A run must outlive a rollback to it by at least this long, or readers would find expired items.
 MIN_REMAINING_TTL_S = 86_400
@@ -31,21 +37,6 @@ def iso(ts: float) -> str:
 def to_attr_map(values: dict[str, float]) -> dict:
     # DynamoDB numbers cannot be NaN/inf; a metric that is undefined (e.g. no holdout users) is left out.
     return {"M": {k: {"N": repr(float(v))} for k, v in values.items() if math.isfinite(float(v))}}
-
-
-def list_runs(dynamodb: Any, table: str) -> list[dict]:
-    runs: list[dict] = []
-    kwargs: dict = {
-        "TableName": table,
-        "KeyConditionExpression": "pk = :run",
-        "ExpressionAttributeValues": {":run": {"S": RUN_PK}},
-    }
-    while True:
-        page = dynamodb.query(**kwargs)
-        runs.extend(plain(i) or {} for i in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return runs
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def begin_run(dynamodb: Any, table: str, run_id: str, *, n_parts: int, expires_at: int, now: float) -> None:

@@ -15,6 +15,7 @@ from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.publish.config import PublishConfig
 from pipeline_steps.repackage.config import RepackageConfig
+from pipeline_steps.report.config import ReportConfig
 
 CONTEXT = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]
 STEP_CLASSES = {
@@ -22,6 +23,7 @@ STEP_CLASSES = {
     "repackage": RepackageConfig,
     "evaluate": EvaluateConfig,
     "publish": PublishConfig,
+    "report": ReportConfig,
 }
 
 

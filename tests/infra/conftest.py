@@ -23,7 +23,7 @@ OPTIONS = {
     "topx:notification_email": "ops@example.com",
     "topx:spot.enabled": "true",
     "topx:distributed_map_publish": "true",
-    "topx:evaluate.cloudwatch_namespace": "TopX",
+    "topx:alarms.namespace": "TopX",
     "topx:fm.hyperparameters.epochs": "7",
     "topx:fm.instance_count": "2",
     "topx:vpc.subnet_ids": '["subnet-0a1b2c3d", "subnet-0e4f5a6b"]',

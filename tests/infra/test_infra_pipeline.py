@@ -20,6 +20,7 @@ HANDLERS = {
     "pipeline_steps.repackage.handler.handler",
     "pipeline_steps.evaluate.handler.handler",
     "pipeline_steps.publish.handler.handler",
+    "pipeline_steps.report.handler.handler",
 }
 
 # The `.sync` tasks and the state that stops their job when their TimeoutSeconds fires.
@@ -50,7 +51,7 @@ def test_definition_runs_the_steps_in_order_with_the_three_sync_jobs(asl: dict) 
         name = state.get("Next") or state.get("Default")
     assert order == [
         "Guard", "AnotherRunActive", "Prepare", "HasTestSet", "TrainFM", "Repackage", "TrainKNN",
-        "CreateModel", "Transform", "Evaluate", "Publish",
+        "CreateModel", "Transform", "Evaluate", "Publish", "Report",
     ]  # fmt: skip
     assert name == "Published"
     resources_used = {s.get("Resource") for s in states.values()}
@@ -76,7 +77,9 @@ def test_every_task_catches_into_notify_then_fail_with_error_and_cause(asl: dict
     tasks = {
         n: s
         for n, s in states.items()
-        if s["Type"] in ("Task", "Map") and n != "NotifyFailure" and n not in STOP_STATES.values()
+        if s["Type"] in ("Task", "Map")
+        and n not in ("NotifyFailure", "Report", "NotifyReportFailure")  # after publish: no Fail
+        and n not in STOP_STATES.values()
     }
     assert len(tasks) == 10
     for name, state in tasks.items():
@@ -238,7 +241,7 @@ def test_lambdas_wired_by_handler_path_with_validated_step_config(
         env = props["Environment"]["Variables"]
         assert env["BUCKET_NAME"] == {"Fn::ImportValue": "fm-knn-topx-bucket-name"}
         step = handler.split(".")[1]
-        assert ("TABLE_NAME" in env) == (step in ("evaluate", "publish")), handler
+        assert ("TABLE_NAME" in env) == (step in ("evaluate", "publish", "report")), handler
         # the guard names SageMaker resources after the project (pipeline_steps/guard/core.py)
         assert env.get("PROJECT_NAME") == ("fm-knn-topx" if step == "guard" else None), handler
         # Lambda caps the whole environment at 4 KB (names + values; the imports are ~60 chars each)

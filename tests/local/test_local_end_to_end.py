@@ -1,7 +1,9 @@
 """The project's own template and steps, end to end in the embedded AWS, on a small synthetic set.
 
-One `python -m pipeline_steps.local run ... --inject-failure fm` call: a successful run (published,
-queryable, evaluated) followed by a run whose FM job fails (Catch -> SNS -> Fail, pointer kept).
+One `python -m pipeline_steps.local run ... --rerun-epochs 1 --inject-failure fm` call: a successful
+run (published, queryable, evaluated, reported), a second one on the same data with a shorter FM
+(its report compares both: history, ratio, drift), then a run whose FM job fails (Catch -> SNS ->
+Fail, pointer kept).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     ratings, held, items = _write_interactions(tmp)
     out = tmp / "out"
-    code = run_small(ratings, held, out, "--inject-failure", "fm")
+    code = run_small(ratings, held, out, "--rerun-epochs", "1", "--inject-failure", "fm")
     doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
     return code, doc, items, out
 
@@ -118,6 +120,28 @@ def test_metrics_file_and_baseline_are_reported(report):
     assert fm["fm_test"] and all(name.startswith("test:") for name in fm["fm_test"])
 
 
+def test_the_report_state_wrote_the_run_report_page(report):
+    _, doc, _, out = report
+    assert "Report" in doc["stage_seconds"] and doc["report_html"] == "report.html"
+    first = (out / f"report-{doc['run_id']}.html").read_text(encoding="utf-8")
+    assert "no earlier run to compare with" in first  # the first run has no previous run
+    page = (out / "report.html").read_text(encoding="utf-8")  # the second run's
+    for section in ("metrics", "history", "activity", "coverage", "scores", "training", "drift", "stages"):
+        assert f'<section id="{section}">' in page, section
+    assert "http://" not in page and "https://" not in page
+    # every section has its figure: metrics, history, activity, coverage, scores, training, drift, stages
+    assert page.count("data:image/png;base64,") == 8
+    rerun = doc["rerun"]
+    assert rerun["status"] == "SUCCEEDED" and rerun["run_id"] in page and doc["run_id"] in page
+    # the second run's report read the first run's lists (S3), the run records (Query) and the
+    # execution history, and put its metrics, all under its role's IAM policies
+    assert rerun["previous_run_id"] == doc["run_id"]
+    assert rerun["ratio_vs_previous"] == pytest.approx(rerun["metrics"]["ndcg"] / doc["metrics"]["ndcg"])
+    drift = rerun["drift"]
+    assert drift["users_compared"] == N_USERS and 0 <= drift["mean_overlap_at_x"] < 1
+    assert sum(drift["overlap_counts"]) == N_USERS and len(drift["overlap_counts"]) == 6  # 0..x, x = 5
+
+
 def test_injected_fm_failure_takes_the_catch_path_and_keeps_the_pointer(report):
     _, doc, _, _ = report
     failure = doc["failure_injection"]
@@ -132,5 +156,6 @@ def test_injected_fm_failure_takes_the_catch_path_and_keeps_the_pointer(report):
     assert [m["run"] for m in messages] == [failure["run_id"]]
     assert messages[0]["error"] == "States.TaskFailed"
     assert failure["pointer_unchanged"] is True
-    assert failure["pointer_after"]["run_id"] == doc["run_id"]
-    assert failure["query_after"][0]["run_id"] == doc["run_id"]
+    current = doc["rerun"]["run_id"]  # the second successful run is the one published last
+    assert failure["pointer_after"]["run_id"] == current
+    assert failure["query_after"][0]["run_id"] == current

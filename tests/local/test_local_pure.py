@@ -107,6 +107,21 @@ def test_columns_must_name_two_to_four_columns(columns):
         cli._context_overrides(args, has_test=False)
 
 
+def test_rerun_epochs_option_is_passed_on_and_checked():
+    def options(rerun):
+        args = argparse.Namespace(
+            assembly=None, no_enforce_iam=False, retry_wait_scale=1.0, rerun_epochs=rerun
+        )
+        return cli._run_options(args)
+
+    assert options(4)["rerun_epochs"] == 4 and options(None)["rerun_epochs"] is None
+    with pytest.raises(SystemExit, match="--rerun-epochs must be >= 1"):
+        options(0)
+    # a failed second run fails the command
+    assert cli._succeeded({"status": "SUCCEEDED", "rerun": {"status": "SUCCEEDED"}}, None)
+    assert not cli._succeeded({"status": "SUCCEEDED", "rerun": {"status": "FAILED"}}, None)
+
+
 def test_subset_keeps_the_first_users_rows_in_both_files(tmp_path):
     base, test = tmp_path / "ua.base", tmp_path / "ua.test"
     base.write_text("1\t10\t5\t1\n2\t11\t4\t2\n1\t12\t3\t3\n3\t13\t5\t4\n", encoding="utf-8")

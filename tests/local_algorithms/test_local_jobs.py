@@ -115,6 +115,10 @@ def test_fm_training_job_writes_sagemaker_model_and_metrics(s3):
     assert metrics["metrics"]["test:binary_classification_accuracy"] == pytest.approx(want["accuracy"])
     assert metrics["metrics"]["test:binary_classification_cross_entropy"] == pytest.approx(want["log_loss"])
     assert sum("epoch 3/3" in line for line in lines) == 1
+    # the per-epoch loss the run report plots as the training curve
+    assert metrics["loss_name"] == "binary_classification_cross_entropy"
+    assert [h["epoch"] for h in metrics["epoch_history"]] == [1, 2, 3]
+    assert all(h["train_loss"] > 0 for h in metrics["epoch_history"])
 
 
 def test_fm_regressor_reports_rmse_and_is_deterministic(s3):

@@ -94,10 +94,31 @@ def test_rollback_cli(dynamodb, capsys):
     assert versioning.read_pointer(dynamodb, TABLE)["run_id"] == "r1"
     assert publish_cli(["--table", TABLE, "rollback", "--to", "missing"]) == 2
     assert "not complete" in capsys.readouterr().err
-    assert publish_cli(["--table", TABLE, "status"]) == 0
+    assert publish_cli(["--table", TABLE, "status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["pointer"]["run_id"] == "r1"
     assert sorted(r["sk"] for r in status["runs"]) == ["r1", "r2"]
+
+
+def test_status_prints_the_quality_history_oldest_first_and_marks_the_current_run(dynamodb, capsys):
+    write_run(dynamodb, "r1", {"a": [("x", 1.0)]})
+    write_run(dynamodb, "r2", {"a": [("y", 1.0)]})
+    for run_id, ndcg in (("r1", 0.25), ("r2", 0.5)):
+        dynamodb.update_item(
+            TableName=TABLE,
+            Key={"pk": {"S": "run"}, "sk": {"S": run_id}},
+            UpdateExpression="SET #m = :m, started_at = :s",
+            ExpressionAttributeNames={"#m": "metrics"},
+            ExpressionAttributeValues={
+                ":m": {"M": {"ndcg": {"N": str(ndcg)}}},
+                ":s": {"S": f"2026-01-0{run_id[1]}T00:00:00Z"},
+            },
+        )
+    assert publish_cli(["--table", TABLE, "status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "ndcg" in lines[0] and "precision" in lines[0]
+    assert [line.split()[0] for line in lines[1:]] == ["r1", "*"]  # r2 is current
+    assert "0.2500" in lines[1] and "0.5000" in lines[2] and lines[2].split()[1] == "r2"
 
 
 def test_an_older_run_finishing_late_does_not_replace_a_newer_one(dynamodb):
