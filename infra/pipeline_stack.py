@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from infra.api import ReadApi
 from infra.config import AppConfig
 from infra.kms_access import allow_key
 from infra.monitoring import Monitoring
@@ -54,6 +55,11 @@ class PipelineStack(Stack):
             topic=notifications.topic,
         )
         self.state_machine = workflow.state_machine
+        self.read_api = (
+            ReadApi(self, "ReadApi", config=config, api=config.api, table=table, key=key)
+            if config.api
+            else None
+        )
         CfnOutput(self, "StateMachineArn", value=workflow.state_machine.state_machine_arn)
         CfnOutput(self, "BucketName", value=bucket.bucket_name)
         CfnOutput(self, "TableName", value=table.table_name)
