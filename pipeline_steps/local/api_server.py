@@ -251,9 +251,10 @@ class LocalApi:
         split = urllib.parse.urlsplit(request.path)
         headers = {k: v for k, v in request.headers.items()}
         caller = ""
+        out_headers: dict[str, str] = {}
         route = _route(split.path) if request.command == "GET" else None
         if route is None:
-            status, out_headers, payload = 404, {}, json.dumps({"message": "Not Found"})
+            status, payload = 404, json.dumps({"message": "Not Found"})
         else:
             try:
                 url = f"http://{headers.get('Host', '')}{request.path}"
@@ -262,7 +263,7 @@ class LocalApi:
                 self._authorize(who, request.command, split.path)
                 status, out_headers, payload = self._invoke(request.command, split, route, headers)
             except Denied as exc:
-                status, out_headers, payload = 403, {}, json.dumps({"message": exc.message})
+                status, payload = 403, json.dumps({"message": exc.message})
         data = payload.encode("utf-8")
         request.send_response(status)
         out_headers = {"Content-Type": "application/json", **out_headers}
