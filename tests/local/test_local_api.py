@@ -150,3 +150,25 @@ def test_the_function_runs_as_its_role(served):
             RoleName="read-api-role", PolicyName="read", PolicyDocument=json.dumps(policy)
         )
     assert call(f"{api.url}/users/u/recommendations", access.operator(), aws.region)[0] == 200
+
+
+def test_responses_during_a_pointer_flip_are_each_from_one_run(served):
+    """Small-scale, untimed version of bench/api.py's flip phase: every answer is wholly one run's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    aws, api = served
+    items = {"r1": {"a", "b"}, "r2": {"c", "d"}}
+    url = f"{api.url}/users/u%201/recommendations"
+    operator = access.operator()
+
+    def client(_: int) -> list[dict]:
+        return [call(url, operator, aws.region)[2] for _ in range(15)]
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(client, n) for n in range(4)]
+        time.sleep(0.2)
+        write_run(aws.client("dynamodb"), "r2", {"u 1": [("c", 3.0), ("d", 2.0)]})
+        bodies = [body for f in futures for body in f.result()]
+    bodies.append(call(url, operator, aws.region)[2])
+    assert all({i["item_id"] for i in body["items"]} == items[body["run_id"]] for body in bodies)
+    assert bodies[-1]["run_id"] == "r2"  # the flip is visible (pointer TTL 0 here)
