@@ -172,3 +172,44 @@ def test_responses_during_a_pointer_flip_are_each_from_one_run(served):
     bodies.append(call(url, operator, aws.region)[2])
     assert all({i["item_id"] for i in body["items"]} == items[body["run_id"]] for body in bodies)
     assert bodies[-1]["run_id"] == "r2"  # the flip is visible (pointer TTL 0 here)
+
+
+def test_the_serve_path_starts_the_api_answers_a_signed_request_and_prints_how_to_explore(
+    served, monkeypatch
+):
+    from pipeline_steps.local import explore
+    from pipeline_steps.local.deploy import Deployment
+
+    aws, _ = served
+    dep = Deployment(
+        stacks=["s"],
+        state_machine_arn="arn:sm",
+        bucket="b",
+        table=TABLE,
+        functions={"read-api": {"handler": "pipeline_steps.query.handler.handler", "environment": {}}},
+        topics=[],
+    )
+    lines: list[str] = []
+    api = explore.start_api(aws, dep, lines.append)
+    assert api is not None
+    try:
+        shown = explore.show_api(api, aws, "u 1", lines.append, x=1)
+        assert shown["status"] == 200 and shown["unsigned_status"] == 403
+        assert shown["body"]["user_id"] == "u 1"
+        text = "\n".join(lines)
+        assert "curl -s " in text and "Authorization: AWS4-HMAC-SHA256 Credential=" in text
+        assert "/users/u%201/recommendations?x=1" in text
+
+        def interrupted(_: float) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(explore.time, "sleep", interrupted)
+        explore.serve(aws, dep, api, "u 1", lines.append)
+    finally:
+        api.stop()
+    text = "\n".join(lines)
+    assert f"pipeline_steps.query 'u 1' --table {TABLE}" in text
+    assert f"pipeline_steps.publish --table {TABLE} rollback" in text
+    assert f"{api.url}/users/<id>/recommendations" in text and lines[-1] == "stopped"
+    no_api = Deployment(stacks=[], state_machine_arn="", bucket="b", table=TABLE, functions={}, topics=[])
+    assert explore.start_api(aws, no_api, lines.append) is None
