@@ -3,6 +3,7 @@ keeps the embedded AWS and the API up, printing how to query, call the API and r
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 import urllib.parse
@@ -44,9 +45,9 @@ def show_api(api: LocalApi, aws: Any, user: str, log: Log, *, x: int = 3) -> dic
     log(f"  {curl(url, headers)}")
     status, got, body = call(url, operator, aws.region)
     log(f"  -> {status}  ETag: {got.get('ETag')}  Cache-Control: {got.get('Cache-Control')}")
-    log(f"     {body}")
+    log(f"     {json.dumps(body, ensure_ascii=False)}")
     unsigned, _, refusal = call(url, None, aws.region)
-    log(f"  the same request unsigned -> {unsigned} {refusal}")
+    log(f"  the same request unsigned -> {unsigned} {json.dumps(refusal)}")
     return {"url": api.url, "status": status, "body": body, "unsigned_status": unsigned}
 
 
