@@ -72,9 +72,18 @@ class ApiError(Exception):
 
 
 def _route(event: dict[str, Any]) -> tuple[str, str]:
-    """(route key, decoded id) of the request; ApiError 404/405 for anything else."""
+    """(route key, id) of the request; ApiError 404/405 for anything else.
+
+    From API Gateway, the matched `routeKey` and the decoded `{id}` in `pathParameters` are used as
+    they are (the id is never decoded twice, and may hold any character); an event without them
+    (a direct invocation) is routed on `rawPath`, percent-decoded here.
+    """
     http = (event.get("requestContext") or {}).get("http") or {}
     method = str(http.get("method") or "GET").upper()
+    route_key = event.get("routeKey")
+    given = (event.get("pathParameters") or {}).get("id")
+    if route_key in _PATHS and isinstance(given, str) and method == "GET":
+        return str(route_key), given
     path = str(event.get("rawPath") or http.get("path") or "")
     for route, pattern in _PATHS.items():
         match = pattern.match(path)
@@ -82,9 +91,7 @@ def _route(event: dict[str, Any]) -> tuple[str, str]:
             continue
         if method != "GET":
             raise ApiError(405, "MethodNotAllowed", f"{method} {path}: only GET is supported")
-        params = event.get("pathParameters") or {}
-        raw = params.get("id") if event.get("routeKey") == route else None
-        return route, raw if isinstance(raw, str) else urllib.parse.unquote(match.group(1))
+        return route, urllib.parse.unquote(match.group(1))
     raise ApiError(
         404, "NotFound", f"no route {method} {path}; routes: {USERS_ROUTE}, {ITEMS_ROUTE} (x=, exclude=)"
     )

@@ -82,6 +82,13 @@ def test_if_none_match_gives_304_without_reading_the_user(table):
     assert len(table.keys) == reads
 
 
+def test_the_decoded_path_parameter_is_used_as_given(table):
+    """API Gateway hands over `{id}` decoded: a '%' or '/' in it is part of the id, never re-decoded."""
+    for user_id in ("50%25 off", "a/b"):
+        status, _, body = call(table, "/ignored", route=(USERS_ROUTE, {"id": user_id}))
+        assert (status, body["user_id"], body["fallback"]) == (200, user_id, True)
+
+
 def test_unknown_user_gets_the_fallback_flagged(table):
     status, _, body = call(table, "/users/stranger/recommendations")
     assert status == 200 and body["fallback"] is True
