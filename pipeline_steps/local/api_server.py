@@ -265,15 +265,8 @@ class LocalApi:
             except Denied as exc:
                 status, payload = 403, json.dumps({"message": exc.message})
         data = payload.encode("utf-8")
-        request.send_response(status)
-        out_headers = {"Content-Type": "application/json", **out_headers}
         request_id = str(uuid.uuid4())
-        out_headers["apigw-requestid"] = request_id
-        for name, value in out_headers.items():
-            request.send_header(name, value)
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+        # Logged before the answer is sent, so a client that got it finds its entry.
         self.access_log.append(
             {
                 "requestId": request_id,
@@ -284,6 +277,13 @@ class LocalApi:
                 "caller": caller,
             }
         )
+        request.send_response(status)
+        out_headers = {"Content-Type": "application/json", **out_headers, "apigw-requestid": request_id}
+        for name, value in out_headers.items():
+            request.send_header(name, value)
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)
 
     def _authorize(self, caller: Caller, method: str, path: str) -> None:
         if not self.enforce_iam:
