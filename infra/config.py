@@ -18,7 +18,7 @@ from infra import images
 from infra.context import PREFIX, ConfigError, Context
 from infra.step_configs import StepConfigs, validate_step_configs
 from pipeline_steps.common import sizing
-from pipeline_steps.common.config import between, config_from_dict
+from pipeline_steps.common.config import between, config_from_dict, one_of
 from pipeline_steps.common.layout import RUNS_PREFIX
 from pipeline_steps.common.limits import INDEX_METRICS, MAX_X
 
@@ -156,6 +156,40 @@ class VpcConfig:
                 raise ConfigError(f"{key}: duplicate ids in {list(value)!r}")
 
 
+_JWT_ISSUER = re.compile(r"^https://[^\s/]+(/\S*)?$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiConfig:
+    """The optional read API (`topx:api`; null = none): API Gateway HTTP API -> the query Lambda.
+
+    Throttling bounds: API Gateway's default account quota for HTTP APIs is 10,000 requests/s with a
+    burst of 5,000 per Region (API Gateway developer guide, "Amazon API Gateway quotas"); a stage's
+    route settings can only lower it.
+    """
+
+    auth: str = field(default="iam", metadata=one_of("iam", "jwt"))
+    jwt_issuer: str = ""  # the OIDC/Cognito issuer URL (`iss`), with auth = jwt
+    jwt_audience: tuple[str, ...] = ()  # accepted `aud` (or Cognito `client_id`) values, with auth = jwt
+    throttle_rate: float = field(default=50.0, metadata=between(1, 10000))  # steady requests/s
+    throttle_burst: int = field(default=100, metadata=between(1, 5000))
+    # How long the handler keeps the current pointer (and the responses' max-age): the most a reader
+    # lags behind a flip. 0 = read the pointer on every request (two GetItems per request).
+    pointer_ttl_seconds: int = field(default=30, metadata=between(0, 300))
+    memory_mb: int = field(default=512, metadata=between(128, 10240))
+
+    def validate(self, where: str) -> None:
+        if self.auth == "jwt":
+            if not _JWT_ISSUER.match(self.jwt_issuer):
+                raise ConfigError(
+                    f"{where}.jwt_issuer: expected an https:// issuer URL, got {self.jwt_issuer!r}"
+                )
+            if not self.jwt_audience:
+                raise ConfigError(f"{where}.jwt_audience: at least one audience is required with auth 'jwt'")
+        elif self.jwt_issuer or self.jwt_audience:
+            raise ConfigError(f"{where}: jwt_issuer/jwt_audience are only used with auth 'jwt'")
+
+
 @dataclass(frozen=True, kw_only=True)
 class LambdaConfig:
     memory_mb: int = field(metadata=between(128, 10240))
@@ -204,6 +238,7 @@ class AppConfig:
     lambdas: LambdaConfig
     alarms: AlarmsConfig
     steps: StepConfigs
+    api: ApiConfig | None = None  # the read API; None = not deployed
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any], *, account: str | None = None) -> AppConfig:
@@ -267,6 +302,7 @@ class AppConfig:
             lambdas=_lambdas(ctx),
             alarms=alarms,
             steps=steps,
+            api=_api(ctx),
         )
 
 
@@ -400,6 +436,11 @@ def _alarms(ctx: Context, project: str) -> AlarmsConfig:
     if alarms.namespace:
         return alarms
     return dataclasses.replace(alarms, namespace=f"{project}/quality")
+
+
+def _api(ctx: Context) -> ApiConfig | None:
+    data = ctx.optional_obj("api")
+    return None if data is None else config_from_dict(ApiConfig, data, where=f"{PREFIX}api")
 
 
 def _lambdas(ctx: Context) -> LambdaConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 
+from infra.api import ReadApi
 from infra.config import AppConfig
 from infra.kms_access import allow_key
 from infra.monitoring import Monitoring
@@ -56,6 +57,11 @@ class PipelineStack(Stack):
             config=config,
         )
         self.state_machine = workflow.state_machine
+        self.read_api = (
+            ReadApi(self, "ReadApi", config=config, api=config.api, table=table, key=key)
+            if config.api
+            else None
+        )
         CfnOutput(self, "StateMachineArn", value=workflow.state_machine.state_machine_arn)
         CfnOutput(self, "BucketName", value=bucket.bucket_name)
         CfnOutput(self, "TableName", value=table.table_name)

@@ -45,6 +45,30 @@ class Storage(Construct):
                     conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
                 )
             )
+            if config.api is not None:
+                # The read API's access-log group is encrypted with this key; CloudWatch Logs uses it
+                # as the service principal, for this account's log groups only (CloudWatch Logs user
+                # guide, "Encrypt log data in CloudWatch Logs using AWS KMS", step 2: the key policy).
+                self.key.add_to_resource_policy(
+                    iam.PolicyStatement(
+                        principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+                        actions=[
+                            "kms:Encrypt*",
+                            "kms:Decrypt*",
+                            "kms:ReEncrypt*",
+                            "kms:GenerateDataKey*",
+                            "kms:Describe*",
+                        ],
+                        resources=["*"],  # in a key policy, "*" is this key
+                        conditions={
+                            "ArnLike": {
+                                "kms:EncryptionContext:aws:logs:arn": (
+                                    f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
+                                )
+                            }
+                        },
+                    )
+                )
         self.log_bucket = s3.Bucket(
             self,
             "AccessLogs",

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline_steps.local import report as reporting
 from pipeline_steps.local.deploy import cdk_context, deploy
+from pipeline_steps.local.explore import serve, show_api, start_api
 from pipeline_steps.local.runner import (
     RunOutcome,
     execute,
@@ -25,6 +26,7 @@ from pipeline_steps.local.runner import (
 from pipeline_steps.local.server import LocalAws
 
 TEST_PREFIX = "input-test/"
+DEMO_API = {"auth": "iam"}  # `topx:api` for the demo (cdk.json leaves the API off)
 INJECTED = {"factorization-machines": {"epochs": "0"}}  # SageMaker's FM rejects epochs < 1: ClientError
 
 
@@ -96,6 +98,7 @@ def run_local(
     enforce_iam: bool = True,
     retry_wait_scale: float = 1.0,
     rerun_epochs: int | None = None,
+    keep_serving: bool = False,
 ) -> dict[str, Any]:
     """Deploy, run, show and report; returns the report (also written to ``out/report.json``).
 
@@ -104,7 +107,8 @@ def run_local(
     is instead of synthesizing the app. ``enforce_iam``: authorise every call with the caller's IAM
     policies (docs/local-mode.md). ``retry_wait_scale``: multiply the state machine's Retry waits.
     ``rerun_epochs``: then a second run on the same data whose FM trains that many epochs, so its
-    report has a previous run (history, ratio, drift); ``report.html`` is then the second run's."""
+    report has a previous run (history, ratio, drift); ``report.html`` is then the second run's.
+    ``keep_serving``: then keep the embedded AWS and the local read API up until interrupted."""
     t0 = time.monotonic() if started is None else started
     region = (
         _assembly_region(assembly) if assembly else cdk_context(overrides).get("topx:region", "us-east-1")
@@ -139,6 +143,8 @@ def run_local(
         rerun, latest = None, outcome
         if rerun_epochs and first_ok:
             rerun, latest = _rerun(aws, dep, rerun_epochs)
+        api = start_api(aws, dep, _log) if first_ok else None
+        api_call = show_api(api, aws, users[0], _log) if api is not None and users else None
         failure = None
         if inject_failure:
             failure = _failure_run(aws, dep, users, inject_failure)
@@ -155,6 +161,20 @@ def run_local(
         )
         if rerun is not None:
             doc["rerun"] = rerun
+        if api_call is not None:
+            doc["read_api"] = api_call
+        _write_outputs(out, doc, outcome, latest, first_ok, total)
+        if keep_serving:
+            serve(aws, dep, api, users[0] if users else "1", _log)
+        if api is not None:
+            api.stop()
+    return doc
+
+
+def _write_outputs(
+    out: Path, doc: dict[str, Any], outcome: RunOutcome, latest: RunOutcome, first_ok: bool, total: float
+) -> None:
+    """metrics.json, report.json and the run report page(s) (report.html: the latest run's)."""
     out.mkdir(parents=True, exist_ok=True)
     if outcome.metrics:
         (out / "metrics.json").write_text(json.dumps(outcome.metrics, indent=2) + "\n", encoding="utf-8")
@@ -163,14 +183,12 @@ def run_local(
     if latest.report_html:
         page = out / "report.html"
         page.write_bytes(latest.report_html)
-        _log(
-            f"run report of {latest.run_id} (the Report state's page, {page.stat().st_size:,} bytes): {page}"
-        )
+        size = page.stat().st_size
+        _log(f"run report of {latest.run_id} (the Report state's page, {size:,} bytes): {page}")
     elif first_ok:
         _log("no run report: the Report state did not write one (see its notification above)")
     (out / "report.json").write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
     _log(f"report: {out / 'report.json'} (total {total:.1f}s)")
-    return doc
 
 
 def _assembly_region(assembly: Path) -> str:
@@ -275,10 +293,13 @@ def _demo(args: argparse.Namespace) -> int:
             base, held = _subset_users(ds.ua_base, ds.ua_test, args.users, Path(tmp))
             ratings, test = [base], [held]
             dataset += f", first {args.users} users"
+        overrides = _context_overrides(args, has_test=True)
+        if not any(key.split(".")[0] == "topx:api" for key in overrides):
+            overrides["topx:api"] = DEMO_API  # the demo shows the read API too
         doc = run_local(
             ratings=ratings,
             test=test,
-            overrides=_context_overrides(args, has_test=True),
+            overrides=overrides,
             out=Path(args.out),
             dataset=dataset,
             titles=ds.titles,
@@ -311,6 +332,7 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
         "enforce_iam": not args.no_enforce_iam,
         "retry_wait_scale": args.retry_wait_scale,
         "rerun_epochs": args.rerun_epochs,
+        "keep_serving": bool(getattr(args, "serve", False)),
     }
 
 
@@ -379,12 +401,20 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", parents=[common], help="MovieLens 100k, ua.base/ua.test")
     demo.add_argument("--users", type=int, help="only the first N users (quick run)")
     demo.add_argument("--out", default="demo-output")
+    demo.add_argument("--serve", action="store_true", help="then keep the embedded AWS and the API up")
     demo.set_defaults(func=_demo)
+    serving = sub.add_parser("serve", parents=[common], help="demo, then keep everything up until Ctrl-C")
+    serving.add_argument("--users", type=int, help="only the first N users (quick run)")
+    serving.add_argument("--out", default="demo-output")
+    serving.set_defaults(func=_demo, serve=True)
     run = sub.add_parser("run", parents=[common], help="any interaction file(s)")
     run.add_argument("--ratings", nargs="+", required=True, help="interaction file(s) -> input prefix")
     run.add_argument("--test", nargs="*", help="explicit test file(s) -> test prefix")
     run.add_argument("--columns", help="USER,ITEM[,RATING[,TIMESTAMP]]: header names or 0-based positions")
     run.add_argument("--out", required=True)
+    run.add_argument(
+        "--serve", action="store_true", help="then keep the embedded AWS (and the API, if on) up"
+    )
     run.set_defaults(func=_run)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -412,7 +412,8 @@ def _describe(aws: Any, stack_names: list[str], sm_arns: list[str], skipped: lis
     outputs: dict[str, dict[str, str]] = {}
     for name in stack_names:
         for res in cfn.describe_stack_resources(StackName=name)["StackResources"]:
-            resources.setdefault(res["ResourceType"], []).append(res["PhysicalResourceId"])
+            if "PhysicalResourceId" in res:  # moto gives none for some types (AWS::Lambda::Permission)
+                resources.setdefault(res["ResourceType"], []).append(res["PhysicalResourceId"])
         desc = cfn.describe_stacks(StackName=name)["Stacks"][0]
         outputs[name] = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
     functions = {}

@@ -1,25 +1,54 @@
-"""`get_recommendations`: one GetItem for the pointer (cached briefly), one for the user.
+"""The read path: a user's top x (`get_recommendations`) and an item's related items (`get_related`).
 
-Unknown users get the run's popularity fallback, flagged `fallback: true`.
+Each call is one GetItem on `<u#user|i#item>, <run_id>`; the pointer (`pointer`, `current`) is read
+once per `cache_ttl` seconds and per client. Unknown users get the run's popularity fallback, flagged
+`fallback: true` (a second GetItem); unknown items raise `UnknownItemError`.
+
+How many items: `x` defaults to the run's `x` attribute (pointer, or the run record of a pinned run)
+and to the stored list's length when the run has none (runs published before the attribute
+existed). Publish may store more than x per user (`x + read_extra`) so that a reader can drop
+`exclude`d ids and still return x: excluded ids are dropped first, then the best x are kept. An
+explicit `x` above the stored length is an input error, never silently shortened.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from pipeline_steps.common.items import decode_items
-from pipeline_steps.common.table import POINTER_KEY, fallback_key, plain, run_key, user_key
+from pipeline_steps.common.limits import MAX_X
+from pipeline_steps.common.table import (
+    MAX_KEY_BYTES,
+    POINTER_KEY,
+    RELATED_PK_PREFIX,
+    USER_PK_PREFIX,
+    fallback_key,
+    plain,
+    related_key,
+    run_key,
+    user_key,
+)
 
 DEFAULT_POINTER_TTL_S = 30.0
-_cache: dict[tuple[str, int], tuple[float, dict]] = {}
+MAX_EXCLUDE = 100  # ids per request; the list is filtered in memory, the bound keeps a request small
+_cache: dict[tuple[str, int], tuple[float, dict[str, Any]]] = {}
 _cache_lock = threading.Lock()
 
 
 class NoPublishedRunError(LookupError):
     """The table has no current-run pointer (nothing published yet) or the requested run is missing or
     not complete."""
+
+
+class QueryInputError(ValueError):
+    """A malformed id or parameter (the API answers 400 with this message)."""
+
+
+class UnknownItemError(LookupError):
+    """No related items for this item in the run (the API answers 404)."""
 
 
 def clear_pointer_cache() -> None:
@@ -42,7 +71,17 @@ def _client(dynamodb: Any) -> Any:
     return _default_client
 
 
-def _current_run(dynamodb: Any, table_name: str, cache_ttl: float) -> dict:
+def _run_info(record: dict[str, Any], run_id: str) -> dict[str, Any]:
+    x = record.get("x")
+    return {
+        "run_id": run_id,
+        "published_at": record.get("published_at"),
+        "x": int(x) if isinstance(x, int | float) and not isinstance(x, bool) else None,
+    }
+
+
+def current_run(dynamodb: Any, table_name: str, cache_ttl: float) -> dict[str, Any]:
+    """{"run_id", "published_at", "x"} of the current pointer, cached `cache_ttl` seconds per client."""
     # Keyed by client identity too, so two endpoints (e.g. tests, local + AWS) never share an entry.
     key = (table_name, id(dynamodb))
     now = time.monotonic()
@@ -53,11 +92,82 @@ def _current_run(dynamodb: Any, table_name: str, cache_ttl: float) -> dict:
     pointer = plain(dynamodb.get_item(TableName=table_name, Key=POINTER_KEY).get("Item"))
     if pointer is None:
         raise NoPublishedRunError(f"table {table_name!r} has no current run: nothing is published yet")
-    info = {"run_id": pointer["run_id"], "published_at": pointer.get("published_at")}
+    info = _run_info(pointer, pointer["run_id"])
     if cache_ttl > 0:
         with _cache_lock:
             _cache[key] = (now + cache_ttl, info)
     return info
+
+
+def _pinned_run(dynamodb: Any, table_name: str, run_id: str) -> dict[str, Any]:
+    record = plain(dynamodb.get_item(TableName=table_name, Key=run_key(run_id)).get("Item"))
+    if record is None:
+        raise NoPublishedRunError(f"table {table_name!r} has no run {run_id!r}")
+    if record.get("status") != "complete":
+        # A `writing` run is partial and has no fallback yet: its answers would be silently wrong.
+        raise NoPublishedRunError(
+            f"run {run_id!r} in table {table_name!r} is {record.get('status')!r}, not complete"
+        )
+    return _run_info(record, run_id)
+
+
+def check_id(kind: str, value: object, prefix: str) -> str:
+    """A user or item id as a key: a non-empty string whose key (prefix + id) fits DynamoDB's 2048 bytes."""
+    if not isinstance(value, str) or not value:
+        raise QueryInputError(f"{kind}: expected a non-empty string, got {value!r}")
+    size = len((prefix + value).encode("utf-8", errors="surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        # DynamoDB: "The maximum length of a partition key value is 2048 bytes" (Developer Guide,
+        # "Service, account, and table quotas in Amazon DynamoDB", Partition key length).
+        raise QueryInputError(
+            f"{kind}: {size} bytes as a key ({prefix!r} + id), over DynamoDB's {MAX_KEY_BYTES}-byte "
+            "partition key limit"
+        )
+    return value
+
+
+def check_x(x: object) -> int | None:
+    if x is None:
+        return None
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise QueryInputError(f"x: expected an integer, got {x!r}")
+    if not 1 <= x <= MAX_X:
+        raise QueryInputError(f"x: must be in 1..{MAX_X}, got {x}")
+    return x
+
+
+def check_exclude(exclude: Iterable[str]) -> frozenset[str]:
+    ids = list(exclude)
+    if len(ids) > MAX_EXCLUDE:
+        raise QueryInputError(f"exclude: at most {MAX_EXCLUDE} ids, got {len(ids)}")
+    for item_id in ids:
+        check_id("exclude", item_id, RELATED_PK_PREFIX)
+    return frozenset(ids)
+
+
+def _select(items: list[dict[str, Any]], run: dict[str, Any], x: int | None) -> int:
+    """The x to return: the request's, else the run's, else the stored length; an error above the stored."""
+    stored = len(items)
+    if x is not None and x > stored:
+        raise QueryInputError(f"x: {x} is more than the {stored} items stored in run {run['run_id']!r}")
+    if x is None:
+        x = stored if run.get("x") is None else min(int(run["x"]), stored)
+    return x
+
+
+def _read(dynamodb: Any, table_name: str, run_id: str | None, cache_ttl: float) -> tuple[Any, dict[str, Any]]:
+    dynamodb = _client(dynamodb)
+    if run_id is None:
+        return dynamodb, current_run(dynamodb, table_name, cache_ttl)
+    return dynamodb, _pinned_run(dynamodb, table_name, run_id)
+
+
+def _top(
+    items: list[dict[str, Any]], run: dict[str, Any], x: int | None, exclude: frozenset[str]
+) -> tuple[list[dict[str, Any]], int]:
+    n = _select(items, run, x)
+    kept = [i for i in items if i["item_id"] not in exclude] if exclude else items
+    return kept[:n], n
 
 
 def get_recommendations(
@@ -66,28 +176,74 @@ def get_recommendations(
     table_name: str,
     dynamodb: Any = None,
     run_id: str | None = None,
+    x: int | None = None,
+    exclude: Iterable[str] = (),
     cache_ttl: float = DEFAULT_POINTER_TTL_S,
-) -> dict:
-    """-> {"user_id", "items": [{"item_id", "score"}], "run_id", "published_at", "fallback": bool}.
+) -> dict[str, Any]:
+    """-> {"user_id", "items": [{"item_id", "score"}], "run_id", "published_at", "fallback", "x"}.
 
     `run_id` pins a run (e.g. to compare with the previous one); its run record replaces the pointer.
+    Raises QueryInputError (bad id, x or exclude), NoPublishedRunError.
     """
-    dynamodb = _client(dynamodb)
-    if run_id is None:
-        run = _current_run(dynamodb, table_name, cache_ttl)
-    else:
-        record = plain(dynamodb.get_item(TableName=table_name, Key=run_key(run_id)).get("Item"))
-        if record is None:
-            raise NoPublishedRunError(f"table {table_name!r} has no run {run_id!r}")
-        if record.get("status") != "complete":
-            # A `writing` run is partial and has no fallback yet: its answers would be silently wrong.
-            raise NoPublishedRunError(
-                f"run {run_id!r} in table {table_name!r} is {record.get('status')!r}, not complete"
-            )
-        run = {"run_id": run_id, "published_at": record.get("published_at")}
-    item = dynamodb.get_item(TableName=table_name, Key=user_key(str(user_id), run["run_id"])).get("Item")
+    user_id = check_id("user_id", user_id, USER_PK_PREFIX)
+    wanted, excluded = check_x(x), check_exclude(exclude)
+    dynamodb, run = _read(dynamodb, table_name, run_id, cache_ttl)
+    return read_user(dynamodb, table_name, run, user_id, wanted, excluded)
+
+
+def read_user(
+    dynamodb: Any, table_name: str, run: dict[str, Any], user_id: str, x: int | None, exclude: frozenset[str]
+) -> dict[str, Any]:
+    """`get_recommendations` once the inputs are checked and the run is known: one GetItem (two for
+    an unknown user: the fallback)."""
+    item = dynamodb.get_item(TableName=table_name, Key=user_key(user_id, run["run_id"])).get("Item")
     fallback = item is None
     if fallback:
         item = dynamodb.get_item(TableName=table_name, Key=fallback_key(run["run_id"])).get("Item")
-    items = decode_items(item["items"]["S"]) if item else []
-    return {"user_id": str(user_id), "items": items, "fallback": fallback, **run}
+    items, n = _top(decode_items(item["items"]["S"]) if item else [], run, x, exclude)
+    return {
+        "user_id": user_id,
+        "items": items,
+        "fallback": fallback,
+        "run_id": run["run_id"],
+        "published_at": run["published_at"],
+        "x": n,
+    }
+
+
+def get_related(
+    item_id: str,
+    *,
+    table_name: str,
+    dynamodb: Any = None,
+    run_id: str | None = None,
+    x: int | None = None,
+    exclude: Iterable[str] = (),
+    cache_ttl: float = DEFAULT_POINTER_TTL_S,
+) -> dict[str, Any]:
+    """-> {"item_id", "items": [{"item_id", "score"}], "run_id", "published_at", "x"}.
+
+    Raises UnknownItemError when the run has no related items for `item_id`, QueryInputError,
+    NoPublishedRunError.
+    """
+    item_id = check_id("item_id", item_id, RELATED_PK_PREFIX)
+    wanted, excluded = check_x(x), check_exclude(exclude)
+    dynamodb, run = _read(dynamodb, table_name, run_id, cache_ttl)
+    return read_related(dynamodb, table_name, run, item_id, wanted, excluded)
+
+
+def read_related(
+    dynamodb: Any, table_name: str, run: dict[str, Any], item_id: str, x: int | None, exclude: frozenset[str]
+) -> dict[str, Any]:
+    """`get_related` once the inputs are checked and the run is known: one GetItem."""
+    item = dynamodb.get_item(TableName=table_name, Key=related_key(item_id, run["run_id"])).get("Item")
+    if item is None:
+        raise UnknownItemError(f"item {item_id!r} has no related items in run {run['run_id']!r}")
+    items, n = _top(decode_items(item["items"]["S"]), run, x, exclude)
+    return {
+        "item_id": item_id,
+        "items": items,
+        "run_id": run["run_id"],
+        "published_at": run["published_at"],
+        "x": n,
+    }

@@ -28,6 +28,10 @@ OPTIONS = {
     "topx:fm.instance_count": "2",
     "topx:vpc.subnet_ids": '["subnet-0a1b2c3d", "subnet-0e4f5a6b"]',
     "topx:vpc.security_group_ids": '["sg-0c7d8e9f"]',
+    "topx:api.auth": "jwt",
+    "topx:api.jwt_issuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example",
+    "topx:api.jwt_audience": '["example-client-id"]',
+    "topx:api.throttle_rate": "25",
 }
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
