@@ -28,6 +28,8 @@ OPTIONS = {
     "topx:fm.instance_count": "2",
     "topx:vpc.subnet_ids": '["subnet-0a1b2c3d", "subnet-0e4f5a6b"]',
     "topx:vpc.security_group_ids": '["sg-0c7d8e9f"]',
+    "topx:publish.filter_exclude_items_key": "filters/unavailable.txt",
+    "topx:publish.filter_user_exclusions_key": "filters/bought.csv",
 }
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
