@@ -52,7 +52,8 @@ def implicit_rows(users: np.ndarray, items: np.ndarray, n_users: int, n_items: i
         clash = np.array([(u, i) in seen for u, i in zip(neg_u.tolist(), neg_i.tolist(), strict=True)])
         while clash.any():  # redraw the negatives that hit a seen pair
             neg_i[clash] = rng.integers(0, n_items, int(clash.sum()))
-            clash[clash] = [(u, i) in seen for u, i in zip(neg_u[clash].tolist(), neg_i[clash].tolist(), strict=True)]
+            again = zip(neg_u[clash].tolist(), neg_i[clash].tolist(), strict=True)
+            clash[clash] = [(u, i) in seen for u, i in again]
         us.append(neg_u)
         its.append(neg_i)
         ys.append(np.zeros(neg_u.size, np.float32))
@@ -82,9 +83,7 @@ def main() -> None:
     item_ids, items = np.unique(rows[:, 1], return_inverse=True)
     n_users, n_items = user_ids.size, item_ids.size
     X, y = implicit_rows(users, items, n_users, n_items)
-    config = parse_fm(
-        {**HYPER, "feature_dim": str(n_users + n_items), "predictor_type": "binary_classifier"}
-    )
+    config = parse_fm({**HYPER, "feature_dim": str(n_users + n_items), "predictor_type": "binary_classifier"})
     started = time.perf_counter()
     params = fm.train(X, y, config)
     print(f"FM: {X.shape[0]:,} rows, {time.perf_counter() - started:.1f}s")

@@ -163,7 +163,13 @@ def publish_part(
     stats = writer.close()
     related = counts.pop("related_written", None)
     versioning.mark_part_done(
-        dynamodb, table_name, inputs.run_id, part=part, users=counts["users_written"], related_items=related
+        dynamodb,
+        table_name,
+        inputs.run_id,
+        part=part,
+        users=counts["users_written"],
+        related_items=related,
+        users_filled=counts.get("users_filled", 0),
     )
     return {
         "part": part,

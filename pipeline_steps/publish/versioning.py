@@ -56,7 +56,8 @@ def begin_run(dynamodb: Any, table: str, run_id: str, *, n_parts: int, expires_a
         UpdateExpression=(
             "SET #s = if_not_exists(#s, :writing), started_at = if_not_exists(started_at, :now), "
             "n_parts = :n, part_users = if_not_exists(part_users, :empty), "
-            "part_related = if_not_exists(part_related, :empty), expires_at = :exp"
+            "part_related = if_not_exists(part_related, :empty), "
+            "part_filled = if_not_exists(part_filled, :empty), expires_at = :exp"
         ),
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={
@@ -70,17 +71,25 @@ def begin_run(dynamodb: Any, table: str, run_id: str, *, n_parts: int, expires_a
 
 
 def mark_part_done(
-    dynamodb: Any, table: str, run_id: str, *, part: int, users: int, related_items: int | None = None
+    dynamodb: Any,
+    table: str,
+    run_id: str,
+    *,
+    part: int,
+    users: int,
+    related_items: int | None = None,
+    users_filled: int = 0,
 ) -> None:
-    """Record a written part: `part_users.<n>` (users), and for an item-query part (users 0) also
-    `part_related.<n>` (items whose related list it wrote)."""
-    if related_items is None:
-        expression, condition = "SET part_users.#p = :u", "attribute_exists(part_users)"
-        values = {":u": {"N": str(users)}}
-    else:
-        expression = "SET part_users.#p = :u, part_related.#p = :r"
-        condition = "attribute_exists(part_users) AND attribute_exists(part_related)"
-        values = {":u": {"N": str(users)}, ":r": {"N": str(related_items)}}
+    """Record a written part: `part_users.<n>` (users), `part_filled.<n>` (users topped up from
+    popularity) and, for an item-query part (users 0), `part_related.<n>` (related lists written)."""
+    expression, condition = "SET part_users.#p = :u", "attribute_exists(part_users)"
+    values = {":u": {"N": str(users)}}
+    extra = {"part_filled": users_filled} if related_items is None else {"part_related": related_items}
+    if users_filled or related_items is not None:  # records of older runs have neither map
+        ((name, count),) = extra.items()
+        expression += f", {name}.#p = :c"
+        condition += f" AND attribute_exists({name})"
+        values[":c"] = {"N": str(count)}
     dynamodb.update_item(
         TableName=table,
         Key=run_key(run_id),
@@ -115,6 +124,7 @@ def flip_pointer(
         raise PublishStateError(f"run {run_id!r}: parts {missing[:20]} not written yet; pointer not moved")
     users_written = sum(int(v) for v in done.values())
     related_written = sum(int(v) for v in record.get("part_related", {}).values())
+    users_filled = sum(int(v) for v in record.get("part_filled", {}).values())
     current = read_pointer(dynamodb, table)
     current_id = current.get("run_id") if current else None
     if current_id and current_id != run_id:
@@ -137,12 +147,16 @@ def flip_pointer(
     }
     if previous:
         pointer["previous_run_id"] = {"S": previous}
-    update = "SET #s = :complete, published_at = :at, users_written = :u, related_written = :r, #m = :m"
+    update = (
+        "SET #s = :complete, published_at = :at, users_written = :u, related_written = :r, "
+        "users_filled = :f, #m = :m"
+    )
     values = {
         ":complete": {"S": "complete"},
         ":at": {"S": iso(now)},
         ":u": {"N": str(users_written)},
         ":r": {"N": str(related_written)},
+        ":f": {"N": str(users_filled)},
         ":m": to_attr_map(metrics),
     }
     if x is not None:
@@ -166,6 +180,7 @@ def flip_pointer(
         "previous_run_id": previous,
         "users_written": users_written,
         "related_written": related_written,
+        "users_filled": users_filled,
         "published_at": iso(now),
     }
 

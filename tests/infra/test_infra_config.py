@@ -130,11 +130,13 @@ def test_numeric_hyperparameters_become_sagemaker_strings() -> None:
         ),
         (
             {"publish.filter_user_exclusions_key": "input/bought.csv"},
-            "topx:publish.filter_user_exclusions_key: 'input/bought.csv' lies under the input prefix 'input/'",
+            "topx:publish.filter_user_exclusions_key: 'input/bought.csv' lies under the input prefix "
+            "'input/'",
         ),
         (
             {"publish.filter_metadata_include": ["books"]},
-            "topx:publish.filter_metadata_include/exclude: need filter_metadata_key and filter_metadata_column",
+            "topx:publish.filter_metadata_include/exclude: need filter_metadata_key and "
+            "filter_metadata_column",
         ),
         (
             {"repackage.read_extra": 3},

@@ -42,8 +42,14 @@ def related_run(s3, run_id: str = "r1") -> dict:
         [[1, 2, 3, 4], [2, 1, 6, 5], [3, 4, 1, 2], [4, 3, 2, 1], [5, 6, 1, 2], [6, 5, 4, 3]], dtype=float
     )
     item_scores = np.array(
-        [[4.0, 3.0, 2.0, 1.0], [5.0, 6.0, 1.0, 0.0], [9.0, 8.0, 7.0, 6.0]]
-        + [[4.0, 3.0, 2.0, 1.0], [2.0, 3.0, 1.0, 0.0], [4.0, 3.0, 2.0, 1.0]]
+        [
+            [4.0, 3.0, 2.0, 1.0],
+            [5.0, 6.0, 1.0, 0.0],
+            [9.0, 8.0, 7.0, 6.0],
+            [4.0, 3.0, 2.0, 1.0],
+            [2.0, 3.0, 1.0, 0.0],
+            [4.0, 3.0, 2.0, 1.0],
+        ]
     )
     put_transform_output(s3, BUCKET, run_id, 0, item_labels[:4], item_scores[:4], related=True)
     put_transform_output(s3, BUCKET, run_id, 1, item_labels[4:], item_scores[4:], related=True)
@@ -120,7 +126,7 @@ def put_filters(s3) -> dict:
     s3.put_object(
         Bucket=BUCKET,
         Key="filters/catalog.tsv",
-        Body="item_id\tcategory\ni0\tbooks\ni1\tmusic\ni2\tbooks\ni4\tbooks\ni5\tfilm\nunknown\tbooks\n".encode(),
+        Body=b"item_id\tcategory\ni0\tbooks\ni1\tmusic\ni2\tbooks\ni4\tbooks\ni5\tfilm\nunknown\tbooks\n",
     )
     s3.put_object(Bucket=BUCKET, Key="filters/bought.csv", Body=b"user_id,item_id\nu2,i2\n")
     return {
@@ -230,3 +236,9 @@ def test_a_missing_filter_object_is_named(s3, dynamodb):
 def test_config_errors(kw, message):
     with pytest.raises(ValueError, match=message):
         cfg(**kw)
+
+
+def test_the_run_record_counts_filled_users_and_related_lists(s3, dynamodb):
+    publish(s3, dynamodb, related_run(s3), cfg(x=2, related_x=2, **put_filters(s3)))
+    record = table.read_run(dynamodb, TABLE, "r1")
+    assert record["users_filled"] == 1 and record["related_written"] == 6
