@@ -138,7 +138,8 @@ def run_local(
         recommendations = query_users(dep, aws, users) if users else []
         related: dict[str, Any] = {}
         if first_ok:
-            reporting.print_recommendations(recommendations, titles or {}, _log)
+            x = (outcome.pointer or {}).get("x")
+            reporting.print_recommendations(recommendations, titles or {}, _log, x=x)
             related = reporting.show_related(
                 outcome, aws, dep, titles=titles or {}, genres=genres or {}, wanted=SHOWN_ITEMS, log=_log
             )

@@ -25,11 +25,15 @@ def sample_users(outcome: RunOutcome, aws: Any, dep: Any, n: int) -> list[str]:
     return [str(u) for u in users[:n]]
 
 
-def print_recommendations(recs: list[dict[str, Any]], titles: dict[str, str], log: Log) -> None:
+def print_recommendations(
+    recs: list[dict[str, Any]], titles: dict[str, str], log: Log, *, x: int | None = None
+) -> None:
+    """`x`: the run's x (the pointer's); a stored list may hold more (read_extra), shown: the first x."""
     for rec in recs:
         source = "popularity fallback" if rec.get("fallback") else f"run {rec['run_id']}"
-        log(f"\ntop-{len(rec['items'])} for user {rec['user_id']} ({source}, via pipeline_steps.query):")
-        for rank, item in enumerate(rec["items"], 1):
+        shown = rec["items"][:x] if x else rec["items"]
+        log(f"\ntop-{len(shown)} for user {rec['user_id']} ({source}, via pipeline_steps.query):")
+        for rank, item in enumerate(shown, 1):
             title = titles.get(str(item["item_id"]), "")
             log(f"  {rank:2d}. {item['item_id']:>8}  {float(item['score']):8.4f}  {title}")
 
