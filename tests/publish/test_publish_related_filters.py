@@ -242,3 +242,12 @@ def test_the_run_record_counts_filled_users_and_related_lists(s3, dynamodb):
     publish(s3, dynamodb, related_run(s3), cfg(x=2, related_x=2, **put_filters(s3)))
     record = table.read_run(dynamodb, TABLE, "r1")
     assert record["users_filled"] == 1 and record["related_written"] == 6
+
+
+def test_rollback_gives_readers_the_target_runs_x(s3, dynamodb):
+    publish(s3, dynamodb, related_run(s3, "r0"), cfg(x=3))
+    publish(s3, dynamodb, related_run(s3, "r1"), cfg(x=2))
+    assert table.read_pointer(dynamodb, TABLE)["x"] == 2
+    core.versioning.rollback(dynamodb, TABLE, now=NOW)
+    pointer = table.read_pointer(dynamodb, TABLE)
+    assert pointer["run_id"] == "r0" and pointer["x"] == 3
