@@ -49,7 +49,11 @@ def run_items(outcome: RunOutcome, aws: Any, dep: Any) -> list[str]:
 
 
 def read_related(aws: Any, dep: Any, run_id: str, item_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """`i#<item_id>, <run_id>` items of the run (BatchGetItem, 100 keys a call) -> decoded lists."""
+    """`i#<item_id>, <run_id>` items of the run -> decoded lists.
+
+    BatchGetItem takes at most 100 keys a call and may hand some back as `UnprocessedKeys`, to be
+    asked again (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html).
+    """
     client = aws.client("dynamodb")
     found: dict[str, list[dict[str, Any]]] = {}
     for start in range(0, len(item_ids), 100):
