@@ -280,6 +280,7 @@ class AppConfig:
             cloudwatch_namespace=alarms.namespace if alarms.enabled else "",
         )
         _check_consistency(ctx, fm, steps)
+        _check_filter_keys(steps)
         _check_transform_sizing(fm, transform, steps)
         return cls(
             project=project,
@@ -445,6 +446,19 @@ def _api(ctx: Context) -> ApiConfig | None:
 
 def _lambdas(ctx: Context) -> LambdaConfig:
     return ctx.section("lambda", LambdaConfig)
+
+
+def _check_filter_keys(steps: StepConfigs) -> None:
+    """Filter objects are exact keys outside runs/ (common/filters.py checks that) and outside the
+    prefixes prepare reads: prepare would parse a filter file there as interactions."""
+    prefixes = [p for p in (steps.prepare.input_prefix, steps.prepare.test_prefix) if p]
+    for name, key in steps.publish.filter_keys().items():
+        for prefix in prefixes:
+            if key.startswith(prefix):
+                raise ConfigError(
+                    f"topx:publish.{name}: {key!r} lies under the input prefix {prefix!r}: "
+                    "prepare would read it as interactions"
+                )
 
 
 def _check_consistency(ctx: Context, fm: JobConfig, steps: StepConfigs) -> None:

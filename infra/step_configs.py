@@ -2,9 +2,9 @@
 
 The shared values (`topx:x`, the k-NN `index_metric`, the FM instance count as prepare's
 `min_shards`, the transform's `max_payload_mb` and `response_budget_bytes`, the quality metrics'
-CloudWatch namespace from `topx:alarms`) are injected into the
-steps that use them, so they cannot disagree; a step section that sets one of them to another value
-is an error.
+CloudWatch namespace from `topx:alarms`; publish's `read_extra`, `related_x` and filters for
+repackage) are injected into the steps that use them, so they cannot disagree; a step section that
+sets one of them to another value is an error.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from infra.context import ConfigError
 from pipeline_steps.common.config import config_from_dict
+from pipeline_steps.common.filters import FilterConfig
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.publish.config import PublishConfig
@@ -42,13 +43,17 @@ def _strict(cls: type) -> Callable[[dict[str, Any], str], Any]:
     return lambda data, where: config_from_dict(cls, data, where=where)
 
 
+# publish is built before repackage: repackage's k rule takes these of publish's values.
 _BUILDERS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "prepare": lambda data, where: PrepareConfig.from_dict(data, where=where),
+    "publish": _strict(PublishConfig),
     "repackage": _strict(RepackageConfig),
     "evaluate": _strict(EvaluateConfig),
-    "publish": _strict(PublishConfig),
     "report": _strict(ReportConfig),
 }
+# Set in `topx:publish`, injected into repackage: k must count the stored extra, the related lists'
+# need and what the filters drop (repackage/core.py "k rule").
+FROM_PUBLISH = ("read_extra", "related_x", *(f.name for f in dataclasses.fields(FilterConfig)))
 _SHARED = {
     "x": ("repackage", "evaluate", "publish", "report"),
     "index_metric": ("evaluate", "publish", "report"),
@@ -100,5 +105,19 @@ def validate_step_configs(
                     f"({shared[name]!r}); set it once in '{source}'"
                 )
             data[name] = shared[name]
+        if step == "repackage":
+            _inject_from_publish(data, built["publish"])
         built[step] = builder(data, f"topx:{step}")  # ConfigError names topx:<step>.<field>
     return StepConfigs(**built)
+
+
+def _inject_from_publish(data: dict[str, Any], publish: PublishConfig) -> None:
+    for name in FROM_PUBLISH:
+        value = getattr(publish, name)
+        given = data.get(name, value)
+        if (tuple(given) if isinstance(given, list) else given) != value:
+            raise ConfigError(
+                f"'topx:repackage.{name}' ({given!r}) differs from 'topx:publish.{name}' "
+                f"({value!r}); set it once in 'topx:publish'"
+            )
+        data[name] = value

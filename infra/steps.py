@@ -37,6 +37,7 @@ class StepAccess:
     write: Sequence[str] = ()
     delete: Sequence[str] = ()  # prepare removes the leftovers of an incomplete earlier attempt
     table_actions: Sequence[str] = ()
+    read_keys: Sequence[str] = ()  # exact object keys (the filter files), no wildcard
 
 
 def step_access(config: AppConfig) -> dict[str, StepAccess]:
@@ -49,16 +50,21 @@ def step_access(config: AppConfig) -> dict[str, StepAccess]:
     rw_table = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem")
     run = RunLayout.wildcard()  # key patterns: `*` for the run id
     results = [run.prepared, run.queries, run.transform, run.evaluation]  # evaluate/publish read these
+    # The business filter objects (common/filters.py): exactly those keys, for the two steps that read
+    # them (repackage sizes k by them, publish applies them).
+    filters = list(config.steps.publish.filter_keys().values())
     return {
         "guard": StepAccess(read=()),
         "prepare": StepAccess(read=[*inputs, run.prepared], write=[run.prepared], delete=[run.prepared]),
-        "repackage": StepAccess(read=[run.prepared, run.fm], write=[run.knn_train, run.queries]),
+        "repackage": StepAccess(
+            read=[run.prepared, run.fm], write=[run.knn_train, run.queries], read_keys=filters
+        ),
         "evaluate": StepAccess(
             read=results,
             write=[run.evaluation],
             table_actions=("dynamodb:GetItem",),  # the pointer (gate vs the published run)
         ),
-        "publish": StepAccess(read=results, table_actions=rw_table),
+        "publish": StepAccess(read=results, table_actions=rw_table, read_keys=filters),
         # report: this run's and the previous run's outputs, the FM output (the local trainer's
         # per-epoch metrics.json); the pointer and the run records (Query pk=run) for the history.
         "report": StepAccess(
@@ -259,7 +265,10 @@ def _grant_prefixes(role: iam.IRole, bucket: s3.IBucket, access: StepAccess) -> 
     for name, action in (("read", "s3:GetObject"), ("write", "s3:PutObject"), ("delete", "s3:DeleteObject")):
         if arns[name]:
             role.add_to_principal_policy(iam.PolicyStatement(actions=[action], resources=arns[name]))
-    if any(arns.values()):
+    if access.read_keys:
+        exact = [bucket.arn_for_objects(key) for key in access.read_keys]
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=exact))
+    if any(arns.values()) or access.read_keys:
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
         )

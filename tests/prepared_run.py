@@ -78,8 +78,18 @@ def put_prepared(
     return key
 
 
-def put_queries_manifest(s3, bucket: str, run_id: str, *, part_sizes: list[int], k: int, n_items: int) -> str:
-    """What repackage writes: one query shard per part, users in index order."""
+def put_queries_manifest(
+    s3,
+    bucket: str,
+    run_id: str,
+    *,
+    part_sizes: list[int],
+    k: int,
+    n_items: int,
+    related_sizes: list[int] | None = None,
+    related_x: int = 0,
+) -> str:
+    """What repackage writes: one query shard per part, users in index order (then item queries)."""
     parts, first = [], 0
     for i, n in enumerate(part_sizes):
         parts.append(
@@ -87,13 +97,28 @@ def put_queries_manifest(s3, bucket: str, run_id: str, *, part_sizes: list[int],
         )
         first += n
     key = f"runs/{run_id}/knn/queries/manifest.json"
-    doc = {"parts": parts, "k": k, "n_items": n_items, "n_users": first}
+    doc: dict = {"parts": parts, "k": k, "n_items": n_items, "n_users": first}
+    if related_sizes:
+        related, start = [], 0
+        for i, n in enumerate(related_sizes):
+            related_key = f"runs/{run_id}/knn/queries/users-related-{i:05d}.rec"
+            related.append({"key": related_key, "first_item": start, "n_items": n})
+            start += n
+        doc |= {"related_parts": related, "related_x": related_x}
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc).encode())
     return key
 
 
 def put_transform_output(
-    s3, bucket: str, run_id: str, part: int, labels, distances, *, mini_batch: int | None = None
+    s3,
+    bucket: str,
+    run_id: str,
+    part: int,
+    labels,
+    distances,
+    *,
+    mini_batch: int | None = None,
+    related: bool = False,
 ) -> str:
     """A `.out` part as the k-NN batch transform writes it (ascending distances, verbose JSON lines).
 
@@ -102,7 +127,8 @@ def put_transform_output(
     """
     from pipeline_steps.local_algorithms.knn_lines import format_results
 
-    key = f"runs/{run_id}/transform/users-{part:05d}.rec.out"
+    family = "users-related-" if related else "users-"
+    key = f"runs/{run_id}/transform/{family}{part:05d}.rec.out"
     text = format_results(labels, distances)
     if mini_batch is not None:
         lines = text.splitlines(keepends=True)

@@ -21,6 +21,9 @@ PREPARED_FILES = {
     "report": "report.json",
 }
 QUERY_PART_PREFIX = "users-"
+# Item queries (related items) share the transform's input prefix `users-`, so the one transform job
+# reads them; "r" sorts after every digit, so S3 lists them after all user parts (decision 0012).
+RELATED_PART_PREFIX = QUERY_PART_PREFIX + "related-"
 # Names inside `prepared/` (prepare also writes them under a free prefix: its CLI, its tests).
 MANIFEST_NAME = "manifest.json"
 TRAIN_CHANNEL = "train/"
@@ -100,6 +103,10 @@ class RunLayout:
 
     def query_part(self, index: int, width: int) -> str:
         return f"{self.queries_input}{index:0{width}d}.rec"
+
+    def related_part(self, index: int, width: int) -> str:
+        """An item-query part (related items): every item's vector against the same index."""
+        return f"{self.queries}{RELATED_PART_PREFIX}{index:0{width}d}.rec"
 
     # k-NN training job output
     @property

@@ -9,7 +9,7 @@ import io
 import json
 import posixpath
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -116,12 +116,24 @@ class QueryPart:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RelatedPart:
+    """An item-query part: items first_item .. first_item + n_items - 1 (related items)."""
+
+    index: int
+    key: str
+    first_item: int
+    n_items: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class QueriesManifest:
     key: str
     parts: list[QueryPart]
     k: int
     n_items: int
     n_users: int
+    related_parts: list[RelatedPart] = field(default_factory=list)  # none when related_x = 0
+    related_x: int = 0
 
 
 def load_queries_manifest(s3: S3Client, bucket: str, key: str) -> QueriesManifest:
@@ -131,19 +143,38 @@ def load_queries_manifest(s3: S3Client, bucket: str, key: str) -> QueriesManifes
             QueryPart(index=i, key=str(p["key"]), first_user=int(p["first_user"]), n_users=int(p["n_users"]))
             for i, p in enumerate(raw["parts"])
         ]
+        related = [
+            RelatedPart(
+                index=i, key=str(p["key"]), first_item=int(p["first_item"]), n_items=int(p["n_items"])
+            )
+            for i, p in enumerate(raw.get("related_parts", []))
+        ]
         qm = QueriesManifest(
-            key=key, parts=parts, k=int(raw["k"]), n_items=int(raw["n_items"]), n_users=int(raw["n_users"])
+            key=key,
+            parts=parts,
+            k=int(raw["k"]),
+            n_items=int(raw["n_items"]),
+            n_users=int(raw["n_users"]),
+            related_parts=related,
+            related_x=int(raw.get("related_x", 0)),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"{key}: malformed queries manifest ({exc!r})") from None
-    expected = 0
-    for p in parts:
-        if p.first_user != expected:
-            raise InputError(f"{key}: part {p.index} starts at user {p.first_user}, expected {expected}")
-        expected += p.n_users
-    if expected != qm.n_users:
-        raise InputError(f"{key}: parts hold {expected} users, manifest says n_users={qm.n_users}")
+    _check_contiguous(key, [(p.index, p.first_user, p.n_users) for p in parts], qm.n_users, "", "user")
+    if related:
+        rows = [(p.index, p.first_item, p.n_items) for p in related]
+        _check_contiguous(key, rows, qm.n_items, "related ", "item")
     return qm
+
+
+def _check_contiguous(key: str, parts: list[tuple[int, int, int]], total: int, kind: str, what: str) -> None:
+    expected = 0
+    for index, first, count in parts:
+        if first != expected:
+            raise InputError(f"{key}: {kind}part {index} starts at {what} {first}, expected {expected}")
+        expected += count
+    if expected != total:
+        raise InputError(f"{key}: {kind}parts hold {expected} {what}s, manifest says n_{what}s={total}")
 
 
 def list_keys(s3: S3Client, bucket: str, prefix: str) -> list[str]:
@@ -155,8 +186,8 @@ def list_keys(s3: S3Client, bucket: str, prefix: str) -> list[str]:
 
 def transform_output_keys(
     s3: S3Client, transform_output_s3_uri: str, qm: QueriesManifest
-) -> tuple[str, list[str]]:
-    """The `.out` key of every query part, in part order.
+) -> tuple[str, list[str], list[str]]:
+    """The `.out` key of every query part and of every item-query part, in part order.
 
     SageMaker names each output `<input name>.out` under the output path; how much of the input key
     it keeps depends on the input prefix, so match on the file name rather than rebuild the key.
@@ -167,13 +198,14 @@ def transform_output_keys(
     by_name: dict[str, str] = {}
     for key in list_keys(s3, bucket, prefix):
         by_name.setdefault(posixpath.basename(key), key)
-    keys = []
-    for part in qm.parts:
-        name = posixpath.basename(part.key) + ".out"
+
+    def out_key(part_key: str) -> str:
+        name = posixpath.basename(part_key) + ".out"
         if name not in by_name:
-            raise InputError(f"{transform_output_s3_uri}: no {name} for query part {part.key}")
-        keys.append(by_name[name])
-    return bucket, keys
+            raise InputError(f"{transform_output_s3_uri}: no {name} for query part {part_key}")
+        return by_name[name]
+
+    return bucket, [out_key(p.key) for p in qm.parts], [out_key(p.key) for p in qm.related_parts]
 
 
 def iter_lines(s3: S3Client, bucket: str, key: str) -> Iterator[bytes]:
@@ -192,6 +224,7 @@ class RunInputs:
     users: list[str]
     items: list[str]
     seen: Csr
+    related_out_keys: list[str] = field(default_factory=list)  # `.out` of each item-query part
 
 
 def load_inputs(s3: S3Client, bucket: str, event: dict | RunResultsEvent) -> RunInputs:
@@ -204,7 +237,7 @@ def load_inputs(s3: S3Client, bucket: str, event: dict | RunResultsEvent) -> Run
             f"{queries.key}: {queries.n_users} users x {queries.n_items} items does not match "
             f"{manifest.key} ({manifest.n_users} x {manifest.n_items})"
         )
-    tr_bucket, out_keys = transform_output_keys(s3, ev.transform_output_s3_uri, queries)
+    tr_bucket, out_keys, related_out_keys = transform_output_keys(s3, ev.transform_output_s3_uri, queries)
     if tr_bucket != bucket:
         raise InputError(f"transform_output_s3_uri is in bucket {tr_bucket!r}, expected {bucket!r}")
     seen_key = manifest.file_key("seen")
@@ -214,6 +247,7 @@ def load_inputs(s3: S3Client, bucket: str, event: dict | RunResultsEvent) -> Run
         manifest=manifest,
         queries=queries,
         out_keys=out_keys,
+        related_out_keys=related_out_keys,
         users=load_id_list(s3, bucket, manifest.file_key("users"), expected=manifest.n_users),
         items=load_id_list(s3, bucket, manifest.file_key("items"), expected=manifest.n_items),
         seen=load_csr(

@@ -1,7 +1,7 @@
 """MovieLens 100k, taken from the PyPI wheel ``recbole==1.2.1`` (the only reachable copy here).
 
 The wheel's ``ml-100k.inter`` holds the original ``u.data`` rows in their original order (with a
-header line), and ``ml-100k.item`` the titles. The GroupLens terms forbid redistribution, so the
+header line), and ``ml-100k.item`` the titles and genres. The GroupLens terms forbid redistribution, so the
 data is downloaded at run time into a cache outside the repository's tracked files.
 """
 
@@ -11,8 +11,11 @@ import os
 import subprocess
 import sys
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 RECBOLE_SPEC = "recbole==1.2.1"
 WHEEL_NAME = "recbole-1.2.1-py3-none-any.whl"
@@ -34,6 +37,7 @@ class MovieLens100k:
     ua_base: Path  # 90,570 rows
     ua_test: Path  # 9,430 rows
     titles: dict[str, str]  # item id -> title
+    genres: dict[str, frozenset[str]] = field(default_factory=dict)  # item id -> its genres
 
 
 def cache_dir() -> Path:
@@ -87,12 +91,47 @@ def load(directory: Path | None = None) -> MovieLens100k:
             tmp = path.with_suffix(".tmp")
             tmp.write_text("\n".join(data) + "\n", encoding="utf-8")
             tmp.replace(path)
-    titles = {}
+    titles: dict[str, str] = {}
+    genres: dict[str, frozenset[str]] = {}
     for line in item.read_text(encoding="utf-8").splitlines():
         parts = line.split("\t")
         if len(parts) >= 2:
             titles[parts[0]] = f"{parts[1]} ({parts[2]})" if len(parts) > 2 and parts[2] else parts[1]
-    return MovieLens100k(u_data=u_data, ua_base=ua_base, ua_test=ua_test, titles=titles)
+            # recbole's `class:token_seq` column: genres separated by spaces ("Animation Children's")
+            genres[parts[0]] = frozenset(parts[3].split()) if len(parts) > 3 else frozenset()
+    return MovieLens100k(u_data=u_data, ua_base=ua_base, ua_test=ua_test, titles=titles, genres=genres)
+
+
+def genre_share(
+    related: Mapping[str, Sequence[str]], genres: Mapping[str, frozenset[str]]
+) -> dict[str, float | int]:
+    """Share of (item, related item) pairs with a genre in common, and the same share over all pairs.
+
+    `related`: item id -> its related item ids. Items without genres are left out of both shares.
+    The random share is exact: over every ordered pair of distinct items with genres.
+    """
+    pairs = hits = 0
+    for item, others in related.items():
+        mine = genres.get(item)
+        if not mine:
+            continue
+        for other in others:
+            theirs = genres.get(other)
+            if theirs:
+                pairs += 1
+                hits += bool(mine & theirs)
+    known = [g for g in genres.values() if g]
+    names = sorted(set().union(*known)) if known else []
+    matrix = np.array([[name in g for name in names] for g in known], dtype=np.float64)
+    sharing = (matrix @ matrix.T) > 0
+    n = len(known)
+    random_pairs = n * (n - 1)
+    random_hits = int(sharing.sum()) - n  # the diagonal: every item shares a genre with itself
+    return {
+        "related_pairs": pairs,
+        "related_share": hits / pairs if pairs else float("nan"),
+        "random_share": random_hits / random_pairs if random_pairs else float("nan"),
+    }
 
 
 if __name__ == "__main__":

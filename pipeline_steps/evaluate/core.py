@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from pipeline_steps.common import table
 from pipeline_steps.common.events import EvaluateResult, RunResultsEvent
 from pipeline_steps.common.layout import RunLayout
-from pipeline_steps.common.ranking import iter_run_part
+from pipeline_steps.common.ranking import iter_related_run_part, iter_run_part
 from pipeline_steps.common.runio import (
     InputError,
     RunInputs,
@@ -47,6 +49,33 @@ def model_metrics(s3: S3Client, inputs: RunInputs, holdout: Any, config: Evaluat
         for u, items, _ in iter_run_part(s3, inputs, part, metric=config.index_metric, x=config.x):
             acc.add(items, holdout.row(u))
     return acc.result(), acc.n_users
+
+
+def related_metrics(s3: Any, inputs: RunInputs, config: EvaluateConfig) -> dict[str, Any] | None:
+    """Generic checks of the related-item lists (no genres in AWS): length and catalog coverage.
+
+    `mean_length` and `full_share` (lists of exactly related_x) show whether k left enough
+    neighbours after dropping the item itself; `coverage` is the share of the catalog that appears
+    in some related list (a list of popular items everywhere would cover little).
+    """
+    if not inputs.related_out_keys:
+        return None
+    related_x, n_items = inputs.queries.related_x, inputs.manifest.n_items
+    appears = np.zeros(n_items, dtype=bool)
+    lengths = []
+    for part in range(len(inputs.related_out_keys)):
+        rows = iter_related_run_part(s3, inputs, part, metric=config.index_metric, x=related_x)
+        for _, items, _ in rows:
+            lengths.append(items.size)
+            appears[items] = True
+    sizes = np.array(lengths)
+    return {
+        "related_x": related_x,
+        "n_items": int(sizes.size),
+        "mean_length": float(sizes.mean()) if sizes.size else 0.0,
+        "full_share": float(np.mean(sizes == related_x)) if sizes.size else 0.0,
+        "coverage": float(appears.mean()) if n_items else 0.0,
+    }
 
 
 def published_metrics(
@@ -132,6 +161,9 @@ def evaluate_run(
         "published": {"run_id": published_run, "metrics": published},
         "gate": {"passed": passed, "checks": [_json_safe(c) for c in checks]},
     }
+    related = related_metrics(s3, inputs, config)
+    if related is not None:
+        doc["related"] = related
     key = metrics_key(inputs.run_id)
     put_json(s3, bucket, key, doc)
     if config.cloudwatch_namespace and cloudwatch is not None:

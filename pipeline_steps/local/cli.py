@@ -19,6 +19,7 @@ from pipeline_steps.local.runner import (
     flush_progress,
     new_run_id,
     notifications,
+    put_objects,
     query_users,
     read_pointer,
     upload_inputs,
@@ -28,6 +29,9 @@ from pipeline_steps.local.server import LocalAws
 TEST_PREFIX = "input-test/"
 DEMO_API = {"auth": "iam"}  # `topx:api` for the demo (cdk.json leaves the API off)
 INJECTED = {"factorization-machines": {"epochs": "0"}}  # SageMaker's FM rejects epochs < 1: ClientError
+# Related items shown after a run (when the run has them): Toy Story, Star Wars, The Godfather in
+# MovieLens; other data sets show their first two items.
+SHOWN_ITEMS = ("1", "50", "127")
 
 
 def _log(message: str) -> None:
@@ -91,6 +95,8 @@ def run_local(
     out: Path,
     dataset: str,
     titles: dict[str, str] | None = None,
+    genres: dict[str, frozenset[str]] | None = None,
+    uploads: list[tuple[str, Path]] | None = None,
     inject_failure: str | None = None,
     show_users: int = 3,
     started: float | None = None,
@@ -130,6 +136,7 @@ def run_local(
                 + ", ".join(sorted({rtype for _, _, rtype in dep.skipped}))
             )
         upload_inputs(aws, dep, ratings, test, log=_log)
+        put_objects(aws, dep, uploads or [], log=_log)
         outcome = execute(aws, dep, run_id=new_run_id(), log=_log)
         first_ok = outcome.result.status == "SUCCEEDED"
         if not first_ok:
@@ -137,8 +144,13 @@ def run_local(
             _log(f"run {outcome.run_id} failed ({outcome.result.error}): {reasons}")
         users = reporting.sample_users(outcome, aws, dep, show_users) if first_ok else []
         recommendations = query_users(dep, aws, users) if users else []
+        related: dict[str, Any] = {}
         if first_ok:
-            reporting.print_recommendations(recommendations, titles or {}, _log)
+            x = (outcome.pointer or {}).get("x")
+            reporting.print_recommendations(recommendations, titles or {}, _log, x=x)
+            related = reporting.show_related(
+                outcome, aws, dep, titles=titles or {}, genres=genres or {}, wanted=SHOWN_ITEMS, log=_log
+            )
             reporting.print_metrics(outcome, _log)
         rerun, latest = None, outcome
         if rerun_epochs and first_ok:
@@ -158,6 +170,7 @@ def run_local(
             failure=failure,
             skipped=dep.skipped,
             synth=dep.synth,
+            related=related,
         )
         if rerun is not None:
             doc["rerun"] = rerun
@@ -303,6 +316,7 @@ def _demo(args: argparse.Namespace) -> int:
             out=Path(args.out),
             dataset=dataset,
             titles=ds.titles,
+            genres=ds.genres,
             inject_failure=args.inject_failure,
             started=started,
             **_run_options(args),
@@ -333,7 +347,18 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
         "retry_wait_scale": args.retry_wait_scale,
         "rerun_epochs": args.rerun_epochs,
         "keep_serving": bool(getattr(args, "serve", False)),
+        "uploads": _uploads(args.put or []),
     }
+
+
+def _uploads(items: list[str]) -> list[tuple[str, Path]]:
+    uploads = []
+    for item in items:
+        key, sep, path = item.partition("=")
+        if not sep or not key or not Path(path).is_file():
+            raise SystemExit(f"--put expects KEY=PATH of an existing file, got {item!r}")
+        uploads.append((key, Path(path)))
+    return uploads
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -378,6 +403,13 @@ def main(argv: list[str] | None = None) -> int:
         "--assembly",
         metavar="DIR",
         help="run this cloud assembly (e.g. cdk synth's cdk.out, with your edits) instead of synthesizing",
+    )
+    common.add_argument(
+        "--put",
+        action="append",
+        metavar="KEY=PATH",
+        help="put a local file at this bucket key before the run (e.g. a filter object named in "
+        "topx:publish.filter_*)",
     )
     common.add_argument(
         "--no-enforce-iam",

@@ -1,4 +1,5 @@
-"""What a local run shows and writes: sample recommendations, metrics vs baseline, report.json."""
+"""What a local run shows and writes: sample recommendations and related items, metrics vs baseline,
+the related items' genre share (MovieLens), report.json."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from pipeline_steps.common.items import decode_items
 from pipeline_steps.common.layout import RunLayout
+from pipeline_steps.common.table import RELATED_PK_PREFIX, related_key
 from pipeline_steps.local.runner import RunOutcome
 
 Log = Callable[[str], None]
@@ -22,13 +25,99 @@ def sample_users(outcome: RunOutcome, aws: Any, dep: Any, n: int) -> list[str]:
     return [str(u) for u in users[:n]]
 
 
-def print_recommendations(recs: list[dict[str, Any]], titles: dict[str, str], log: Log) -> None:
+def print_recommendations(
+    recs: list[dict[str, Any]], titles: dict[str, str], log: Log, *, x: int | None = None
+) -> None:
+    """`x`: the run's x (the pointer's); a stored list may hold more (read_extra), shown: the first x."""
     for rec in recs:
         source = "popularity fallback" if rec.get("fallback") else f"run {rec['run_id']}"
-        log(f"\ntop-{len(rec['items'])} for user {rec['user_id']} ({source}, via pipeline_steps.query):")
-        for rank, item in enumerate(rec["items"], 1):
+        shown = rec["items"][:x] if x else rec["items"]
+        log(f"\ntop-{len(shown)} for user {rec['user_id']} ({source}, via pipeline_steps.query):")
+        for rank, item in enumerate(shown, 1):
             title = titles.get(str(item["item_id"]), "")
             log(f"  {rank:2d}. {item['item_id']:>8}  {float(item['score']):8.4f}  {title}")
+
+
+def run_items(outcome: RunOutcome, aws: Any, dep: Any) -> list[str]:
+    """The run's item id map (original ids, index order)."""
+    if not outcome.manifest:
+        return []
+    key = outcome.manifest.get("files", {}).get("items", RunLayout(outcome.run_id).prepared_file("items"))
+    return [
+        str(i) for i in json.loads(aws.client("s3").get_object(Bucket=dep.bucket, Key=key)["Body"].read())
+    ]
+
+
+def read_related(aws: Any, dep: Any, run_id: str, item_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """`i#<item_id>, <run_id>` items of the run -> decoded lists.
+
+    BatchGetItem takes at most 100 keys a call and may hand some back as `UnprocessedKeys`, to be
+    asked again (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html).
+    """
+    client = aws.client("dynamodb")
+    found: dict[str, list[dict[str, Any]]] = {}
+    for start in range(0, len(item_ids), 100):
+        keys: list[dict[str, Any]] = [related_key(i, run_id) for i in item_ids[start : start + 100]]
+        request: dict[str, Any] = {dep.table: {"Keys": keys}}
+        while request:
+            response = client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(dep.table, []):
+                found[item["pk"]["S"][len(RELATED_PK_PREFIX) :]] = decode_items(item["items"]["S"])
+            request = response.get("UnprocessedKeys") or {}
+    return found
+
+
+def print_related(
+    related: dict[str, list[dict[str, Any]]], shown: list[str], titles: dict[str, str], log: Log
+) -> None:
+    for item_id in shown:
+        entries = related.get(item_id, [])
+        name = titles.get(item_id, "")
+        log(f"\nrelated to item {item_id} {name} ({len(entries)}, from i#{item_id}):")
+        for rank, entry in enumerate(entries, 1):
+            title = titles.get(str(entry["item_id"]), "")
+            log(f"  {rank:2d}. {entry['item_id']:>8}  {float(entry['score']):8.4f}  {title}")
+
+
+def related_quality(
+    related: dict[str, list[dict[str, Any]]], genres: dict[str, frozenset[str]]
+) -> dict[str, Any]:
+    """Genre share of the published related lists vs random pairs (MovieLens genres)."""
+    from pipeline_steps.datasets.movielens import genre_share
+
+    lists = {item: [str(e["item_id"]) for e in entries] for item, entries in related.items()}
+    return genre_share(lists, genres)
+
+
+def show_related(
+    outcome: RunOutcome,
+    aws: Any,
+    dep: Any,
+    *,
+    titles: dict[str, str],
+    genres: dict[str, frozenset[str]],
+    wanted: tuple[str, ...],
+    log: Log,
+) -> dict[str, Any]:
+    """Print a few items' related lists (and the genre share when genres are known); report part."""
+    items = run_items(outcome, aws, dep)
+    related = read_related(aws, dep, outcome.run_id, items)
+    if not related:
+        return {}
+    shown = [i for i in wanted if i in related] or items[:2]
+    print_related(related, shown, titles, log)
+    doc: dict[str, Any] = {
+        "items_with_related": len(related),
+        "sample": {i: related[i] for i in shown},
+    }
+    if genres:
+        quality = related_quality(related, genres)
+        log(
+            f"\nrelated items sharing a genre with their item: {quality['related_share']:.4f} "
+            f"({quality['related_pairs']} pairs) vs random item pairs {quality['random_share']:.4f}"
+        )
+        doc["genre_share"] = quality
+    return doc
 
 
 def print_metrics(outcome: RunOutcome, log: Log) -> None:
@@ -60,6 +149,7 @@ def build_report(
     failure: dict[str, Any] | None,
     skipped: list[tuple[str, str, str]],
     synth: dict[str, Any] | None = None,
+    related: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from pipeline_steps.local.adapter import MOTO_VERSION
 
@@ -87,6 +177,7 @@ def build_report(
         "gate": doc.get("gate"),
         "pointer": outcome.pointer,
         "recommendations_sample": recommendations,
+        "related": related or {},
         "stage_seconds": outcome.result.stage_seconds,
         "report_html": "report.html" if outcome.report_html else None,  # beside report.json
         "pipeline_seconds": outcome.result.total_seconds,

@@ -71,6 +71,14 @@ def upload_inputs(
             log(f"  uploaded {path} -> s3://{dep.bucket}/{key} ({path.stat().st_size:,} bytes)")
 
 
+def put_objects(aws: Any, dep: Deployment, uploads: list[tuple[str, Path]], *, log: Log = print) -> None:
+    """Put local files at the given keys (filter objects the deployed config names)."""
+    s3 = aws.client("s3")
+    for key, path in uploads:
+        s3.upload_file(str(path), dep.bucket, key)
+        log(f"  uploaded {path} -> s3://{dep.bucket}/{key} ({path.stat().st_size:,} bytes)")
+
+
 def _get_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
         return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())

@@ -6,13 +6,20 @@ from dataclasses import dataclass, field
 
 from pipeline_steps.common.config import between, one_of
 from pipeline_steps.common.errors import ConfigError
+from pipeline_steps.common.filters import FilterConfig
 from pipeline_steps.common.limits import INDEX_METRICS, MAX_X
 
 
 @dataclass(frozen=True, kw_only=True)
-class PublishConfig:
-    # recommendations stored per user (<= MAX_X: the DynamoDB item size, see common/limits.py)
+class PublishConfig(FilterConfig):
+    """The filter fields (common/filters.py), `read_extra` and `related_x` are also repackage's."""
+
+    # recommendations readers get per user (<= MAX_X: the DynamoDB item size, see common/limits.py)
     x: int = field(default=10, metadata=between(1, MAX_X))
+    # stored beyond x, so a reader can drop items at read time and still return x
+    read_extra: int = field(default=10, metadata=between(0, MAX_X))
+    # related items stored per item (i#<item_id>); 0 = no related items
+    related_x: int = field(default=10, metadata=between(0, MAX_X))
     # the k-NN index_metric: decides the sort direction
     index_metric: str = field(default="INNER_PRODUCT", metadata=one_of(*INDEX_METRICS))
     ttl_days: float = 30.0  # run items expire this long after being written (> 1, > schedule interval!)
@@ -22,9 +29,17 @@ class PublishConfig:
     max_backoff_seconds: float = field(default=5.0, metadata=between(0.0))
     fallback_size: int = field(
         default=0, metadata=between(0, MAX_X)
-    )  # items in the popularity fallback; 0 = x
+    )  # items in the popularity fallback; 0 = x + read_extra
+
+    @property
+    def stored(self) -> int:
+        """Items stored per user: x + read_extra."""
+        return self.x + self.read_extra
 
     def validate(self, where: str) -> None:
+        self.validate_filters(where)
+        if self.stored > MAX_X:
+            raise ConfigError(f"{where}.read_extra: x + read_extra must be <= {MAX_X}, got {self.stored}")
         if self.ttl_days <= 1:
             raise ConfigError(f"{where}.ttl_days: must be > 1 day, got {self.ttl_days}")
         if not self.max_seconds > 0:

@@ -46,7 +46,9 @@ def begin_run(dynamodb: Any, table: str, run_id: str, *, n_parts: int, expires_a
         Key=run_key(run_id),
         UpdateExpression=(
             "SET #s = if_not_exists(#s, :writing), started_at = if_not_exists(started_at, :now), "
-            "n_parts = :n, part_users = if_not_exists(part_users, :empty), expires_at = :exp"
+            "n_parts = :n, part_users = if_not_exists(part_users, :empty), "
+            "part_related = if_not_exists(part_related, :empty), "
+            "part_filled = if_not_exists(part_filled, :empty), expires_at = :exp"
         ),
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={
@@ -59,21 +61,50 @@ def begin_run(dynamodb: Any, table: str, run_id: str, *, n_parts: int, expires_a
     )
 
 
-def mark_part_done(dynamodb: Any, table: str, run_id: str, *, part: int, users: int) -> None:
+def mark_part_done(
+    dynamodb: Any,
+    table: str,
+    run_id: str,
+    *,
+    part: int,
+    users: int,
+    related_items: int | None = None,
+    users_filled: int = 0,
+) -> None:
+    """Record a written part: `part_users.<n>` (users), `part_filled.<n>` (users topped up from
+    popularity) and, for an item-query part (users 0), `part_related.<n>` (related lists written)."""
+    expression, condition = "SET part_users.#p = :u", "attribute_exists(part_users)"
+    values = {":u": {"N": str(users)}}
+    extra = {"part_filled": users_filled} if related_items is None else {"part_related": related_items}
+    if users_filled or related_items is not None:  # records of older runs have neither map
+        ((name, count),) = extra.items()
+        expression += f", {name}.#p = :c"
+        condition += f" AND attribute_exists({name})"
+        values[":c"] = {"N": str(count)}
     dynamodb.update_item(
         TableName=table,
         Key=run_key(run_id),
-        UpdateExpression="SET part_users.#p = :u",
-        ConditionExpression="attribute_exists(part_users)",
+        UpdateExpression=expression,
+        ConditionExpression=condition,
         ExpressionAttributeNames={"#p": str(part)},
-        ExpressionAttributeValues={":u": {"N": str(users)}},
+        ExpressionAttributeValues=values,
     )
 
 
 def flip_pointer(
-    dynamodb: Any, table: str, run_id: str, *, metrics: dict[str, float], now: float | None = None
+    dynamodb: Any,
+    table: str,
+    run_id: str,
+    *,
+    metrics: dict[str, float],
+    now: float | None = None,
+    x: int | None = None,
 ) -> dict:
-    """Mark the run `complete` and point readers at it, atomically; only once every part is written."""
+    """Mark the run `complete` and point readers at it, atomically; only once every part is written.
+
+    `x`: the list length readers return by default (stored lists hold x + read_extra items); it is
+    written as the number attribute `x` on the run record and the pointer.
+    """
     now = time.time() if now is None else now
     record = read_run(dynamodb, table, run_id)
     if record is None:
@@ -83,6 +114,8 @@ def flip_pointer(
     if missing:
         raise PublishStateError(f"run {run_id!r}: parts {missing[:20]} not written yet; pointer not moved")
     users_written = sum(int(v) for v in done.values())
+    related_written = sum(int(v) for v in record.get("part_related", {}).values())
+    users_filled = sum(int(v) for v in record.get("part_filled", {}).values())
     current = read_pointer(dynamodb, table)
     current_id = current.get("run_id") if current else None
     if current_id and current_id != run_id:
@@ -105,18 +138,28 @@ def flip_pointer(
     }
     if previous:
         pointer["previous_run_id"] = {"S": previous}
+    update = (
+        "SET #s = :complete, published_at = :at, users_written = :u, related_written = :r, "
+        "users_filled = :f, #m = :m"
+    )
+    values = {
+        ":complete": {"S": "complete"},
+        ":at": {"S": iso(now)},
+        ":u": {"N": str(users_written)},
+        ":r": {"N": str(related_written)},
+        ":f": {"N": str(users_filled)},
+        ":m": to_attr_map(metrics),
+    }
+    if x is not None:
+        pointer["x"] = values[":x"] = {"N": str(x)}
+        update += ", x = :x"
     _transact(
         dynamodb,
         table,
         run_update={
-            "UpdateExpression": "SET #s = :complete, published_at = :at, users_written = :u, #m = :m",
+            "UpdateExpression": update,
             "ExpressionAttributeNames": {"#s": "status", "#m": "metrics"},
-            "ExpressionAttributeValues": {
-                ":complete": {"S": "complete"},
-                ":at": {"S": iso(now)},
-                ":u": {"N": str(users_written)},
-                ":m": to_attr_map(metrics),
-            },
+            "ExpressionAttributeValues": values,
             "ConditionExpression": "attribute_exists(pk)",
         },
         run_id=run_id,
@@ -127,6 +170,8 @@ def flip_pointer(
         "run_id": run_id,
         "previous_run_id": previous,
         "users_written": users_written,
+        "related_written": related_written,
+        "users_filled": users_filled,
         "published_at": iso(now),
     }
 
@@ -158,6 +203,8 @@ def rollback(dynamodb: Any, table: str, *, to_run_id: str | None = None, now: fl
         "rolled_back_at": {"S": iso(now)},
         "metrics": to_attr_map(record.get("metrics") or {}),
     }
+    if record.get("x") is not None:  # the rolled-back-to run's own x (readers return that many)
+        pointer["x"] = {"N": str(int(record["x"]))}
     _transact(
         dynamodb, table, run_update=None, run_id=target, pointer=pointer, expected_current=current["run_id"]
     )

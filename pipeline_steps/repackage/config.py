@@ -7,12 +7,20 @@ from dataclasses import dataclass, field
 from pipeline_steps.common import sizing
 from pipeline_steps.common.config import between
 from pipeline_steps.common.errors import ConfigError
+from pipeline_steps.common.filters import FilterConfig
 from pipeline_steps.common.limits import MAX_X
 
 
 @dataclass(frozen=True, kw_only=True)
-class RepackageConfig:
+class RepackageConfig(FilterConfig):
+    """The filter fields, `read_extra` and `related_x` are injected from `topx:publish`.
+
+    (infra/step_configs.py): the k rule must count what publish stores and drops.
+    """
+
     x: int = field(default=10, metadata=between(1, MAX_X))  # the top-x published (as publish/evaluate)
+    read_extra: int = field(default=10, metadata=between(0, MAX_X))  # stored beyond x (read-time filters)
+    related_x: int = field(default=10, metadata=between(0, MAX_X))  # related items per item; 0 = off
     max_k: int = 1000  # cap on neighbours per query (transform output size grows with k); >= x
     # upper cap on users per query part (= per transform request)
     users_per_shard: int = field(default=100_000, metadata=between(1))
@@ -24,5 +32,6 @@ class RepackageConfig:
     )
 
     def validate(self, where: str) -> None:
+        self.validate_filters(where)
         if self.max_k < self.x:
             raise ConfigError(f"{where}.max_k: must be >= x ({self.x}), got {self.max_k}")

@@ -4,10 +4,18 @@
 inner product is ranking them by FM score. Users are one-hot columns [0, n_users), items
 [n_users, n_users + n_items) (docs/contracts.md); the split comes from the manifest, never from data.
 
-k rule: k = min(x + max seen items of any user, n_items, max_k). With k >= x + |seen(u)| a user
-always keeps x unseen items after filtering. The `max_k` cap bounds the transform output; a heavy
-user with |seen(u)| > k - x may be left with fewer than x (counted as `users_over_cap` here and as
-`users_short` by publish).
+k rule: L = x + read_extra is the list length publish stores; d(u) = |seen(u) ∪ excluded(u) ∪ G|
+is what publish drops for user u (seen items, the user's own exclusions, G = the items the business
+filters remove for everyone; d(u) = |seen(u)| without filters). k = min(max(L + max_u d(u),
+related_x + 1 + |G|), n_items, max_k): with k >= L + d(u) a user always keeps L items after
+filtering, and every item keeps related_x related items after dropping itself and G. The `max_k`
+cap bounds the transform output; a user with d(u) > k - L may be left with fewer (counted as
+`users_over_cap` here; publish fills such lists from the filtered popularity order and flags them).
+
+Related items (decision 0012): every item's query [V_i, 0] goes to the same index of [V_j, w_j]:
+the inner product is <V_i, V_j>, the FM's interaction between the two items. The item queries are
+extra parts `users-related-NNNNN.rec` under the same transform input prefix, sized like the user
+parts (same k, same feature_dim), so the one transform job answers both.
 
 Part size (sizing.py, docs/decisions/0008): each query part is one transform request, so it holds
 R = min(budget / worst-case response line at this k, payload / query record, users_per_shard) users;
@@ -19,18 +27,21 @@ Event: {"run_id", "manifest_key", "model_s3_uri"}; returns {"knn_train_s3_uri", 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline_steps.common import sizing
 from pipeline_steps.common.events import RepackageEvent, RepackageResult
+from pipeline_steps.common.filters import Filters, load_filters, no_filters
 from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.common.manifest import Manifest
 from pipeline_steps.common.runio import (
     InputError,
     get_bytes,
     load_csr,
+    load_id_list,
     load_manifest,
     parse_s3_uri,
     put_json,
@@ -76,10 +87,10 @@ def part_bounds(n_users: int, users_per_part: int) -> list[tuple[int, int]]:
     return [(s, min(s + users_per_part, n_users)) for s in range(0, n_users, users_per_part)]
 
 
-def choose_k(seen_counts: np.ndarray, *, x: int, n_items: int, max_k: int) -> tuple[int, int]:
-    """-> (k, number of users whose seen items exceed k - x)."""
+def choose_k(seen_counts: np.ndarray, *, x: int, n_items: int, max_k: int, min_k: int = 1) -> tuple[int, int]:
+    """-> (k, number of users whose dropped items exceed k - x); `min_k`: the item queries' need."""
     max_seen = int(seen_counts.max()) if seen_counts.size else 0
-    k = max(1, min(x + max_seen, n_items, max_k))
+    k = max(1, min(max(x + max_seen, min_k), n_items, max_k))
     return k, int(np.count_nonzero(seen_counts > k - x))
 
 
@@ -98,12 +109,42 @@ def knn_vectors(model: Any, manifest: Manifest) -> tuple[np.ndarray, np.ndarray,
         raise FeatureDimMismatchError(
             f"FM linear weights have shape {w.shape}, expected ({manifest.feature_dim},)"
         )
-    items = np.hstack([V[n_users:], w[n_users:, None]])
+    items = np.hstack([V[n_users:], w[n_users:, None]])  # index; its item queries: related_queries
     users = np.hstack([V[:n_users], np.ones((n_users, 1), dtype=np.float32)])
     labels = np.arange(1, n_items + 1, dtype=np.float32)  # exact up to 2^24 (checked below)
     if n_items > 2**24:
         raise InputError(f"{manifest.key}: {n_items} items exceed 2^24: float32 labels would collide")
     return items, labels, users
+
+
+def related_queries(items: np.ndarray) -> np.ndarray:
+    """Item queries [V_i, 0] from index rows [V_i, w_i]: inner product with [V_j, w_j] = <V_i, V_j>."""
+    queries = items.copy()
+    queries[:, -1] = 0.0
+    return queries
+
+
+def run_filters(s3: S3Client, bucket: str, manifest: Manifest, config: RepackageConfig) -> Filters:
+    if not config.has_filters:
+        return no_filters(manifest.n_users, manifest.n_items)
+    users = load_id_list(s3, bucket, manifest.file_key("users"), expected=manifest.n_users)
+    items = load_id_list(s3, bucket, manifest.file_key("items"), expected=manifest.n_items)
+    return load_filters(s3, bucket, config, users=users, items=items)
+
+
+def write_parts(
+    s3: S3Client, bucket: str, vectors: np.ndarray, per_part: int, key: Callable[[int, int], str], first: str
+) -> list[dict]:
+    """One RecordIO object per `per_part` rows; returns [{"key", first: start, "n_...": rows}]."""
+    bounds = part_bounds(vectors.shape[0], per_part)
+    width = sizing.part_key_width(len(bounds))
+    count = "n_users" if first == "first_user" else "n_items"
+    parts = []
+    for i, (start, stop) in enumerate(bounds):
+        part_key = key(i, width)
+        s3.put_object(Bucket=bucket, Key=part_key, Body=encode_dense(vectors[start:stop]))
+        parts.append({"key": part_key, first: start, count: stop - start})
+    return parts
 
 
 def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config: RepackageConfig) -> dict:
@@ -118,21 +159,25 @@ def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config
     seen = load_csr(
         get_bytes(s3, bucket, seen_key), name=seen_key, n_users=manifest.n_users, n_items=manifest.n_items
     )
-    k, over_cap = choose_k(seen.row_lengths(), x=config.x, n_items=manifest.n_items, max_k=config.max_k)
+    filters = run_filters(s3, bucket, manifest, config)  # before any write: a bad file changes nothing
+    dropped = filters.dropped_counts(seen) if config.has_filters else seen.row_lengths()
+    stored = config.x + config.read_extra
+    n_excluded = int(filters.excluded.sum())
+    related_k = config.related_x + 1 + n_excluded if config.related_x else 1
+    k, over_cap = choose_k(dropped, x=stored, n_items=manifest.n_items, max_k=config.max_k, min_k=related_k)
 
     feature_dim = items.shape[1]
     size = part_size(config, k=k, feature_dim=feature_dim, where=f"run {run_id}")
-    bounds = part_bounds(manifest.n_users, size.users)
-    width = sizing.part_key_width(len(bounds))
 
     layout = RunLayout(run_id)
     train_key = layout.knn_train_items
     s3.put_object(Bucket=bucket, Key=train_key, Body=encode_dense(items, labels))
-    parts = []
-    for i, (start, stop) in enumerate(bounds):
-        key = layout.query_part(i, width)
-        s3.put_object(Bucket=bucket, Key=key, Body=encode_dense(users[start:stop]))
-        parts.append({"key": key, "first_user": start, "n_users": stop - start})
+    parts = write_parts(s3, bucket, users, size.users, layout.query_part, "first_user")
+    related_parts = (
+        write_parts(s3, bucket, related_queries(items), size.users, layout.related_part, "first_item")
+        if config.related_x
+        else []
+    )
     queries_manifest_key = layout.queries_manifest
     put_json(
         s3,
@@ -147,6 +192,11 @@ def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config
             "feature_dim": feature_dim,
             "users_over_cap": over_cap,
             "sizing": size.as_dict(),
+            "related_parts": related_parts,
+            "related_x": config.related_x,
+            "related_k": related_k,  # what the item queries need; k may be capped below it
+            "read_extra": config.read_extra,
+            "filters": {**filters.counts, "max_dropped": int(dropped.max()) if dropped.size else 0},
         },
     )
     return RepackageResult(

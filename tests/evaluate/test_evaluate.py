@@ -170,3 +170,26 @@ def test_handler_with_cloudwatch(s3, dynamodb, monkeypatch):
     }
     assert ("precision_at_x", (("Pipeline", "p1"), ("Variant", "model"))) in names
     assert ("ndcg_at_x", (("Pipeline", "p1"), ("Variant", "baseline"))) in names
+
+
+def test_related_lists_get_generic_checks_length_and_coverage(s3):
+    """Item queries: self dropped, lists of related_x = 2 but one item is left one neighbour."""
+    put_prepared(s3, BUCKET, "r1", users=["u0"], items=["i0", "i1", "i2", "i3"], seen=[[]], holdout=[[1]])
+    put_queries_manifest(s3, BUCKET, "r1", part_sizes=[1], k=3, n_items=4, related_sizes=[4], related_x=2)
+    put_transform_output(s3, BUCKET, "r1", 0, np.array([[2, 3, 1]], float), np.array([[3, 2, 1.0]]))
+    labels = np.array([[1, 2, 3], [2, 1, 3], [3, 1, 2], [4, 1, 1]], float)  # item 3: itself + i0 twice
+    put_transform_output(s3, BUCKET, "r1", 0, labels, np.array([[3, 2, 1.0]] * 4), related=True)
+    evaluate_run(s3=s3, bucket=BUCKET, event=event(BUCKET, "r1"), config=cfg())
+    related = metrics_doc(s3)["related"]
+    assert related == {
+        "related_x": 2,
+        "n_items": 4,
+        "mean_length": pytest.approx(7 / 4),
+        "full_share": 0.75,
+        "coverage": 0.75,  # i0, i1, i2 appear in some list; i3 in none
+    }
+
+
+def test_no_related_section_without_item_queries(s3):
+    evaluate_run(s3=s3, bucket=BUCKET, event=setup_run(s3), config=cfg())
+    assert "related" not in metrics_doc(s3)

@@ -32,6 +32,8 @@ OPTIONS = {
     "topx:api.jwt_issuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example",
     "topx:api.jwt_audience": '["example-client-id"]',
     "topx:api.throttle_rate": "25",
+    "topx:publish.filter_exclude_items_key": "filters/unavailable.txt",
+    "topx:publish.filter_user_exclusions_key": "filters/bought.csv",
 }
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")

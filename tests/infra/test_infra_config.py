@@ -120,6 +120,29 @@ def test_numeric_hyperparameters_become_sagemaker_strings() -> None:
         ({"schedule": "rate(720 hours)"}, "'rate(720 hours)' = 30 days"),
         ({"schedule": "cron(0 3 1 * ? *)"}, "'cron(0 3 1 * ? *)' = 31 days"),
         ({"publish.x": 5}, "'topx:publish.x' (5) differs from 'topx:x' (10)"),
+        (
+            {"publish.filter_exclude_items_key": "filters/*.txt"},
+            "topx:publish.filter_exclude_items_key: an exact S3 key without '*' or '?'",
+        ),
+        (
+            {"publish.filter_exclude_items_key": "runs/r1/unavailable.txt"},
+            "topx:publish.filter_exclude_items_key: must not be under runs/",
+        ),
+        (
+            {"publish.filter_user_exclusions_key": "input/bought.csv"},
+            "topx:publish.filter_user_exclusions_key: 'input/bought.csv' lies under the input prefix "
+            "'input/'",
+        ),
+        (
+            {"publish.filter_metadata_include": ["books"]},
+            "topx:publish.filter_metadata_include/exclude: need filter_metadata_key and "
+            "filter_metadata_column",
+        ),
+        (
+            {"repackage.read_extra": 3},
+            "'topx:repackage.read_extra' (3) differs from 'topx:publish.read_extra' (10)",
+        ),
+        ({"publish.related_x": -1}, "topx:publish.related_x: must be in 0..1000"),
         ({"prepare.label_mode": "stars"}, "topx:prepare.label_mode: 'stars' is not one of"),
         ({"prepare.negative_ratio": 0}, "topx:prepare.negative_ratio: must be >= 1, got 0"),
         (
@@ -196,6 +219,23 @@ def test_transform_sizing_values_reach_repackage() -> None:
     # a smaller budget is fine as long as one line at the k cap fits it
     config = build(**{"transform.response_budget_bytes": 30_000, "repackage.max_k": 800})
     assert config.steps.repackage.response_budget_bytes == 30_000
+
+
+def test_publish_list_settings_and_filters_reach_repackage() -> None:
+    config = build(
+        **{
+            "publish.read_extra": 5,
+            "publish.related_x": 0,
+            "publish.filter_metadata_key": "catalog/items.tsv",
+            "publish.filter_metadata_column": "category",
+            "publish.filter_metadata_exclude": ["adult"],
+        }
+    )
+    repackage, publish = config.steps.repackage, config.steps.publish
+    assert (repackage.read_extra, repackage.related_x) == (publish.read_extra, publish.related_x) == (5, 0)
+    assert repackage.filter_keys() == publish.filter_keys() == {"filter_metadata_key": "catalog/items.tsv"}
+    assert repackage.filter_metadata_exclude == ("adult",)
+    assert config.steps.for_step("repackage")["filter_metadata_exclude"] == ("adult",)
 
 
 def test_missing_key_points_at_cdk_json() -> None:

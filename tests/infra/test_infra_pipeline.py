@@ -327,6 +327,27 @@ def test_options_spot_fan_out_no_schedule_email(options_synth: Synth) -> None:
     }
 
 
+def test_filter_objects_are_granted_exactly_to_repackage_and_publish(
+    options_synth: Synth, pipeline: Template
+) -> None:
+    def exact_reads(template: dict, fragment: str) -> set[str]:
+        return {
+            json.dumps(r).split("/", 1)[1].rstrip('"]}')
+            for s in _statements(template, fragment)
+            if "s3:GetObject" in _list(s["Action"])
+            for r in _list(s["Resource"])
+            if not json.dumps(r).rstrip('"]}').endswith("*")
+        }
+
+    template = options_synth.template("pipeline")
+    filters = {"filters/unavailable.txt", "filters/bought.csv"}
+    assert exact_reads(template, "RepackageRole") == exact_reads(template, "PublishRole") == filters
+    assert exact_reads(template, "PublishPartRole") == exact_reads(template, "PublishFinalizeRole") == filters
+    for role in ("PrepareRole", "EvaluateRole", "GuardRole"):
+        assert exact_reads(template, role) == set(), role
+    assert exact_reads(pipeline.to_json(), "PublishRole") == set()  # no filters configured: no grant
+
+
 def test_state_machine_sagemaker_actions_are_named_and_scoped_to_jobs_and_models(pipeline: Template) -> None:
     sagemaker = [
         s

@@ -58,6 +58,10 @@ def run_small(ratings, held, out, *extra: str) -> int:
             "topx:fm.hyperparameters.epochs=3",
             "-c",
             "topx:fm.hyperparameters.num_factors=8",
+            # lists of exactly x: the stored extra for read-time filters is covered by
+            # test_local_filters_end_to_end
+            "-c",
+            "topx:publish.read_extra=0",
             *extra,
             "--out",
             str(out),
@@ -106,6 +110,15 @@ def test_a_query_returns_top_x_original_item_ids(report):
     assert len(ids) == 5 and set(ids) <= items
     scores = [r["score"] for r in first["items"]]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_related_items_are_published_and_shown(report):
+    _, doc, items, _ = report
+    related = doc["related"]
+    assert related["items_with_related"] == len(items)
+    for item_id, entries in related["sample"].items():
+        ids = [e["item_id"] for e in entries]
+        assert item_id not in ids and 0 < len(ids) <= 10 and set(ids) <= items
 
 
 def test_metrics_file_and_baseline_are_reported(report):

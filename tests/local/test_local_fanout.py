@@ -1,7 +1,8 @@
 """The Distributed Map publish (`topx:distributed_map_publish`) run end to end in the embedded AWS.
 
-Queries are cut into 100-user shards, so the transform writes three `.out` parts and publish fans
-out over them (one `PublishPart` per part), then `PublishFinalize` flips the pointer once.
+Queries are cut into 100-user shards, so the transform writes three `.out` parts for the users and
+three for the item queries (300 items, related items), and publish fans out over all six (one
+`PublishPart` per part: S3 lists the user parts first), then `PublishFinalize` flips the pointer once.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ def test_publish_fans_out_over_every_transform_part(tmp_path, capsys):
         "topx:distributed_map_publish=true",
     )
     doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    # 240 users / 100 per shard: the transform wrote three parts ...
-    assert capsys.readouterr().out.count(" records -> s3://") == 3
+    # 240 users / 100 per shard + 300 item queries / 100: the transform wrote six parts ...
+    assert capsys.readouterr().out.count(" records -> s3://") == 6
     assert code == 0 and doc["status"] == "SUCCEEDED"
     assert {"PublishParts", "PublishFinalize"} <= set(doc["stage_seconds"])
     assert "Publish" not in doc["stage_seconds"]
@@ -35,3 +36,4 @@ def test_publish_fans_out_over_every_transform_part(tmp_path, capsys):
     assert sample and all(len(s["items"]) == 5 for s in sample)
     assert all({r["item_id"] for r in s["items"]} <= items for s in sample)
     assert doc["counts"]["n_users"] == N_USERS
+    assert doc["related"]["items_with_related"] == 300  # the item parts were published too

@@ -23,9 +23,9 @@ NOW = 1_800_000_000.0
 
 
 def cfg(**kw) -> PublishConfig:
-    return config_from_dict(
-        PublishConfig, {"base_backoff_seconds": 0.0, "max_backoff_seconds": 0.0, **kw}, where="t"
-    )
+    """Read-time extra and related items off unless a test turns them on (lists of exactly x)."""
+    base = {"base_backoff_seconds": 0.0, "max_backoff_seconds": 0.0, "read_extra": 0, "related_x": 0}
+    return config_from_dict(PublishConfig, {**base, **kw}, where="t")
 
 
 def small_run(s3, run_id="r1", *, scale=1.0):

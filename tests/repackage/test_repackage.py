@@ -74,7 +74,8 @@ def setup(s3, rng, body: bytes, seen=None):
 
 
 def cfg(**kw) -> RepackageConfig:
-    return config_from_dict(RepackageConfig, kw, where="STEP_CONFIG")
+    """Related items and the read-time extra off unless a test turns them on (the k of older tests)."""
+    return config_from_dict(RepackageConfig, {"read_extra": 0, "related_x": 0, **kw}, where="STEP_CONFIG")
 
 
 def read(s3, key):
@@ -225,3 +226,84 @@ def test_part_keys_widen_past_99999_parts(s3, monkeypatch):
     repackage(s3=s3, bucket=BUCKET, event=event, config=cfg(x=1, users_per_shard=4))
     listed = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/r1/knn/queries/")["Contents"]]
     assert widths == [2] and "runs/r1/knn/queries/users-000001.rec" in listed
+
+
+def test_item_queries_are_factor_vectors_against_the_same_index_sized_like_user_parts(s3):
+    rng = np.random.default_rng(8)
+    model = random_model(rng)
+    event = setup(s3, rng, fm_model_bytes(model))
+    # k = max(x 1 + read_extra 2 + max seen 3, related_x 2 + 1) = 6, capped at n_items 5
+    out = repackage(
+        s3=s3, bucket=BUCKET, event=event, config=cfg(x=1, read_extra=2, related_x=2, users_per_shard=2)
+    )
+    assert out["k"] == "5"
+    qm = json.loads(s3.get_object(Bucket=BUCKET, Key=out["queries_manifest_key"])["Body"].read())
+    assert qm["related_x"] == 2 and qm["read_extra"] == 2
+    assert [(p["key"], p["first_item"], p["n_items"]) for p in qm["related_parts"]] == [
+        ("runs/r1/knn/queries/users-related-00000.rec", 0, 2),
+        ("runs/r1/knn/queries/users-related-00001.rec", 2, 2),
+        ("runs/r1/knn/queries/users-related-00002.rec", 4, 1),
+    ]
+    items, _ = read(s3, "runs/r1/knn/train/items.rec")
+    queries = np.vstack([read(s3, p["key"])[0] for p in qm["related_parts"]])
+    assert queries.shape == items.shape and np.all(queries[:, -1] == 0.0)
+    assert np.array_equal(queries[:, :-1], items[:, :-1])
+    V = model.V[N_USERS:].astype(np.float64)
+    np.testing.assert_allclose(
+        queries.astype(np.float64) @ items.astype(np.float64).T, V @ V.T, rtol=1e-5, atol=1e-5
+    )
+    # the one transform job reads both families (same input prefix); S3 lists users first
+    listed = [
+        o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/r1/knn/queries/users-")["Contents"]
+    ]
+    assert listed == [p["key"] for p in qm["parts"]] + [p["key"] for p in qm["related_parts"]]
+
+
+@pytest.mark.parametrize(
+    ("seen", "x", "min_k", "k", "over"),
+    [
+        ([0, 3, 1], 10, 1, 13, 0),
+        ([0, 3, 1], 10, 30, 30, 0),  # the item queries need related_x + 1 + |G|
+        ([0, 3, 1], 10, 2000, 1000, 0),  # still capped at max_k
+    ],
+)
+def test_k_rule_takes_the_item_queries_need(seen, x, min_k, k, over):
+    assert choose_k(np.array(seen), x=x, n_items=5000, max_k=1000, min_k=min_k) == (k, over)
+
+
+def test_k_counts_read_extra_and_the_filters(s3):
+    rng = np.random.default_rng(9)
+    event = setup(s3, rng, fm_model_bytes(random_model(rng)), seen=[[0], [1, 2], [], [4], [], [0, 1], []])
+    s3.put_object(Bucket=BUCKET, Key="filters/unavailable.txt", Body=b"i3\n")
+    s3.put_object(Bucket=BUCKET, Key="filters/mine.csv", Body=b"user_id,item_id\nu2,i0\nu1,i3\n")
+    config = cfg(
+        x=1,
+        read_extra=1,
+        filter_exclude_items_key="filters/unavailable.txt",
+        filter_user_exclusions_key="filters/mine.csv",
+    )
+    out = repackage(s3=s3, bucket=BUCKET, event=event, config=config)
+    qm = json.loads(s3.get_object(Bucket=BUCKET, Key=out["queries_manifest_key"])["Body"].read())
+    # d(u1) = |{1, 2} ∪ {3} ∪ G={3}| = 3 is the largest: k = x 1 + read_extra 1 + 3 = 5
+    assert out["k"] == "5"
+    assert qm["filters"] == {
+        "excluded_by_list": 1,
+        "excluded_items": 1,
+        "user_exclusions": 2,
+        "max_dropped": 3,
+    }
+
+
+def test_a_bad_filter_file_fails_before_anything_is_written(s3):
+    from pipeline_steps.common.errors import InputError
+
+    rng = np.random.default_rng(9)
+    event = setup(s3, rng, fm_model_bytes(random_model(rng)))
+    s3.put_object(Bucket=BUCKET, Key="filters/unavailable.txt", Body=b"i3\n\nnope\n")
+    with pytest.raises(
+        InputError, match=r"filter_exclude_items_key s3://.*/filters/unavailable.txt line 3: item id 'nope'"
+    ):
+        repackage(
+            s3=s3, bucket=BUCKET, event=event, config=cfg(filter_exclude_items_key="filters/unavailable.txt")
+        )
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/r1/knn/")
