@@ -110,7 +110,7 @@ def test_columns_must_name_two_to_four_columns(columns):
 def test_rerun_epochs_option_is_passed_on_and_checked():
     def options(rerun):
         args = argparse.Namespace(
-            assembly=None, no_enforce_iam=False, retry_wait_scale=1.0, rerun_epochs=rerun
+            assembly=None, no_enforce_iam=False, retry_wait_scale=1.0, rerun_epochs=rerun, put=None
         )
         return cli._run_options(args)
 
