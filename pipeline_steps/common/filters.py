@@ -21,19 +21,16 @@ anything, so a bad file fails the run and never changes what is published.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from pipeline_steps.common.csvtext import ITEM_ID_COLUMN, check_width, decode, header, rows
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.layout import RUNS_PREFIX
 from pipeline_steps.common.runio import Csr, get_bytes
 
-ITEM_ID_COLUMN = "item_id"
 USER_EXCLUSIONS_HEADER = ("user_id", "item_id")
 FORBIDDEN_KEY_CHARS = ("*", "?")
 
@@ -159,15 +156,6 @@ def _object(s3: Any, bucket: str, key: str, where: str) -> bytes:
         raise InputError(f"{where}: object does not exist") from None
 
 
-def decode(data: bytes, where: str) -> str:
-    """UTF-8 text (a byte-order mark is dropped); malformed bytes are an error naming the line."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{where} line {line}: not valid UTF-8 ({exc.reason})") from None
-
-
 def read_exclude_items(data: bytes, where: str, item_index: dict[str, int]) -> np.ndarray:
     """Bool mask (n_items,) of the listed items; an unknown id is an error naming its line."""
     mask = np.zeros(len(item_index), dtype=bool)
@@ -181,35 +169,15 @@ def read_exclude_items(data: bytes, where: str, item_index: dict[str, int]) -> n
     return mask
 
 
-def _rows(text: str, where: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) of a CSV, or of a TSV when its first line holds a tab."""
-    first = text.split("\n", 1)[0]
-    delimiter = "\t" if "\t" in first else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    try:
-        for row in reader:
-            if row and any(v.strip() for v in row):
-                yield reader.line_num, row
-    except csv.Error as exc:
-        raise InputError(f"{where} line {reader.line_num}: malformed CSV ({exc})") from None
-
-
 def read_metadata(data: bytes, where: str, item_index: dict[str, int], *, config: FilterConfig) -> np.ndarray:
     """Bool mask of the items the include/exclude rules on `filter_metadata_column` remove."""
-    rows = _rows(decode(data, where), where)
-    header = next(rows, None)
+    lines = rows(decode(data, where), where)
     column = config.filter_metadata_column
-    if header is None:
-        raise InputError(f"{where}: empty file, expected a header with {ITEM_ID_COLUMN!r} and {column!r}")
-    lineno, names = header
-    for needed in (ITEM_ID_COLUMN, column):
-        if needed not in names:
-            raise InputError(f"{where} line {lineno}: header {names} has no column {needed!r}")
+    _, names = header(lines, where, (ITEM_ID_COLUMN, column))
     id_at, value_at = names.index(ITEM_ID_COLUMN), names.index(column)
     values: dict[int, str] = {}
-    for lineno, row in rows:
-        if len(row) != len(names):
-            raise InputError(f"{where} line {lineno}: {len(row)} fields, the header has {len(names)}")
+    for lineno, row in lines:
+        check_width(row, names, where, lineno)
         index = item_index.get(row[id_at])
         if index is None:
             continue  # the catalog lists items this run has no interactions with
@@ -229,7 +197,7 @@ def read_user_exclusions(
 ) -> Csr:
     """user_id,item_id rows -> CSR (user index -> sorted item indices); unknown ids name their line."""
     pairs: list[tuple[int, int]] = []
-    for lineno, row in _rows(decode(data, where), where):
+    for lineno, row in rows(decode(data, where), where):
         if len(row) != 2:
             raise InputError(f"{where} line {lineno}: expected 2 fields user_id,item_id, got {len(row)}")
         if lineno == 1 and tuple(v.strip().lower() for v in row) == USER_EXCLUSIONS_HEADER:
