@@ -14,6 +14,12 @@ query Lambda (`pipeline_steps.query.handler.handler`).
 - The function's role may call `dynamodb:GetItem` on the table and nothing else there (plus
   `kms:Decrypt` with a customer-key table: "How Amazon DynamoDB uses AWS KMS", reads need the
   caller to be allowed to decrypt with the table's key), and write its own log group.
+- With item metadata (`item_metadata_key` + `item_fields`): `s3:GetObject` on exactly that object
+  of the data bucket, nothing else in S3. With `topx:kms` the bucket's objects are SSE-KMS with the
+  same customer key, and downloading one needs `kms:Decrypt` on it (Amazon S3 user guide, "Using
+  server-side encryption with AWS KMS keys (SSE-KMS)": permissions), which the role already has.
+  Without `s3:ListBucket`, a missing object answers 403 AccessDenied rather than 404 (S3 API
+  Reference, GetObject, "Permissions"); the function names the object either way.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra import bundling
@@ -67,6 +74,7 @@ class ReadApi(Construct):
         config: AppConfig,
         api: ApiConfig,
         table: dynamodb.ITable,
+        bucket: s3.IBucket,
         key: kms.IKey | None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -85,6 +93,14 @@ class ReadApi(Construct):
             self.role.add_to_principal_policy(
                 iam.PolicyStatement(actions=["kms:Decrypt"], resources=[key.key_arn])
             )
+        environment = {"TABLE_NAME": table.table_name, "POINTER_TTL_SECONDS": str(api.pointer_ttl_seconds)}
+        if api.item_metadata_key:
+            environment |= _item_metadata(api, bucket.bucket_name)
+            self.role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"], resources=[bucket.arn_for_objects(api.item_metadata_key)]
+                )
+            )
         self.function = lambda_.Function(
             self,
             "Function",
@@ -93,10 +109,7 @@ class ReadApi(Construct):
             code=bundling.step_code(),
             handler=HANDLER,
             role=self.role,
-            environment={
-                "TABLE_NAME": table.table_name,
-                "POINTER_TTL_SECONDS": str(api.pointer_ttl_seconds),
-            },
+            environment=environment,
             log_group=log_group,
             memory_size=api.memory_mb,
             timeout=Duration.seconds(10),
@@ -155,6 +168,17 @@ class ReadApi(Construct):
             ),
             description="grant execute-api:Invoke on this ARN to the callers (IAM auth)",
         )
+
+
+def _item_metadata(api: ApiConfig, bucket_name: str) -> dict[str, str]:
+    """The handler's item metadata environment (pipeline_steps/query/handler.py)."""
+    return {
+        "ITEM_METADATA_BUCKET": bucket_name,
+        "ITEM_METADATA_KEY": api.item_metadata_key,
+        "ITEM_FIELDS": json.dumps(list(api.item_fields), ensure_ascii=False),
+        "ITEM_METADATA_MAX_BYTES": str(api.item_metadata_max_mb * 1024 * 1024),
+        "ITEM_METADATA_CHECK_SECONDS": str(api.item_metadata_check_seconds),
+    }
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)

@@ -19,8 +19,10 @@ from infra.context import PREFIX, ConfigError, Context
 from infra.step_configs import StepConfigs, validate_step_configs
 from pipeline_steps.common import sizing
 from pipeline_steps.common.config import between, config_from_dict, one_of
+from pipeline_steps.common.filters import check_filter_key
 from pipeline_steps.common.layout import RUNS_PREFIX
 from pipeline_steps.common.limits import INDEX_METRICS, MAX_X
+from pipeline_steps.query import metadata
 
 FM_HYPERPARAMETERS = frozenset(
     {
@@ -177,8 +179,40 @@ class ApiConfig:
     # lags behind a flip. 0 = read the pointer on every request (two GetItems per request).
     pointer_ttl_seconds: int = field(default=30, metadata=between(0, 300))
     memory_mb: int = field(default=512, metadata=between(128, 10240))
+    # Item metadata in responses (decision 0013, pipeline_steps/query/metadata.py): an exact key in the
+    # data bucket of a CSV/TSV with a header holding item_id, and the columns added to each item.
+    item_metadata_key: str = ""
+    item_fields: tuple[str, ...] = ()
+    item_metadata_max_mb: int = field(default=metadata.DEFAULT_MAX_MB, metadata=between(1, 1024))
+    # How often a warm function re-checks the object (a conditional GET); 0 = on every request.
+    item_metadata_check_seconds: int = field(default=300, metadata=between(0, 86400))
 
     def validate(self, where: str) -> None:
+        self._validate_jwt(where)
+        if self.item_metadata_key or self.item_fields:
+            self._validate_item_metadata(where)
+
+    def _validate_item_metadata(self, where: str) -> None:
+        if not self.item_metadata_key:
+            raise ConfigError(f"{where}.item_metadata_key: required with item_fields")
+        if not self.item_fields:
+            raise ConfigError(f"{where}.item_fields: name at least one column with item_metadata_key")
+        check_filter_key(self.item_metadata_key, f"{where}.item_metadata_key")
+        bad = [f for f in self.item_fields if not f or f in metadata.RESERVED_FIELDS]
+        if bad or len(set(self.item_fields)) != len(self.item_fields):
+            raise ConfigError(
+                f"{where}.item_fields: distinct non-empty column names other than "
+                f"{sorted(metadata.RESERVED_FIELDS)}, got {list(self.item_fields)}"
+            )
+        needed = metadata.RUNTIME_BASE_MB + metadata.MEMORY_FACTOR * self.item_metadata_max_mb
+        if self.memory_mb < needed:
+            raise ConfigError(
+                f"{where}.memory_mb: {self.memory_mb} MB cannot parse an item metadata object of "
+                f"item_metadata_max_mb = {self.item_metadata_max_mb} (needs {needed} MB: "
+                f"{metadata.RUNTIME_BASE_MB} + {metadata.MEMORY_FACTOR} x the object)"
+            )
+
+    def _validate_jwt(self, where: str) -> None:
         if self.auth == "jwt":
             if not _JWT_ISSUER.match(self.jwt_issuer):
                 raise ConfigError(
@@ -280,7 +314,8 @@ class AppConfig:
             cloudwatch_namespace=alarms.namespace if alarms.enabled else "",
         )
         _check_consistency(ctx, fm, steps)
-        _check_filter_keys(steps)
+        api = _api(ctx)
+        _check_filter_keys(steps, api)
         _check_transform_sizing(fm, transform, steps)
         return cls(
             project=project,
@@ -303,7 +338,7 @@ class AppConfig:
             lambdas=_lambdas(ctx),
             alarms=alarms,
             steps=steps,
-            api=_api(ctx),
+            api=api,
         )
 
 
@@ -448,15 +483,18 @@ def _lambdas(ctx: Context) -> LambdaConfig:
     return ctx.section("lambda", LambdaConfig)
 
 
-def _check_filter_keys(steps: StepConfigs) -> None:
-    """Filter objects are exact keys outside runs/ (common/filters.py checks that) and outside the
-    prefixes prepare reads: prepare would parse a filter file there as interactions."""
+def _check_filter_keys(steps: StepConfigs, api: ApiConfig | None) -> None:
+    """Filter objects and the read API's item metadata are exact keys outside runs/ (common/filters.py
+    checks that) and outside the prefixes prepare reads: prepare would parse them as interactions."""
     prefixes = [p for p in (steps.prepare.input_prefix, steps.prepare.test_prefix) if p]
-    for name, key in steps.publish.filter_keys().items():
+    keys = {f"topx:publish.{name}": key for name, key in steps.publish.filter_keys().items()}
+    if api is not None and api.item_metadata_key:
+        keys["topx:api.item_metadata_key"] = api.item_metadata_key
+    for name, key in keys.items():
         for prefix in prefixes:
             if key.startswith(prefix):
                 raise ConfigError(
-                    f"topx:publish.{name}: {key!r} lies under the input prefix {prefix!r}: "
+                    f"{name}: {key!r} lies under the input prefix {prefix!r}: "
                     "prepare would read it as interactions"
                 )
 

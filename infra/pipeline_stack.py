@@ -58,7 +58,7 @@ class PipelineStack(Stack):
         )
         self.state_machine = workflow.state_machine
         self.read_api = (
-            ReadApi(self, "ReadApi", config=config, api=config.api, table=table, key=key)
+            ReadApi(self, "ReadApi", config=config, api=config.api, table=table, bucket=bucket, key=key)
             if config.api
             else None
         )

@@ -8,7 +8,6 @@ A file is CSV, or TSV when its first line holds a tab. Blank lines are skipped. 
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterable, Iterator
 
 from pipeline_steps.common.errors import InputError
@@ -25,11 +24,21 @@ def decode(data: bytes, where: str) -> str:
         raise InputError(f"{where} line {line}: not valid UTF-8 ({exc.reason})") from None
 
 
+def _lines(text: str) -> Iterator[str]:
+    """The lines of `text` with their endings, one at a time (a StringIO copy would double the text)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
+
+
 def rows(text: str, where: str) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of a CSV, or of a TSV when its first line holds a tab."""
     first = text.split("\n", 1)[0]
     delimiter = "\t" if "\t" in first else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    reader = csv.reader(_lines(text), delimiter=delimiter, strict=True)
     try:
         for row in reader:
             if row and any(v.strip() for v in row):

@@ -12,7 +12,12 @@ Every answer is JSON. Bad input is a 4xx with `{"error": {"code", "message"}}`, 
 malformed ids (empty, over DynamoDB's 2048-byte key limit), `x` not an integer or out of range,
 `x` above the stored list, more than `MAX_EXCLUDE` excluded ids, unknown parameters (400); an item
 without related items, an unknown path (404); another method than GET (405); nothing published
-yet (503). Only an unexpected exception is a 500, logged with its stack.
+yet, or the configured item metadata object missing, over its size cap or malformed (503, the
+message naming the object, line and column; logged). Only an unexpected exception is a 500,
+logged with its stack.
+
+Item metadata (`ApiSettings.item_metadata`, query/metadata.py): the configured fields are added to
+every returned item; the object's ETag is part of the response ETag, so a new object changes it.
 
 Caching (RFC 9111 `Cache-Control`, RFC 9110 `ETag`/`If-None-Match`): a 200 is
 `Cache-Control: private, max-age=<pointer TTL>` (the same staleness the pointer cache already
@@ -43,9 +48,11 @@ from pipeline_steps.query.core import (
     check_id,
     check_x,
     current_run,
+    enrich,
     read_related,
     read_user,
 )
+from pipeline_steps.query.metadata import ItemMetadataError, MetadataSource
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,7 @@ MAX_X_DIGITS = 7  # "x" longer than this is not a number we could serve; refused
 class ApiSettings:
     table_name: str
     pointer_ttl: float  # seconds the pointer is cached; also the responses' max-age
+    item_metadata: MetadataSource | None = None  # fields added to the items; None = item_id, score
 
 
 class ApiError(Exception):
@@ -113,11 +121,15 @@ def _parameters(event: dict[str, Any]) -> tuple[int | None, list[str]]:
     return x, exclude
 
 
-def etag(run_id: str, route: str, entity_id: str, x: int | None, exclude: list[str]) -> str:
-    """Strong validator: the run id (what changes the answer) + a digest of what selects it."""
-    digest = hashlib.sha256(
-        json.dumps([route, entity_id, x, sorted(set(exclude))], ensure_ascii=False).encode("utf-8")
-    ).hexdigest()[:24]
+def etag(
+    run_id: str, route: str, entity_id: str, x: int | None, exclude: list[str], metadata_version: str = ""
+) -> str:
+    """Strong validator: the run id (what changes the answer) + a digest of what selects it (and of
+    the item metadata object's version when the items carry its fields)."""
+    selected: list[Any] = [route, entity_id, x, sorted(set(exclude))]
+    if metadata_version:
+        selected.append(metadata_version)
+    digest = hashlib.sha256(json.dumps(selected, ensure_ascii=False).encode("utf-8")).hexdigest()[:24]
     return f'"{run_id}:{digest}"'
 
 
@@ -140,7 +152,9 @@ def _answer(event: dict[str, Any], settings: ApiSettings, dynamodb: Any) -> dict
     check_id("id", entity_id, USER_PK_PREFIX if route == USERS_ROUTE else RELATED_PK_PREFIX)
     wanted, excluded = check_x(x), check_exclude(exclude)
     run = current_run(dynamodb, settings.table_name, settings.pointer_ttl)
-    tag = etag(run["run_id"], route, entity_id, x, exclude)
+    # Loaded by the first request, then kept (query/metadata.py): no S3 call on a warm request.
+    metadata = settings.item_metadata.get() if settings.item_metadata else None
+    tag = etag(run["run_id"], route, entity_id, x, exclude, metadata.version if metadata else "")
     headers = {"Cache-Control": f"private, max-age={int(settings.pointer_ttl)}", "ETag": tag}
     if_none_match = (event.get("headers") or {}).get("if-none-match", "")
     if tag in [t.strip() for t in if_none_match.split(",")]:
@@ -148,7 +162,7 @@ def _answer(event: dict[str, Any], settings: ApiSettings, dynamodb: Any) -> dict
     read: Callable[..., dict[str, Any]] = read_user if route == USERS_ROUTE else read_related
     # The run the ETag names: one GetItem for the entity.
     result = read(dynamodb, settings.table_name, run, entity_id, wanted, excluded)
-    return _json(200, result, headers)
+    return _json(200, enrich(result, metadata), headers)
 
 
 def handle(event: dict[str, Any], *, settings: ApiSettings, dynamodb: Any) -> dict[str, Any]:
@@ -164,6 +178,8 @@ def handle(event: dict[str, Any], *, settings: ApiSettings, dynamodb: Any) -> di
         response = _error(404, "NotFound", str(exc))
     except NoPublishedRunError as exc:
         response = _error(503, "NoPublishedRun", str(exc))
+    except ItemMetadataError as exc:  # logged by MetadataSource when it happened
+        response = _error(503, "ItemMetadataUnavailable", str(exc))
     except Exception:
         log.exception("read API: unexpected error")
         response = _error(500, "InternalError", "internal error (logged)")

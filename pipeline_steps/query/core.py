@@ -31,6 +31,7 @@ from pipeline_steps.common.table import (
     run_key,
     user_key,
 )
+from pipeline_steps.query.metadata import ItemMetadata
 
 DEFAULT_POINTER_TTL_S = 30.0
 MAX_EXCLUDE = 100  # ids per request; the list is filtered in memory, the bound keeps a request small
@@ -179,16 +180,25 @@ def get_recommendations(
     x: int | None = None,
     exclude: Iterable[str] = (),
     cache_ttl: float = DEFAULT_POINTER_TTL_S,
+    item_metadata: ItemMetadata | None = None,
 ) -> dict[str, Any]:
     """-> {"user_id", "items": [{"item_id", "score"}], "run_id", "published_at", "fallback", "x"}.
 
     `run_id` pins a run (e.g. to compare with the previous one); its run record replaces the pointer.
+    `item_metadata` (query.metadata) adds its fields to the items it lists.
     Raises QueryInputError (bad id, x or exclude), NoPublishedRunError.
     """
     user_id = check_id("user_id", user_id, USER_PK_PREFIX)
     wanted, excluded = check_x(x), check_exclude(exclude)
     dynamodb, run = _read(dynamodb, table_name, run_id, cache_ttl)
-    return read_user(dynamodb, table_name, run, user_id, wanted, excluded)
+    return enrich(read_user(dynamodb, table_name, run, user_id, wanted, excluded), item_metadata)
+
+
+def enrich(result: dict[str, Any], item_metadata: ItemMetadata | None) -> dict[str, Any]:
+    """A read's result with the metadata fields added to its items (unchanged without metadata)."""
+    if item_metadata is None:
+        return result
+    return {**result, "items": item_metadata.enrich(result["items"])}
 
 
 def read_user(
@@ -220,16 +230,17 @@ def get_related(
     x: int | None = None,
     exclude: Iterable[str] = (),
     cache_ttl: float = DEFAULT_POINTER_TTL_S,
+    item_metadata: ItemMetadata | None = None,
 ) -> dict[str, Any]:
     """-> {"item_id", "items": [{"item_id", "score"}], "run_id", "published_at", "x"}.
 
-    Raises UnknownItemError when the run has no related items for `item_id`, QueryInputError,
-    NoPublishedRunError.
+    `item_metadata` as for `get_recommendations`. Raises UnknownItemError when the run has no
+    related items for `item_id`, QueryInputError, NoPublishedRunError.
     """
     item_id = check_id("item_id", item_id, RELATED_PK_PREFIX)
     wanted, excluded = check_x(x), check_exclude(exclude)
     dynamodb, run = _read(dynamodb, table_name, run_id, cache_ttl)
-    return read_related(dynamodb, table_name, run, item_id, wanted, excluded)
+    return enrich(read_related(dynamodb, table_name, run, item_id, wanted, excluded), item_metadata)
 
 
 def read_related(
