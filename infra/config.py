@@ -17,12 +17,11 @@ from typing import Any
 from infra import images
 from infra.context import PREFIX, ConfigError, Context
 from infra.step_configs import StepConfigs, validate_step_configs
-from pipeline_steps.common import sizing
+from pipeline_steps.common import limits, sizing
 from pipeline_steps.common.config import between, config_from_dict, one_of
 from pipeline_steps.common.filters import check_filter_key
 from pipeline_steps.common.layout import RUNS_PREFIX
 from pipeline_steps.common.limits import INDEX_METRICS, MAX_X
-from pipeline_steps.query import metadata
 
 FM_HYPERPARAMETERS = frozenset(
     {
@@ -183,7 +182,7 @@ class ApiConfig:
     # data bucket of a CSV/TSV with a header holding item_id, and the columns added to each item.
     item_metadata_key: str = ""
     item_fields: tuple[str, ...] = ()
-    item_metadata_max_mb: int = field(default=metadata.DEFAULT_MAX_MB, metadata=between(1, 1024))
+    item_metadata_max_mb: int = field(default=limits.ITEM_METADATA_DEFAULT_MAX_MB, metadata=between(1, 1024))
     # How often a warm function re-checks the object (a conditional GET); 0 = on every request.
     item_metadata_check_seconds: int = field(default=300, metadata=between(0, 86400))
 
@@ -198,18 +197,21 @@ class ApiConfig:
         if not self.item_fields:
             raise ConfigError(f"{where}.item_fields: name at least one column with item_metadata_key")
         check_filter_key(self.item_metadata_key, f"{where}.item_metadata_key")
-        bad = [f for f in self.item_fields if not f or f in metadata.RESERVED_FIELDS]
+        bad = [f for f in self.item_fields if not f or f in limits.ITEM_METADATA_RESERVED_FIELDS]
         if bad or len(set(self.item_fields)) != len(self.item_fields):
             raise ConfigError(
                 f"{where}.item_fields: distinct non-empty column names other than "
-                f"{sorted(metadata.RESERVED_FIELDS)}, got {list(self.item_fields)}"
+                f"{sorted(limits.ITEM_METADATA_RESERVED_FIELDS)}, got {list(self.item_fields)}"
             )
-        needed = metadata.RUNTIME_BASE_MB + metadata.MEMORY_FACTOR * self.item_metadata_max_mb
+        needed = (
+            limits.ITEM_METADATA_RUNTIME_BASE_MB
+            + limits.ITEM_METADATA_MEMORY_FACTOR * self.item_metadata_max_mb
+        )
         if self.memory_mb < needed:
             raise ConfigError(
                 f"{where}.memory_mb: {self.memory_mb} MB cannot parse an item metadata object of "
                 f"item_metadata_max_mb = {self.item_metadata_max_mb} (needs {needed} MB: "
-                f"{metadata.RUNTIME_BASE_MB} + {metadata.MEMORY_FACTOR} x the object)"
+                f"{limits.ITEM_METADATA_RUNTIME_BASE_MB} + {limits.ITEM_METADATA_MEMORY_FACTOR} x the object)"
             )
 
     def _validate_jwt(self, where: str) -> None:

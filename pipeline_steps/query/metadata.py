@@ -17,9 +17,10 @@ Memory: while parsing, the object's bytes and its decoded text (CPython stores a
 bytes per character: 1x the object for Latin-1 text, up to 4x), then only the kept fields, per item
 about 130 bytes (dict slot, id str, tuple) + 57 per field (tuple slot, str) + the characters of the
 id and the values (`bytes_per_item`; measured on 200,000 items with 2 fields of 37 characters in
-all: 289 bytes per item, peak 2.4x the object). Peak <= MEMORY_FACTOR x the object: infra checks
-`memory_mb >= 128 + MEMORY_FACTOR x item_metadata_max_mb`. The object's size (`ContentLength`) is
-checked against the cap before it is read.
+all: 289 bytes per item, peak 2.4x the object). The peak is at most 6x the object
+(`ITEM_METADATA_MEMORY_FACTOR`, common/limits.py): infra checks `memory_mb >= 128 + 6 x
+item_metadata_max_mb`. The object's size (`ContentLength`) is checked against the cap before it is
+read.
 """
 
 from __future__ import annotations
@@ -34,14 +35,12 @@ from typing import Any
 
 from pipeline_steps.common.csvtext import ITEM_ID_COLUMN, check_width, decode, header, rows
 from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.limits import ITEM_METADATA_DEFAULT_MAX_MB
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_MB = 50
+DEFAULT_MAX_MB = ITEM_METADATA_DEFAULT_MAX_MB
 DEFAULT_CHECK_SECONDS = 300.0
-RESERVED_FIELDS = frozenset({"item_id", "score"})  # a response item's own keys
-MEMORY_FACTOR = 6  # peak bytes per object byte: the bytes (1) + text (up to 4) + kept fields (<= 1)
-RUNTIME_BASE_MB = 128  # the interpreter, boto3 and the handler before any metadata
 
 
 class ItemMetadataError(RuntimeError):
