@@ -166,3 +166,99 @@ def test_api_config_errors_name_the_key(api: dict[str, Any], message: str) -> No
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         AppConfig.from_context({**default_context(), "topx:api": api})
+
+
+METADATA_API = {**API, "item_metadata_key": "catalog/items.csv", "item_fields": ["title", "genres"]}
+
+
+@pytest.fixture(scope="module")
+def metadata_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """Item metadata on, with the customer key (the bucket's objects are then SSE-KMS)."""
+    from app import build_app
+
+    outdir = tmp_path_factory.mktemp("cdk-api-metadata")
+    app = build_app({"topx:api": json.dumps(METADATA_API), "topx:kms": "true"}, outdir=str(outdir))
+    app.synth()  # cdk-nag: any unacknowledged finding fails the synth
+    return Synth(outdir=outdir, app=app)
+
+
+def test_item_metadata_grants_get_object_on_exactly_that_key(metadata_synth: Synth) -> None:
+    template = Template.from_stack(metadata_synth.app.node.find_child("fm-knn-topx-pipeline"))
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": HANDLER,
+            "Environment": {
+                "Variables": Match.object_like(
+                    {
+                        "ITEM_METADATA_BUCKET": {"Fn::ImportValue": "fm-knn-topx-bucket-name"},
+                        "ITEM_METADATA_KEY": "catalog/items.csv",
+                        "ITEM_FIELDS": '["title", "genres"]',
+                        "ITEM_METADATA_MAX_BYTES": str(50 * 1024 * 1024),
+                        "ITEM_METADATA_CHECK_SECONDS": "300",
+                    }
+                )
+            },
+        },
+    )
+    statements = _statements(template, "ReadApiRole")
+    s3_statements = [s for s in statements if "s3:" in json.dumps(s["Action"])]
+    assert len(s3_statements) == 1 and s3_statements[0]["Action"] == "s3:GetObject"
+    resource = json.dumps(s3_statements[0]["Resource"])
+    assert resource.endswith('"/catalog/items.csv"]]}') and "*" not in resource
+    kms = [s for s in statements if s["Action"] == "kms:Decrypt"]
+    assert kms == [
+        {"Action": "kms:Decrypt", "Effect": "Allow", "Resource": {"Fn::ImportValue": "fm-knn-topx-key-arn"}}
+    ]
+    report = metadata_synth.outdir / "validation-report.json"
+    assert not report.exists() or _findings(json.loads(report.read_text())) == []
+
+
+def test_without_item_metadata_the_function_has_no_s3_access(api: Template) -> None:
+    statements = _statements(api, "ReadApiRole")
+    assert not [s for s in statements if "s3:" in json.dumps(s["Action"])]
+    (function,) = [
+        f
+        for f in api.find_resources("AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == HANDLER
+    ]
+    assert not [v for v in function["Properties"]["Environment"]["Variables"] if v.startswith("ITEM_")]
+
+
+@pytest.mark.parametrize(
+    ("api", "message"),
+    [
+        ({"item_fields": ["title"]}, "topx:api.item_metadata_key: required with item_fields"),
+        ({"item_metadata_key": "c/items.csv"}, "topx:api.item_fields: name at least one column"),
+        (
+            {"item_metadata_key": "c/*.csv", "item_fields": ["t"]},
+            "topx:api.item_metadata_key: an exact S3 key without '*' or '?'",
+        ),
+        (
+            {"item_metadata_key": "runs/items.csv", "item_fields": ["t"]},
+            "topx:api.item_metadata_key: must not be under runs/",
+        ),
+        (
+            {"item_metadata_key": "input/items.csv", "item_fields": ["t"]},
+            "topx:api.item_metadata_key: 'input/items.csv' lies under the input prefix 'input/'",
+        ),
+        (
+            {"item_metadata_key": "c/items.csv", "item_fields": ["score"]},
+            "topx:api.item_fields: distinct non-empty column names other than ['item_id', 'score']",
+        ),
+        (
+            {"item_metadata_key": "c/items.csv", "item_fields": ["t", "t"]},
+            "topx:api.item_fields: distinct non-empty",
+        ),
+        (
+            {"item_metadata_key": "c/items.csv", "item_fields": ["t"], "item_metadata_max_mb": 100},
+            "topx:api.memory_mb: 512 MB cannot parse an item metadata object of item_metadata_max_mb = 100",
+        ),
+        ({"item_metadata_max_mb": 0}, "topx:api.item_metadata_max_mb: must be in 1..1024"),
+    ],
+)
+def test_item_metadata_config_errors_name_the_key(api: dict[str, Any], message: str) -> None:
+    from app import default_context
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        AppConfig.from_context({**default_context(), "topx:api": api})
