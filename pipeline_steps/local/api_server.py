@@ -35,7 +35,7 @@ import urllib.parse
 import urllib.request
 import uuid
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +47,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
 from pipeline_steps.local import access, iam
+from pipeline_steps.query import metadata
 
 SERVICE = "execute-api"
 STAGE = "$default"
@@ -341,10 +342,18 @@ def function_invoker(function_name: str, *, account: str, region: str) -> Invoke
     return invoke
 
 
-def create_query_function(aws: Any, table: str, *, name: str = "read-api", pointer_ttl: float = 30.0) -> str:
+def create_query_function(
+    aws: Any,
+    table: str,
+    *,
+    name: str = "read-api",
+    pointer_ttl: float = 30.0,
+    item_metadata: tuple[str, str, Sequence[str]] | None = None,
+) -> str:
     """The read API's function and role as infra/api.py declares them (handler, environment, GetItem on
-    the table only), created directly in the embedded AWS without a synth: for the load test and the
-    tests. Returns the function name."""
+    the table only; with `item_metadata` = (bucket, key, fields), GetObject on that object only),
+    created directly in the embedded AWS without a synth: for the load test and the tests. Returns
+    the function name."""
     iam_client, lam = aws.client("iam"), aws.client("lambda")
     trust = {
         "Version": "2012-10-17",
@@ -354,10 +363,21 @@ def create_query_function(aws: Any, table: str, *, name: str = "read-api", point
     }
     role = iam_client.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
     table_arn = f"arn:aws:dynamodb:{aws.region}:{aws.account_id}:table/{table}"
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": table_arn}],
-    }
+    statements = [{"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": table_arn}]
+    environment = {"TABLE_NAME": table, "POINTER_TTL_SECONDS": str(pointer_ttl)}
+    if item_metadata is not None:
+        bucket, key, fields = item_metadata
+        statements.append(
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/{key}"}
+        )
+        environment |= {
+            "ITEM_METADATA_BUCKET": bucket,
+            "ITEM_METADATA_KEY": key,
+            "ITEM_FIELDS": json.dumps(list(fields)),
+            "ITEM_METADATA_MAX_BYTES": str(metadata.DEFAULT_MAX_MB * 1024 * 1024),
+            "ITEM_METADATA_CHECK_SECONDS": str(metadata.DEFAULT_CHECK_SECONDS),
+        }
+    policy = {"Version": "2012-10-17", "Statement": statements}
     iam_client.put_role_policy(
         RoleName=role["RoleName"], PolicyName="read", PolicyDocument=json.dumps(policy)
     )
@@ -371,7 +391,7 @@ def create_query_function(aws: Any, table: str, *, name: str = "read-api", point
         Role=role["Arn"],
         Handler=QUERY_HANDLER,
         Code={"ZipFile": buffer.getvalue()},
-        Environment={"Variables": {"TABLE_NAME": table, "POINTER_TTL_SECONDS": str(pointer_ttl)}},
+        Environment={"Variables": environment},
         Timeout=10,
         MemorySize=512,
     )

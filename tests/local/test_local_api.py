@@ -213,3 +213,46 @@ def test_the_serve_path_starts_the_api_answers_a_signed_request_and_prints_how_t
     assert f"{api.url}/users/<id>/recommendations" in text and lines[-1] == "stopped"
     no_api = Deployment(stacks=[], state_machine_arn="", bucket="b", table=TABLE, functions={}, topics=[])
     assert explore.start_api(aws, no_api, lines.append) is None
+
+
+def test_item_metadata_fields_in_a_signed_call_with_the_functions_role(served):
+    """The function reads the metadata object as its role: GetObject on exactly that key is enough,
+    and without it the API answers 503 naming the object (never a 500)."""
+    aws, _ = served
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="api-meta")
+    s3.put_object(Bucket="api-meta", Key="catalog/items.csv", Body=b"item_id,title,stock\na,Alpha,3\nc,Gamma,1\n")
+    s3.put_object(Bucket="api-meta", Key="catalog/other.csv", Body=b"item_id,title\na,Other\n")
+    metadata = ("api-meta", "catalog/items.csv", ["title"])
+    name = create_query_function(aws, TABLE, name="read-api-meta", pointer_ttl=0, item_metadata=metadata)
+    invoke = function_invoker(name, account=aws.account_id, region=aws.region)
+    with LocalApi(invoke, region=aws.region, account=aws.account_id) as api:
+        status, _, body = call(f"{api.url}/users/u%201/recommendations", access.operator(), aws.region)
+    assert status == 200, body
+    titles = {"a": "Alpha", "c": "Gamma"}  # run r1 ("a", "b") or, after the flip test, r2 ("c", "d")
+    assert [i.get("title") for i in body["items"]] == [titles.get(i["item_id"]) for i in body["items"]]
+    assert set(body["items"][0]) == {"item_id", "score", "title"}  # not "stock": only the configured field
+    # The role may read that key only: pointed at another key of the bucket, the read is denied.
+    other = ("api-meta", "catalog/other.csv", ["title"])
+    name = create_query_function(aws, TABLE, name="read-api-other", pointer_ttl=0, item_metadata=other)
+    table_arn = f"arn:aws:dynamodb:{aws.region}:{aws.account_id}:table/{TABLE}"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": table_arn},
+            {
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::api-meta/catalog/items.csv",
+            },
+        ],
+    }
+    aws.client("iam").put_role_policy(
+        RoleName="read-api-other-role", PolicyName="read", PolicyDocument=json.dumps(policy)
+    )
+    invoke = function_invoker(name, account=aws.account_id, region=aws.region)
+    with LocalApi(invoke, region=aws.region, account=aws.account_id) as api:
+        status, _, body = call(f"{api.url}/users/u%201/recommendations", access.operator(), aws.region)
+    assert status == 503, body
+    assert body["error"]["code"] == "ItemMetadataUnavailable"
+    assert "s3://api-meta/catalog/other.csv: cannot be read (AccessDenied" in body["error"]["message"]
