@@ -221,7 +221,9 @@ def test_item_metadata_fields_in_a_signed_call_with_the_functions_role(served):
     aws, _ = served
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="api-meta")
-    s3.put_object(Bucket="api-meta", Key="catalog/items.csv", Body=b"item_id,title,stock\na,Alpha,3\nc,Gamma,1\n")
+    s3.put_object(
+        Bucket="api-meta", Key="catalog/items.csv", Body=b"item_id,title,stock\na,Alpha,3\nc,Gamma,1\n"
+    )
     s3.put_object(Bucket="api-meta", Key="catalog/other.csv", Body=b"item_id,title\na,Other\n")
     metadata = ("api-meta", "catalog/items.csv", ["title"])
     name = create_query_function(aws, TABLE, name="read-api-meta", pointer_ttl=0, item_metadata=metadata)
