@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import tempfile
@@ -27,7 +28,10 @@ from pipeline_steps.local.runner import (
 from pipeline_steps.local.server import LocalAws
 
 TEST_PREFIX = "input-test/"
-DEMO_API = {"auth": "iam"}  # `topx:api` for the demo (cdk.json leaves the API off)
+# `topx:api` for the demo (cdk.json leaves the API off): the responses carry the movies' titles and
+# genres from an item metadata object built from the MovieLens item file at run time.
+DEMO_METADATA_KEY = "catalog/ml-100k-items.csv"
+DEMO_API = {"auth": "iam", "item_metadata_key": DEMO_METADATA_KEY, "item_fields": ["title", "genres"]}
 INJECTED = {"factorization-machines": {"epochs": "0"}}  # SageMaker's FM rejects epochs < 1: ClientError
 # Related items shown after a run (when the run has them): Toy Story, Star Wars, The Godfather in
 # MovieLens; other data sets show their first two items.
@@ -307,8 +311,11 @@ def _demo(args: argparse.Namespace) -> int:
             ratings, test = [base], [held]
             dataset += f", first {args.users} users"
         overrides = _context_overrides(args, has_test=True)
+        options = _run_options(args)
         if not any(key.split(".")[0] == "topx:api" for key in overrides):
             overrides["topx:api"] = DEMO_API  # the demo shows the read API too
+            metadata = write_item_metadata(ds.titles, ds.genres, Path(tmp) / "items.csv")
+            options["uploads"] = [*options["uploads"], (DEMO_METADATA_KEY, metadata)]
         doc = run_local(
             ratings=ratings,
             test=test,
@@ -319,9 +326,19 @@ def _demo(args: argparse.Namespace) -> int:
             genres=ds.genres,
             inject_failure=args.inject_failure,
             started=started,
-            **_run_options(args),
+            **options,
         )
     return 0 if _succeeded(doc, args.inject_failure) else 1
+
+
+def write_item_metadata(titles: dict[str, str], genres: dict[str, frozenset[str]], path: Path) -> Path:
+    """The read API's item metadata object (item_id,title,genres; genres joined with '|')."""
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["item_id", "title", "genres"])
+        for item, title in titles.items():
+            writer.writerow([item, title, "|".join(sorted(genres.get(item, ())))])
+    return path
 
 
 def _run_options(args: argparse.Namespace) -> dict[str, Any]:

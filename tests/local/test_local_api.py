@@ -258,3 +258,39 @@ def test_item_metadata_fields_in_a_signed_call_with_the_functions_role(served):
     assert status == 503, body
     assert body["error"]["code"] == "ItemMetadataUnavailable"
     assert "s3://api-meta/catalog/other.csv: cannot be read (AccessDenied" in body["error"]["message"]
+
+
+def test_the_demo_deploys_the_api_with_titles_and_genres_and_uploads_their_object(tmp_path, monkeypatch):
+    from pipeline_steps.datasets import movielens
+    from pipeline_steps.local import cli
+    from pipeline_steps.query.metadata import parse_item_metadata
+
+    base, test = tmp_path / "ua.base", tmp_path / "ua.test"
+    base.write_text("1\t1\t5\t1\n", encoding="utf-8")
+    test.write_text("1\t2\t4\t2\n", encoding="utf-8")
+    ds = movielens.MovieLens100k(
+        u_data=base,
+        ua_base=base,
+        ua_test=test,
+        titles={"1": "Toy Story (1995)", "2": 'Heat, "the" movie (1995)'},
+        genres={"1": frozenset({"Comedy", "Animation"})},
+    )
+    monkeypatch.setattr(movielens, "load", lambda: ds)
+    seen: dict = {}
+
+    def fake_run_local(**kwargs):
+        seen.update(kwargs)
+        ((key, path),) = kwargs["uploads"]
+        seen["metadata"] = parse_item_metadata(
+            path.read_bytes(), key, kwargs["overrides"]["topx:api"]["item_fields"]
+        )
+        return {"status": "SUCCEEDED"}
+
+    monkeypatch.setattr(cli, "run_local", fake_run_local)
+    assert cli.main(["demo", "--out", str(tmp_path / "out")]) == 0
+    assert seen["overrides"]["topx:api"] == cli.DEMO_API
+    assert seen["uploads"][0][0] == cli.DEMO_API["item_metadata_key"]
+    assert seen["metadata"].values == {
+        "1": ("Toy Story (1995)", "Animation|Comedy"),
+        "2": ('Heat, "the" movie (1995)', ""),
+    }
