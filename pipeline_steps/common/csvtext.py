@@ -8,6 +8,7 @@ A file is CSV, or TSV when its first line holds a tab. Blank lines are skipped. 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Iterator
 
 from pipeline_steps.common.errors import InputError
@@ -24,14 +25,17 @@ def decode(data: bytes, where: str) -> str:
         raise InputError(f"{where} line {line}: not valid UTF-8 ({exc.reason})") from None
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")  # what io.StringIO(newline="") splits on
+
+
 def _lines(text: str) -> Iterator[str]:
     """The lines of `text` with their endings, one at a time (a StringIO copy would double the text)."""
     start = 0
-    while start < len(text):
-        end = text.find("\n", start)
-        end = len(text) if end < 0 else end + 1
-        yield text[start:end]
-        start = end
+    for end in _LINE_END.finditer(text):
+        yield text[start : end.end()]
+        start = end.end()
+    if start < len(text):
+        yield text[start:]
 
 
 def rows(text: str, where: str) -> Iterator[tuple[int, list[str]]]:

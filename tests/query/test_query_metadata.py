@@ -225,3 +225,11 @@ def test_the_cli_adds_fields_and_exits_2_on_a_bad_object(table, s3, capsys):
     s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"item_id\ni0\n")
     assert query_cli(["u 1", "--table", TABLE, *metadata]) == 2
     assert "line 1: header ['item_id'] has no column 'title'" in capsys.readouterr().err
+
+
+def test_line_endings_and_quoted_newlines_read_as_the_filters_always_did():
+    data = b'item_id,title\r\ni0,"two\r\nlines"\ri1,Old Mac\ni2,Unix\n'
+    metadata = parse_item_metadata(data, "m", ["title"])
+    assert metadata.values == {"i0": ("two\r\nlines",), "i1": ("Old Mac",), "i2": ("Unix",)}
+    with pytest.raises(ItemMetadataError, match="m line 4: 1 fields"):
+        parse_item_metadata(b'item_id,title\r\ni0,"a\r\nb"\ri1\n', "m", ["title"])
