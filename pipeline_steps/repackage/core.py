@@ -6,11 +6,14 @@ inner product is ranking them by FM score. Users are one-hot columns [0, n_users
 
 k rule: L = x + read_extra is the list length publish stores; d(u) = |seen(u) ∪ excluded(u) ∪ G|
 is what publish drops for user u (seen items, the user's own exclusions, G = the items the business
-filters remove for everyone; d(u) = |seen(u)| without filters). k = min(max(L + max_u d(u),
-related_x + 1 + |G|), n_items, max_k): with k >= L + d(u) a user always keeps L items after
-filtering, and every item keeps related_x related items after dropping itself and G. The `max_k`
-cap bounds the transform output; a user with d(u) > k - L may be left with fewer (counted as
-`users_over_cap` here; publish fills such lists from the filtered popularity order and flags them).
+filters remove for everyone; d(u) = |seen(u)| without filters). k = min(max(Q_q(L + d(u)),
+related_x + 1 + |G|), n_items, max_k), Q_q the `k_quantile` q of the users' need (the smallest
+need covering at least that share of the users, numpy's "inverted_cdf"; q = 1: the heaviest user's):
+a user with L + d(u) <= k always keeps L items after filtering, and every item keeps related_x
+related items after dropping itself and G. k, so the transform output per user, no longer grows
+with the heaviest user (decision 0015). A user with d(u) > k - L may be left with fewer (counted as
+`users_over_cap` here; publish fills such lists from the filtered popularity order and flags them,
+and evaluate scores the same filled lists).
 
 Related items (decision 0012): every item's query [V_i, 0] goes to the same index of [V_j, w_j]:
 the inner product is <V_i, V_j>, the FM's interaction between the two items. The item queries are
@@ -87,10 +90,21 @@ def part_bounds(n_users: int, users_per_part: int) -> list[tuple[int, int]]:
     return [(s, min(s + users_per_part, n_users)) for s in range(0, n_users, users_per_part)]
 
 
-def choose_k(seen_counts: np.ndarray, *, x: int, n_items: int, max_k: int, min_k: int = 1) -> tuple[int, int]:
-    """-> (k, number of users whose dropped items exceed k - x); `min_k`: the item queries' need."""
-    max_seen = int(seen_counts.max()) if seen_counts.size else 0
-    k = max(1, min(max(x + max_seen, min_k), n_items, max_k))
+def choose_k(
+    seen_counts: np.ndarray, *, x: int, n_items: int, max_k: int, min_k: int = 1, quantile: float = 1.0
+) -> tuple[int, int]:
+    """-> (k, number of users whose dropped items exceed k - x); `min_k`: the item queries' need.
+
+    `quantile` q: k covers the need x + d(u) of at least a share q of the users (1.0: all of them).
+    """
+    need = 0
+    if seen_counts.size:
+        need = (
+            int(np.quantile(seen_counts, quantile, method="inverted_cdf"))
+            if quantile < 1.0
+            else int(seen_counts.max())
+        )
+    k = max(1, min(max(x + need, min_k), n_items, max_k))
     return k, int(np.count_nonzero(seen_counts > k - x))
 
 
@@ -164,7 +178,14 @@ def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config
     stored = config.x + config.read_extra
     n_excluded = int(filters.excluded.sum())
     related_k = config.related_x + 1 + n_excluded if config.related_x else 1
-    k, over_cap = choose_k(dropped, x=stored, n_items=manifest.n_items, max_k=config.max_k, min_k=related_k)
+    k, over_cap = choose_k(
+        dropped,
+        x=stored,
+        n_items=manifest.n_items,
+        max_k=config.max_k,
+        min_k=related_k,
+        quantile=config.k_quantile,
+    )
 
     feature_dim = items.shape[1]
     size = part_size(config, k=k, feature_dim=feature_dim, where=f"run {run_id}")
@@ -191,6 +212,8 @@ def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config
             "n_users": manifest.n_users,
             "feature_dim": feature_dim,
             "users_over_cap": over_cap,
+            "k_quantile": config.k_quantile,
+            "k_all_users": min(stored + int(dropped.max()) if dropped.size else stored, manifest.n_items),
             "sizing": size.as_dict(),
             "related_parts": related_parts,
             "related_x": config.related_x,
