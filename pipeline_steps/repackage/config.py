@@ -29,6 +29,9 @@ class RepackageConfig(FilterConfig):
     users_per_shard: int = field(default=100_000, metadata=between(1))
     # Injected from `topx:transform` (infra/step_configs.py): the part size follows from them (sizing.py).
     max_payload_mb: int = field(default=6, metadata=between(1, sizing.MAX_PAYLOAD_MB))
+    # `topx:transform.instance_count`: SageMaker maps whole S3 objects to transform instances, so
+    # repackage cuts at least this many user parts (when there are as many users)
+    transform_instance_count: int = field(default=1, metadata=between(1, 100))
     # at most the container's response limit
     response_budget_bytes: int = field(
         default=sizing.DEFAULT_RESPONSE_BUDGET, metadata=between(1, sizing.MAX_RESPONSE_BUDGET)

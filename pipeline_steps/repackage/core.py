@@ -89,6 +89,18 @@ def part_size(config: RepackageConfig, *, k: int, feature_dim: int, where: str) 
     return size
 
 
+def users_per_part(config: RepackageConfig, size: sizing.PartSize, n_users: int) -> int:
+    """R from the sizing, lowered so the users make at least `transform_instance_count` parts.
+
+    Batch transform "partitions the Amazon S3 objects in the input by key and maps Amazon S3
+    objects to instances"; with one input file "only one instance processes the input file"
+    (https://docs.aws.amazon.com/sagemaker/latest/dg/batch-transform.html): fewer parts than
+    instances leave instances idle.
+    """
+    per_instance = -(-n_users // config.transform_instance_count)  # ceil
+    return max(1, min(size.users, per_instance))
+
+
 def part_bounds(n_users: int, users_per_part: int) -> list[tuple[int, int]]:
     """[start, stop) of every part, in user order."""
     return [(s, min(s + users_per_part, n_users)) for s in range(0, n_users, users_per_part)]
@@ -187,8 +199,9 @@ class StreamedQueries:
     def _start(self, factors: int) -> None:
         m = self.manifest
         self.size = part_size(self.config, k=self.k, feature_dim=factors + 1, where=f"run {self.run_id}")
-        self.buffer = np.ones((min(self.size.users, m.n_users), factors + 1), dtype=np.float32)
-        self.width = sizing.part_key_width(len(part_bounds(m.n_users, self.size.users)))
+        per_part = users_per_part(self.config, self.size, m.n_users)
+        self.buffer = np.ones((min(per_part, m.n_users), factors + 1), dtype=np.float32)
+        self.width = sizing.part_key_width(len(part_bounds(m.n_users, per_part)))
         self.item_rows = np.empty((m.n_items, factors), dtype=np.float32)
 
     def add(self, start: int, rows: np.ndarray) -> None:
@@ -285,7 +298,8 @@ def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config
         model = read_fm_model(get_bytes(s3, model_bucket, model_key))
         items, labels, users = knn_vectors(model, manifest)
         size = part_size(config, k=k, feature_dim=items.shape[1], where=f"run {run_id}")
-        parts = write_parts(s3, bucket, users, size.users, layout.query_part, "first_user")
+        per_part = users_per_part(config, size, manifest.n_users)
+        parts = write_parts(s3, bucket, users, per_part, layout.query_part, "first_user")
         del users
     feature_dim = items.shape[1]
     size = part_size(config, k=k, feature_dim=feature_dim, where=f"run {run_id}")
@@ -328,4 +342,6 @@ def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config
         k=str(k),
         sample_size=str(manifest.n_items),
         queries_manifest_key=queries_manifest_key,
+        n_users=manifest.n_users,
+        n_parts=len(parts) + len(related_parts),
     ).to_json()
