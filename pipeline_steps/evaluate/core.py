@@ -191,7 +191,7 @@ def evaluate_run(
     table_name: str | None = None,
     cloudwatch: CloudWatchClient | None = None,
 ) -> dict:
-    inputs = load_inputs(s3, bucket, event)
+    inputs = load_inputs(s3, bucket, event, with_ids=False)  # indices only: no id strings held
     m = inputs.manifest
     holdout_key = m.file_key("holdout")
     holdout = load_csr(
