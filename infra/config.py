@@ -264,7 +264,6 @@ class AppConfig:
     noncurrent_expiry_days: int
     log_retention_days: int
     state_machine_timeout_hours: int
-    distributed_map_publish: bool
     fm: JobConfig
     knn: JobConfig
     transform: TransformConfig
@@ -280,6 +279,11 @@ class AppConfig:
     def from_context(cls, context: Mapping[str, Any], *, account: str | None = None) -> AppConfig:
         """Build from the app's whole context (cdk.json + `-c`); raises ConfigError naming the key."""
         ctx = Context(context)
+        if "topx:distributed_map_publish" in context:
+            raise ConfigError(
+                "'topx:distributed_map_publish' was replaced by 'topx:publish.fan_out_above_users': the "
+                "state machine chooses the Distributed Map at run time above that many users (0 = always)"
+            )
         region = ctx.text("region")
         if region not in images.SUPPORTED_REGIONS:
             raise ConfigError(
@@ -314,6 +318,7 @@ class AppConfig:
             max_payload_mb=transform.max_payload_mb,
             response_budget_bytes=transform.response_budget_bytes,
             cloudwatch_namespace=alarms.namespace if alarms.enabled else "",
+            transform_instance_count=transform.instance_count,
         )
         _check_consistency(ctx, fm, steps)
         api = _api(ctx)
@@ -330,7 +335,6 @@ class AppConfig:
             noncurrent_expiry_days=ctx.number("noncurrent_expiry_days", 1, 3650),
             log_retention_days=ctx.number("log_retention_days", 1, 3653),
             state_machine_timeout_hours=ctx.number("state_machine_timeout_hours", 1, 24 * 365),
-            distributed_map_publish=ctx.flag("distributed_map_publish"),
             fm=fm,
             knn=knn,
             transform=transform,

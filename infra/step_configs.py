@@ -1,8 +1,8 @@
 """Validate each step's `STEP_CONFIG` with the step's own config dataclass (one source of truth).
 
 The shared values (`topx:x`, the k-NN `index_metric`, the FM instance count as prepare's
-`min_shards`, the transform's `max_payload_mb` and `response_budget_bytes`, the quality metrics'
-CloudWatch namespace from `topx:alarms`; publish's `read_extra`, `related_x` and filters for
+`min_shards`, the transform's `max_payload_mb`, `response_budget_bytes` and `instance_count`, the
+quality metrics' CloudWatch namespace from `topx:alarms`; publish's `read_extra`, `related_x` and filters for
 repackage) are injected into the steps that use them, so they cannot disagree; a step section that
 sets one of them to another value is an error.
 """
@@ -62,6 +62,7 @@ _SHARED = {
     "min_shards": ("prepare",),
     "max_payload_mb": ("repackage",),
     "response_budget_bytes": ("repackage",),
+    "transform_instance_count": ("repackage",),
 }
 _SOURCES = {
     "x": "topx:x",
@@ -69,6 +70,7 @@ _SOURCES = {
     "min_shards": "topx:fm.instance_count",
     "max_payload_mb": "topx:transform.max_payload_mb",
     "response_budget_bytes": "topx:transform.response_budget_bytes",
+    "transform_instance_count": "topx:transform.instance_count",
     "cloudwatch_namespace": "topx:alarms.namespace",
 }
 
@@ -82,6 +84,7 @@ def validate_step_configs(
     max_payload_mb: int,
     response_budget_bytes: int,
     cloudwatch_namespace: str = "",
+    transform_instance_count: int = 1,
 ) -> StepConfigs:
     """Return the explicit config of every step; raise ConfigError naming the context key."""
     shared = {
@@ -91,6 +94,7 @@ def validate_step_configs(
         "max_payload_mb": max_payload_mb,
         "response_budget_bytes": response_budget_bytes,
         "cloudwatch_namespace": cloudwatch_namespace,
+        "transform_instance_count": transform_instance_count,
     }
     built: dict[str, Any] = {}
     for step, builder in _BUILDERS.items():

@@ -79,11 +79,11 @@ class StepFunctions(Construct):
     """`functions[name]` for name in guard, prepare, repackage, evaluate, publish, report."""
 
     HANDLERS: Mapping[str, str] = {
-        name: f"pipeline_steps.{name}.handler.handler"
-        for name in ("guard", "prepare", "repackage", "evaluate", "publish", "report")
-    }
-    # Only with `topx:distributed_map_publish`: one Map iteration per query part, then the flip.
-    FAN_OUT_HANDLERS: Mapping[str, str] = {
+        **{
+            name: f"pipeline_steps.{name}.handler.handler"
+            for name in ("guard", "prepare", "repackage", "evaluate", "publish", "report")
+        },
+        # The Distributed Map branch of the publish Choice: one iteration per part, then the flip.
         "publish_part": "pipeline_steps.publish.handler.part_handler",
         "publish_finalize": "pipeline_steps.publish.handler.finalize_handler",
     }
@@ -105,10 +105,7 @@ class StepFunctions(Construct):
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}  # each function's execution role
         self.log_groups: dict[str, logs.LogGroup] = {}
-        handlers = dict(self.HANDLERS)
-        if config.distributed_map_publish:
-            handlers |= self.FAN_OUT_HANDLERS
-        for name, handler in handlers.items():
+        for name, handler in self.HANDLERS.items():
             self._function(name, handler, step="publish" if name.startswith("publish") else name)
         self._allow_metrics("evaluate", config.steps.evaluate.cloudwatch_namespace)
         self._allow_metrics("report", config.steps.report.cloudwatch_namespace)

@@ -324,8 +324,9 @@ class Workflow(Construct):
     def _publish(
         self, functions: Mapping[str, lambda_.IFunction], payload: Mapping[str, str]
     ) -> sfn.IChainable:
-        if not self._config.distributed_map_publish:
-            return self._lambda("Publish", functions["publish"], payload, "$.publish")
+        """Choice at run time on repackage's user count (decision 0015): one `Publish` Lambda up to
+        `topx:publish.fan_out_above_users` users, a Distributed Map over the transform parts above."""
+        single = self._lambda("Publish", functions["publish"], payload, "$.publish")
         # One child execution per transform output part. The S3 listing is in key order, and the
         # parts are users-00000.rec.out, users-00001.rec.out, ...: the item index is the part number.
         fan_out = sfn.DistributedMap(
@@ -344,7 +345,14 @@ class Workflow(Construct):
         fan_out.item_processor(self._lambda("PublishPart", functions["publish_part"], None, "$", catch=False))
         fan_out.add_catch(self._notify, errors=["States.ALL"], result_path="$.error")
         finalize = self._lambda("PublishFinalize", functions["publish_finalize"], payload, "$.publish")
-        return fan_out.next(finalize)
+        fan_out.next(finalize)
+        threshold = self._config.steps.publish.fan_out_above_users
+        return (
+            sfn.Choice(self, "PublishFanOut")
+            .when(sfn.Condition.number_greater_than("$.repackage.n_users", threshold), fan_out)
+            .otherwise(single)
+            .afterwards()
+        )
 
 
 def stop_job_state(

@@ -118,6 +118,8 @@ class RepackageResult(_Payload):
     k: str
     sample_size: str
     queries_manifest_key: str
+    n_users: int  # the state machine's publish Choice (fan out above a user count)
+    n_parts: int  # transform input objects: user parts, then item-query parts
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -58,6 +58,7 @@ def iter_part_top_x(
     n_items: int,
     where: str,
     filters: Filters | None = None,
+    keep: np.ndarray | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(user index, item indices, scores) for every query line of one transform output part.
 
@@ -79,6 +80,7 @@ def iter_part_top_x(
         n_items=n_items,
         where=where,
         excluded=None if filters is None else filters.excluded,
+        keep=keep,
     )
 
 
@@ -118,35 +120,49 @@ def _iter_top(
     n_items: int,
     where: str,
     excluded: np.ndarray | None,
+    keep: np.ndarray | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    results = knn_output.iter_numbered_results(lines, metric)
+    """`keep`: bool mask over query indices; lines of other queries are counted, never parsed."""
     offset = 0
-    while True:
-        try:
-            lineno, labels, scores = next(results)
-        except StopIteration:
-            break
-        except knn_output.KnnOutputError as exc:
-            raise InputError(f"{where}: {exc}") from None
+    for lineno, line in enumerate(lines, 1):
+        if knn_output.is_blank(line):
+            continue
         if offset >= count:
             raise InputError(
                 f"{where} line {lineno}: more than the {count} result lines expected for this part"
             )
         q = first + offset
+        offset += 1
+        if keep is not None and not keep[q]:
+            continue
+        try:
+            labels, scores = knn_output.parse_result(lineno, line, metric)
+        except knn_output.KnnOutputError as exc:
+            raise InputError(f"{where}: {exc}") from None
         where_line = f"{where} line {lineno}"
         yield (
             q,
             *top_x(labels, scores, drop(q), x=x, n_items=n_items, where=where_line, excluded=excluded),
         )
-        offset += 1
     if offset != count:
         raise InputError(f"{where}: {offset} result lines, expected {count} (one per query)")
 
 
 def iter_run_part(
-    s3: Any, inputs: RunInputs, part: int, *, metric: str, x: int, filters: Filters | None = None
+    s3: Any,
+    inputs: RunInputs,
+    part: int,
+    *,
+    metric: str,
+    x: int,
+    filters: Filters | None = None,
+    keep: np.ndarray | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(user index, item indices, scores) best first, seen (and filtered) items dropped, one part."""
+    """(user index, item indices, scores) best first, seen (and filtered) items dropped, one part.
+
+    `keep` (bool per user): only these users' lines are parsed (evaluate's sample); the part is
+    still streamed line by line, so memory stays one line whatever the part's size.
+    """
     qp, key = inputs.queries.parts[part], inputs.out_keys[part]
     return iter_part_top_x(
         iter_lines(s3, inputs.bucket, key),
@@ -158,6 +174,7 @@ def iter_run_part(
         n_items=inputs.manifest.n_items,
         where=f"s3://{inputs.bucket}/{key}",
         filters=filters,
+        keep=keep,
     )
 
 

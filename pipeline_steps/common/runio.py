@@ -227,7 +227,11 @@ class RunInputs:
     related_out_keys: list[str] = field(default_factory=list)  # `.out` of each item-query part
 
 
-def load_inputs(s3: S3Client, bucket: str, event: dict | RunResultsEvent) -> RunInputs:
+def load_inputs(
+    s3: S3Client, bucket: str, event: dict | RunResultsEvent, *, with_ids: bool = True
+) -> RunInputs:
+    """The run's manifests, `.out` keys and `seen`; `with_ids` False leaves `users`/`items` empty
+    (evaluate works on indices: the ids are ~60 bytes each as Python strings, 0.6 GB at 10M users)."""
     ev = RunResultsEvent.parse(event)
     run_id = ev.run_id
     manifest = load_manifest(s3, bucket, ev.manifest_key)
@@ -248,8 +252,12 @@ def load_inputs(s3: S3Client, bucket: str, event: dict | RunResultsEvent) -> Run
         queries=queries,
         out_keys=out_keys,
         related_out_keys=related_out_keys,
-        users=load_id_list(s3, bucket, manifest.file_key("users"), expected=manifest.n_users),
-        items=load_id_list(s3, bucket, manifest.file_key("items"), expected=manifest.n_items),
+        users=load_id_list(s3, bucket, manifest.file_key("users"), expected=manifest.n_users)
+        if with_ids
+        else [],
+        items=load_id_list(s3, bucket, manifest.file_key("items"), expected=manifest.n_items)
+        if with_ids
+        else [],
         seen=load_csr(
             s3.get_object(Bucket=bucket, Key=seen_key)["Body"].read(),
             name=seen_key,

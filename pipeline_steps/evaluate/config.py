@@ -25,6 +25,10 @@ class EvaluateConfig:
     gate_metric: str = field(default="ndcg", metadata=one_of(*METRIC_NAMES))
     min_lift_vs_baseline: float | None = field(default=None, metadata=between(0.0))
     min_ratio_vs_published: float | None = field(default=None, metadata=between(0.0))
+    # Users scored: a fixed-seed uniform sample of the users with held-out items (0 = all of them);
+    # metrics.json gives each metric's 95% interval, the gate compares the point estimates.
+    max_users: int = field(default=100_000, metadata=between(0))
+    sample_seed: int = field(default=0, metadata=between(0))
     cloudwatch_namespace: str = ""  # non-empty = put the metrics to CloudWatch under this namespace
     cloudwatch_dimensions: dict[str, str] = field(default_factory=dict)
 

@@ -3,20 +3,32 @@
 Event: {"run_id", "manifest_key", "queries_manifest_key", "transform_output_s3_uri"}.
 Returns {"metrics_key", "passed": true, "model": {...}, "baseline": {...}} or raises GateFailedError
 (after writing the metrics JSON, so a failed run can be inspected).
+
+Bounded (decision 0015): the users scored are a uniform sample without replacement, fixed seed
+(`sample_seed`), of `max_users` of the users with held-out items (all of them when there are no
+more, or with `max_users` 0); model and baseline score the same users. Transform parts are streamed
+line by line and only the sampled users' lines are parsed; a part without a sampled user is not
+read. Every per-user metric gets a 95% interval (`ci95`, normal approximation, metrics.py); the
+gate compares the point estimates. A list the model leaves short (a user beyond the k rule's
+quantile, or a catalogue smaller than k) is topped up from the most popular unseen items, as
+publish tops it up, so the metrics score what readers get (`users_filled` counts them).
 """
 
 from __future__ import annotations
 
 import math
+import posixpath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline_steps.common import table
 from pipeline_steps.common.events import EvaluateResult, RunResultsEvent
+from pipeline_steps.common.filters import fill
 from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.common.ranking import iter_related_run_part, iter_run_part
 from pipeline_steps.common.runio import (
+    Csr,
     InputError,
     RunInputs,
     get_bytes,
@@ -28,7 +40,7 @@ from pipeline_steps.common.runio import (
 )
 from pipeline_steps.evaluate import gate
 from pipeline_steps.evaluate.config import EvaluateConfig
-from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_metrics
+from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_accumulator, popular_order
 
 if TYPE_CHECKING:  # stubs are dev-only: never imported at run time
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -43,12 +55,58 @@ def metrics_key(run_id: str) -> str:
     return RunLayout(run_id).metrics
 
 
-def model_metrics(s3: S3Client, inputs: RunInputs, holdout: Any, config: EvaluateConfig) -> tuple[dict, int]:
+def output_bytes(s3: S3Client, inputs: RunInputs) -> dict[str, float]:
+    """Bytes of the users' transform outputs (one listing): what the k rule bounds per user."""
+    wanted = set(inputs.out_keys)
+    total = 0
+    for prefix in sorted({posixpath.dirname(k) + "/" for k in wanted}):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=inputs.bucket, Prefix=prefix):
+            total += sum(o["Size"] for o in page.get("Contents", []) if o["Key"] in wanted)
+    n_users = inputs.manifest.n_users
+    return {
+        "k": inputs.queries.k,
+        "user_output_bytes": total,
+        "bytes_per_user": round(total / n_users, 1) if n_users else 0.0,
+    }
+
+
+def sample_users(holdout: Csr, config: EvaluateConfig) -> np.ndarray | None:
+    """Sorted user indices to score, or None: every user (the sample would hold them all)."""
+    eligible = np.flatnonzero(holdout.row_lengths() > 0)
+    if not config.max_users or eligible.size <= config.max_users:
+        return None
+    rng = np.random.default_rng(config.sample_seed)
+    return np.sort(rng.choice(eligible, size=config.max_users, replace=False))
+
+
+def model_metrics(
+    s3: S3Client,
+    inputs: RunInputs,
+    holdout: Csr,
+    config: EvaluateConfig,
+    *,
+    popularity: np.ndarray,
+    users: np.ndarray | None = None,
+) -> tuple[MetricAccumulator, int]:
+    """-> (accumulator over the scored users, users whose list was topped up from popularity)."""
     acc = MetricAccumulator(x=config.x, n_items=inputs.manifest.n_items)
-    for part in range(len(inputs.queries.parts)):
-        for u, items, _ in iter_run_part(s3, inputs, part, metric=config.index_metric, x=config.x):
+    order = popular_order(popularity)
+    keep = None
+    if users is not None:
+        keep = np.zeros(inputs.manifest.n_users, dtype=bool)
+        keep[users] = True
+    n_filled = 0
+    for part, qp in enumerate(inputs.queries.parts):
+        if keep is not None and not keep[qp.first_user : qp.first_user + qp.n_users].any():
+            continue
+        rows = iter_run_part(s3, inputs, part, metric=config.index_metric, x=config.x, keep=keep)
+        for u, items, _ in rows:
+            extra = fill(items, config.x, order, inputs.seen.row(u))
+            if extra.size:
+                items = np.concatenate([items, extra])
+                n_filled += 1
             acc.add(items, holdout.row(u))
-    return acc.result(), acc.n_users
+    return acc, n_filled
 
 
 def related_metrics(s3: Any, inputs: RunInputs, config: EvaluateConfig) -> dict[str, Any] | None:
@@ -133,15 +191,17 @@ def evaluate_run(
     table_name: str | None = None,
     cloudwatch: CloudWatchClient | None = None,
 ) -> dict:
-    inputs = load_inputs(s3, bucket, event)
+    inputs = load_inputs(s3, bucket, event, with_ids=False)  # indices only: no id strings held
     m = inputs.manifest
     holdout_key = m.file_key("holdout")
     holdout = load_csr(
         get_bytes(s3, bucket, holdout_key), name=holdout_key, n_users=m.n_users, n_items=m.n_items
     )
     popularity = load_popularity(s3, bucket, m.file_key("popularity"), n_items=m.n_items)
-    model, n_eval = model_metrics(s3, inputs, holdout, config)
-    baseline, _ = baseline_metrics(popularity, inputs.seen, holdout, x=config.x)
+    users = sample_users(holdout, config)
+    model_acc, n_filled = model_metrics(s3, inputs, holdout, config, popularity=popularity, users=users)
+    baseline_acc = baseline_accumulator(popularity, inputs.seen, holdout, x=config.x, users=users)
+    model, baseline, n_eval = model_acc.result(), baseline_acc.result(), model_acc.n_users
     published, published_run = published_metrics(s3, dynamodb, table_name, bucket, inputs.run_id)
     checks = gate.check(config, model, baseline, published, published_run)
     passed = all(c["passed"] for c in checks)
@@ -154,7 +214,20 @@ def evaluate_run(
         "index_metric": config.index_metric,
         "n_users": m.n_users,
         "n_items": m.n_items,
-        "n_eval_users": n_eval,  # users with at least one held-out interaction
+        "n_eval_users": n_eval,  # users scored: with at least one held-out interaction, sampled
+        "sample": {
+            "max_users": config.max_users,
+            "seed": config.sample_seed,
+            "n_eligible": int(np.count_nonzero(holdout.row_lengths() > 0)),
+            "sampled": users is not None,
+        },
+        "ci95": {
+            "method": "normal approximation over per-user values: mean ± 1.96 s/√n",
+            "model": model_acc.intervals(),
+            "baseline": baseline_acc.intervals(),
+        },
+        "users_filled": n_filled,  # lists topped up from the most popular unseen items
+        "transform_output": output_bytes(s3, inputs),
         "model": _json_safe(model),
         "baseline": _json_safe(baseline),
         "lift_vs_baseline": lift,

@@ -3,6 +3,11 @@
 precision = hits / x; recall = hits / |holdout|; NDCG with log2 discounts, ideal = min(|holdout|, x)
 hits at the top; MAP = mean over users of sum(precision@i at each hit i) / min(|holdout|, x);
 hit rate = share of users with >= 1 hit; coverage = distinct recommended items / n_items over all users.
+
+`intervals()`: the 95% interval of each per-user mean by the normal approximation, mean ± 1.96 s/√n
+(s the sample standard deviation of the per-user values, no finite-population correction: the
+interval speaks of users like these, not only of this run's). Coverage is not a per-user mean and
+gets none.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import numpy as np
 from pipeline_steps.common.runio import Csr
 
 METRIC_NAMES = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
+PER_USER = METRIC_NAMES[:-1]
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 
 
 class MetricAccumulator:
@@ -19,7 +26,8 @@ class MetricAccumulator:
         self.x, self.n_items = x, n_items
         self._discount = 1.0 / np.log2(np.arange(2, x + 2))
         self._ideal = np.cumsum(self._discount)
-        self._sums = dict.fromkeys(("precision", "recall", "ndcg", "map", "hit_rate"), 0.0)
+        self._sums = dict.fromkeys(PER_USER, 0.0)
+        self._squares = dict.fromkeys(PER_USER, 0.0)
         self.n_users = 0
         self._covered = np.zeros(n_items, dtype=bool)
 
@@ -32,15 +40,35 @@ class MetricAccumulator:
         hit = np.isin(rec, relevant)
         hits = int(hit.sum())
         n_ideal = min(relevant.size, self.x)
-        s = self._sums
-        s["precision"] += hits / self.x
-        s["recall"] += hits / relevant.size
-        s["ndcg"] += float(self._discount[: rec.size][hit].sum()) / float(self._ideal[n_ideal - 1])
+        values = {
+            "precision": hits / self.x,
+            "recall": hits / relevant.size,
+            "ndcg": float(self._discount[: rec.size][hit].sum()) / float(self._ideal[n_ideal - 1]),
+            "map": 0.0,
+            "hit_rate": 1.0 if hits else 0.0,
+        }
         if hits:
             ranks = np.flatnonzero(hit) + 1
-            s["map"] += float((np.arange(1, hits + 1) / ranks).sum()) / n_ideal
-            s["hit_rate"] += 1.0
+            values["map"] = float((np.arange(1, hits + 1) / ranks).sum()) / n_ideal
+        for name, value in values.items():
+            self._sums[name] += value
+            self._squares[name] += value * value
         self.n_users += 1
+
+    def intervals(self) -> dict[str, list[float] | None]:
+        """[low, high] of each per-user metric (module docstring); None below two users."""
+        out: dict[str, list[float] | None] = {}
+        n = self.n_users
+        for name in PER_USER:
+            if n < 2:
+                out[name] = None
+                continue
+            mean = self._sums[name] / n
+            var = max(self._squares[name] - n * mean * mean, 0.0) / (n - 1)
+            half = Z95 * (var / n) ** 0.5
+            out[name] = [mean - half, mean + half]
+        out["coverage"] = None
+        return out
 
     def result(self) -> dict[str, float]:
         out = {k: (v / self.n_users if self.n_users else float("nan")) for k, v in self._sums.items()}
@@ -62,10 +90,18 @@ def popular_top_x(order: np.ndarray, seen_row: np.ndarray, x: int) -> np.ndarray
 
 
 def baseline_metrics(
-    popularity: np.ndarray, seen: Csr, holdout: Csr, *, x: int
+    popularity: np.ndarray, seen: Csr, holdout: Csr, *, x: int, users: np.ndarray | None = None
 ) -> tuple[dict[str, float], int]:
+    acc = baseline_accumulator(popularity, seen, holdout, x=x, users=users)
+    return acc.result(), acc.n_users
+
+
+def baseline_accumulator(
+    popularity: np.ndarray, seen: Csr, holdout: Csr, *, x: int, users: np.ndarray | None = None
+) -> MetricAccumulator:
+    """Most-popular unseen top x of every user (or of `users`, evaluate's sample)."""
     acc = MetricAccumulator(x=x, n_items=popularity.size)
     order = popular_order(popularity)
-    for u in range(seen.indptr.size - 1):
-        acc.add(popular_top_x(order, seen.row(u), x), holdout.row(u))
-    return acc.result(), acc.n_users
+    for u in range(seen.indptr.size - 1) if users is None else users:
+        acc.add(popular_top_x(order, seen.row(int(u)), x), holdout.row(int(u)))
+    return acc

@@ -20,8 +20,10 @@ __all__ = [
     "METRICS",
     "KnnOutputError",
     "best_first",
+    "is_blank",
     "iter_numbered_results",
     "iter_results",
+    "parse_result",
     "read_results",
 ]
 
@@ -95,13 +97,23 @@ def iter_numbered_results(
 
     Line numbers are 1-based and count the blank lines too (they point into the file).
     """
-    descending = _metric(metric) != "L2"
+    _metric(metric)
     for lineno, line in enumerate(_lines(lines), 1):
         if _is_blank(line):
             continue
-        labels, scores = _parse(lineno, line)
-        order = np.argsort(-scores if descending else scores, kind="stable")
-        yield lineno, labels[order], scores[order]
+        yield (lineno, *parse_result(lineno, line, metric))
+
+
+def is_blank(line: str | bytes) -> bool:
+    """A line that is never a result (see ``iter_results``): callers that skip lines unparsed."""
+    return _is_blank(line)
+
+
+def parse_result(lineno: int, line: str | bytes, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """One non-blank verbose line -> ``(item_labels int64, scores float64)`` best first."""
+    labels, scores = _parse(lineno, line)
+    order = np.argsort(scores if _metric(metric) == "L2" else -scores, kind="stable")
+    return labels[order], scores[order]
 
 
 def iter_results(

@@ -27,6 +27,9 @@ class PublishConfig(FilterConfig):
     max_seconds: float = 600.0  # bound on the DynamoDB writes of one invocation (> 0)
     base_backoff_seconds: float = field(default=0.05, metadata=between(0.0))
     max_backoff_seconds: float = field(default=5.0, metadata=between(0.0))
+    # The state machine publishes with one Lambda up to this many users and with a Distributed Map
+    # over the transform parts above it (infra/workflow.py, decision 0015); 0 = always fan out
+    fan_out_above_users: int = field(default=200_000, metadata=between(0))
     fallback_size: int = field(
         default=0, metadata=between(0, MAX_X)
     )  # items in the popularity fallback; 0 = x + read_extra

@@ -22,10 +22,16 @@ class RepackageConfig(FilterConfig):
     read_extra: int = field(default=10, metadata=between(0, MAX_X))  # stored beyond x (read-time filters)
     related_x: int = field(default=10, metadata=between(0, MAX_X))  # related items per item; 0 = off
     max_k: int = 1000  # cap on neighbours per query (transform output size grows with k); >= x
+    # k covers this quantile of the users' need x + read_extra + dropped(u) (1.0 = the heaviest user);
+    # users beyond it are topped up from the filtered popularity order by publish (decision 0015)
+    k_quantile: float = field(default=0.99, metadata=between(0.5, 1.0))
     # upper cap on users per query part (= per transform request)
     users_per_shard: int = field(default=100_000, metadata=between(1))
     # Injected from `topx:transform` (infra/step_configs.py): the part size follows from them (sizing.py).
     max_payload_mb: int = field(default=6, metadata=between(1, sizing.MAX_PAYLOAD_MB))
+    # `topx:transform.instance_count`: SageMaker maps whole S3 objects to transform instances, so
+    # repackage cuts at least this many user parts (when there are as many users)
+    transform_instance_count: int = field(default=1, metadata=between(1, 100))
     # at most the container's response limit
     response_budget_bytes: int = field(
         default=sizing.DEFAULT_RESPONSE_BUDGET, metadata=between(1, sizing.MAX_RESPONSE_BUDGET)

@@ -6,11 +6,14 @@ inner product is ranking them by FM score. Users are one-hot columns [0, n_users
 
 k rule: L = x + read_extra is the list length publish stores; d(u) = |seen(u) ∪ excluded(u) ∪ G|
 is what publish drops for user u (seen items, the user's own exclusions, G = the items the business
-filters remove for everyone; d(u) = |seen(u)| without filters). k = min(max(L + max_u d(u),
-related_x + 1 + |G|), n_items, max_k): with k >= L + d(u) a user always keeps L items after
-filtering, and every item keeps related_x related items after dropping itself and G. The `max_k`
-cap bounds the transform output; a user with d(u) > k - L may be left with fewer (counted as
-`users_over_cap` here; publish fills such lists from the filtered popularity order and flags them).
+filters remove for everyone; d(u) = |seen(u)| without filters). k = min(max(Q_q(L + d(u)),
+related_x + 1 + |G|), n_items, max_k), Q_q the `k_quantile` q of the users' need (the smallest
+need covering at least that share of the users, numpy's "inverted_cdf"; q = 1: the heaviest user's):
+a user with L + d(u) <= k always keeps L items after filtering, and every item keeps related_x
+related items after dropping itself and G. k, so the transform output per user, no longer grows
+with the heaviest user (decision 0015). A user with d(u) > k - L may be left with fewer (counted as
+`users_over_cap` here; publish fills such lists from the filtered popularity order and flags them,
+and evaluate scores the same filled lists).
 
 Related items (decision 0012): every item's query [V_i, 0] goes to the same index of [V_j, w_j]:
 the inner product is <V_i, V_j>, the FM's interaction between the two items. The item queries are
@@ -48,11 +51,15 @@ from pipeline_steps.common.runio import (
     s3_uri,
 )
 from pipeline_steps.formats.fm_model import read_fm_model
+from pipeline_steps.formats.fm_stream import FMMeta, FMRows, StreamUnsupportedError, iter_fm_model
 from pipeline_steps.formats.recordio import encode_dense
 from pipeline_steps.repackage.config import RepackageConfig
 
 if TYPE_CHECKING:  # stubs are dev-only: never imported at run time
     from mypy_boto3_s3 import S3Client
+
+
+STREAM_CHUNK_ROWS = 16_384  # V rows per block read from the artifact (4 MB at 64 factors)
 
 
 class FeatureDimMismatchError(InputError):
@@ -82,15 +89,38 @@ def part_size(config: RepackageConfig, *, k: int, feature_dim: int, where: str) 
     return size
 
 
+def users_per_part(config: RepackageConfig, size: sizing.PartSize, n_users: int) -> int:
+    """R from the sizing, lowered so the users make at least `transform_instance_count` parts.
+
+    Batch transform "partitions the Amazon S3 objects in the input by key and maps Amazon S3
+    objects to instances"; with one input file "only one instance processes the input file"
+    (https://docs.aws.amazon.com/sagemaker/latest/dg/batch-transform.html): fewer parts than
+    instances leave instances idle.
+    """
+    per_instance = -(-n_users // config.transform_instance_count)  # ceil
+    return max(1, min(size.users, per_instance))
+
+
 def part_bounds(n_users: int, users_per_part: int) -> list[tuple[int, int]]:
     """[start, stop) of every part, in user order."""
     return [(s, min(s + users_per_part, n_users)) for s in range(0, n_users, users_per_part)]
 
 
-def choose_k(seen_counts: np.ndarray, *, x: int, n_items: int, max_k: int, min_k: int = 1) -> tuple[int, int]:
-    """-> (k, number of users whose dropped items exceed k - x); `min_k`: the item queries' need."""
-    max_seen = int(seen_counts.max()) if seen_counts.size else 0
-    k = max(1, min(max(x + max_seen, min_k), n_items, max_k))
+def choose_k(
+    seen_counts: np.ndarray, *, x: int, n_items: int, max_k: int, min_k: int = 1, quantile: float = 1.0
+) -> tuple[int, int]:
+    """-> (k, number of users whose dropped items exceed k - x); `min_k`: the item queries' need.
+
+    `quantile` q: k covers the need x + d(u) of at least a share q of the users (1.0: all of them).
+    """
+    need = 0
+    if seen_counts.size:
+        need = (
+            int(np.quantile(seen_counts, quantile, method="inverted_cdf"))
+            if quantile < 1.0
+            else int(seen_counts.max())
+        )
+    k = max(1, min(max(x + need, min_k), n_items, max_k))
     return k, int(np.count_nonzero(seen_counts > k - x))
 
 
@@ -147,13 +177,98 @@ def write_parts(
     return parts
 
 
+class StreamedQueries:
+    """Repackage's state while the FM parameters stream by: V rows -> user query parts as they fill.
+
+    Held: one query part (at most R users x (f + 1) float32, within the transform payload), every
+    item's V row (n_items x f x 4 bytes: the k-NN index is one object) and, at the end, the linear
+    weights (4 bytes per user and item); never more than one part of the users' V rows.
+    """
+
+    def __init__(
+        self, s3: S3Client, bucket: str, manifest: Manifest, config: RepackageConfig, *, k: int, run_id: str
+    ):
+        self.s3, self.bucket, self.manifest, self.config = s3, bucket, manifest, config
+        self.k, self.run_id, self.layout = k, run_id, RunLayout(run_id)
+        self.parts: list[dict] = []
+        self.size: sizing.PartSize | None = None
+        self.buffer = np.zeros((0, 1), dtype=np.float32)
+        self.filled = self.width = 0
+        self.item_rows = np.zeros((manifest.n_items, 0), dtype=np.float32)
+
+    def _start(self, factors: int) -> None:
+        m = self.manifest
+        self.size = part_size(self.config, k=self.k, feature_dim=factors + 1, where=f"run {self.run_id}")
+        per_part = users_per_part(self.config, self.size, m.n_users)
+        self.buffer = np.ones((min(per_part, m.n_users), factors + 1), dtype=np.float32)
+        self.width = sizing.part_key_width(len(part_bounds(m.n_users, per_part)))
+        self.item_rows = np.empty((m.n_items, factors), dtype=np.float32)
+
+    def add(self, start: int, rows: np.ndarray) -> None:
+        """Consecutive rows of V (users first, then items), from row `start`."""
+        if self.size is None:
+            self._start(rows.shape[1])
+        n_users = self.manifest.n_users
+        n_user_rows = min(rows.shape[0], max(0, n_users - start))
+        pos = 0
+        while pos < n_user_rows:
+            take = min(n_user_rows - pos, self.buffer.shape[0] - self.filled)
+            self.buffer[self.filled : self.filled + take, :-1] = rows[pos : pos + take]
+            self.filled, pos = self.filled + take, pos + take
+            if self.filled == self.buffer.shape[0]:
+                self.flush()
+        if n_user_rows < rows.shape[0]:
+            first = start + n_user_rows - n_users
+            self.item_rows[first : first + rows.shape[0] - n_user_rows] = rows[n_user_rows:]
+
+    def flush(self) -> None:
+        if not self.filled:
+            return
+        first = self.parts[-1]["first_user"] + self.parts[-1]["n_users"] if self.parts else 0
+        key = self.layout.query_part(len(self.parts), self.width)
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=encode_dense(self.buffer[: self.filled]))
+        self.parts.append({"key": key, "first_user": first, "n_users": self.filled})
+        self.filled = 0
+
+
+def check_feature_dim(feature_dim: int, manifest: Manifest) -> None:
+    if feature_dim != manifest.feature_dim:
+        raise FeatureDimMismatchError(
+            f"FM model has feature_dim {feature_dim} but {manifest.key} says feature_dim "
+            f"{manifest.feature_dim} = {manifest.n_users} users + {manifest.n_items} items: the model was "
+            "trained on another run's data"
+        )
+
+
+def stream_model(s3: S3Client, bucket: str, key: str, out: StreamedQueries) -> tuple[np.ndarray, np.ndarray]:
+    """Stream the FM artifact into `out` (user parts written as they fill); -> (items, labels)."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    except s3.exceptions.NoSuchKey:
+        raise InputError(f"s3://{bucket}/{key}: object does not exist") from None
+    w = np.zeros(0, dtype=np.float32)
+    for event in iter_fm_model(body, chunk_rows=STREAM_CHUNK_ROWS):
+        if isinstance(event, FMMeta):
+            check_feature_dim(event.feature_dim, out.manifest)
+        elif isinstance(event, FMRows):
+            out.add(event.start, event.rows)
+        else:
+            w = event.w
+    out.flush()
+    n_users = out.manifest.n_users
+    items = np.hstack([out.item_rows, w[n_users:, None]])
+    return items, np.arange(1, out.manifest.n_items + 1, dtype=np.float32)
+
+
 def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config: RepackageConfig) -> dict:
     ev = RepackageEvent.parse(event)
     run_id = ev.run_id
     manifest = load_manifest(s3, bucket, ev.manifest_key)
     model_bucket, model_key = parse_s3_uri(ev.model_s3_uri, field="model_s3_uri")
-    model = read_fm_model(get_bytes(s3, model_bucket, model_key))
-    items, labels, users = knn_vectors(model, manifest)
+    if manifest.n_items > 2**24:
+        raise InputError(
+            f"{manifest.key}: {manifest.n_items} items exceed 2^24: float32 labels would collide"
+        )
 
     seen_key = manifest.file_key("seen")
     seen = load_csr(
@@ -164,15 +279,33 @@ def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config
     stored = config.x + config.read_extra
     n_excluded = int(filters.excluded.sum())
     related_k = config.related_x + 1 + n_excluded if config.related_x else 1
-    k, over_cap = choose_k(dropped, x=stored, n_items=manifest.n_items, max_k=config.max_k, min_k=related_k)
+    k, over_cap = choose_k(
+        dropped,
+        x=stored,
+        n_items=manifest.n_items,
+        max_k=config.max_k,
+        min_k=related_k,
+        quantile=config.k_quantile,
+    )
+    del seen
 
+    layout = RunLayout(run_id)
+    streamed = StreamedQueries(s3, bucket, manifest, config, k=k, run_id=run_id)
+    try:
+        items, labels = stream_model(s3, model_bucket, model_key, streamed)
+        parts = streamed.parts
+    except StreamUnsupportedError:  # an artifact the stream cannot follow: read it whole
+        model = read_fm_model(get_bytes(s3, model_bucket, model_key))
+        items, labels, users = knn_vectors(model, manifest)
+        size = part_size(config, k=k, feature_dim=items.shape[1], where=f"run {run_id}")
+        per_part = users_per_part(config, size, manifest.n_users)
+        parts = write_parts(s3, bucket, users, per_part, layout.query_part, "first_user")
+        del users
     feature_dim = items.shape[1]
     size = part_size(config, k=k, feature_dim=feature_dim, where=f"run {run_id}")
 
-    layout = RunLayout(run_id)
     train_key = layout.knn_train_items
     s3.put_object(Bucket=bucket, Key=train_key, Body=encode_dense(items, labels))
-    parts = write_parts(s3, bucket, users, size.users, layout.query_part, "first_user")
     related_parts = (
         write_parts(s3, bucket, related_queries(items), size.users, layout.related_part, "first_item")
         if config.related_x
@@ -191,6 +324,8 @@ def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config
             "n_users": manifest.n_users,
             "feature_dim": feature_dim,
             "users_over_cap": over_cap,
+            "k_quantile": config.k_quantile,
+            "k_all_users": min(stored + int(dropped.max()) if dropped.size else stored, manifest.n_items),
             "sizing": size.as_dict(),
             "related_parts": related_parts,
             "related_x": config.related_x,
@@ -207,4 +342,6 @@ def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config
         k=str(k),
         sample_size=str(manifest.n_items),
         queries_manifest_key=queries_manifest_key,
+        n_users=manifest.n_users,
+        n_parts=len(parts) + len(related_parts),
     ).to_json()

@@ -51,6 +51,7 @@ def test_shared_context_values_equal_the_dataclass_defaults() -> None:
     transform = CONTEXT["topx:transform"]
     assert RepackageConfig().max_payload_mb == transform["max_payload_mb"]
     assert RepackageConfig().response_budget_bytes == transform["response_budget_bytes"]
+    assert RepackageConfig().transform_instance_count == transform["instance_count"]
     assert transform["response_budget_bytes"] == sizing.DEFAULT_RESPONSE_BUDGET
     assert PrepareConfig().min_shards == CONTEXT["topx:fm"]["instance_count"]
 

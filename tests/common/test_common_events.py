@@ -75,6 +75,8 @@ def test_result_keys_are_the_contract() -> None:
         "k",
         "sample_size",
         "queries_manifest_key",
+        "n_users",
+        "n_parts",
     ]
     assert keys(events.EvaluateResult) == ["metrics_key", "passed", "model", "baseline"]
     assert keys(events.PublishResult) == ["run_id", "users_written", "pointer"]

@@ -193,3 +193,85 @@ def test_related_lists_get_generic_checks_length_and_coverage(s3):
 def test_no_related_section_without_item_queries(s3):
     evaluate_run(s3=s3, bucket=BUCKET, event=setup_run(s3), config=cfg())
     assert "related" not in metrics_doc(s3)
+
+
+def sampled_run(s3, n_users: int = 40):
+    """n_users users, 6 items; user u's held-out item is ranked first when u is even, missed when odd."""
+    put_prepared(
+        s3,
+        BUCKET,
+        "r1",
+        users=[f"u{u}" for u in range(n_users)],
+        items=[f"i{j}" for j in range(6)],
+        seen=[[0]] * n_users,
+        holdout=[[4]] * n_users,
+    )
+    put_queries_manifest(s3, BUCKET, "r1", part_sizes=[10] * (n_users // 10), k=3, n_items=6)
+    hit, miss = [5.0, 2.0, 3.0], [2.0, 3.0, 4.0]  # ordinal 5 = item 4
+    for part in range(n_users // 10):
+        labels = np.array([hit if (part * 10 + r) % 2 == 0 else miss for r in range(10)])
+        put_transform_output(s3, BUCKET, "r1", part, labels, np.array([[3.0, 2.0, 1.0]] * 10))
+    return event(BUCKET, "r1")
+
+
+def test_a_fixed_seed_sample_of_users_with_a_normal_interval(s3):
+    ev = sampled_run(s3)
+    whole = evaluate_run(s3=s3, bucket=BUCKET, event=ev, config=cfg(max_users=0))
+    assert whole["model"]["hit_rate"] == 0.5
+    doc = metrics_doc(s3)
+    assert doc["n_eval_users"] == 40 and doc["sample"]["sampled"] is False
+    # hit rate: 20 ones, 20 zeros: s² = 40/39 * 0.25; half width 1.96 * s / sqrt(40)
+    half = 1.959963984540054 * (0.25 * 40 / 39 / 40) ** 0.5
+    assert doc["ci95"]["model"]["hit_rate"] == pytest.approx([0.5 - half, 0.5 + half])
+    assert doc["ci95"]["model"]["coverage"] is None and doc["ci95"]["baseline"]["precision"] is not None
+
+    sample = evaluate_run(s3=s3, bucket=BUCKET, event=ev, config=cfg(max_users=12, sample_seed=3))
+    doc = metrics_doc(s3)
+    assert doc["n_eval_users"] == 12 and doc["sample"] == {
+        "max_users": 12,
+        "seed": 3,
+        "n_eligible": 40,
+        "sampled": True,
+    }
+    chosen = np.sort(np.random.default_rng(3).choice(40, size=12, replace=False))
+    assert sample["model"]["hit_rate"] == pytest.approx(np.mean(chosen % 2 == 0))
+    low, high = doc["ci95"]["model"]["hit_rate"]
+    assert low < sample["model"]["hit_rate"] < high
+    again = evaluate_run(s3=s3, bucket=BUCKET, event=ev, config=cfg(max_users=12, sample_seed=3))
+    assert again["model"] == sample["model"]  # fixed seed: the same users every time
+
+
+def test_the_sample_parses_only_its_users_lines_and_skips_parts_without_them(s3):
+    ev = sampled_run(s3)
+    chosen = np.sort(np.random.default_rng(3).choice(40, size=2, replace=False))
+    for part in range(4):  # garbage on every line of a user outside the sample
+        rows = [
+            (
+                b'{"distances":[3.0,2.0,1.0],"labels":[5.0,2.0,3.0]}'
+                if part * 10 + r in chosen
+                else b"not json"
+            )
+            for r in range(10)
+        ]
+        key = f"runs/r1/transform/users-{part:05d}.rec.out"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"\n".join(rows) + b"\n")
+    out = evaluate_run(s3=s3, bucket=BUCKET, event=ev, config=cfg(max_users=2, sample_seed=3))
+    assert out["model"]["hit_rate"] == 1.0 and metrics_doc(s3)["n_eval_users"] == 2
+    with pytest.raises(InputError, match="malformed JSON"):
+        evaluate_run(s3=s3, bucket=BUCKET, event=ev, config=cfg(max_users=0))
+
+
+def test_the_gate_compares_the_point_estimate_not_the_interval(s3):
+    ev = sampled_run(s3)
+    # hit rate 0.5 with an interval reaching above 0.6: a floor of 0.6 still fails
+    with pytest.raises(GateFailedError, match=r"min_hit_rate: hit_rate@2 = 0.5000 < 0.6000"):
+        evaluate_run(s3=s3, bucket=BUCKET, event=ev, config=cfg(max_users=0, min_hit_rate=0.6))
+    assert metrics_doc(s3)["ci95"]["model"]["hit_rate"][1] > 0.6
+
+
+def test_evaluate_never_reads_the_id_lists(s3):
+    """Evaluate works on indices: the users' and items' id strings (0.6 GB at 10M users) stay unread."""
+    ev = setup_run(s3)
+    for name in ("users", "items"):
+        s3.delete_object(Bucket=BUCKET, Key=f"runs/r1/prepared/{name}.json")
+    assert evaluate_run(s3=s3, bucket=BUCKET, event=ev, config=cfg())["model"]["precision"] == 0.5

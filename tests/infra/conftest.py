@@ -22,7 +22,7 @@ OPTIONS = {
     "topx:schedule": "off",
     "topx:notification_email": "ops@example.com",
     "topx:spot.enabled": "true",
-    "topx:distributed_map_publish": "true",
+    "topx:publish.fan_out_above_users": "0",
     "topx:alarms.namespace": "TopX",
     "topx:fm.hyperparameters.epochs": "7",
     "topx:fm.instance_count": "2",

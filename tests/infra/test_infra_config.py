@@ -242,3 +242,23 @@ def test_missing_key_points_at_cdk_json() -> None:
     context = {k: v for k, v in DEFAULTS.items() if k != "topx:fm"}
     with pytest.raises(ConfigError, match=r"topx:fm: missing \(defaults live in cdk.json\)"):
         AppConfig.from_context(context)
+
+
+def test_the_transform_instance_count_is_injected_into_repackage() -> None:
+    from infra.step_configs import validate_step_configs
+
+    sections = {name: {} for name in ("prepare", "repackage", "evaluate", "publish", "report")}
+    common = {"x": 10, "index_metric": "INNER_PRODUCT", "fm_instance_count": 1, "max_payload_mb": 6}
+    steps = validate_step_configs(
+        sections, **common, response_budget_bytes=5_242_880, transform_instance_count=4
+    )
+    assert steps.repackage.transform_instance_count == 4
+    with pytest.raises(
+        Exception, match=r"topx:repackage.transform_instance_count.*topx:transform.instance_count"
+    ):
+        validate_step_configs(
+            {**sections, "repackage": {"transform_instance_count": 2}},
+            **common,
+            response_budget_bytes=5_242_880,
+            transform_instance_count=4,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from aws_cdk.assertions import Match, Template
@@ -21,6 +22,8 @@ HANDLERS = {
     "pipeline_steps.evaluate.handler.handler",
     "pipeline_steps.publish.handler.handler",
     "pipeline_steps.report.handler.handler",
+    "pipeline_steps.publish.handler.part_handler",  # the Distributed Map branch of PublishFanOut
+    "pipeline_steps.publish.handler.finalize_handler",
 }
 
 # The `.sync` tasks and the state that stops their job when their TimeoutSeconds fires.
@@ -51,7 +54,7 @@ def test_definition_runs_the_steps_in_order_with_the_three_sync_jobs(asl: dict) 
         name = state.get("Next") or state.get("Default")
     assert order == [
         "Guard", "AnotherRunActive", "Prepare", "HasTestSet", "TrainFM", "Repackage", "TrainKNN",
-        "CreateModel", "Transform", "Evaluate", "Publish", "Report",
+        "CreateModel", "Transform", "Evaluate", "PublishFanOut", "Publish", "Report",
     ]  # fmt: skip
     assert name == "Published"
     resources_used = {s.get("Resource") for s in states.values()}
@@ -81,7 +84,7 @@ def test_every_task_catches_into_notify_then_fail_with_error_and_cause(asl: dict
         and n not in ("NotifyFailure", "Report", "NotifyReportFailure")  # after publish: no Fail
         and n not in STOP_STATES.values()
     }
-    assert len(tasks) == 10
+    assert len(tasks) == 12  # PublishParts and PublishFinalize: the fan-out branch
     for name, state in tasks.items():
         timeout = [
             {"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": STOP_STATES.get(name)}
@@ -305,6 +308,31 @@ def test_each_lambda_only_gets_its_prefixes_and_table_actions(pipeline: Template
     assert "states:ListExecutions" in guard and not any(a.startswith(("s3:", "dynamodb:")) for a in guard)
 
 
+def test_publish_chooses_the_distributed_map_above_the_user_count_at_run_time(asl: dict) -> None:
+    """Both branches are in every template; repackage's integer `n_users` picks one (decision 0015):
+    NumericGreaterThan needs a number (https://docs.aws.amazon.com/step-functions/latest/dg/state-choice.html)."""
+    states = asl["States"]
+    assert states["Evaluate"]["Next"] == "PublishFanOut"
+    choice = states["PublishFanOut"]
+    assert choice["Type"] == "Choice"
+    assert choice["Choices"] == [
+        {"Variable": "$.repackage.n_users", "NumericGreaterThan": 200000, "Next": "PublishParts"}
+    ]
+    assert choice["Default"] == "Publish"
+    assert states["PublishParts"]["Next"] == "PublishFinalize"
+    assert states["PublishFinalize"]["Next"] == states["Publish"]["Next"] == "Report"
+
+
+def test_the_replaced_fan_out_flag_is_an_error_naming_its_successor() -> None:
+    from infra.config import AppConfig
+    from infra.context import ConfigError
+
+    context = {**json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]}
+    context["topx:distributed_map_publish"] = True
+    with pytest.raises(ConfigError, match=r"replaced by 'topx:publish.fan_out_above_users'"):
+        AppConfig.from_context(context)
+
+
 def test_options_spot_fan_out_no_schedule_email(options_synth: Synth) -> None:
     template = options_synth.template("pipeline")
     asl = render_asl(template)
@@ -317,6 +345,7 @@ def test_options_spot_fan_out_no_schedule_email(options_synth: Synth) -> None:
     assert fan_out["ItemReader"]["Parameters"]["Prefix.$"] == "$.run.transform_output_prefix"
     assert fan_out["ItemSelector"]["part.$"] == "$$.Map.Item.Index"
     assert fan_out["Next"] == "PublishFinalize"
+    assert asl["States"]["PublishFanOut"]["Choices"][0]["NumericGreaterThan"] == 0  # -c override
     assert resources(template, "AWS::Events::Rule") == {}
     (subscription,) = resources(template, "AWS::SNS::Subscription").values()
     assert subscription["Properties"]["Endpoint"] == "ops@example.com"

@@ -1,4 +1,5 @@
-"""The Distributed Map publish (`topx:distributed_map_publish`) run end to end in the embedded AWS.
+"""The Distributed Map branch of the publish Choice (`topx:publish.fan_out_above_users` below the
+run's user count) run end to end in the embedded AWS, with a transform of three instances.
 
 Queries are cut into 100-user shards, so the transform writes three `.out` parts for the users and
 three for the item queries (300 items, related items), and publish fans out over all six (one
@@ -22,7 +23,9 @@ def test_publish_fans_out_over_every_transform_part(tmp_path, capsys):
         "-c",
         "topx:repackage.users_per_shard=100",
         "-c",
-        "topx:distributed_map_publish=true",
+        "topx:publish.fan_out_above_users=239",
+        "-c",
+        "topx:transform.instance_count=3",
     )
     doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
     # 240 users / 100 per shard + 300 item queries / 100: the transform wrote six parts ...

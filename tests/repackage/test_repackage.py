@@ -129,6 +129,8 @@ def test_returns_contract_strings_and_separate_keys(s3):
         "k": "4",  # x 1 + max seen 3, < n_items 5
         "sample_size": str(N_ITEMS),
         "queries_manifest_key": "runs/r1/knn/queries/manifest.json",
+        "n_users": N_USERS,  # an integer: the state machine's publish Choice compares it
+        "n_parts": 1,
     }
     listed = [
         o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/r1/knn/queries/users-")["Contents"]
@@ -307,3 +309,17 @@ def test_a_bad_filter_file_fails_before_anything_is_written(s3):
             s3=s3, bucket=BUCKET, event=event, config=cfg(filter_exclude_items_key="filters/unavailable.txt")
         )
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/r1/knn/")
+
+
+@pytest.mark.parametrize(
+    ("instances", "sizes"), [(1, [7]), (2, [4, 3]), (3, [3, 3, 1]), (7, [1] * 7), (9, [1] * 7)]
+)
+def test_at_least_one_user_part_per_transform_instance(s3, instances, sizes):
+    """Batch transform maps whole S3 objects to instances: fewer parts than instances idle some."""
+    rng = np.random.default_rng(6)
+    config = cfg(x=1, transform_instance_count=instances)
+    out = repackage(
+        s3=s3, bucket=BUCKET, event=setup(s3, rng, fm_model_bytes(random_model(rng))), config=config
+    )
+    qm = json.loads(s3.get_object(Bucket=BUCKET, Key=out["queries_manifest_key"])["Body"].read())
+    assert [p["n_users"] for p in qm["parts"]] == sizes and out["n_parts"] == len(sizes)
