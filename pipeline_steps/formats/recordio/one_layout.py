@@ -25,13 +25,13 @@ from .wire import (
     LABEL_TAG,
     LENGTH_MASK,
     MAP_KEY_BYTES,
-    SHAPE_TAG,
     TENSOR_TAG,
     U64,
     VALUES_TAG,
     float_bytes,
     header,
     padding,
+    shape_field,
     varint_bytes,
     varint_length,
     varint_lengths,
@@ -127,7 +127,7 @@ def encode_chunk(
         return None
     code, patterns, counts = found
     value_bytes = m * FLOAT_WIRE_DTYPE[kind].itemsize
-    shape = bytes([SHAPE_TAG]) + varint_bytes(varint_length(n_cols)) + varint_bytes(n_cols)
+    shape = shape_field(n_cols)
     label_head, label_bytes, label_items = b"", 0, None
     if labels is not None and label_kind is not None:
         label_bytes = FLOAT_WIRE_DTYPE[label_kind].itemsize

@@ -178,3 +178,8 @@ def decode_varints(b: np.ndarray) -> np.ndarray:
     starts = ends - counts + 1
     shift = ((np.arange(b.size) - np.repeat(starts, counts)) * 7).astype(U64)
     return np.add.reduceat((b & 0x7F).astype(U64) << shift, starts)
+
+
+def shape_field(n_cols: int) -> bytes:
+    """``shape = [n_cols]``: the last field of every sparse tensor."""
+    return bytes([SHAPE_TAG]) + varint_bytes(varint_length(n_cols)) + varint_bytes(n_cols)

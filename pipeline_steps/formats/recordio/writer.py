@@ -27,13 +27,13 @@ from .wire import (
     LENGTH_MASK,
     MAGIC_BYTES,
     MAP_KEY_BYTES,
-    SHAPE_TAG,
     TENSOR_TAG,
     U64,
     VALUES_TAG,
     float_bytes,
     int32_as_u64,
     resolve_type,
+    shape_field,
     varint_bytes,
     varint_length,
     varint_lengths,
@@ -240,11 +240,6 @@ def _feature_values(
         return m * size, lambda rows: rows.block(data)
     mask = np.repeat(valid, size, axis=1)
     return valid.sum(axis=1) * size, lambda rows: rows.block(data, mask)
-
-
-def shape_field(n_cols: int) -> bytes:
-    """``shape = [n_cols]``: the last field of every sparse tensor."""
-    return bytes([SHAPE_TAG]) + varint_bytes(varint_length(n_cols)) + varint_bytes(n_cols)
 
 
 # --------------------------------------------------------------------------------------------
