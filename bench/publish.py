@@ -19,9 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
-import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -32,6 +29,8 @@ import numpy as np
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
+from bench.support import moto_process
+from bench.support.moto_process import use_bench_credentials
 from pipeline_steps.common.config import config_from_dict
 from pipeline_steps.common.items import encode_items
 from pipeline_steps.publish import core
@@ -62,12 +61,6 @@ def serve(port: int, conn) -> None:
             server.stop()
             conn.send("stopped")
             return
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def synthetic(n_users: int, n_items: int, x: int, max_seen: int, seed: int):
@@ -105,23 +98,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    # Fake credentials for the local server only; never an AWS account.
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
-    )
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    os.environ.pop("AWS_PROFILE", None)
-
-    port = free_port()
-    # The server runs in its own process so that it and the publisher each get a core (one process
-    # would serialise both on the GIL and measure moto's CPU cost, not the publisher's).
-    ctx = multiprocessing.get_context("spawn")
-    conn, child_conn = ctx.Pipe()
-    server = ctx.Process(target=serve, args=(port, child_conn), daemon=True)
-    server.start()
-    if not conn.poll(60) or conn.recv() != "ready":
-        raise RuntimeError("the moto server did not start within 60 s")
-    endpoint = f"http://127.0.0.1:{port}"
+    use_bench_credentials()
+    # The server runs in its own process so that it and the publisher each get a core.
+    endpoint, conn, server = moto_process.start(serve)
     boto_cfg = Config(max_pool_connections=max(10, 2 * args.threads), retries={"mode": "standard"})
     s3 = boto3.client("s3", endpoint_url=endpoint)
     dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, config=boto_cfg)

@@ -23,9 +23,7 @@ import argparse
 import json
 import logging
 import math
-import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
+
+from bench.support import moto_process
+from bench.support.moto_process import use_bench_credentials
 
 BUCKET, TABLE = "bench-bucket", "bench-table"
 FACTORS, X, MAX_K = 32, 10, 40
@@ -47,12 +48,6 @@ def serve(port: int, conn) -> None:
     conn.send("ready")
     conn.recv()
     server.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clients(endpoint: str):
@@ -212,23 +207,12 @@ def main() -> int:
     parser.add_argument("--endpoint")
     parser.add_argument("--run")
     args = parser.parse_args()
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
-    )
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    os.environ.pop("AWS_PROFILE", None)
+    use_bench_credentials()
     if args.child:
         child(args.child, args.endpoint, args.run)
         return 0
 
-    port = free_port()
-    ctx = multiprocessing.get_context("spawn")
-    conn, child_conn = ctx.Pipe()
-    server = ctx.Process(target=serve, args=(port, child_conn), daemon=True)
-    server.start()
-    if not conn.poll(60) or conn.recv() != "ready":
-        raise RuntimeError("the moto server did not start within 60 s")
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint, conn, _server = moto_process.start(serve)
     s3, dynamodb = clients(endpoint)
     s3.create_bucket(Bucket=BUCKET)
     from tests.conftest import create_table
