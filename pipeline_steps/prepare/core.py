@@ -235,7 +235,10 @@ def _relational(
     """The SQL rules (query.py) on the parsed rows: (dense data, duplicates, filtered)."""
     sql, count = engine.sql, engine.count
     _need_ratings(config, train, "")
-    sql(f"CREATE TABLE latest AS {query.LATEST.format(source='parsed_train')}; DROP TABLE parsed_train")
+    for name, col in (("user_ids", "u"), ("item_ids", "i")):
+        sql(f"CREATE TABLE {name} AS {query.ID_ORDER.format(col=col, source='parsed_train')}")
+    sql(f"CREATE TABLE coded AS {query.CODED.format(source='parsed_train')}; DROP TABLE parsed_train")
+    sql(f"CREATE TABLE latest AS {query.LATEST.format(source='coded')}; DROP TABLE coded")
     deduped = count("latest")
     kept = engine.min_counts("latest", config.min_user_interactions, config.min_item_interactions)
     n_kept = count(kept)
@@ -246,41 +249,58 @@ def _relational(
         )
     test_info: dict = {}
     split = config.effective_split
-    train_src, held_src = kept, f"(SELECT * FROM {kept} WHERE false)"
+    columns = "u, i, coalesce(rating, CAST('nan' AS FLOAT)) AS r, seq"
+    held = {"u": np.empty(0, np.int32), "i": np.empty(0, np.int32), "r": np.empty(0, np.float32)}
     if split == "last_n":
         sql(f"CREATE TABLE split AS {query.LAST_N.format(source=kept, n=config.holdout_n)}")
-        train_src, held_src = "(SELECT * FROM split WHERE NOT held)", "(SELECT * FROM split WHERE held)"
-    elif split == "explicit":
+        tr = engine.numpy(f"SELECT {columns} FROM split WHERE NOT held")
+        held = engine.numpy(f"SELECT {columns} FROM split WHERE held")
+    else:
+        tr = engine.numpy(f"SELECT {columns} FROM {kept}")
+    if split == "explicit":
         assert test is not None
         _need_ratings(config, test, " in the test file(s)")
-        sql(f"CREATE TABLE test_latest AS {query.LATEST.format(source='parsed_test')}")
+        valid = "(SELECT * FROM parsed_test WHERE reason IS NULL)"
+        sql(f"CREATE TABLE test_latest AS {query.LATEST.format(source=valid)}")
         test_info["duplicates"] = test.rows_valid - count("test_latest")
+        coded = query.TEST_CODED.format(source="test_latest", kept=kept)
+        held = engine.numpy(f"SELECT {columns}, in_train FROM ({coded})")
         # A test pair also present in training can never be recommended (seen items are excluded).
-        in_train = f"EXISTS (SELECT 1 FROM {kept} k WHERE k.u = t.u AND k.i = t.i)"
-        test_info["in_train"] = int(engine.scalar(f"SELECT count(*) FROM test_latest t WHERE {in_train}"))
-        held_src = f"(SELECT * FROM test_latest t WHERE NOT {in_train})"
-    for name, col in (("user_ix", "u"), ("item_ix", "i")):
-        sql(f"CREATE TABLE {name} AS {query.ID_ORDER.format(col=col, source=train_src)}")
-    pairs = (
-        "SELECT du.ix AS u, di.ix AS i, coalesce(t.rating, CAST('nan' AS FLOAT)) AS r FROM {src} t "
-        "JOIN user_ix du ON t.u = du.id JOIN item_ix di ON t.i = di.id ORDER BY t.file_no, t.ord"
-    )
-    tr = engine.numpy(pairs.format(src=train_src))
-    ho = engine.numpy(pairs.format(src=held_src))
+        test_info["in_train"] = int(held["in_train"].sum())
+        held = {k: v[~held["in_train"]] for k, v in held.items()}
+    user_ids = engine.numpy("SELECT id FROM user_ids ORDER BY ix")["id"]
+    item_ids = engine.numpy("SELECT id FROM item_ids ORDER BY ix")["id"]
+    # Dense index = rank of the code among the codes with training rows (-1: none, held out only).
+    lut_u, user_ids = _ranks(tr["u"], user_ids)
+    lut_i, item_ids = _ranks(tr["i"], item_ids)
+    order = np.argsort(tr["seq"], kind="stable")  # training rows in input order
+    hu, hi = lut_u[held["u"]], lut_i[held["i"]]
+    scorable = (hu >= 0) & (hi >= 0)
     # Held-out rows of users/items without training rows cannot be scored: dropped and counted.
-    test_info["holdout_unscorable"] = count(held_src) - len(ho["u"])
+    test_info["holdout_unscorable"] = int((~scorable).sum())
+    hold_order = np.argsort(held["seq"][scorable], kind="stable") if "seq" in held else slice(None)
     dense = _Dense(
-        du=tr["u"],
-        di=tr["i"],
-        r=tr["r"],
-        hdu=ho["u"],
-        hdi=ho["i"],
-        hr=ho["r"],
-        user_ids=engine.numpy("SELECT id FROM user_ix ORDER BY ix")["id"].tolist(),
-        item_ids=engine.numpy("SELECT id FROM item_ix ORDER BY ix")["id"].tolist(),
+        du=lut_u[tr["u"]][order],
+        di=lut_i[tr["i"]][order],
+        r=tr["r"][order],
+        hdu=hu[scorable][hold_order],
+        hdi=hi[scorable][hold_order],
+        hr=held["r"][scorable][hold_order],
+        user_ids=user_ids,
+        item_ids=item_ids,
         test_info=test_info,
     )
     return dense, train.rows_valid - deduped, deduped - n_kept
+
+
+def _ranks(codes: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """(lookup code -> dense index, -1 at the end for unknown codes; the ids in dense order)."""
+    used = np.zeros(len(ids) + 1, dtype=bool)
+    used[codes] = True
+    used[-1] = False
+    lut = (np.cumsum(used, dtype=np.int64) - 1).astype(np.int32)
+    lut[~used] = -1
+    return lut, ids[used[:-1]].tolist()
 
 
 def _need_ratings(config: PrepareConfig, stats: Stats, where: str) -> None:

@@ -69,6 +69,7 @@ def connect(work_dir: str) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"threads": THREADS, "memory_limit": MEMORY_LIMIT})
     con.execute(f"SET temp_directory = {query.literal(os.path.join(work_dir, 'spill'))}")
     con.execute("SET TimeZone = 'UTC'")  # naive ISO timestamps are UTC
+    con.execute("SET enable_progress_bar = false")
     return con
 
 
@@ -93,8 +94,7 @@ class Engine:
     def load(self, files: list[LocalFile], table: str, channel: str) -> Stats:
         """All files of one channel into `table` (rows with their bad-row reason), and the report."""
         self.sql(
-            f"CREATE TABLE {table} (file_no INTEGER, ord BIGINT, u VARCHAR, i VARCHAR, "
-            "rating FLOAT, ts BIGINT, reason TINYINT)"
+            f"CREATE TABLE {table} (seq BIGINT, u VARCHAR, i VARCHAR, rating FLOAT, ts BIGINT, reason TINYINT)"
         )
         stats = Stats()
         layouts: dict[int, tuple[Layout, Counter]] = {}
@@ -139,8 +139,10 @@ class Engine:
             raise PrepareInputError(f"{f.key}: {str(exc).splitlines()[0]}") from None
         wrong = self._rejects(f, gz, rejects)
         self.sql(f"DROP TABLE {rejects}; DROP TABLE {rejects}_scan")
+        lo = file_no * query.FILE_STRIDE
         rows = self.sql(
-            f"SELECT count(*), count(*) FILTER (WHERE reason IS NULL) FROM {table} WHERE file_no = {file_no}"
+            f"SELECT count(*), count(*) FILTER (WHERE reason IS NULL) FROM {table} "
+            f"WHERE seq BETWEEN {lo} AND {lo + query.FILE_STRIDE - 1}"
         ).fetchone()
         read_rows, valid = int(rows[0]), int(rows[1])
         summary |= {"rows_read": read_rows + sum(wrong.values()), "rows_valid": valid, "wrong": wrong}
@@ -177,13 +179,14 @@ class Engine:
         if not stats.bad:
             return
         firsts = self.sql(
-            f"SELECT file_no, ord, reason FROM (SELECT file_no, ord, reason, row_number() OVER "
-            f"(PARTITION BY reason ORDER BY file_no, ord) AS k FROM {table} WHERE reason > 0) "
+            f"SELECT seq, reason FROM (SELECT seq, reason, row_number() OVER "
+            f"(PARTITION BY reason ORDER BY seq) AS k FROM {table} WHERE reason > 0) "
             f"WHERE k <= {MAX_EXAMPLES_PER_REASON}"
         ).fetchall()
         wanted: dict[int, dict[int, str]] = {}
-        for file_no, ord_, code in firsts:
-            wanted.setdefault(file_no, {})[int(ord_)] = query.REASONS[code + 1]
+        for seq, code in firsts:
+            file_no, ordinal = divmod(int(seq), query.FILE_STRIDE)
+            wanted.setdefault(file_no, {})[ordinal] = query.REASONS[code + 1]
         found: list[tuple[int, int, str]] = []
         for file_no in sorted(set(wanted) | {k for k, (_, c) in layouts.items() if c}):
             layout, wrong = layouts[file_no]

@@ -1,25 +1,28 @@
 """Prepare's relational core as SQL: the definition of what the step does to the rows, run by DuckDB.
 
-Read (`read_sql` + `PARSE`): each file is one `read_csv` with the layout found from its first lines
-(`layout.py`), every column as text; rows with a wrong number of fields are the reader's rejects.
-`PARSE` converts and validates: the first failing rule names the row's bad-row reason.
-Then, on the valid rows:
+1. `read_sql` + `PARSE`: each file is one `read_csv` with the layout found from its first lines
+   (`layout.py`), every column as text; rows with a wrong number of fields are the reader's
+   rejects. `PARSE` converts and validates: the first failing rule is the row's bad-row reason.
+   `seq` is the input order: files in key order, then records in file order.
+2. `ID_ORDER`: a code per distinct id of the valid rows, in the order of the dense indices:
+   all-integer ids (up to 38 digits) numerically, anything else by UTF-8 bytes (= code points).
+   `CODED` puts the codes in place of the strings, so the rules below sort integers.
+3. `LATEST`: one row per (user, item), the latest by timestamp, then the later row in input order.
+4. `MIN_COUNTS`: drop users and items below their minimum count; re-applied until nothing changes.
+5. `LAST_N`: per user with more than n rows, the last n by (timestamp, input order) are held out.
 
-1. `LATEST`: one row per (user, item), the latest by timestamp, then the later row in input order
-   (files in key order, then line order = `(file_no, ord)`).
-2. `MIN_COUNTS`: drop users and items below their minimum count; re-applied until nothing changes.
-3. `LAST_N`: per user with more than n rows, the last n by (timestamp, input order) are held out.
-4. `ID_ORDER`: dense indices over the ids with training rows; all-integer ids (up to 38 digits)
-   numerically, anything else by UTF-8 bytes (= code point order).
+The dense indices are then the ranks of the codes that have training rows (engine.py: a lookup
+array, as cheap in numpy as a join here).
 
-Dialect: the statements use the subset DuckDB and Spark SQL share (window functions, `CASE`,
-`TRY_CAST`, `regexp`), except where marked `-- duckdb:` with the Spark SQL form next to it.
+Dialect: what DuckDB and Spark SQL share (window functions, CASE, TRY_CAST, EXISTS), except where a
+`duckdb:` note gives the Spark SQL form.
 """
 
 from __future__ import annotations
 
 MAX_ID_BYTES = 1024  # an id becomes part of a DynamoDB key (common/table.py): longer = bad row
 TIMESTAMP_LIMIT = 2**62  # |epoch seconds|: differences of two timestamps fit in int64
+FILE_STRIDE = 10**12  # seq = file_no * FILE_STRIDE + record number within the file
 REASONS = (
     "missing field",
     "extra field",
@@ -29,23 +32,25 @@ REASONS = (
     "item id too long",
     "non-numeric rating",
     "bad timestamp",
-)
+)  # PARSE's reason k is REASONS[k + 1]; the first two are the reader's rejects
 
-# Unix seconds (integer or decimal) or ISO 8601 date/datetime (naive = UTC: the session time zone).
-# duckdb: strlen = bytes (Spark: octet_length); epoch(timestamptz) (Spark: unix_timestamp, which
-# drops the fraction as floor does here).
+# Unix seconds (integer, or decimal rounded down) or ISO 8601 date/datetime (naive = UTC: the
+# session time zone). duckdb: epoch(timestamptz) (Spark: unix_timestamp, also rounding down).
+_LIMIT = f"BETWEEN {1 - TIMESTAMP_LIMIT} AND {TIMESTAMP_LIMIT - 1}"
 TIMESTAMP = f"""CASE
-  WHEN regexp_full_match({{t}}, '\\s*[+-]?[0-9]+\\s*')
-    THEN CASE WHEN abs(TRY_CAST({{t}} AS HUGEINT)) < {TIMESTAMP_LIMIT} THEN TRY_CAST({{t}} AS BIGINT) END
+  WHEN NOT (contains({{t}}, '.') OR contains({{t}}, 'e') OR contains({{t}}, 'E'))
+    AND TRY_CAST({{t}} AS BIGINT) IS NOT NULL
+    THEN CASE WHEN TRY_CAST({{t}} AS BIGINT) {_LIMIT} THEN TRY_CAST({{t}} AS BIGINT) END
   WHEN abs(TRY_CAST({{t}} AS DOUBLE)) < {float(TIMESTAMP_LIMIT)}
     THEN CAST(floor(TRY_CAST({{t}} AS DOUBLE)) AS BIGINT)
   ELSE CAST(floor(epoch(TRY_CAST({{t}} AS TIMESTAMPTZ))) AS BIGINT)
 END"""
 RATING = "CASE WHEN isfinite(TRY_CAST({r} AS DOUBLE)) THEN CAST({r} AS FLOAT) END"
 
-# One file's rows with their bad-row reason (NULL = valid). {read} is `read_sql(...)`.
+# duckdb: strlen counts bytes (Spark: octet_length); WITH ORDINALITY numbers the records (Spark:
+# monotonically_increasing_id over an unsplit file). The header, if any, is the first record.
 PARSE = f"""
-SELECT file_no, ord, u, i, rating, ts,
+SELECT seq, u, i, rating, ts,
   CASE
     WHEN coalesce(u, '') = '' THEN 1
     WHEN strlen(u) > {MAX_ID_BYTES} THEN 2
@@ -55,16 +60,30 @@ SELECT file_no, ord, u, i, rating, ts,
     WHEN ts IS NULL THEN 6
   END AS reason
 FROM (
-  SELECT {{file_no}} AS file_no, ordinality - {{header}} AS ord, {{u}} AS u, {{i}} AS i,
-    {{rating}} AS rating, {{ts}} AS ts
+  SELECT CAST({{file_no}} AS BIGINT) * {FILE_STRIDE} + ordinality - {{header}} AS seq,
+    {{u}} AS u, {{i}} AS i, {{rating}} AS rating, {{ts}} AS ts
   FROM {{read}} WITH ORDINALITY
   WHERE ordinality > {{header}}
-)"""  # reason k = REASONS[k + 1]; the header line (if any) is the file's first record
+)"""
+
+# duckdb: HUGEINT (Spark: DECIMAL(38, 0)); regexp_full_match (Spark: RLIKE '^(...)$').
+ID_ORDER = """
+WITH ids AS (SELECT DISTINCT {col} AS id FROM {source} WHERE reason IS NULL),
+numeric AS (
+  SELECT coalesce(bool_and(regexp_full_match(id, '0|-?[1-9][0-9]{{0,36}}')), false) AS yes FROM ids
+)
+SELECT id, CAST(row_number() OVER (
+  ORDER BY CASE WHEN (SELECT yes FROM numeric) THEN CAST(id AS HUGEINT) END, id) - 1 AS INTEGER) AS ix
+FROM ids"""
+
+CODED = """
+SELECT du.ix AS u, di.ix AS i, rating, ts, seq
+FROM {source} t JOIN user_ids du ON t.u = du.id JOIN item_ids di ON t.i = di.id
+WHERE reason IS NULL"""
 
 LATEST = """
-SELECT file_no, ord, u, i, rating, ts FROM (
-  SELECT *, row_number() OVER (PARTITION BY u, i ORDER BY ts DESC, file_no DESC, ord DESC) AS k
-  FROM {source} WHERE reason IS NULL
+SELECT u, i, rating, ts, seq FROM (
+  SELECT *, row_number() OVER (PARTITION BY u, i ORDER BY ts DESC, seq DESC) AS k FROM {source}
 ) WHERE k = 1"""
 
 MIN_COUNTS = """
@@ -75,17 +94,15 @@ WHERE u IN (SELECT u FROM {source} GROUP BY u HAVING count(*) >= {min_user})
 LAST_N = """
 SELECT *, n > {n} AND from_end <= {n} AS held FROM (
   SELECT *, count(*) OVER (PARTITION BY u) AS n,
-    row_number() OVER (PARTITION BY u ORDER BY ts DESC, file_no DESC, ord DESC) AS from_end
+    row_number() OVER (PARTITION BY u ORDER BY ts DESC, seq DESC) AS from_end
   FROM {source}
 )"""
 
-# duckdb: HUGEINT (Spark: DECIMAL(38, 0)); regexp_full_match (Spark: RLIKE '^...$').
-ID_ORDER = """
-WITH ids AS (SELECT DISTINCT {col} AS id FROM {source}),
-numeric AS (SELECT coalesce(bool_and(regexp_full_match(id, '0|-?[1-9][0-9]{{0,36}}')), false) AS yes FROM ids)
-SELECT id, CAST(row_number() OVER (
-  ORDER BY CASE WHEN (SELECT yes FROM numeric) THEN CAST(id AS HUGEINT) END, id) - 1 AS INTEGER) AS ix
-FROM ids"""
+# Test rows (explicit split) with codes (-1: id without training rows) and whether the pair trains.
+TEST_CODED = """
+SELECT coalesce(du.ix, -1) AS u, coalesce(di.ix, -1) AS i, rating, seq,
+  EXISTS (SELECT 1 FROM {kept} k WHERE k.u = du.ix AND k.i = di.ix) AS in_train
+FROM {source} t LEFT JOIN user_ids du ON t.u = du.id LEFT JOIN item_ids di ON t.i = di.id"""
 
 
 def literal(text: str) -> str:

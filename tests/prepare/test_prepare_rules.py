@@ -20,17 +20,15 @@ def _engine(tmp_path, users, items, ts=None, files=None) -> Engine:
     n = len(users)
     ts = np.zeros(n, dtype=np.int64) if ts is None else ts
     files = np.zeros(n, dtype=np.int64) if files is None else files
-    engine.sql(
-        "CREATE TABLE t (file_no INTEGER, ord BIGINT, u VARCHAR, i VARCHAR, rating FLOAT, ts BIGINT, "
-        "reason TINYINT)"
-    )
-    rows = [(int(files[k]), k, str(users[k]), str(items[k]), 1.0, int(ts[k]), None) for k in range(n)]
-    engine.con.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    engine.sql("CREATE TABLE t (seq BIGINT, u VARCHAR, i VARCHAR, rating FLOAT, ts BIGINT, reason TINYINT)")
+    seq = files * query.FILE_STRIDE + np.arange(n)
+    rows = [(int(seq[k]), str(users[k]), str(items[k]), 1.0, int(ts[k]), None) for k in range(n)]
+    engine.con.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)", rows)
     return engine
 
 
 def _ords(engine: Engine, sql: str) -> list[int]:
-    return sorted(r[0] for r in engine.sql(f"SELECT ord FROM ({sql})").fetchall())
+    return sorted(r[0] % query.FILE_STRIDE for r in engine.sql(f"SELECT seq FROM ({sql})").fetchall())
 
 
 def test_duplicates_keep_latest_by_timestamp_then_file_order(tmp_path):
@@ -44,7 +42,8 @@ def test_duplicates_keep_latest_by_timestamp_then_file_order(tmp_path):
 
 def test_a_later_file_wins_a_tie_over_a_later_line(tmp_path):
     engine = _engine(tmp_path, ["u", "u"], ["a", "a"], np.array([5, 5]), files=np.array([1, 0]))
-    assert engine.sql(f"SELECT file_no FROM ({query.LATEST.format(source='t')})").fetchall() == [(1,)]
+    (seq,) = engine.sql(f"SELECT seq FROM ({query.LATEST.format(source='t')})").fetchone()
+    assert seq // query.FILE_STRIDE == 1
 
 
 def test_duplicates_end_to_end(run_prepare):
@@ -161,8 +160,8 @@ def test_test_pairs_present_in_training_are_dropped(run_prepare):
 def final_order(ids: list[str]) -> list[int]:
     """Positions of `ids` in query.ID_ORDER's order."""
     con = duckdb.connect()
-    con.execute("CREATE TABLE t (u VARCHAR)")
-    con.executemany("INSERT INTO t VALUES (?)", [(x,) for x in ids])
+    con.execute("CREATE TABLE t (u VARCHAR, reason TINYINT)")
+    con.executemany("INSERT INTO t VALUES (?, NULL)", [(x,) for x in ids])
     order = con.execute(
         f"SELECT id FROM ({query.ID_ORDER.format(col='u', source='t')}) ORDER BY ix"
     ).fetchall()
