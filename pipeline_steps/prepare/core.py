@@ -250,7 +250,12 @@ def _relational(
     test_info: dict = {}
     split = config.effective_split
     columns = "u, i, coalesce(rating, CAST('nan' AS FLOAT)) AS r, seq"
-    held = {"u": np.empty(0, np.int32), "i": np.empty(0, np.int32), "r": np.empty(0, np.float32)}
+    held: dict[str, np.ndarray] = {
+        "u": np.empty(0, np.int32),
+        "i": np.empty(0, np.int32),
+        "r": np.empty(0, np.float32),
+        "seq": np.empty(0, np.int64),
+    }
     if split == "last_n":
         sql(f"CREATE TABLE split AS {query.LAST_N.format(source=kept, n=config.holdout_n)}")
         tr = engine.numpy(f"SELECT {columns} FROM split WHERE NOT held")
@@ -266,19 +271,18 @@ def _relational(
         coded = query.TEST_CODED.format(source="test_latest", kept=kept)
         held = engine.numpy(f"SELECT {columns}, in_train FROM ({coded})")
         # A test pair also present in training can never be recommended (seen items are excluded).
-        test_info["in_train"] = int(held["in_train"].sum())
-        held = {k: v[~held["in_train"]] for k, v in held.items()}
-    user_ids = engine.numpy("SELECT id FROM user_ids ORDER BY ix")["id"]
-    item_ids = engine.numpy("SELECT id FROM item_ids ORDER BY ix")["id"]
+        in_train = held.pop("in_train").astype(bool)
+        test_info["in_train"] = int(in_train.sum())
+        held = {k: v[~in_train] for k, v in held.items()}
     # Dense index = rank of the code among the codes with training rows (-1: none, held out only).
-    lut_u, user_ids = _ranks(tr["u"], user_ids)
-    lut_i, item_ids = _ranks(tr["i"], item_ids)
+    lut_u, user_ids = _ranks(tr["u"], engine.numpy("SELECT id FROM user_ids ORDER BY ix")["id"])
+    lut_i, item_ids = _ranks(tr["i"], engine.numpy("SELECT id FROM item_ids ORDER BY ix")["id"])
     order = np.argsort(tr["seq"], kind="stable")  # training rows in input order
     hu, hi = lut_u[held["u"]], lut_i[held["i"]]
     scorable = (hu >= 0) & (hi >= 0)
     # Held-out rows of users/items without training rows cannot be scored: dropped and counted.
     test_info["holdout_unscorable"] = int((~scorable).sum())
-    hold_order = np.argsort(held["seq"][scorable], kind="stable") if "seq" in held else slice(None)
+    hold_order = np.argsort(held["seq"][scorable], kind="stable")
     dense = _Dense(
         du=lut_u[tr["u"]][order],
         di=lut_i[tr["i"]][order],

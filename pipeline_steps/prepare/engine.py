@@ -93,9 +93,8 @@ class Engine:
 
     def load(self, files: list[LocalFile], table: str, channel: str) -> Stats:
         """All files of one channel into `table` (rows with their bad-row reason), and the report."""
-        self.sql(
-            f"CREATE TABLE {table} (seq BIGINT, u VARCHAR, i VARCHAR, rating FLOAT, ts BIGINT, reason TINYINT)"
-        )
+        columns = "seq BIGINT, u VARCHAR, i VARCHAR, rating FLOAT, ts BIGINT, reason TINYINT"
+        self.sql(f"CREATE TABLE {table} ({columns})")
         stats = Stats()
         layouts: dict[int, tuple[Layout, Counter]] = {}
         for file_no, f in enumerate(files):
