@@ -277,12 +277,12 @@ def _relational(
     # Dense index = rank of the code among the codes with training rows (-1: none, held out only).
     lut_u, user_ids = _ranks(tr["u"], engine.numpy("SELECT id FROM user_ids ORDER BY ix")["id"])
     lut_i, item_ids = _ranks(tr["i"], engine.numpy("SELECT id FROM item_ids ORDER BY ix")["id"])
-    order = np.argsort(tr["seq"], kind="stable")  # training rows in input order
+    order = np.argsort(tr["seq"])  # training rows in input order (seq is unique)
     hu, hi = lut_u[held["u"]], lut_i[held["i"]]
     scorable = (hu >= 0) & (hi >= 0)
     # Held-out rows of users/items without training rows cannot be scored: dropped and counted.
     test_info["holdout_unscorable"] = int((~scorable).sum())
-    hold_order = np.argsort(held["seq"][scorable], kind="stable")
+    hold_order = np.argsort(held["seq"][scorable])
     dense = _Dense(
         du=lut_u[tr["u"]][order],
         di=lut_i[tr["i"]][order],

@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline_steps.prepare import query
 from pipeline_steps.prepare.config import PrepareConfig
-from pipeline_steps.prepare.layout import Layout, PrepareInputError, detect, read_head
+from pipeline_steps.prepare.layout import Layout, PrepareInputError, decoded, detect, read_head
 
 MAX_EXAMPLES_PER_REASON = 5
 # Two threads and 1 GB before spilling: measured on the 10M-row benchmark (decision 0014).
@@ -114,8 +114,6 @@ class Engine:
             return None, summary | {"rows_read": 0, "rows_valid": 0}
         first, second = head
         layout = detect(first, second, self.config, f.key)
-        if len(layout.delimiter) > 1 and self.config.quotechar:
-            _refuse_quotes_with_long_delimiter(f, gz, layout, self.config.quotechar)
         self._n += 1
         rejects = f"rejects_{self._n}"
         path = f.path if self.duck_encoding else self._to_utf8(f, gz)
@@ -241,15 +239,14 @@ def _open_text(path: str, gz: bool, encoding: str, key: str) -> io.TextIOWrapper
 
 def _records(text: Iterator[str], delimiter: str, quotechar: str) -> Iterator[tuple[int, list[str]]]:
     """(first line number, fields) per record, as the reader splits them."""
-    if quotechar and len(delimiter) == 1:
-        reader = csv.reader(text, delimiter=delimiter, quotechar=quotechar, strict=False)
-        prev = 0
-        for row in reader:
-            yield prev + 1, row
-            prev = reader.line_num
-    else:
-        for n, line in enumerate(text, 1):
-            yield n, line.rstrip("\r\n").split(delimiter)
+    if len(delimiter) > 1:  # `::`: the csv module takes one character (U+001F, unit separator)
+        text, delimiter = map(lambda line, d=delimiter: line.replace(d, "\x1f"), text), "\x1f"
+    quoting = {"quotechar": quotechar} if quotechar else {"quoting": csv.QUOTE_NONE}
+    reader = csv.reader(text, delimiter=delimiter, strict=False, **quoting)  # type: ignore[call-overload]
+    prev = 0
+    for row in reader:
+        yield prev + 1, row
+        prev = reader.line_num
 
 
 def _example_lines(
@@ -281,24 +278,8 @@ def _example_lines(
 def _raise_decode_error(f: LocalFile, gz: bool, encoding: str) -> None:
     with gzip.open(f.path, "rb") if gz else open(f.path, "rb") as raw:
         for number, line in enumerate(raw, 1):
-            try:
-                line.decode(encoding)
-            except UnicodeDecodeError as exc:
-                raise PrepareInputError(
-                    f"{f.key}:{number}: not valid {encoding} (byte 0x{line[exc.start]:02x} at column "
-                    f'{exc.start + 1}); set `encoding` in the prepare config (e.g. "latin-1") if the file '
-                    "uses another encoding"
-                ) from None
+            decoded(line, encoding, f.key, number)
     raise PrepareInputError(f"{f.key}: not valid {encoding}")
-
-
-def _refuse_quotes_with_long_delimiter(f: LocalFile, gz: bool, layout: Layout, quotechar: str) -> None:
-    with gzip.open(f.path, "rb") if gz else open(f.path, "rb") as raw:
-        for block in iter(lambda: raw.read(1 << 20), b""):
-            if quotechar.encode() in block:
-                raise PrepareInputError(
-                    f"{f.key}: quoted fields need a one-character delimiter, not {layout.delimiter!r}"
-                )
 
 
 def _check_quality(config: PrepareConfig, stats: Stats, channel: str) -> None:

@@ -73,17 +73,19 @@ def read_head(path: str, gz: bool, encoding: str, key: str) -> tuple[str, str | 
         skip += 1
     if not lines[skip].strip():
         return None
-    text = []
-    for n, line in enumerate(lines[skip : skip + 2]):
-        try:
-            text.append(line.decode(encoding))
-        except UnicodeDecodeError as exc:
-            raise PrepareInputError(
-                f"{key}:{skip + n + 1}: not valid {encoding} (byte 0x{line[exc.start]:02x} at column "
-                f'{exc.start + 1}); set `encoding` in the prepare config (e.g. "latin-1") if the file '
-                "uses another encoding"
-            ) from None
+    text = [decoded(line, encoding, key, skip + n + 1) for n, line in enumerate(lines[skip : skip + 2])]
     return text[0], text[1] if len(lines) > skip + 2 else None
+
+
+def decoded(line: bytes, encoding: str, key: str, number: int) -> str:
+    """The line as text, or an error naming file, line, byte and column (no guessing)."""
+    try:
+        return line.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise PrepareInputError(
+            f"{key}:{number}: not valid {encoding} (byte 0x{line[exc.start]:02x} at column {exc.start + 1}); "
+            'set `encoding` in the prepare config (e.g. "latin-1") if the file uses another encoding'
+        ) from None
 
 
 def normalise(name: str) -> str:

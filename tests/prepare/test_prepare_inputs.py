@@ -44,6 +44,13 @@ def test_header_aliases_and_delimiters(run_prepare, header, sep):
     assert r.report["files"][0]["delimiter"] == sep
 
 
+def test_quoted_fields_with_a_two_character_delimiter(run_prepare):
+    data = 'UserID::MovieID::Rating\n1::"a::b"::3\n2::"say ""hi"""::4\n3::x::oops\n' + "4::y::5\n" * 97
+    r = run_prepare({"input/q.dat": data}, **REG, max_bad_fraction=0.05)
+    assert ("1", "a::b", 3.0) in triples(r) and ("2", 'say "hi"', 4.0) in triples(r)
+    assert r.report["examples"] == ["input/q.dat:4: non-numeric rating"]
+
+
 def test_amazon_reviews_layout_picks_named_columns(run_prepare):
     header = "marketplace\tcustomer_id\treview_id\tproduct_id\tproduct_parent\tproduct_title"
     header += "\tstar_rating\treview_date"
