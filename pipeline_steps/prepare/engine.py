@@ -240,13 +240,19 @@ def _open_text(path: str, gz: bool, encoding: str, key: str) -> io.TextIOWrapper
 def _records(text: Iterator[str], delimiter: str, quotechar: str) -> Iterator[tuple[int, list[str]]]:
     """(first line number, fields) per record, as the reader splits them."""
     if len(delimiter) > 1:  # `::`: the csv module takes one character (U+001F, unit separator)
-        text, delimiter = map(lambda line, d=delimiter: line.replace(d, "\x1f"), text), "\x1f"
-    quoting = {"quotechar": quotechar} if quotechar else {"quoting": csv.QUOTE_NONE}
-    reader = csv.reader(text, delimiter=delimiter, strict=False, **quoting)  # type: ignore[call-overload]
+        text, delimiter = _replaced(text, delimiter, "\x1f"), "\x1f"
+    if quotechar:
+        reader = csv.reader(text, delimiter=delimiter, quotechar=quotechar, strict=False)
+    else:
+        reader = csv.reader(text, delimiter=delimiter, quoting=csv.QUOTE_NONE, strict=False)
     prev = 0
     for row in reader:
         yield prev + 1, row
         prev = reader.line_num
+
+
+def _replaced(text: Iterator[str], old: str, new: str) -> Iterator[str]:
+    return (line.replace(old, new) for line in text)
 
 
 def _example_lines(
