@@ -66,7 +66,13 @@ class LocalFile:
 
 
 def connect(work_dir: str) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"threads": THREADS, "memory_limit": MEMORY_LIMIT})
+    # No extension is ever downloaded (the Lambda has no network path to one; ICU is built in).
+    settings: dict[str, str | bool | int | float | list[str]] = {
+        "threads": THREADS,
+        "memory_limit": MEMORY_LIMIT,
+        "autoinstall_known_extensions": False,
+    }
+    con = duckdb.connect(config=settings)
     con.execute(f"SET temp_directory = {query.literal(os.path.join(work_dir, 'spill'))}")
     con.execute("SET TimeZone = 'UTC'")  # naive ISO timestamps are UTC
     con.execute("SET enable_progress_bar = false")

@@ -38,13 +38,13 @@ REASONS = (
 # session time zone). duckdb: epoch(timestamptz) (Spark: unix_timestamp, also rounding down).
 _LIMIT = f"BETWEEN {1 - TIMESTAMP_LIMIT} AND {TIMESTAMP_LIMIT - 1}"
 TIMESTAMP = f"""CASE
-  WHEN NOT (contains({{t}}, '.') OR contains({{t}}, 'e') OR contains({{t}}, 'E'))
-    AND TRY_CAST({{t}} AS BIGINT) IS NOT NULL
-    THEN CASE WHEN TRY_CAST({{t}} AS BIGINT) {_LIMIT} THEN TRY_CAST({{t}} AS BIGINT) END
+  WHEN TRY_CAST({{t}} AS BIGINT) {_LIMIT}
+    AND TRY_CAST({{t}} AS DOUBLE) = TRY_CAST({{t}} AS BIGINT)
+    THEN TRY_CAST({{t}} AS BIGINT)
   WHEN abs(TRY_CAST({{t}} AS DOUBLE)) < {float(TIMESTAMP_LIMIT)}
     THEN CAST(floor(TRY_CAST({{t}} AS DOUBLE)) AS BIGINT)
   ELSE CAST(floor(epoch(TRY_CAST({{t}} AS TIMESTAMPTZ))) AS BIGINT)
-END"""
+END"""  # integral: the exact integer cast (the double one rounds beyond 2^53; the integer one rounds 1.5)
 RATING = "CASE WHEN isfinite(TRY_CAST({r} AS DOUBLE)) THEN CAST({r} AS FLOAT) END"
 
 # duckdb: strlen counts bytes (Spark: octet_length); WITH ORDINALITY numbers the records (Spark:

@@ -30,6 +30,11 @@ def test_integer_timestamps_are_exact_up_to_the_limit():
     assert _eval(query.TIMESTAMP.format(t="x"), vals) == [int(v) for v in vals]
 
 
+def test_decimal_timestamps_round_down_and_hex_is_not_a_number():
+    vals = ["1.5", "-1.5", "1700000000.999", "2.0", "1_000", "0x10"]
+    assert _eval(query.TIMESTAMP.format(t="x"), vals) == [1, -2, 1700000000, 2, 1000, None]
+
+
 def test_ratings_accept_finite_numbers_only():
     vals = ["5", "4.5", "3", "x", "", "1e0", "inf", "0004.50", "-1", "nan", "4.000000000001"]
     value = _eval(query.RATING.format(r="x"), vals)
