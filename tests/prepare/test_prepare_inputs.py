@@ -89,6 +89,11 @@ def test_gzip_bom_crlf_and_no_final_newline(run_prepare):
     assert r.report["files"][0]["gzip"] is True
 
 
+def test_a_bom_before_a_data_line_is_not_part_of_the_first_id(run_prepare):
+    r = run_prepare({"input/u.data": "\ufeffu1\ti1\t4\t1\nu2\ti2\t5\t2\n".encode()}, **REG)
+    assert r.users == ["u1", "u2"]
+
+
 def test_string_ids_of_every_kind(run_prepare):
     ids = [
         ("A1B2C3D4E5F6G7", "B00EXAMPLE"),
