@@ -208,11 +208,14 @@ class Engine:
         """A UTF-8 copy of a file in a codec DuckDB does not read (line numbers unchanged)."""
         self._n += 1
         out = os.path.join(self.work_dir, f"utf8-{self._n}")
-        with (
-            _open_text(f.path, gz, self.config.encoding, f.key) as src,
-            open(out, "w", encoding="utf-8") as dst,
-        ):
-            shutil.copyfileobj(src, dst, 1 << 20)
+        try:
+            with (
+                _open_text(f.path, gz, self.config.encoding, f.key) as src,
+                open(out, "w", encoding="utf-8") as dst,
+            ):
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except UnicodeDecodeError:
+            _raise_decode_error(f, gz, self.config.encoding)
         return out
 
     def min_counts(self, table: str, min_user: int, min_item: int) -> str:

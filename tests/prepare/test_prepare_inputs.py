@@ -186,6 +186,10 @@ def test_a_codec_the_engine_does_not_read_is_converted_first(run_prepare):
     data = "user,item,rating\nu1,caf\u20ac,4\nu2,i2,5\n".encode("cp1252")  # the euro sign is 0x80
     r = run_prepare({"input/w.csv": data}, **REG, encoding="cp1252")
     assert triples(r) == [("u1", "caf\u20ac", 4.0), ("u2", "i2", 5.0)]
+    with pytest.raises(
+        PrepareInputError, match=r"input/w\.csv:4: not valid cp1252 \(byte 0x81 at column 5\)"
+    ):
+        run_prepare({"input/w.csv": data + b"u3,x\x81y,3\n"}, **REG, encoding="cp1252")
 
 
 def test_undetectable_delimiter_and_missing_columns(run_prepare):
