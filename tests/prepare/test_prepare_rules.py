@@ -222,3 +222,20 @@ def test_a_test_file_under_the_input_prefix_is_not_trained_on_with_separate_stor
         ("test.csv", "test"),
     ]
     assert m["counts"]["train_interactions"] == 4 and m["counts"]["holdout_pairs"] == 2
+
+
+def test_input_order_is_argsort_of_seq_over_several_files():
+    from pipeline_steps.prepare.core import _input_order
+    from pipeline_steps.prepare.engine import Stats
+
+    rng = np.random.default_rng(3)
+    sizes = [7, 0, 12, 5]  # records per file (rows read: at least the last record number)
+    seq = np.concatenate(
+        [k * query.FILE_STRIDE + rng.permutation(n)[: n // 2] + 1 for k, n in enumerate(sizes)]
+    ).astype(np.int64)
+    seq = seq[rng.permutation(len(seq))]
+    several = Stats(files=[{"rows_read": n} for n in sizes])
+    assert np.array_equal(_input_order(seq, several), np.argsort(seq))
+    one = seq[seq < query.FILE_STRIDE]
+    assert np.array_equal(_input_order(one, Stats(files=[{"rows_read": 7}])), np.argsort(one))
+    assert len(_input_order(np.empty(0, np.int64), several)) == 0
