@@ -62,12 +62,12 @@ from pipeline_steps.prepare import query
 from pipeline_steps.prepare.engine import connect
 t = time.perf_counter()
 con = connect(tempfile.mkdtemp())
-con.execute("CREATE TABLE p AS SELECT ordinality AS seq, user_id AS u, item_id AS i, rating, "
+con.execute("CREATE TABLE p AS SELECT user_id AS u, item_id AS i, rating, "
             "timestamp AS ts, CAST(NULL AS TINYINT) AS reason "
-            f"FROM read_csv({{query.literal(sys.argv[1])}}) WITH ORDINALITY")
+            f"FROM read_csv({{query.literal(sys.argv[1])}})")
 for name, col in (("user_ids", "u"), ("item_ids", "i")):
     con.execute(f"CREATE TABLE {{name}} AS {{query.ID_ORDER.format(col=col, source='p')}}")
-con.execute(f"CREATE TABLE c AS {{query.CODED.format(source='p')}}; DROP TABLE p")
+con.execute(f"CREATE TABLE c AS {{query.CODED.format(source=query.with_seq('p'))}}; DROP TABLE p")
 con.execute(f"CREATE TABLE d AS {{query.LATEST.format(source='c')}}; DROP TABLE c")
 con.execute(f"CREATE TABLE s AS {{query.LAST_N.format(source='d', n=10)}}; DROP TABLE d")
 pairs = con.execute("SELECT u, i, rating FROM s WHERE NOT held").fetchnumpy()

@@ -237,7 +237,8 @@ def _relational(
     _need_ratings(config, train, "")
     for name, col in (("user_ids", "u"), ("item_ids", "i")):
         sql(f"CREATE TABLE {name} AS {query.ID_ORDER.format(col=col, source='parsed_train')}")
-    sql(f"CREATE TABLE coded AS {query.CODED.format(source='parsed_train')}; DROP TABLE parsed_train")
+    coded = query.CODED.format(source=query.with_seq("parsed_train"))
+    sql(f"CREATE TABLE coded AS {coded}; DROP TABLE parsed_train")
     sql(f"CREATE TABLE latest AS {query.LATEST.format(source='coded')}; DROP TABLE coded")
     deduped = count("latest")
     kept = engine.min_counts("latest", config.min_user_interactions, config.min_item_interactions)
@@ -256,7 +257,6 @@ def _relational(
         "r": np.empty(0, np.float32),
         "seq": np.empty(0, np.int64),
     }
-    held_from = train  # the files the held-out rows' seq numbers refer to
     if split == "last_n":
         # One scan of the split, divided here (two filtered fetches scan it twice).
         last_n = query.LAST_N.format(source=kept, n=config.holdout_n)
@@ -268,9 +268,8 @@ def _relational(
         tr = engine.numpy(f"SELECT {columns} FROM {kept}")
     if split == "explicit":
         assert test is not None
-        held_from = test
         _need_ratings(config, test, " in the test file(s)")
-        valid = "(SELECT * FROM parsed_test WHERE reason IS NULL)"
+        valid = query.with_seq("parsed_test", "reason IS NULL")
         sql(f"CREATE TABLE test_latest AS {query.LATEST.format(source=valid)}")
         test_info["duplicates"] = test.rows_valid - count("test_latest")
         coded = query.TEST_CODED.format(source="test_latest", kept=kept)
@@ -282,12 +281,12 @@ def _relational(
     # Dense index = rank of the code among the codes with training rows (-1: none, held out only).
     lut_u, user_ids = _ranks(tr["u"], engine.numpy("SELECT id FROM user_ids ORDER BY ix")["id"])
     lut_i, item_ids = _ranks(tr["i"], engine.numpy("SELECT id FROM item_ids ORDER BY ix")["id"])
-    order = _input_order(tr["seq"], train)  # training rows in input order
+    order = _input_order(tr["seq"])  # training rows in input order
     hu, hi = lut_u[held["u"]], lut_i[held["i"]]
     scorable = (hu >= 0) & (hi >= 0)
     # Held-out rows of users/items without training rows cannot be scored: dropped and counted.
     test_info["holdout_unscorable"] = int((~scorable).sum())
-    hold_order = _input_order(held["seq"][scorable], held_from)
+    hold_order = _input_order(held["seq"][scorable])
     dense = _Dense(
         du=lut_u[tr["u"]][order],
         di=lut_i[tr["i"]][order],
@@ -302,21 +301,15 @@ def _relational(
     return dense, train.rows_valid - deduped, deduped - n_kept
 
 
-def _input_order(seq: np.ndarray, stats: Stats) -> np.ndarray:
-    """The indices that sort `seq` (unique: query.FILE_STRIDE * file number + record number, from 1).
+def _input_order(seq: np.ndarray) -> np.ndarray:
+    """The indices that sort `seq` (unique row ids of the parsed table: 0 .. rows parsed - 1).
 
-    Each row is placed at its input position (record numbers are at most the file's rows read), in
-    linear time: the same permutation as `np.argsort(seq)`, without a sort of millions of keys.
+    Each row is placed at its row id, in linear time: the same permutation as `np.argsort(seq)`,
+    without a sort of millions of keys.
     """
-    start = np.cumsum([0] + [f["rows_read"] for f in stats.files], dtype=np.int64)
-    if len(stats.files) == 1:
-        position = seq - 1
-    else:
-        file_no, record = np.divmod(seq, query.FILE_STRIDE)
-        position = start[file_no] + record - 1
     dtype = np.int32 if len(seq) < 2**31 else np.int64
-    slots: np.ndarray = np.full(int(start[-1]), -1, dtype=dtype)
-    slots[position] = np.arange(len(seq), dtype=dtype)
+    slots: np.ndarray = np.full(int(seq.max()) + 1 if len(seq) else 0, -1, dtype=dtype)
+    slots[seq] = np.arange(len(seq), dtype=dtype)
     return slots[slots >= 0]
 
 

@@ -16,6 +16,7 @@ import gzip
 import io
 import os
 import shutil
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ def connect(work_dir: str) -> duckdb.DuckDBPyConnection:
         "threads": THREADS,
         "memory_limit": MEMORY_LIMIT,
         "autoinstall_known_extensions": False,
+        # The input order is the row id of the parsed tables (query.with_seq): inserts keep it.
+        "preserve_insertion_order": True,
     }
     con = duckdb.connect(config=settings)
     con.execute(f"SET temp_directory = {query.literal(os.path.join(work_dir, 'spill'))}")
@@ -84,6 +87,7 @@ class Engine:
         self.config, self.work_dir = config, work_dir
         self.con = connect(work_dir)
         self._n = 0
+        self.starts: dict[str, list[tuple[int, bool]]] = {}  # per table and file: (first row id, header)
         codec = codecs.lookup(config.encoding).name
         self.duck_encoding = {"utf-8": "utf-8", "iso8859-1": "latin-1"}.get(codec)
 
@@ -99,8 +103,9 @@ class Engine:
 
     def load(self, files: list[LocalFile], table: str, channel: str) -> Stats:
         """All files of one channel into `table` (rows with their bad-row reason), and the report."""
-        columns = "seq BIGINT, u VARCHAR, i VARCHAR, rating FLOAT, ts BIGINT, reason TINYINT"
+        columns = "u VARCHAR, i VARCHAR, rating FLOAT, ts BIGINT, reason TINYINT"
         self.sql(f"CREATE TABLE {table} ({columns})")
+        self.starts[table] = []
         stats = Stats()
         layouts: dict[int, tuple[Layout, Counter]] = {}
         for file_no, f in enumerate(files):
@@ -116,6 +121,8 @@ class Engine:
         gz = _is_gzip(f.path)
         head = read_head(f.path, gz, self.config.encoding, f.key)
         summary: dict = {"key": f.key, "gzip": gz}
+        start = self.count(table)  # row ids of appended rows continue from here (no deletes)
+        self.starts[table].append((start, False))
         if head is None:
             return None, summary | {"rows_read": 0, "rows_valid": 0}
         first, second = head
@@ -133,19 +140,19 @@ class Engine:
             encoding=self.duck_encoding or "utf-8",
             rejects=rejects,
         )
-        parse = query.parse_sql(
-            read, file_no, layout.header, layout.user, layout.item, layout.rating, layout.timestamp
-        )
+        parse = query.parse_sql(read, layout.user, layout.item, layout.rating, layout.timestamp)
         try:
             self.sql(f"INSERT INTO {table} {parse}")
         except duckdb.Error as exc:
             raise PrepareInputError(f"{f.key}: {str(exc).splitlines()[0]}") from None
+        if layout.header:
+            self.sql(f"UPDATE {table} SET reason = {query.HEADER} WHERE rowid = {start}")
+        self.starts[table][-1] = (start, layout.header)
         wrong = self._rejects(f, gz, rejects)
         self.sql(f"DROP TABLE {rejects}; DROP TABLE {rejects}_scan")
-        lo = file_no * query.FILE_STRIDE
         rows = self.sql(
-            f"SELECT count(*), count(*) FILTER (WHERE reason IS NULL) FROM {table} "
-            f"WHERE seq BETWEEN {lo} AND {lo + query.FILE_STRIDE - 1}"
+            f"SELECT count(*) FILTER (WHERE reason IS DISTINCT FROM {query.HEADER}), "
+            f"count(*) FILTER (WHERE reason IS NULL) FROM {table} WHERE rowid >= {start}"
         ).fetchone()
         read_rows, valid = int(rows[0]), int(rows[1])
         summary |= {"rows_read": read_rows + sum(wrong.values()), "rows_valid": valid, "wrong": wrong}
@@ -183,12 +190,15 @@ class Engine:
             return
         firsts = self.sql(
             f"SELECT seq, reason FROM (SELECT seq, reason, row_number() OVER "
-            f"(PARTITION BY reason ORDER BY seq) AS k FROM {table} WHERE reason > 0) "
+            f"(PARTITION BY reason ORDER BY seq) AS k FROM {query.with_seq(table, 'reason > 0')}) "
             f"WHERE k <= {MAX_EXAMPLES_PER_REASON}"
         ).fetchall()
+        starts = self.starts[table]
         wanted: dict[int, dict[int, str]] = {}
-        for seq, code in firsts:
-            file_no, ordinal = divmod(int(seq), query.FILE_STRIDE)
+        for seq, code in firsts:  # the file is the last one starting at or before the row
+            file_no = bisect_right([s for s, _ in starts], int(seq)) - 1
+            start, header = starts[file_no]
+            ordinal = int(seq) - start + 1 - header  # record number among the file's data records
             wanted.setdefault(file_no, {})[ordinal] = query.REASONS[code + 1]
         found: list[tuple[int, int, str]] = []
         for file_no in sorted(set(wanted) | {k for k, (_, c) in layouts.items() if c}):

@@ -3,7 +3,8 @@
 1. `read_sql` + `PARSE`: each file is one `read_csv` with the layout found from its first lines
    (`layout.py`), every column as text; rows with a wrong number of fields are the reader's
    rejects. `PARSE` converts and validates: the first failing rule is the row's bad-row reason.
-   `seq` is the input order: files in key order, then records in file order.
+   Files are appended to one table in key order, each in record order (the header, if any, is
+   kept as a row with reason `HEADER`), so the row id is the input order: `seq` (`with_seq`).
 2. `ID_ORDER`: a code per distinct id of the valid rows, in the order of the dense indices:
    all-integer ids (up to 38 digits) numerically, anything else by UTF-8 bytes (= code points).
    `CODED` puts the codes in place of the strings, so the rules below sort integers.
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 MAX_ID_BYTES = 1024  # an id becomes part of a DynamoDB key (common/table.py): longer = bad row
 TIMESTAMP_LIMIT = 2**62  # |epoch seconds|: differences of two timestamps fit in int64
-FILE_STRIDE = 10**12  # seq = file_no * FILE_STRIDE + record number within the file
+HEADER = -1  # the reason of a file's header row: neither valid nor bad, not counted
 REASONS = (
     "missing field",
     "extra field",
@@ -47,10 +48,11 @@ TIMESTAMP = f"""CASE
 END"""  # integral: the exact integer cast (the double one rounds beyond 2^53; the integer one rounds 1.5)
 RATING = "CASE WHEN isfinite(TRY_CAST({r} AS DOUBLE)) THEN CAST({r} AS FLOAT) END"
 
-# duckdb: strlen counts bytes (Spark: octet_length); WITH ORDINALITY numbers the records (Spark:
-# monotonically_increasing_id over an unsplit file). The header, if any, is the first record.
+# duckdb: strlen counts bytes (Spark: octet_length). The header, if any, is the first record (the
+# engine marks it HEADER by its row id). No row number here: a numbering window (WITH ORDINALITY)
+# makes DuckDB read the file on one thread; the order-preserving insert keeps the order anyway.
 PARSE = f"""
-SELECT seq, u, i, rating, ts,
+SELECT u, i, rating, ts,
   CASE
     WHEN coalesce(u, '') = '' THEN 1
     WHEN strlen(u) > {MAX_ID_BYTES} THEN 2
@@ -59,12 +61,7 @@ SELECT seq, u, i, rating, ts,
     WHEN rating IS NULL AND {{has_rating}} THEN 5
     WHEN ts IS NULL THEN 6
   END AS reason
-FROM (
-  SELECT CAST({{file_no}} AS BIGINT) * {FILE_STRIDE} + ordinality - {{header}} AS seq,
-    {{u}} AS u, {{i}} AS i, {{rating}} AS rating, {{ts}} AS ts
-  FROM {{read}} WITH ORDINALITY
-  WHERE ordinality > {{header}}
-)"""
+FROM (SELECT {{u}} AS u, {{i}} AS i, {{rating}} AS rating, {{ts}} AS ts FROM {{read}})"""
 
 # duckdb: HUGEINT (Spark: DECIMAL(38, 0)); regexp_full_match (Spark: RLIKE '^(...)$').
 ID_ORDER = """
@@ -105,6 +102,12 @@ SELECT coalesce(du.ix, -1) AS u, coalesce(di.ix, -1) AS i, rating, seq,
 FROM {source} t LEFT JOIN user_ids du ON t.u = du.id LEFT JOIN item_ids di ON t.i = di.id"""
 
 
+def with_seq(table: str, where: str = "") -> str:
+    """The rows of a parsed table with `seq`, their input order. duckdb: the row id of a table filled
+    by order-preserving inserts (Spark: an input-order column added by the reader)."""
+    return f"(SELECT rowid AS seq, * FROM {table}{' WHERE ' + where if where else ''})"
+
+
 def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -128,12 +131,9 @@ def read_sql(path: str, *, delimiter: str, quote: str, crlf: bool, ncol: int, gz
     )
 
 
-def parse_sql(read: str, file_no: int, header: bool, user: int, item: int, rating: int | None,
-              ts: int | None) -> str:  # fmt: skip
+def parse_sql(read: str, user: int, item: int, rating: int | None, ts: int | None) -> str:
     return PARSE.format(
         read=read,
-        file_no=file_no,
-        header=int(header),
         u=f"c{user}",
         i=f"c{item}",
         rating=RATING.format(r=f"c{rating}") if rating is not None else "CAST(NULL AS FLOAT)",

@@ -12,6 +12,8 @@ from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.prepare.engine import Engine
 
 REG = {"label_mode": "regression", "split": "none", "shuffle": False}
+# seq is the input order (files appended in key order): any seq of a later file exceeds an earlier one's.
+STRIDE = 10**12
 
 
 def _engine(tmp_path, users, items, ts=None, files=None) -> Engine:
@@ -21,14 +23,14 @@ def _engine(tmp_path, users, items, ts=None, files=None) -> Engine:
     ts = np.zeros(n, dtype=np.int64) if ts is None else ts
     files = np.zeros(n, dtype=np.int64) if files is None else files
     engine.sql("CREATE TABLE t (seq BIGINT, u VARCHAR, i VARCHAR, rating FLOAT, ts BIGINT, reason TINYINT)")
-    seq = files * query.FILE_STRIDE + np.arange(n)
+    seq = files * STRIDE + np.arange(n)
     rows = [(int(seq[k]), str(users[k]), str(items[k]), 1.0, int(ts[k]), None) for k in range(n)]
     engine.con.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)", rows)
     return engine
 
 
 def _ords(engine: Engine, sql: str) -> list[int]:
-    return sorted(r[0] % query.FILE_STRIDE for r in engine.sql(f"SELECT seq FROM ({sql})").fetchall())
+    return sorted(r[0] % STRIDE for r in engine.sql(f"SELECT seq FROM ({sql})").fetchall())
 
 
 def test_duplicates_keep_latest_by_timestamp_then_file_order(tmp_path):
@@ -43,7 +45,7 @@ def test_duplicates_keep_latest_by_timestamp_then_file_order(tmp_path):
 def test_a_later_file_wins_a_tie_over_a_later_line(tmp_path):
     engine = _engine(tmp_path, ["u", "u"], ["a", "a"], np.array([5, 5]), files=np.array([1, 0]))
     (seq,) = engine.sql(f"SELECT seq FROM ({query.LATEST.format(source='t')})").fetchone()
-    assert seq // query.FILE_STRIDE == 1
+    assert seq // STRIDE == 1
 
 
 def test_duplicates_end_to_end(run_prepare):
@@ -224,18 +226,27 @@ def test_a_test_file_under_the_input_prefix_is_not_trained_on_with_separate_stor
     assert m["counts"]["train_interactions"] == 4 and m["counts"]["holdout_pairs"] == 2
 
 
-def test_input_order_is_argsort_of_seq_over_several_files():
+def test_input_order_is_argsort_of_seq():
     from pipeline_steps.prepare.core import _input_order
-    from pipeline_steps.prepare.engine import Stats
 
     rng = np.random.default_rng(3)
-    sizes = [7, 0, 12, 5]  # records per file (rows read: at least the last record number)
-    seq = np.concatenate(
-        [k * query.FILE_STRIDE + rng.permutation(n)[: n // 2] + 1 for k, n in enumerate(sizes)]
-    ).astype(np.int64)
-    seq = seq[rng.permutation(len(seq))]
-    several = Stats(files=[{"rows_read": n} for n in sizes])
-    assert np.array_equal(_input_order(seq, several), np.argsort(seq))
-    one = seq[seq < query.FILE_STRIDE]
-    assert np.array_equal(_input_order(one, Stats(files=[{"rows_read": 7}])), np.argsort(one))
-    assert len(_input_order(np.empty(0, np.int64), several)) == 0
+    for n, k in ((40, 17), (1000, 1000), (5, 1)):
+        seq = rng.permutation(n)[:k].astype(np.int64)  # unique row ids, some rows gone (rules)
+        assert np.array_equal(_input_order(seq), np.argsort(seq))
+    assert len(_input_order(np.empty(0, np.int64))) == 0
+
+
+def test_row_id_is_the_input_order_across_files_and_row_groups(tmp_path):
+    from pipeline_steps.prepare.engine import LocalFile
+
+    n = 1_000_000  # 15 MB a file: several CSV buffers and row groups (122,880 rows), two threads
+    paths = []
+    for k, header in enumerate(("user,item,rating\n", "")):
+        path = tmp_path / f"part-{k}.csv"
+        path.write_text(header + "".join(f"u{k},{k * n + j},1\n" for j in range(n)))
+        paths.append(LocalFile(path.name, str(path)))
+    engine = Engine(PrepareConfig(), str(tmp_path))
+    engine.load(paths, "parsed", "train")
+    got = engine.numpy(f"SELECT seq, i FROM {query.with_seq('parsed', 'reason IS NULL')} ORDER BY seq")
+    assert np.array_equal(got["i"].astype(np.int64), np.arange(2 * n))  # header row left out
+    assert engine.starts["parsed"] == [(0, True), (n + 1, False)]
