@@ -14,6 +14,7 @@ import itertools
 import json
 import logging
 import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,12 +24,11 @@ import numpy as np
 from pipeline_steps.common.events import PrepareResult
 from pipeline_steps.common.layout import MANIFEST_NAME, PREPARED_FILES, TEST_CHANNEL, TRAIN_CHANNEL
 from pipeline_steps.common.manifest import MANIFEST_VERSION, Manifest
-from pipeline_steps.prepare import interactions as rows
-from pipeline_steps.prepare import labels, outputs
+from pipeline_steps.prepare import labels, outputs, query
 from pipeline_steps.prepare.config import PrepareConfig
-from pipeline_steps.prepare.ids import IdRegistry
+from pipeline_steps.prepare.engine import Engine, Stats, local_files
+from pipeline_steps.prepare.labels import csr_from_pairs
 from pipeline_steps.prepare.layout import PrepareInputError
-from pipeline_steps.prepare.parse import FileParser, Interactions, ParseStats
 from pipeline_steps.prepare.storage import ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
@@ -39,13 +39,6 @@ __all__ = ["PrepareConflictError", "PrepareInputError", "prepare", "step_output"
 
 class PrepareConflictError(RuntimeError):
     """The run already has a completed prepare from a different input or config."""
-
-
-@dataclass
-class _Parsed:
-    inter: Interactions
-    stats: ParseStats
-    objects: list[dict]
 
 
 def prepare(
@@ -78,13 +71,21 @@ def prepare(
         log.info("deleting %d leftover object(s) of an incomplete prepare under %s", len(stale), out_prefix)
         sink.delete(stale)
 
-    users, items = IdRegistry("user"), IdRegistry("item")
-    train = _parse_all(config, source, objects, users, items, "train")
-    test = _parse_all(config, test_source, test_objects, users, items, "test") if test_objects else None
-    clock.lap("parse")
-    log.info("parsed %d rows (%d valid)", train.stats.rows_read, train.stats.rows_valid)
-    kept = _apply_rules(config, train, n_users=len(users), n_items=len(items))
-    data = _densify(config, kept, test, users, items)
+    with tempfile.TemporaryDirectory(prefix="prepare-") as work:
+        engine = Engine(config, work)
+        with ThreadPoolExecutor(max_workers=2) as pool:  # hashing local files overlaps the reads
+            fps = pool.map(lambda so: fingerprint(*so), [(source, o) for o in objects])
+            test_fps = pool.map(lambda so: fingerprint(*so), [(test_source, o) for o in test_objects])
+            train = engine.load(local_files(source, [o.key for o in objects], work), "parsed_train", "train")
+            test = None
+            if test_objects:
+                keys = [o.key for o in test_objects]
+                test = engine.load(local_files(test_source, keys, work), "parsed_test", "test")
+            all_objects = _described(objects, fps, "train") + _described(test_objects, test_fps, "test")
+        clock.lap("parse")
+        log.info("parsed %d rows (%d valid)", train.rows_read, train.rows_valid)
+        data, duplicates, filtered = _relational(config, engine, train, test)
+        engine.con.close()
     clock.lap("rules")
     train_rows, test_rows, label_stats = _labelled(
         config, data.du, data.di, data.r, data.hdu, data.hdi, data.hr, data.n_users, data.n_items
@@ -105,11 +106,11 @@ def prepare(
     )
     _write_files(sink, files, data)
     counts = {
-        "rows_read": train.stats.rows_read,
-        "rows_valid": train.stats.rows_valid,
-        "bad_rows": train.stats.bad_rows,
-        "duplicates": kept.duplicates,
-        "filtered": kept.filtered,
+        "rows_read": train.rows_read,
+        "rows_valid": train.rows_valid,
+        "bad_rows": train.bad_rows,
+        "duplicates": duplicates,
+        "filtered": filtered,
         "train_rows": len(train_rows[0]),
         "test_rows": len(test_rows[0]),
         "holdout_pairs": len(data.hdu),
@@ -118,16 +119,15 @@ def prepare(
     report = {
         "run_id": run_id,
         "counts": counts,
-        "bad_rows_by_reason": dict(sorted(train.stats.bad.items())),
-        "examples": train.stats.examples,
-        "files": train.stats.files,
+        "bad_rows_by_reason": dict(sorted(train.bad.items())),
+        "examples": train.examples,
+        "files": train.files,
         "split": config.effective_split,
-        "test": ({"parse": _stats_dict(test.stats), **data.test_info} if test else data.test_info),
+        "test": ({"parse": test.as_dict(), **data.test_info} if test else data.test_info),
         "label_mode": config.label_mode,
         "label_stats": label_stats,
     }
     sink.write_bytes(files["report"], outputs.json_bytes(report))
-    all_objects = train.objects + (test.objects if test else [])
     manifest = Manifest(
         version=MANIFEST_VERSION,
         run_id=run_id,
@@ -207,47 +207,6 @@ def _list_inputs(
 
 
 @dataclass(frozen=True)
-class _Kept:
-    """Training interactions after the rules (registry indices), and what the rules removed."""
-
-    u: np.ndarray
-    i: np.ndarray
-    r: np.ndarray
-    ts: np.ndarray
-    duplicates: int
-    filtered: int
-
-
-def _apply_rules(config: PrepareConfig, train: _Parsed, *, n_users: int, n_items: int) -> _Kept:
-    """The latest row of each (user, item) pair wins; then the minimum-count filters until stable."""
-    u, i, r, ts = train.inter.arrays()
-    if config.label_mode in ("binary", "regression") and np.isnan(r).any():
-        no_rating = [f["key"] for f in train.stats.files if f.get("columns", {}).get("rating") is None]
-        raise PrepareInputError(
-            f"label_mode {config.label_mode!r} needs a rating column; none found in {no_rating[:5]}"
-        )
-    n_valid = len(u)
-    keep = rows.latest_per_pair(u, i, ts, n_items)
-    u, i, r, ts = u[keep], i[keep], r[keep], ts[keep]
-    keep_counts = rows.filter_min_counts(
-        u, i, n_users, n_items, config.min_user_interactions, config.min_item_interactions
-    )
-    if len(keep_counts) == 0:
-        raise PrepareInputError(
-            f"no interactions left after the minimum-count filters (user >= {config.min_user_interactions}, "
-            f"item >= {config.min_item_interactions})"
-        )
-    return _Kept(
-        u=u[keep_counts],
-        i=i[keep_counts],
-        r=r[keep_counts],
-        ts=ts[keep_counts],
-        duplicates=n_valid - len(keep),
-        filtered=len(u) - len(keep_counts),
-    )
-
-
-@dataclass(frozen=True)
 class _Dense:
     """Training pairs and holdout pairs in dense indices (0..n_users-1, 0..n_items-1)."""
 
@@ -270,46 +229,115 @@ class _Dense:
         return len(self.item_ids)
 
 
-def _densify(
-    config: PrepareConfig, kept: _Kept, test: _Parsed | None, users: IdRegistry, items: IdRegistry
-) -> _Dense:
-    """Split off the holdout, then map the ids that have training rows to dense indices.
-
-    Held-out rows of users/items that only occur in the holdout cannot be scored by the model and
-    are dropped (counted as `holdout_unscorable`).
-    """
-    u, i, r = kept.u, kept.i, kept.r
+def _relational(
+    config: PrepareConfig, engine: Engine, train: Stats, test: Stats | None
+) -> tuple[_Dense, int, int]:
+    """The SQL rules (query.py) on the parsed rows: (dense data, duplicates, filtered)."""
+    sql, count = engine.sql, engine.count
+    _need_ratings(config, train, "")
+    for name, col in (("user_ids", "u"), ("item_ids", "i")):
+        sql(f"CREATE TABLE {name} AS {query.ID_ORDER.format(col=col, source='parsed_train')}")
+    coded = query.CODED.format(source=query.with_seq("parsed_train"))
+    sql(f"CREATE TABLE coded AS {coded}; DROP TABLE parsed_train")
+    sql(f"CREATE TABLE latest AS {query.LATEST.format(source='coded')}; DROP TABLE coded")
+    deduped = count("latest")
+    kept = engine.min_counts("latest", config.min_user_interactions, config.min_item_interactions)
+    n_kept = count(kept)
+    if n_kept == 0:
+        raise PrepareInputError(
+            f"no interactions left after the minimum-count filters (user >= {config.min_user_interactions}, "
+            f"item >= {config.min_item_interactions})"
+        )
     test_info: dict = {}
     split = config.effective_split
+    columns = "u, i, coalesce(rating, CAST('nan' AS FLOAT)) AS r, seq"
+    held: dict[str, np.ndarray] = {
+        "u": np.empty(0, np.int32),
+        "i": np.empty(0, np.int32),
+        "r": np.empty(0, np.float32),
+        "seq": np.empty(0, np.int64),
+    }
     if split == "last_n":
-        held = rows.last_n_split(u, kept.ts, len(users), config.holdout_n)
-        hu, hi, hr = u[held], i[held], r[held]
-        u, i, r = u[~held], i[~held], r[~held]
-    elif split == "explicit":
-        assert test is not None
-        hu, hi, hr, test_info = _explicit_test(test, u, i, len(users), len(items))
-        if config.label_mode in ("binary", "regression") and np.isnan(hr).any():
-            raise PrepareInputError(
-                f"label_mode {config.label_mode!r} needs a rating column in the test file(s)"
-            )
+        # One scan of the split, divided here (two filtered fetches scan it twice).
+        last_n = query.LAST_N.format(source=kept, n=config.holdout_n)
+        both = engine.numpy(f"SELECT {columns}, held FROM ({last_n})")
+        mask = both.pop("held").astype(bool)
+        tr, held = {k: v[~mask] for k, v in both.items()}, {k: v[mask] for k, v in both.items()}
+        del both
     else:
-        hu, hi, hr = (np.empty(0, dtype=np.int64),) * 2 + (np.empty(0),)
-    lut_u, user_ids = rows.dense_map(u, users)
-    lut_i, item_ids = rows.dense_map(i, items)
-    hdu, hdi = lut_u[hu], lut_i[hi]
-    scorable = (hdu >= 0) & (hdi >= 0)
+        tr = engine.numpy(f"SELECT {columns} FROM {kept}")
+    if split == "explicit":
+        assert test is not None
+        _need_ratings(config, test, " in the test file(s)")
+        valid = query.with_seq("parsed_test", "reason IS NULL")
+        sql(f"CREATE TABLE test_latest AS {query.LATEST.format(source=valid)}")
+        test_info["duplicates"] = test.rows_valid - count("test_latest")
+        coded = query.TEST_CODED.format(source="test_latest", kept=kept)
+        held = engine.numpy(f"SELECT {columns}, in_train FROM ({coded})")
+        # A test pair also present in training can never be recommended (seen items are excluded).
+        in_train = held.pop("in_train").astype(bool)
+        test_info["in_train"] = int(in_train.sum())
+        held = {k: v[~in_train] for k, v in held.items()}
+    # Dense index = rank of the code among the codes with training rows (-1: none, held out only).
+    lut_u, user_ids = _ranks(tr["u"], engine.numpy("SELECT id FROM user_ids ORDER BY ix")["id"])
+    lut_i, item_ids = _ranks(tr["i"], engine.numpy("SELECT id FROM item_ids ORDER BY ix")["id"])
+    order = _input_order(tr["seq"])  # training rows in input order
+    hu, hi = lut_u[held["u"]], lut_i[held["i"]]
+    scorable = (hu >= 0) & (hi >= 0)
+    # Held-out rows of users/items without training rows cannot be scored: dropped and counted.
     test_info["holdout_unscorable"] = int((~scorable).sum())
-    return _Dense(
-        du=lut_u[u],
-        di=lut_i[i],
-        r=r,
-        hdu=hdu[scorable],
-        hdi=hdi[scorable],
-        hr=hr[scorable],
+    hold_order = _input_order(held["seq"][scorable])
+    dense = _Dense(
+        du=lut_u[tr["u"]][order],
+        di=lut_i[tr["i"]][order],
+        r=tr["r"][order],
+        hdu=hu[scorable][hold_order],
+        hdi=hi[scorable][hold_order],
+        hr=held["r"][scorable][hold_order],
         user_ids=user_ids,
         item_ids=item_ids,
         test_info=test_info,
     )
+    return dense, train.rows_valid - deduped, deduped - n_kept
+
+
+def _input_order(seq: np.ndarray) -> np.ndarray:
+    """The indices that sort `seq` (unique row ids of the parsed table: 0 .. rows parsed - 1).
+
+    Each row is placed at its row id, in linear time: the same permutation as `np.argsort(seq)`,
+    without a sort of millions of keys.
+    """
+    dtype = np.int32 if len(seq) < 2**31 else np.int64
+    slots: np.ndarray = np.full(int(seq.max()) + 1 if len(seq) else 0, -1, dtype=dtype)
+    slots[seq] = np.arange(len(seq), dtype=dtype)
+    return slots[slots >= 0]
+
+
+def _ranks(codes: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """(lookup code -> dense index, -1 at the end for unknown codes; the ids in dense order)."""
+    used = np.zeros(len(ids) + 1, dtype=bool)
+    used[codes] = True
+    used[-1] = False
+    lut = (np.cumsum(used, dtype=np.int64) - 1).astype(np.int32)
+    lut[~used] = -1
+    return lut, ids[used[:-1]].tolist()
+
+
+def _need_ratings(config: PrepareConfig, stats: Stats, where: str) -> None:
+    if config.label_mode not in ("binary", "regression"):
+        return
+    missing = [f["key"] for f in stats.files if f["rows_valid"] and f["columns"]["rating"] is None]
+    if missing:
+        raise PrepareInputError(
+            f"label_mode {config.label_mode!r} needs a rating column{where}; none found in {missing[:5]}"
+        )
+
+
+def _described(objects: list[ObjectInfo], fingerprints, channel: str) -> list[dict]:
+    return [
+        {"key": o.key, "size": o.size, "etag_or_sha256": fp, "channel": channel}
+        for o, fp in zip(objects, fingerprints, strict=True)
+    ]
 
 
 def _write_files(sink: Storage, files: dict[str, str], data: _Dense) -> None:
@@ -317,9 +345,9 @@ def _write_files(sink: Storage, files: dict[str, str], data: _Dense) -> None:
     n_users, n_items = data.n_users, data.n_items
     sink.write_bytes(files["users"], outputs.ids_json_bytes(data.user_ids))
     sink.write_bytes(files["items"], outputs.ids_json_bytes(data.item_ids))
-    seen_ptr, seen_idx = rows.csr_from_pairs(data.du, data.di, n_users, n_items)
+    seen_ptr, seen_idx = csr_from_pairs(data.du, data.di, n_users, n_items)
     sink.write_bytes(files["seen"], _csr_npz(seen_ptr, seen_idx, n_users, n_items))
-    holdout = rows.csr_from_pairs(data.hdu, data.hdi, n_users, n_items)
+    holdout = csr_from_pairs(data.hdu, data.hdi, n_users, n_items)
     sink.write_bytes(files["holdout"], _csr_npz(*holdout, n_users, n_items))
     popularity = np.bincount(data.di, minlength=n_items).astype(np.int64)
     sink.write_bytes(files["popularity"], outputs.npy_bytes(popularity))
@@ -342,61 +370,6 @@ def step_output(manifest: dict, sink: Storage, manifest_key: str) -> dict:
     ).to_json()
 
 
-def _parse_all(config, storage, objects: list[ObjectInfo], users, items, channel: str) -> _Parsed:
-    stats = ParseStats()
-    inter = Interactions()
-    parser = FileParser(config, users, items, stats)
-    fingerprints = []
-    for obj in objects:
-        fp = parser.parse(storage, obj, inter)
-        fingerprints.append({"key": obj.key, "size": obj.size, "etag_or_sha256": fp, "channel": channel})
-    _check_quality(config, stats, channel)
-    return _Parsed(inter, stats, fingerprints)
-
-
-def _check_quality(config: PrepareConfig, stats: ParseStats, channel: str) -> None:
-    examples = "; ".join(stats.examples[:10])
-    by_reason = ", ".join(f"{k}: {v}" for k, v in sorted(stats.bad.items()))
-    if stats.rows_valid == 0:
-        keys = [f["key"] for f in stats.files]
-        where = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
-        raise PrepareInputError(
-            f"no valid rows in the {channel} input {where} ({stats.rows_read} row(s) read; "
-            f"{by_reason or 'no data lines'})" + (f"; e.g. {examples}" if examples else "")
-        )
-    fraction = stats.bad_rows / max(stats.rows_read, 1)
-    if fraction > config.max_bad_fraction:
-        raise PrepareInputError(
-            f"{stats.bad_rows} of {stats.rows_read} {channel} rows are bad ({fraction:.2%} > "
-            f"max_bad_fraction {config.max_bad_fraction:.2%}): {by_reason}; e.g. {examples}"
-        )
-
-
-def _stats_dict(stats: ParseStats) -> dict:
-    return {
-        "rows_read": stats.rows_read,
-        "rows_valid": stats.rows_valid,
-        "bad_rows": stats.bad_rows,
-        "bad_rows_by_reason": dict(sorted(stats.bad.items())),
-        "examples": stats.examples,
-        "files": stats.files,
-    }
-
-
-def _explicit_test(test: _Parsed, u, i, n_users: int, n_items: int):
-    tu, ti, tr, tts = test.inter.arrays()
-    keep = rows.latest_per_pair(tu, ti, tts, n_items)
-    info = {"duplicates": len(tu) - len(keep)}
-    tu, ti, tr = tu[keep], ti[keep], tr[keep]
-    # A test pair also present in training can never be recommended (seen items are excluded).
-    train_pairs = np.sort(u.astype(np.int64) * n_items + i)
-    codes = tu.astype(np.int64) * n_items + ti
-    pos = np.minimum(np.searchsorted(train_pairs, codes), len(train_pairs) - 1)
-    overlap = train_pairs[pos] == codes
-    info["in_train"] = int(overlap.sum())
-    return tu[~overlap], ti[~overlap], tr[~overlap], info
-
-
 def _labelled(config: PrepareConfig, du, di, r, hdu, hdi, hr, n_users: int, n_items: int):
     """((users, items, labels) train, (users, items, labels) test, label_stats)."""
     seed = config.seed
@@ -409,7 +382,7 @@ def _labelled(config: PrepareConfig, du, di, r, hdu, hdi, hr, n_users: int, n_it
         test = (hdu, hdi, hr.astype(np.float32))
     else:
         popularity = np.bincount(di, minlength=n_items)
-        train_seen = rows.csr_from_pairs(du, di, n_users, n_items)
+        train_seen = csr_from_pairs(du, di, n_users, n_items)
         parts_u, parts_i, parts_y = [], [], []
         for draw in range(config.negative_draws):
             rng = np.random.default_rng([seed, 1, draw])
@@ -422,9 +395,7 @@ def _labelled(config: PrepareConfig, du, di, r, hdu, hdi, hr, n_users: int, n_it
         train = (np.concatenate(parts_u), np.concatenate(parts_i), np.concatenate(parts_y))
         # Test negatives avoid every observed pair (train and holdout); training negatives only
         # avoid training pairs, so the holdout does not leak into training.
-        everything = rows.csr_from_pairs(
-            np.concatenate([du, hdu]), np.concatenate([di, hdi]), n_users, n_items
-        )
+        everything = csr_from_pairs(np.concatenate([du, hdu]), np.concatenate([di, hdi]), n_users, n_items)
         rng = np.random.default_rng([seed, 2])
         nu, ni = labels.sample_negatives(
             hdu, config.negative_ratio, everything, n_items, config.negative_sampling, popularity, rng

@@ -82,3 +82,15 @@ def sample_negatives(
     else:
         items = uniform_negatives(users, indptr, indices, n_items, rng)
     return users, items
+
+
+def csr_from_pairs(
+    users: np.ndarray, items: np.ndarray, n_users: int, n_items: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr int64, indices int32) of the set of pairs, rows sorted by item."""
+    codes = np.sort(users.astype(np.int64) * n_items + items)
+    if len(codes) > 1:
+        codes = codes[np.concatenate([[True], codes[1:] != codes[:-1]])]
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(codes // n_items, minlength=n_users), out=indptr[1:])
+    return indptr, (codes % n_items).astype(np.int32)

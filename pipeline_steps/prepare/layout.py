@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import gzip
 from dataclasses import dataclass
 
 from pipeline_steps.prepare.config import PrepareConfig
@@ -51,6 +53,39 @@ class Layout:
                 "timestamp": col(self.timestamp),
             },
         }
+
+
+def read_head(path: str, gz: bool, encoding: str, key: str) -> tuple[str, str | None] | None:
+    """(first line, second line or None) of a file after its blank lines; None if it has no data.
+
+    Blank means empty or whitespace only; the bytes of these lines must decode with `encoding`.
+    """
+    with gzip.open(path, "rb") if gz else open(path, "rb") as raw:
+        try:
+            head = raw.read(1 << 20)
+        except (OSError, EOFError) as exc:
+            raise PrepareInputError(f"{key}: corrupt gzip data ({exc})") from None
+    if head.startswith(codecs.BOM_UTF8):
+        head = head[len(codecs.BOM_UTF8) :]
+    lines = head.split(b"\n")
+    skip = 0
+    while skip < len(lines) - 1 and not lines[skip].strip():
+        skip += 1
+    if not lines[skip].strip():
+        return None
+    text = [decoded(line, encoding, key, skip + n + 1) for n, line in enumerate(lines[skip : skip + 2])]
+    return text[0], text[1] if len(lines) > skip + 2 else None
+
+
+def decoded(line: bytes, encoding: str, key: str, number: int) -> str:
+    """The line as text, or an error naming file, line, byte and column (no guessing)."""
+    try:
+        return line.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise PrepareInputError(
+            f"{key}:{number}: not valid {encoding} (byte 0x{line[exc.start]:02x} at column {exc.start + 1}); "
+            'set `encoding` in the prepare config (e.g. "latin-1") if the file uses another encoding'
+        ) from None
 
 
 def normalise(name: str) -> str:

@@ -66,6 +66,10 @@ class LocalStorage:
     def open(self, key: str) -> BinaryIO:
         return self._path(key).open("rb")
 
+    def local_path(self, key: str) -> str:
+        """The file itself, for readers that take a path (DuckDB)."""
+        return str(self._path(key))
+
     def read_bytes(self, key: str) -> bytes | None:
         path = self._path(key)
         return path.read_bytes() if path.is_file() else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline_steps.common import table
-from pipeline_steps.prepare.parse import MAX_ID_BYTES
+from pipeline_steps.prepare.query import MAX_ID_BYTES
 from pipeline_steps.publish.core import user_item
 
 

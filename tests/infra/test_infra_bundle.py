@@ -30,6 +30,11 @@ def test_bundle_has_every_handler_and_linux_numpy_and_fits_lambda(default_synth:
     so = list((asset / "numpy" / "_core").glob("_multiarray_umath.cpython-312-x86_64-linux-gnu.so"))
     assert so, "numpy for CPython 3.12 / manylinux x86_64 is missing"
     assert (asset / "numpy-2.4.6.dist-info").is_dir()
+    # prepare's SQL engine: the Linux x86_64 build (the venv's own build would not load in Lambda)
+    assert (asset / "duckdb-2.0.0.dist-info").is_dir()
+    native = asset / "_duckdb.abi3.so"
+    head = native.read_bytes()[:20] if native.is_file() else b""
+    assert head[:4] == b"\x7fELF" and head[18:20] == b"\x3e\x00", "duckdb for Linux x86_64 is missing"
     assert not list(asset.rglob("__pycache__"))
     size = bundling.tree_size(asset)
     assert 10 * 2**20 < size < bundling.UNZIPPED_LIMIT_BYTES

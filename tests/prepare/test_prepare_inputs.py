@@ -6,7 +6,6 @@ import gzip
 
 import pytest
 
-from pipeline_steps.prepare import parse
 from pipeline_steps.prepare.layout import PrepareInputError
 
 REG = {"label_mode": "regression", "split": "none", "shuffle": False}
@@ -22,7 +21,7 @@ def test_movielens_u_data_tab_no_header(run_prepare):
     assert triples(r) == [("186", "302", 3.0), ("196", "242", 3.0), ("22", "377", 1.0)]
     assert r.users == ["22", "186", "196"]  # numeric ids sort numerically
     f = r.report["files"][0]
-    assert f["header"] is False and f["delimiter"] == "\t" and f["parser"] == "fast"
+    assert f["header"] is False and f["delimiter"] == "\t"
     assert f["columns"] == {"user": 0, "item": 1, "rating": 2, "timestamp": 3}
 
 
@@ -43,6 +42,13 @@ def test_header_aliases_and_delimiters(run_prepare, header, sep):
     assert triples(r) == [("u1", "i1", 5.0), ("u2", "i1", 2.0)]
     assert r.report["files"][0]["header"] is True
     assert r.report["files"][0]["delimiter"] == sep
+
+
+def test_quoted_fields_with_a_two_character_delimiter(run_prepare):
+    data = 'UserID::MovieID::Rating\n1::"a::b"::3\n2::"say ""hi"""::4\n3::x::oops\n' + "4::y::5\n" * 97
+    r = run_prepare({"input/q.dat": data}, **REG, max_bad_fraction=0.05)
+    assert ("1", "a::b", 3.0) in triples(r) and ("2", 'say "hi"', 4.0) in triples(r)
+    assert r.report["examples"] == ["input/q.dat:4: non-numeric rating"]
 
 
 def test_amazon_reviews_layout_picks_named_columns(run_prepare):
@@ -83,6 +89,11 @@ def test_gzip_bom_crlf_and_no_final_newline(run_prepare):
     assert r.report["files"][0]["gzip"] is True
 
 
+def test_a_bom_before_a_data_line_is_not_part_of_the_first_id(run_prepare):
+    r = run_prepare({"input/u.data": "\ufeffu1\ti1\t4\t1\nu2\ti2\t5\t2\n".encode()}, **REG)
+    assert r.users == ["u1", "u2"]
+
+
 def test_string_ids_of_every_kind(run_prepare):
     ids = [
         ("A1B2C3D4E5F6G7", "B00EXAMPLE"),
@@ -93,7 +104,6 @@ def test_string_ids_of_every_kind(run_prepare):
     lines = ["user,item,rating"] + [f'"{u}","{i.replace(chr(34), chr(34) * 2)}",4' for u, i in ids]
     r = run_prepare({"input/x.csv": "\n".join(lines) + "\n"}, **REG)
     assert sorted((u, i) for u, i, _ in triples(r)) == sorted(ids)
-    assert r.report["files"][0]["parser"] == "csv"
     assert set(r.users) == {u for u, _ in ids} and r.users == sorted(r.users)
 
 
@@ -114,15 +124,12 @@ def test_csv_fallback_line_numbers_after_multiline_field(run_prepare):
     assert r.report["examples"] == ["input/q.csv:4: non-numeric rating"]
 
 
-def test_fast_and_csv_paths_agree(run_prepare, monkeypatch):
+def test_plain_and_quoted_files_agree(run_prepare):
     rows = [f"user {k % 37},item-{(k * 7) % 53},{1 + k % 5},{1400000000 + k}" for k in range(2000)]
     plain = "user,item,rating,timestamp\n" + "\n".join(rows) + "\n"
     quoted = plain.replace("user 0,", '"user 0",')
-    monkeypatch.setattr(parse, "CHUNK_BYTES", 997)  # many chunks, boundaries mid-file
     a = run_prepare({"input/a.csv": plain}, **REG)
     b = run_prepare({"input/a.csv": quoted}, **REG)
-    assert {f["parser"] for f in a.report["files"]} == {"fast"}
-    assert {f["parser"] for f in b.report["files"]} == {"csv"}
     assert triples(a) == triples(b)
     assert a.users == b.users and a.items == b.items
 
@@ -175,6 +182,16 @@ def test_latin1_bytes_give_file_and_line(run_prepare):
     assert ("u2", "café", 5.0) in triples(r)
 
 
+def test_a_codec_the_engine_does_not_read_is_converted_first(run_prepare):
+    data = "user,item,rating\nu1,caf\u20ac,4\nu2,i2,5\n".encode("cp1252")  # the euro sign is 0x80
+    r = run_prepare({"input/w.csv": data}, **REG, encoding="cp1252")
+    assert triples(r) == [("u1", "caf\u20ac", 4.0), ("u2", "i2", 5.0)]
+    with pytest.raises(
+        PrepareInputError, match=r"input/w\.csv:4: not valid cp1252 \(byte 0x81 at column 5\)"
+    ):
+        run_prepare({"input/w.csv": data + b"u3,x\x81y,3\n"}, **REG, encoding="cp1252")
+
+
 def test_undetectable_delimiter_and_missing_columns(run_prepare):
     with pytest.raises(PrepareInputError, match=r"input/a:1: cannot detect the delimiter"):
         run_prepare({"input/a": "justoneword\n"}, **REG)
@@ -202,8 +219,7 @@ def test_empty_and_header_only_files_next_to_real_data(run_prepare):
     assert [f["rows_read"] for f in r.report["files"]] == [0, 0, 1]
 
 
-def test_a_line_longer_than_a_chunk(run_prepare, monkeypatch):
-    monkeypatch.setattr(parse, "CHUNK_BYTES", 64)
+def test_a_long_line(run_prepare):
     long_item = "x" * 1000
     r = run_prepare({"input/a.csv": f"user,item,rating\nu1,{long_item},3\nu2,short,4\n"}, **REG)
     assert triples(r) == [("u1", long_item, 3.0), ("u2", "short", 4.0)]

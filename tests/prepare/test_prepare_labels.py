@@ -7,7 +7,6 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from pipeline_steps.prepare import interactions as rows
 from pipeline_steps.prepare import labels
 
 
@@ -18,7 +17,7 @@ def _seen(n_users=40, n_items=30, seed=0):
     deg[1] = n_items  # saw everything: gets no negatives
     u = np.repeat(np.arange(n_users), deg)
     i = np.concatenate([rng.choice(n_items, d, replace=False) for d in deg])
-    return u, i, rows.csr_from_pairs(u, i, n_users, n_items)
+    return u, i, labels.csr_from_pairs(u, i, n_users, n_items)
 
 
 @pytest.mark.parametrize("mode", ["uniform", "popularity"])
@@ -39,7 +38,7 @@ def test_uniform_negatives_are_uniform_over_unseen_items():
     n_items = 10
     u = np.zeros(3, dtype=np.int64)
     i = np.array([2, 3, 7])
-    csr = rows.csr_from_pairs(u, i, 1, n_items)
+    csr = labels.csr_from_pairs(u, i, 1, n_items)
     draws = labels.uniform_negatives(np.zeros(70000, dtype=np.int64), *csr, n_items, np.random.default_rng(2))
     counts = np.bincount(draws, minlength=n_items)
     assert counts[[2, 3, 7]].sum() == 0
@@ -48,7 +47,7 @@ def test_uniform_negatives_are_uniform_over_unseen_items():
 
 def test_popularity_negatives_follow_popularity():
     u = np.array([0, 1, 1, 1]), np.array([0, 1, 2, 3])
-    csr = rows.csr_from_pairs(*u, 2, 4)
+    csr = labels.csr_from_pairs(*u, 2, 4)
     pop = np.array([1, 0, 3, 6])
     draws = labels.popularity_negatives(
         np.zeros(40000, dtype=np.int64), *csr, 4, pop, np.random.default_rng(3)

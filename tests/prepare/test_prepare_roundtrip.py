@@ -9,7 +9,6 @@ import random
 import numpy as np
 import pytest
 
-from pipeline_steps.prepare import parse
 from pipeline_steps.prepare.core import PrepareConflictError
 
 NAMES = ["B00X1", "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "Crème, brûlée", 'The "Best" one', "東京", "a b c"]
@@ -59,8 +58,7 @@ def messy_inputs(seed: int = 0) -> tuple[dict[str, bytes], dict[tuple[str, str],
     return files, expected
 
 
-def test_round_trip_rows_labels_and_id_maps(run_prepare, monkeypatch):
-    monkeypatch.setattr(parse, "CHUNK_BYTES", 4096)
+def test_round_trip_rows_labels_and_id_maps(run_prepare):
     files, expected = messy_inputs()
     r = run_prepare(
         files, label_mode="regression", split="none", shuffle=True, max_bad_fraction=0.01, shard_rows=97
@@ -74,7 +72,7 @@ def test_round_trip_rows_labels_and_id_maps(run_prepare, monkeypatch):
     assert len(m["train_shards"]) == -(-len(expected) // 97)
     assert m["counts"]["bad_rows"] == 2 and m["counts"]["rows_read"] == 902
     assert m["counts"]["duplicates"] == 900 - len(expected)
-    assert [f["parser"] for f in r.report["files"]] == ["csv", "fast", "fast"]
+    assert [f["delimiter"] for f in r.report["files"]] == [",", "\t", ";"]
     pop = np.load(r.path(m["files"]["popularity"]))
     assert pop.dtype == np.int64 and pop.tolist() == [
         sum(1 for _, i in expected if i == it) for it in r.items
