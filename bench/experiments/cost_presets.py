@@ -17,7 +17,8 @@ epoch), rows x epochs (the cost proxy: SageMaker FM time is linear in it), local
 (``bench/prepare.py``'s generator, last-10 split) and trained for one epoch, for rows/s at a larger
 feature_dim; its quality is not reported (its users have no structure).
 
-A row is ``D,R`` or ``D,R,factors_lr``. Prepared files live in a temporary directory deleted at
+A row is ``D,R``, ``D,R,factors_lr`` or ``D,R,factors_lr,seed`` (prepare's seed; ``-`` for the
+deployed factors_lr). Prepared files live in a temporary directory deleted at
 exit; nothing is written to the repository. The last stdout line is one JSON object.
 
     .venv/bin/python bench/experiments/cost_presets.py
@@ -79,6 +80,7 @@ class Row:
     draws: int
     ratio: int
     factors_lr: str | None  # None = the deployed value
+    seed: int | None = None  # prepare's seed; None = PrepareConfig's default
 
     @property
     def multiplier(self) -> int:
@@ -88,18 +90,21 @@ class Row:
 
 def parse_row(spec: str) -> Row:
     parts = [p.strip() for p in spec.split(",")]
-    if len(parts) not in (2, 3):
-        raise argparse.ArgumentTypeError(f"row {spec!r}: expected D,R or D,R,factors_lr")
+    if len(parts) not in (2, 3, 4):
+        raise argparse.ArgumentTypeError(f"row {spec!r}: expected D,R[,factors_lr[,seed]]")
     try:
         draws, ratio = int(parts[0]), int(parts[1])
-        lr = parts[2] if len(parts) == 3 else None
+        lr = parts[2] if len(parts) > 2 and parts[2] != "-" else None
         if lr is not None:
             float(lr)
+        seed = int(parts[3]) if len(parts) == 4 else None
     except ValueError:
-        raise argparse.ArgumentTypeError(f"row {spec!r}: D, R must be integers, factors_lr a number") from None
+        raise argparse.ArgumentTypeError(
+            f"row {spec!r}: D, R and seed must be integers, factors_lr a number"
+        ) from None
     if draws < 1 or ratio < 1:
         raise argparse.ArgumentTypeError(f"row {spec!r}: D and R must be >= 1")
-    return Row(spec, draws, ratio, lr)
+    return Row(spec, draws, ratio, lr, seed)
 
 
 @dataclass
@@ -120,11 +125,19 @@ def _csr(data: bytes) -> Csr:
         return Csr(indptr=z["indptr"].astype(np.int64), indices=z["indices"])
 
 
-def prepare_data(settings: dict, draws: int, ratio: int, src: Path, out: Path) -> Prepared:
+def prepare_data(
+    settings: dict, draws: int, ratio: int, src: Path, out: Path, seed: int | None = None
+) -> Prepared:
     """The prepare step's output for these settings with D draws of R negatives, read into memory."""
     started = time.perf_counter()
     config = PrepareConfig.from_dict(
-        {**settings, "label_mode": "implicit", "negative_ratio": ratio, "negative_draws": draws}
+        {
+            **settings,
+            "label_mode": "implicit",
+            "negative_ratio": ratio,
+            "negative_draws": draws,
+            **({} if seed is None else {"seed": seed}),
+        }
     )
     sink = LocalStorage(out)
     manifest = prepare(config, source=LocalStorage(src), sink=sink, run_id="cost", out_prefix="prepared/")
@@ -191,6 +204,7 @@ def train_row(row: Row, data: Prepared, epochs: list[int], base: dict[str, str],
         "negative_draws": row.draws,
         "negative_ratio": row.ratio,
         "factors_lr": hyper["factors_lr"],
+        "prepare_seed": PrepareConfig().seed if row.seed is None else row.seed,
         "positives": data.positives,
         "rows_per_positive": row.multiplier,
         "fm_rows_per_epoch": rows,
@@ -214,23 +228,28 @@ def movielens(rows: list[Row], epochs: list[int], base: dict[str, str], tmp: Pat
     shutil.copy(ml.ua_test, src / "ua.test")
     settings = {"input_prefix": "ua.base", "test_prefix": "ua.test"}
     results, baseline = [], None
-    cache: dict[tuple[int, int], Prepared] = {}
+    cache: dict[tuple[int, int, int | None], Prepared] = {}
     print(f"{'row':14s} {'rows/epoch':>10s}  " + "  ".join(f"{'ep' + str(e):>11s}" for e in epochs))
     for row in rows:
-        key = (row.draws, row.ratio)
+        key = (row.draws, row.ratio, row.seed)
         if key not in cache:
             cache.clear()
-            cache[key] = prepare_data(settings, row.draws, row.ratio, src, tmp / "ml-out")
+            cache[key] = prepare_data(settings, row.draws, row.ratio, src, tmp / "ml-out", row.seed)
         data = cache[key]
         if baseline is None:
             metrics, n_eval = baseline_metrics(data.popularity, data.seen, data.holdout, x=TOP_X)
             baseline = {"p_at_10": round(metrics["precision"], 4), "ndcg_at_10": round(metrics["ndcg"], 4)}
-            print(f"most-popular P@10 {baseline['p_at_10']:.4f} NDCG@10 {baseline['ndcg_at_10']:.4f} ({n_eval} users)")
+            p, ndcg = baseline["p_at_10"], baseline["ndcg_at_10"]
+            print(f"most-popular P@10 {p:.4f} NDCG@10 {ndcg:.4f} ({n_eval} users)")
         res = train_row(row, data, epochs, base, evaluate=True)
         cells = "  ".join(
-            f"{res['by_epoch'][str(e)]['p_at_10']:.3f}/{res['by_epoch'][str(e)]['ndcg_at_10']:.3f}" for e in epochs
+            f"{res['by_epoch'][str(e)]['p_at_10']:.3f}/{res['by_epoch'][str(e)]['ndcg_at_10']:.3f}"
+            for e in epochs
         )
-        print(f"{row.spec:14s} {res['fm_rows_per_epoch']:>10,d}  {cells}  ({res['train_seconds']:.0f}s)", flush=True)
+        print(
+            f"{row.spec:14s} {res['fm_rows_per_epoch']:>10,d}  {cells}  ({res['train_seconds']:.0f}s)",
+            flush=True,
+        )
         results.append(res)
     return {
         "dataset": "ml-100k ua.base -> ua.test",
@@ -268,7 +287,10 @@ def main() -> None:
     ap.add_argument("--rows", action="append", type=parse_row, default=[], metavar="D,R[,FACTORS_LR]")
     ap.add_argument("--epochs", default=DEFAULT_EPOCHS, help=f"epochs to evaluate (default {DEFAULT_EPOCHS})")
     ap.add_argument(
-        "--synthetic-rows", type=int, default=1_000_000, help="synthetic interactions for the cost side (0 = skip)"
+        "--synthetic-rows",
+        type=int,
+        default=1_000_000,
+        help="synthetic interactions for the cost side (0 = skip)",
     )
     args = ap.parse_args()
     rows = args.rows or [parse_row(s) for s in DEFAULT_ROWS]
