@@ -414,7 +414,7 @@ def _apply_recipe(name: str, fm: dict[str, Any], prepare: dict[str, Any]) -> Non
     if not isinstance(hyper, dict):
         raise ConfigError(f"{PREFIX}fm.hyperparameters: expected an object, got {hyper!r}")
     fm["hyperparameters"] = hyper = dict(hyper)
-    targets = [
+    targets: list[tuple[dict[str, Any], str, Mapping[str, Any], Mapping[str, Any]]] = [
         (hyper, "fm.hyperparameters", recipe.fm_values(), default.fm_values()),
         (prepare, "prepare", recipe.prepare_values(), default.prepare_values()),
     ]

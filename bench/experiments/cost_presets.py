@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT / "bench" / "experiments"))
 from fm_defaults_grid import fm_scores  # noqa: E402  (the grid's scoring: w_i + <V_u, V_i>)
 from prepare import synthetic  # noqa: E402  (bench/prepare.py's power-law generator)
 
+from pipeline_steps.common.recipes import RECIPES  # noqa: E402
 from pipeline_steps.common.runio import Csr  # noqa: E402
 from pipeline_steps.datasets.movielens import CITATION, load  # noqa: E402
 from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_metrics  # noqa: E402
@@ -184,20 +185,21 @@ def train_row(row: Row, data: Prepared, epochs: list[int], base: dict[str, str],
         hyper["factors_lr"] = row.factors_lr
     config = parse_fm(hyper)
     quality: dict[str, dict[str, float]] = {}
-    eval_seconds = 0.0
+    eval_seconds = eval_cpu = 0.0
 
     def on_params(epoch: int, params: fm.FMParams) -> None:
-        nonlocal eval_seconds
+        nonlocal eval_seconds, eval_cpu
         if evaluate and epoch in epochs:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             m = ranking_metrics(fm_scores(params, data.n_users), data)
             quality[str(epoch)] = {"p_at_10": round(m["precision"], 4), "ndcg_at_10": round(m["ndcg"], 4)}
             eval_seconds += time.perf_counter() - started
+            eval_cpu += time.process_time() - cpu
 
     started, cpu = time.perf_counter(), time.process_time()
     fm.train(data.X, data.y, config, on_params=on_params)
-    seconds = time.perf_counter() - started - eval_seconds
-    cpu_seconds = time.process_time() - cpu - eval_seconds  # evaluation is single-threaded numpy too
+    seconds = time.perf_counter() - started - eval_seconds  # training alone
+    cpu_seconds = time.process_time() - cpu - eval_cpu
     rows = int(data.X.shape[0])
     return {
         "row": row.spec,
@@ -214,7 +216,13 @@ def train_row(row: Row, data: Prepared, epochs: list[int], base: dict[str, str],
         "rows_per_second": round(rows * int(hyper["epochs"]) / max(seconds, 1e-9)),
         "prepare_seconds": round(data.seconds, 2),
         "by_epoch": {
-            e: {**q, "rows_x_epochs": rows * int(e), "seconds_est": round(seconds * int(e) / max(epochs), 2)}
+            e: {
+                **q,
+                "rows_x_epochs": rows * int(e),
+                # training time up to this epoch, pro rata (epochs take the same time)
+                "seconds_est": round(seconds * int(e) / max(epochs), 2),
+                "cpu_seconds_est": round(cpu_seconds * int(e) / max(epochs), 2),
+            }
             for e, q in quality.items()
         },
     }
@@ -282,6 +290,50 @@ def synthetic_cost(rows: list[Row], n: int, base: dict[str, str], tmp: Path) -> 
     return {"dataset": f"synthetic power-law, {n} interactions, last-10 split", "rows": results}
 
 
+def recipe_rows() -> tuple[list[Row], list[int]]:
+    """One grid row per named recipe (common/recipes.py), evaluated at its own epochs."""
+    rows = [
+        Row(
+            f"{r.negative_draws},{r.negative_ratio},{r.factors_lr}",
+            r.negative_draws,
+            r.negative_ratio,
+            r.factors_lr,
+        )
+        for r in RECIPES.values()
+    ]
+    return rows, sorted({r.epochs for r in RECIPES.values()})
+
+
+def recipe_summary(results: list[dict], base: dict[str, str]) -> list[dict]:
+    """Each recipe at its own epochs: P@10, NDCG@10, rows x epochs and cost relative to quality."""
+    out = []
+    for name, recipe in RECIPES.items():
+        lr = recipe.factors_lr
+        for res in results:
+            if (res["negative_draws"], res["negative_ratio"], res["factors_lr"]) == (
+                recipe.negative_draws,
+                recipe.negative_ratio,
+                lr if lr is not None else base["factors_lr"],
+            ):
+                at = res["by_epoch"].get(str(recipe.epochs))
+                if at is None:
+                    continue
+                out.append(
+                    {
+                        "recipe": name,
+                        "prepare_seed": res["prepare_seed"],
+                        "epochs": recipe.epochs,
+                        "rows_x_epochs_per_positive": recipe.rows_x_epochs_per_positive,
+                        "cost_vs_quality": round(
+                            recipe.rows_x_epochs_per_positive / RECIPES["quality"].rows_x_epochs_per_positive,
+                            4,
+                        ),
+                        **at,
+                    }
+                )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", action="append", type=parse_row, default=[], metavar="D,R[,FACTORS_LR]")
@@ -292,8 +344,19 @@ def main() -> None:
         default=1_000_000,
         help="synthetic interactions for the cost side (0 = skip)",
     )
+    ap.add_argument(
+        "--recipes",
+        action="store_true",
+        help="one row per named recipe (pipeline_steps/common/recipes.py) at its own epochs, plus --rows",
+    )
     args = ap.parse_args()
     rows = args.rows or [parse_row(s) for s in DEFAULT_ROWS]
+    if args.recipes:
+        rows, recipe_epochs = recipe_rows()
+        rows += args.rows
+        args.epochs = ",".join(
+            str(e) for e in sorted({*recipe_epochs, *(int(e) for e in args.epochs.split(",") if e.strip())})
+        )
     try:
         epochs = sorted({int(e) for e in args.epochs.split(",") if e.strip()})
     except ValueError:
@@ -316,6 +379,7 @@ def main() -> None:
                 "hyperparameters": base,
                 "epochs": epochs,
                 "movielens": quality,
+                "recipes": recipe_summary(quality["rows"], base) if args.recipes else None,
                 "synthetic": cost,
                 "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                 "cpu_count": os.cpu_count(),

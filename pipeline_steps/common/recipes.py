@@ -39,10 +39,12 @@ class Recipe:
         return {"epochs": str(self.epochs), "factors_lr": self.factors_lr}
 
 
-# Measured on ML-100k ua (decision 0017): quality P@10 0.251 at 160 rows x epochs per positive,
-# economy 0.228 at 30 (5.3x cheaper), minimal 0.195 at 6 (27x cheaper); most-popular 0.1215.
+# Measured on ML-100k ua (decision 0017, prepare seed 42): quality P@10 0.251 at 160 rows x epochs
+# per positive, balanced 0.244 at 60 (2.7x cheaper), economy 0.228 at 30 (5.3x), minimal 0.195 at 6
+# (27x); most-popular 0.1215.
 RECIPES: dict[str, Recipe] = {
     "quality": Recipe(negative_draws=4, negative_ratio=4, epochs=8, factors_lr="0.001"),
+    "balanced": Recipe(negative_draws=2, negative_ratio=4, epochs=6, factors_lr="0.002"),
     "economy": Recipe(negative_draws=1, negative_ratio=4, epochs=6, factors_lr="0.002"),
     "minimal": Recipe(negative_draws=1, negative_ratio=1, epochs=3, factors_lr="0.004"),
 }
@@ -54,8 +56,10 @@ RECIPE_NAMES = (CUSTOM, *RECIPES)
 # (topx:fm.max_runtime_seconds 7200) at the SageMaker FM throughput reported for the AWS blog's
 # setup (112,000 rows/s on ml.m5.large, reported in bench/fm_train.py, not measured here):
 # 7200 s x 112,000 rows/s = 806.4M rows x epochs. Quality fits up to ~5.0M positives (x 160),
-# economy up to ~26.9M (x 30); beyond that minimal (x 6, one instance up to ~134M positives).
+# balanced up to ~13.4M (x 60), economy up to ~26.9M (x 30); beyond that minimal (x 6, one
+# instance up to ~134M positives; more with topx:fm.instance_count or max_runtime_seconds).
 QUALITY_UP_TO_POSITIVES = 5_000_000
+BALANCED_UP_TO_POSITIVES = 13_000_000
 ECONOMY_UP_TO_POSITIVES = 25_000_000
 
 
@@ -65,6 +69,8 @@ def suggest(positives: int) -> str:
         raise ValueError(f"positives: must be >= 0, got {positives}")
     if positives <= QUALITY_UP_TO_POSITIVES:
         return "quality"
+    if positives <= BALANCED_UP_TO_POSITIVES:
+        return "balanced"
     if positives <= ECONOMY_UP_TO_POSITIVES:
         return "economy"
     return "minimal"

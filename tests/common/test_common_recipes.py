@@ -17,8 +17,8 @@ CONTEXT = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_tex
 def test_rows_per_positive_is_draws_times_positive_plus_negatives() -> None:
     r = Recipe(negative_draws=4, negative_ratio=4, epochs=8, factors_lr="0.001")
     assert r.rows_per_positive == 20 and r.rows_x_epochs_per_positive == 160
-    assert RECIPES["economy"].rows_x_epochs_per_positive < RECIPES["quality"].rows_x_epochs_per_positive
-    assert RECIPES["minimal"].rows_x_epochs_per_positive < RECIPES["economy"].rows_x_epochs_per_positive
+    costs = {name: r.rows_x_epochs_per_positive for name, r in RECIPES.items()}
+    assert costs == {"quality": 160, "balanced": 60, "economy": 30, "minimal": 6}
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,9 @@ def test_rows_per_positive_is_draws_times_positive_plus_negatives() -> None:
         (0, "quality"),
         (90_570, "quality"),  # ML-100k ua.base
         (recipes.QUALITY_UP_TO_POSITIVES, "quality"),
-        (recipes.QUALITY_UP_TO_POSITIVES + 1, "economy"),
+        (recipes.QUALITY_UP_TO_POSITIVES + 1, "balanced"),
+        (recipes.BALANCED_UP_TO_POSITIVES, "balanced"),
+        (recipes.BALANCED_UP_TO_POSITIVES + 1, "economy"),
         (recipes.ECONOMY_UP_TO_POSITIVES, "economy"),
         (recipes.ECONOMY_UP_TO_POSITIVES + 1, "minimal"),
         (1_000_000_000, "minimal"),
@@ -46,6 +48,7 @@ def test_each_threshold_keeps_its_recipe_within_one_default_fm_wall() -> None:
     # 7200 s (topx:fm.max_runtime_seconds) x 112,000 rows/s (reported SageMaker FM throughput)
     budget = CONTEXT["topx:fm"]["max_runtime_seconds"] * 112_000
     assert recipes.QUALITY_UP_TO_POSITIVES * RECIPES["quality"].rows_x_epochs_per_positive <= budget
+    assert recipes.BALANCED_UP_TO_POSITIVES * RECIPES["balanced"].rows_x_epochs_per_positive <= budget
     assert recipes.ECONOMY_UP_TO_POSITIVES * RECIPES["economy"].rows_x_epochs_per_positive <= budget
 
 

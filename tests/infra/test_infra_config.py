@@ -292,7 +292,10 @@ def test_a_named_recipe_sets_the_negatives_and_the_fm_epochs_and_rate() -> None:
             {"recipe": "minimal", "prepare.negative_ratio": 2},
             "'topx:prepare.negative_ratio' (2) conflicts with 'topx:recipe' 'minimal', which sets it to 1",
         ),
-        ({"recipe": "auto"}, "topx:recipe: must be one of ['custom', 'quality', 'economy', 'minimal']"),
+        (
+            {"recipe": "auto"},
+            "topx:recipe: must be one of ['custom', 'quality', 'balanced', 'economy', 'minimal']",
+        ),
         (
             {"recipe": "economy", "prepare.recipe": "quality"},
             "'topx:prepare.recipe' ('quality') differs from 'topx:recipe' ('economy')",

@@ -93,7 +93,7 @@ def test_a_named_recipe_must_match_the_negative_sampling():
     assert economy.to_dict()["recipe"] == "economy"
     with pytest.raises(ConfigError, match=r"recipe: 'economy' sets .* negative_draws 4 \(recipe: 1\)"):
         PrepareConfig.from_dict({"recipe": "economy"})  # D=4 is the quality default
-    with pytest.raises(ConfigError, match=r"recipe: 'auto' is not one of 'custom', 'quality'"):
+    with pytest.raises(ConfigError, match=r"recipe: 'auto' is not one of 'custom', 'quality', 'balanced'"):
         PrepareConfig.from_dict({"recipe": "auto"})
     # custom takes any values
     assert PrepareConfig.from_dict({"negative_draws": 2, "negative_ratio": 7}).recipe == "custom"

@@ -155,5 +155,5 @@ def test_large_data_is_advised_a_cheaper_recipe(caplog):
     economy = PrepareConfig(recipe="economy", negative_draws=1, negative_ratio=4)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="pipeline_steps.prepare.core"):
-        assert core._negative_stats(economy, 6_000_000)["suggested_recipe"] == "economy"
+        assert core._negative_stats(economy, 20_000_000)["suggested_recipe"] == "economy"
     assert caplog.text == ""
