@@ -21,9 +21,14 @@ A row is ``D,R``, ``D,R,factors_lr`` or ``D,R,factors_lr,seed`` (prepare's seed;
 deployed factors_lr). Prepared files live in a temporary directory deleted at
 exit; nothing is written to the repository. The last stdout line is one JSON object.
 
+``--recipes`` replaces the default rows by one row per named recipe
+(``pipeline_steps/common/recipes.py``), evaluates each at its own epochs and adds a ``recipes``
+summary (P@10, NDCG@10, rows x epochs, cost relative to quality) to the JSON.
+
     .venv/bin/python bench/experiments/cost_presets.py
     .venv/bin/python bench/experiments/cost_presets.py --rows 1,4 --rows 4,4 --epochs 2,4,8 \\
         --synthetic-rows 0
+    .venv/bin/python bench/experiments/cost_presets.py --recipes --epochs 3,6,8 --rows 4,4,-,7
 """
 
 from __future__ import annotations
@@ -336,7 +341,7 @@ def recipe_summary(results: list[dict], base: dict[str, str]) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rows", action="append", type=parse_row, default=[], metavar="D,R[,FACTORS_LR]")
+    ap.add_argument("--rows", action="append", type=parse_row, default=[], metavar="D,R[,FACTORS_LR[,SEED]]")
     ap.add_argument("--epochs", default=DEFAULT_EPOCHS, help=f"epochs to evaluate (default {DEFAULT_EPOCHS})")
     ap.add_argument(
         "--synthetic-rows",
