@@ -22,6 +22,7 @@ from pipeline_steps.common.config import between, config_from_dict, one_of
 from pipeline_steps.common.filters import check_filter_key
 from pipeline_steps.common.layout import RUNS_PREFIX
 from pipeline_steps.common.limits import INDEX_METRICS, MAX_X
+from pipeline_steps.common.recipes import CUSTOM, RECIPE_NAMES, RECIPES
 
 FM_HYPERPARAMETERS = frozenset(
     {
@@ -303,7 +304,10 @@ class AppConfig:
         email = ctx.text("notification_email").strip()
         if email and not _EMAIL.match(email):
             raise ConfigError(f"topx:notification_email: {email!r} is not an e-mail address ('' = none)")
-        fm = _job(ctx, "fm", FM_HYPERPARAMETERS)
+        recipe = _recipe(ctx)
+        fm_data, prepare_data = ctx.obj("fm"), ctx.obj("prepare")
+        _apply_recipe(recipe, fm_data, prepare_data)
+        fm = _job(ctx, "fm", FM_HYPERPARAMETERS, fm_data)
         knn = _job(ctx, "knn", KNN_HYPERPARAMETERS)
         _check_fm(fm)
         metric = _check_knn(knn)
@@ -311,7 +315,10 @@ class AppConfig:
         transform = _transform(ctx)
         alarms = _alarms(ctx, project)
         steps = validate_step_configs(
-            {name: ctx.obj(name) for name in ("prepare", "repackage", "evaluate", "publish", "report")},
+            {
+                "prepare": prepare_data,
+                **{name: ctx.obj(name) for name in ("repackage", "evaluate", "publish", "report")},
+            },
             x=ctx.number("x", 1, MAX_X),
             index_metric=metric,
             fm_instance_count=fm.instance_count,
@@ -319,6 +326,7 @@ class AppConfig:
             response_budget_bytes=transform.response_budget_bytes,
             cloudwatch_namespace=alarms.namespace if alarms.enabled else "",
             transform_instance_count=transform.instance_count,
+            recipe=recipe,
         )
         _check_consistency(ctx, fm, steps)
         api = _api(ctx)
@@ -354,8 +362,10 @@ def _instance(key: str, value: Any) -> str:
     return value
 
 
-def _job(ctx: Context, section: str, allowed: frozenset[str]) -> JobConfig:
-    data = ctx.obj(section)
+def _job(
+    ctx: Context, section: str, allowed: frozenset[str], data: dict[str, Any] | None = None
+) -> JobConfig:
+    data = ctx.obj(section) if data is None else dict(data)
     key = f"{PREFIX}{section}"
     hyper = data.get("hyperparameters")
     if isinstance(hyper, dict):
@@ -379,6 +389,45 @@ def _hyperparameters(
             raise ConfigError(f"{key}.{name}: expected a string or number, got {value!r}")
         strings[name] = value if isinstance(value, str) else repr(value)
     return strings
+
+
+def _recipe(ctx: Context) -> str:
+    name = ctx.text("recipe") or CUSTOM
+    if name not in RECIPE_NAMES:
+        raise ConfigError(f"topx:recipe: must be one of {list(RECIPE_NAMES)}, got {name!r}")
+    return name
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def _apply_recipe(name: str, fm: dict[str, Any], prepare: dict[str, Any]) -> None:
+    """Write a named recipe's four values (pipeline_steps/common/recipes.py, decision 0017) into the
+    `topx:fm` and `topx:prepare` sections, in place. A value already there must be cdk.json's
+    default (= the quality recipe's) or the recipe's own: anything else is a hand-set value the
+    recipe would silently replace, an error naming both keys."""
+    if name == CUSTOM:
+        return
+    recipe, default = RECIPES[name], RECIPES["quality"]
+    hyper = fm.get("hyperparameters")
+    if not isinstance(hyper, dict):
+        raise ConfigError(f"{PREFIX}fm.hyperparameters: expected an object, got {hyper!r}")
+    fm["hyperparameters"] = hyper = dict(hyper)
+    targets: list[tuple[dict[str, Any], str, Mapping[str, Any], Mapping[str, Any]]] = [
+        (hyper, "fm.hyperparameters", recipe.fm_values(), default.fm_values()),
+        (prepare, "prepare", recipe.prepare_values(), default.prepare_values()),
+    ]
+    for section, where, values, defaults in targets:
+        for field_name, value in values.items():
+            given = section.get(field_name)
+            allowed = {_as_text(value), _as_text(defaults[field_name])}
+            if given is not None and _as_text(given) not in allowed:
+                raise ConfigError(
+                    f"'{PREFIX}{where}.{field_name}' ({given!r}) conflicts with '{PREFIX}recipe' {name!r}, "
+                    f"which sets it to {value!r}; remove it or set '{PREFIX}recipe' to {CUSTOM!r}"
+                )
+            section[field_name] = value
 
 
 def _check_fm(fm: JobConfig) -> None:

@@ -2,9 +2,9 @@
 
 The shared values (`topx:x`, the k-NN `index_metric`, the FM instance count as prepare's
 `min_shards`, the transform's `max_payload_mb`, `response_budget_bytes` and `instance_count`, the
-quality metrics' CloudWatch namespace from `topx:alarms`; publish's `read_extra`, `related_x` and filters for
-repackage) are injected into the steps that use them, so they cannot disagree; a step section that
-sets one of them to another value is an error.
+quality metrics' CloudWatch namespace from `topx:alarms`, the training recipe `topx:recipe` for
+prepare; publish's `read_extra`, `related_x` and filters for repackage) are injected into the steps
+that use them, so they cannot disagree; a step section that sets one of them to another value is an error.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ _SHARED = {
     "max_payload_mb": ("repackage",),
     "response_budget_bytes": ("repackage",),
     "transform_instance_count": ("repackage",),
+    # the named training recipe (decision 0017), recorded in prepare's manifest
+    "recipe": ("prepare",),
 }
 _SOURCES = {
     "x": "topx:x",
@@ -72,6 +74,7 @@ _SOURCES = {
     "response_budget_bytes": "topx:transform.response_budget_bytes",
     "transform_instance_count": "topx:transform.instance_count",
     "cloudwatch_namespace": "topx:alarms.namespace",
+    "recipe": "topx:recipe",
 }
 
 
@@ -85,6 +88,7 @@ def validate_step_configs(
     response_budget_bytes: int,
     cloudwatch_namespace: str = "",
     transform_instance_count: int = 1,
+    recipe: str = "custom",
 ) -> StepConfigs:
     """Return the explicit config of every step; raise ConfigError naming the context key."""
     shared = {
@@ -95,6 +99,7 @@ def validate_step_configs(
         "response_budget_bytes": response_budget_bytes,
         "cloudwatch_namespace": cloudwatch_namespace,
         "transform_instance_count": transform_instance_count,
+        "recipe": recipe,
     }
     built: dict[str, Any] = {}
     for step, builder in _BUILDERS.items():

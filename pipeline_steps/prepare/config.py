@@ -8,6 +8,7 @@ from typing import Any
 
 from pipeline_steps.common.config import between, check_fields, config_from_dict, one_of
 from pipeline_steps.common.errors import ConfigError
+from pipeline_steps.common.recipes import CUSTOM, RECIPE_NAMES, RECIPES
 
 LABEL_MODES = ("binary", "regression", "implicit")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
@@ -42,6 +43,10 @@ class PrepareConfig:
     negative_sampling: str = field(default="uniform", metadata=one_of(*NEGATIVE_SAMPLING))
     # independent negative sets written into the one training file
     negative_draws: int = field(default=4, metadata=between(1))
+    # The named training recipe (common/recipes.py, decision 0017) these negatives belong to; set by
+    # the deployment from topx:recipe. A named one must match negative_ratio/negative_draws;
+    # "custom" = they are set by hand. Recorded in the manifest's config.
+    recipe: str = field(default=CUSTOM, metadata=one_of(*RECIPE_NAMES))
     seed: int = 42
     min_user_interactions: int = field(default=1, metadata=between(0))
     min_item_interactions: int = field(default=1, metadata=between(0))
@@ -74,6 +79,19 @@ class PrepareConfig:
             if isinstance(value, int) and value < 0:
                 raise ConfigError(f"{name}: a column position must be >= 0, got {value}")
         _check_encoding(self.encoding)
+        self._check_recipe()
+
+    def _check_recipe(self) -> None:
+        if self.recipe == CUSTOM:
+            return
+        wanted = RECIPES[self.recipe].prepare_values()
+        got = {name: getattr(self, name) for name in wanted}
+        if got != wanted:
+            diff = ", ".join(f"{k} {got[k]} (recipe: {v})" for k, v in wanted.items() if got[k] != v)
+            raise ConfigError(
+                f"recipe: {self.recipe!r} sets {wanted} but the config has {diff}; "
+                f"use recipe {CUSTOM!r} for other values"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, *, where: str = "prepare") -> PrepareConfig:

@@ -24,6 +24,7 @@ import numpy as np
 from pipeline_steps.common.events import PrepareResult
 from pipeline_steps.common.layout import MANIFEST_NAME, PREPARED_FILES, TEST_CHANNEL, TRAIN_CHANNEL
 from pipeline_steps.common.manifest import MANIFEST_VERSION, Manifest
+from pipeline_steps.common.recipes import RECIPES, suggest
 from pipeline_steps.prepare import labels, outputs, query
 from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.prepare.engine import Engine, Stats, local_files
@@ -419,8 +420,35 @@ def _labelled(config: PrepareConfig, du, di, r, hdu, hdi, hr, n_users: int, n_it
         "mean": round(float(y.mean()), 6) if len(y) else 0.0,
     }
     if config.label_mode == "implicit":
-        stats |= {"negative_ratio": config.negative_ratio, "negative_draws": config.negative_draws}
+        stats |= _negative_stats(config, len(du))
     return train, test, stats
+
+
+def _negative_stats(config: PrepareConfig, n_positives: int) -> dict:
+    """The implicit file's sampling and, from decision 0017, the recipe advised for its size.
+
+    `n_positives`: training positives (observed pairs, before the draws repeat them). Prepare cannot
+    change the FM's epochs (fixed at deploy time), so it reports and logs the advice, nothing more.
+    """
+    suggested = suggest(n_positives)
+    advised = RECIPES[suggested].prepare_values()
+    if advised != {name: getattr(config, name) for name in advised}:
+        log.warning(
+            "%d training positives x %d FM rows each: decision 0017 suggests topx:recipe %r "
+            "(this run: recipe %r, negative_draws %d, negative_ratio %d)",
+            n_positives,
+            config.negative_draws * (1 + config.negative_ratio),
+            suggested,
+            config.recipe,
+            config.negative_draws,
+            config.negative_ratio,
+        )
+    return {
+        "negative_ratio": config.negative_ratio,
+        "negative_draws": config.negative_draws,
+        "recipe": config.recipe,
+        "suggested_recipe": suggested,
+    }
 
 
 def shard_bounds(n: int, shard_rows: int, min_shards: int = 1) -> list[tuple[int, int]]:

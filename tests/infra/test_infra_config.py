@@ -262,3 +262,47 @@ def test_the_transform_instance_count_is_injected_into_repackage() -> None:
             response_budget_bytes=5_242_880,
             transform_instance_count=4,
         )
+
+
+def test_a_named_recipe_sets_the_negatives_and_the_fm_epochs_and_rate() -> None:
+    # decision 0017: the FM's hyperparameters are fixed at synth time, so the recipe is applied here
+    economy = build(recipe="economy")
+    assert economy.steps.prepare.recipe == "economy"
+    assert (economy.steps.prepare.negative_draws, economy.steps.prepare.negative_ratio) == (1, 4)
+    assert economy.fm.hyperparameters["epochs"] == "6" and economy.fm.hyperparameters["factors_lr"] == "0.002"
+    assert economy.fm.hyperparameters["num_factors"] == "64"  # the rest as cdk.json has it
+    assert economy.steps.for_step("prepare")["recipe"] == "economy"  # prepare's STEP_CONFIG
+    # the recipe's own values given again are fine; cdk.json's custom default leaves everything as is
+    same = build(recipe="economy", **{"fm.hyperparameters.epochs": "6", "prepare.negative_draws": 1})
+    assert same.fm.hyperparameters == economy.fm.hyperparameters
+    custom = build(**{"prepare.negative_draws": 2, "fm.hyperparameters.epochs": 11})
+    assert (custom.steps.prepare.recipe, custom.steps.prepare.negative_draws) == ("custom", 2)
+    assert custom.fm.hyperparameters["epochs"] == "11"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"recipe": "economy", "fm.hyperparameters.epochs": "7"},
+            "'topx:fm.hyperparameters.epochs' (7) conflicts with 'topx:recipe' 'economy', "
+            "which sets it to '6'",
+        ),
+        (
+            {"recipe": "minimal", "prepare.negative_ratio": 2},
+            "'topx:prepare.negative_ratio' (2) conflicts with 'topx:recipe' 'minimal', which sets it to 1",
+        ),
+        (
+            {"recipe": "auto"},
+            "topx:recipe: must be one of ['custom', 'quality', 'balanced', 'economy', 'minimal']",
+        ),
+        (
+            {"recipe": "economy", "prepare.recipe": "quality"},
+            "'topx:prepare.recipe' ('quality') differs from 'topx:recipe' ('economy')",
+        ),
+    ],
+)
+def test_recipe_conflicts_name_the_keys(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build(**overrides)
+    assert message in str(info.value)

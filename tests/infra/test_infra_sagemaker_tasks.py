@@ -92,3 +92,10 @@ def test_vpc_on_both_trainings_and_the_model() -> None:
     assert sm.training_request(config, "knn", region="us-east-1", role_arn="r")["VpcConfig"] == expected
     assert sm.model_request(config, region="us-east-1", role_arn="r")["VpcConfig"] == expected
     assert "VpcConfig" not in sm.transform_request(config)  # a transform runs with its model's VPC
+
+
+def test_the_fm_job_trains_with_the_recipe_epochs_and_rate() -> None:
+    request = sm.training_request(build(recipe="minimal"), "fm", region="us-east-1", role_arn="arn:role")
+    hyper = request["HyperParameters"]
+    assert (hyper["epochs"], hyper["factors_lr"]) == ("3", "0.004")
+    assert hyper["feature_dim.$"] == "$.prepare.feature_dim"

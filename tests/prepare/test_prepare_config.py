@@ -85,3 +85,15 @@ def test_an_encoding_that_is_not_ascii_compatible_is_refused(codec):
         PrepareConfig.from_dict({"encoding": codec})
     for ok in ("latin-1", "utf-8-sig", "cp1252"):
         assert PrepareConfig.from_dict({"encoding": ok}).encoding == ok
+
+
+def test_a_named_recipe_must_match_the_negative_sampling():
+    # decision 0017: the recipe is recorded in the manifest, so it must describe the file written
+    economy = PrepareConfig.from_dict({"recipe": "economy", "negative_draws": 1, "negative_ratio": 4})
+    assert economy.to_dict()["recipe"] == "economy"
+    with pytest.raises(ConfigError, match=r"recipe: 'economy' sets .* negative_draws 4 \(recipe: 1\)"):
+        PrepareConfig.from_dict({"recipe": "economy"})  # D=4 is the quality default
+    with pytest.raises(ConfigError, match=r"recipe: 'auto' is not one of 'custom', 'quality', 'balanced'"):
+        PrepareConfig.from_dict({"recipe": "auto"})
+    # custom takes any values
+    assert PrepareConfig.from_dict({"negative_draws": 2, "negative_ratio": 7}).recipe == "custom"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from pipeline_steps.prepare import labels
+from pipeline_steps.prepare import core, labels
+from pipeline_steps.prepare.config import PrepareConfig
 
 
 def _seen(n_users=40, n_items=30, seed=0):
@@ -79,6 +81,8 @@ def test_implicit_training_file_has_several_independent_draws(run_prepare):
         "mean": round(1 / 3, 6),
         "negative_ratio": 2,
         "negative_draws": 3,
+        "recipe": "custom",
+        "suggested_recipe": "quality",
     }
     # Draws are independent: if the three blocks were copies, every pair would occur 3k times.
     counts = Counter(negatives)
@@ -116,3 +120,40 @@ def test_binary_and_regression_labels(run_prepare):
     g = run_prepare({"input/a.csv": data}, label_mode="regression", split="none")
     assert sorted(g.rows("train")) == [("u", "a", 5.0), ("u", "b", 3.5), ("v", "a", 4.0), ("v", "b", 1.0)]
     assert g.manifest["test_shards"] == []
+
+
+def test_implicit_stats_record_the_recipe_and_advise_by_size(run_prepare, caplog):
+    # decision 0017: the quality recipe's D/R on small data is what is advised: no warning
+    with caplog.at_level(logging.WARNING, logger="pipeline_steps.prepare.core"):
+        r = _implicit_run(run_prepare, recipe="quality")
+    assert (r.manifest["label_stats"]["recipe"], r.manifest["label_stats"]["suggested_recipe"]) == (
+        "quality",
+        "quality",
+    )
+    assert r.manifest["config"]["recipe"] == "quality"
+    assert not [rec for rec in caplog.records if "decision 0017" in rec.getMessage()]
+    # other negatives than advised: a warning naming the advice and the run's values
+    with caplog.at_level(logging.WARNING, logger="pipeline_steps.prepare.core"):
+        _implicit_run(run_prepare, negative_draws=1, negative_ratio=1)
+    wanted = "suggests topx:recipe 'quality' (this run: recipe 'custom', negative_draws 1, negative_ratio 1)"
+    assert wanted in caplog.text
+
+
+def test_large_data_is_advised_a_cheaper_recipe(caplog):
+    config = PrepareConfig()  # custom, with the quality recipe's negatives
+    with caplog.at_level(logging.WARNING, logger="pipeline_steps.prepare.core"):
+        stats = core._negative_stats(config, 30_000_000)
+    assert stats == {
+        "negative_ratio": 4,
+        "negative_draws": 4,
+        "recipe": "custom",
+        "suggested_recipe": "minimal",
+    }
+    assert "30000000 training positives x 20 FM rows each: decision 0017 suggests topx:recipe 'minimal'" in (
+        caplog.text
+    )
+    economy = PrepareConfig(recipe="economy", negative_draws=1, negative_ratio=4)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipeline_steps.prepare.core"):
+        assert core._negative_stats(economy, 20_000_000)["suggested_recipe"] == "economy"
+    assert caplog.text == ""
