@@ -115,7 +115,7 @@ def _read_file(meta: Metadata, key: str, text: str, seen: set[str]) -> None:
     delimiter = "\t" if "\t" in first else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
     header: list[str] | None = None
-    id_col, cols = 0, []
+    id_col, cols = 0, list[int]()
     rows = valid = 0
     prev = 0
     for row in reader:
