@@ -226,3 +226,30 @@ def test_manifest_check_counts_the_declared_feature_columns() -> None:
         Manifest.from_json(bad, key="m.json")
     plain = {"run_id": "r", "n_users": 2, "n_items": 3, "feature_dim": 5, "files": {}}
     assert "features" not in Manifest.from_json(plain, key="m.json").to_json()
+
+
+def test_the_cli_takes_metadata_paths(tmp_path, capsys) -> None:
+    import json
+
+    from pipeline_steps.prepare.__main__ import main
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "ratings.csv").write_text(RATINGS)
+    (tmp_path / "data" / "items.tsv").write_text(ITEMS)
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "users.csv").write_text(USERS)
+    args = ["--input", str(tmp_path / "data" / "ratings.csv"), "--out", str(tmp_path / "out"), "-q"]
+    args += ["--set", "split=none", "--set", "label_mode=binary"]
+    args += ["--item-features", str(tmp_path / "data" / "items.tsv")]
+    args += ["--set", "item_feature_columns=genres:multi:pipe,year:numeric:2"]
+    args += [
+        "--user-features",
+        str(tmp_path / "meta"),
+        "--set",
+        "user_feature_columns=occupation:categorical",
+    ]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["feature_dim"] == "15"
+    without = args[: args.index("item_feature_columns=genres:multi:pipe,year:numeric:2") - 1]
+    assert main([*without, "--run-id", "other"]) == 2  # item features without their columns
+    assert "item_features and item_feature_columns go together" in capsys.readouterr().err
