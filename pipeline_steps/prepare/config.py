@@ -108,9 +108,16 @@ class PrepareConfig:
         return config_from_dict(cls, data, where=where, strings=True)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as the manifest records it; the side-feature keys only when set, so a run
+        without features records (and compares on a retry) the same document as before them."""
+        out = dataclasses.asdict(self)
+        for name in FEATURE_KEYS:
+            if not out[name]:
+                del out[name]
+        return out
 
 
+FEATURE_KEYS = ("user_features", "item_features", "user_feature_columns", "item_feature_columns")
 FEATURE_KINDS = ("categorical", "multi", "numeric")
 # Separators of a multi-valued field by name (a comma separates the fields of the spec itself).
 SEPARATORS = {"space": " ", "comma": ",", "pipe": "|", "semicolon": ";", "tab": "\t", "slash": "/"}

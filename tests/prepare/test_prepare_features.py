@@ -253,3 +253,14 @@ def test_the_cli_takes_metadata_paths(tmp_path, capsys) -> None:
     without = args[: args.index("item_feature_columns=genres:multi:pipe,year:numeric:2") - 1]
     assert main([*without, "--run-id", "other"]) == 2  # item features without their columns
     assert "item_features and item_feature_columns go together" in capsys.readouterr().err
+
+
+def test_the_recorded_config_has_feature_keys_only_when_set() -> None:
+    # A run without features records the config document of before side features (byte-equal
+    # manifests; a retry of a run prepared before them still matches instead of conflicting).
+    plain = PrepareConfig().to_dict()
+    assert not {"user_features", "item_features", "user_feature_columns", "item_feature_columns"} & set(plain)
+    assert PrepareConfig.from_dict(plain) == PrepareConfig()
+    with_items = PrepareConfig(item_features="meta/", item_feature_columns="genres:multi:pipe")
+    assert with_items.to_dict()["item_features"] == "meta/" and "user_features" not in with_items.to_dict()
+    assert PrepareConfig.from_dict(with_items.to_dict()) == with_items
