@@ -69,6 +69,7 @@ if TYPE_CHECKING:  # stubs are dev-only: never imported at run time
     from mypy_boto3_s3 import S3Client
 
 
+SIDE_CHUNK_ROWS = 65_536  # side-matrix rows per block of the feature products (side_vectors)
 STREAM_CHUNK_ROWS = 16_384  # V rows per block read from the artifact (4 MB at 64 factors)
 
 
@@ -170,13 +171,15 @@ def side_vectors(
             f"{manifest.feature_dim - manifest.n_users - manifest.n_items} feature columns): the model was "
             "trained on another run's data"
         )
-    V64, w64 = V.astype(np.float64), w.astype(np.float64)
-    v_sq = np.einsum("jf,jf->j", V64, V64)
+    v_sq = np.empty(V.shape[0], dtype=np.float64)  # ||v_j||^2 in float64, a block of rows at a time
+    for lo in range(0, V.shape[0], SIDE_CHUNK_ROWS):
+        block = V[lo : lo + SIDE_CHUNK_ROWS].astype(np.float64)
+        v_sq[lo : lo + len(block)] = np.einsum("jf,jf->j", block, block)
 
     def sides(m: SideMatrix) -> tuple[np.ndarray, np.ndarray]:
-        S = m.dot(V64)
+        S = m.dot(V)
         pair = 0.5 * (np.einsum("nf,nf->n", S, S) - m.squared().dot(v_sq))
-        return S, m.dot(w64) + pair
+        return S, m.dot(w) + pair
 
     S_i, b_i = sides(item_side)
     S_u, _ = sides(user_side)
@@ -214,9 +217,16 @@ class SideMatrix:
         self.n_rows = n_rows
 
     def dot(self, dense: np.ndarray) -> np.ndarray:
-        """self @ dense in float64 (rows of `dense` gathered per entry, summed per row)."""
-        product = self.data.astype(np.float64).reshape(-1, *([1] * (dense.ndim - 1))) * dense[self.indices]
-        return np.add.reduceat(product, self.indptr[:-1], axis=0)  # every row is non-empty
+        """self @ dense in float64: the rows of `dense` each entry names, times its value, summed per
+        row; `SIDE_CHUNK_ROWS` rows at a time (the gathered rows are nnz x width)."""
+        out = np.empty((self.n_rows, *dense.shape[1:]), dtype=np.float64)
+        for lo in range(0, self.n_rows, SIDE_CHUNK_ROWS):
+            hi = min(lo + SIDE_CHUNK_ROWS, self.n_rows)
+            a, b = self.indptr[lo], self.indptr[hi]
+            values = self.data[a:b].astype(np.float64).reshape(-1, *([1] * (dense.ndim - 1)))
+            product = values * dense[self.indices[a:b]].astype(np.float64)
+            out[lo:hi] = np.add.reduceat(product, self.indptr[lo:hi] - a, axis=0)  # no row is empty
+        return out
 
     def squared(self) -> SideMatrix:
         out = object.__new__(SideMatrix)

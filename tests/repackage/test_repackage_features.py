@@ -144,3 +144,24 @@ def test_a_model_of_another_width_is_rejected(s3):
 def test_a_side_matrix_of_the_wrong_shape_is_named(s3):
     with pytest.raises(Exception, match=r"s.npz: indptr has shape \(3,\), expected \(4,\)"):
         SideMatrix(side_npz(np.eye(2, DIM, dtype=np.float32)), name="s.npz", n_rows=3, feature_dim=DIM)
+
+
+def test_blocks_of_side_rows_give_the_same_vectors(monkeypatch):
+    from pipeline_steps.repackage import core
+
+    rng = np.random.default_rng(8)
+    model = random_model(rng, feature_dim=DIM)
+    doc = {"run_id": "r", "n_users": N_USERS, "n_items": N_ITEMS, "feature_dim": DIM, "files": {}}
+    base = N_USERS + N_ITEMS
+    doc["features"] = {"columns": DIM - base, "fields": [{"name": "f", "start": base, "stop": DIM}]}
+    manifest = Manifest.from_json(doc, key="m.json")
+    sides = [
+        SideMatrix(
+            side_npz(random_side(rng, n, start, base, DIM - base)), name="s", n_rows=n, feature_dim=DIM
+        )
+        for n, start in ((N_USERS, 0), (N_ITEMS, N_USERS))
+    ]
+    whole = side_vectors(model, manifest, *sides)
+    monkeypatch.setattr(core, "SIDE_CHUNK_ROWS", 2)  # 7 users, 5 items, 19 V rows: uneven blocks
+    for a, b in zip(side_vectors(model, manifest, *sides), whole, strict=True):
+        assert a.tobytes() == b.tobytes()
