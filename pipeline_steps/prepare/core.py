@@ -85,6 +85,11 @@ def prepare(
         log.info("deleting %d leftover object(s) of an incomplete prepare under %s", len(stale), out_prefix)
         sink.delete(stale)
 
+    # The metadata first: a bad file fails the run before the interactions are parsed.
+    metadata = {
+        side: features.read_metadata(config, side, meta_sources[side], objs)
+        for side, objs in meta_objects.items()
+    }
     with tempfile.TemporaryDirectory(prefix="prepare-") as work:
         engine = Engine(config, work)
         with ThreadPoolExecutor(max_workers=2) as pool:  # hashing local files overlaps the reads
@@ -100,10 +105,6 @@ def prepare(
         data, duplicates, filtered = _relational(config, engine, train, test)
         engine.con.close()
     clock.lap("rules")
-    metadata = {
-        side: features.read_metadata(config, side, meta_sources[side], objs)
-        for side, objs in meta_objects.items()
-    }
     side = features.encode(metadata, data.user_ids, data.item_ids) if metadata else None
     if side is not None:
         clock.lap("features")

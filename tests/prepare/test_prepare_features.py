@@ -264,3 +264,10 @@ def test_the_recorded_config_has_feature_keys_only_when_set() -> None:
     with_items = PrepareConfig(item_features="meta/", item_feature_columns="genres:multi:pipe")
     assert with_items.to_dict()["item_features"] == "meta/" and "user_features" not in with_items.to_dict()
     assert PrepareConfig.from_dict(with_items.to_dict()) == with_items
+
+
+def test_the_metadata_is_checked_before_the_interactions(run_prepare) -> None:
+    # Interactions that would fail too (no valid rows): the metadata's error comes first.
+    files = {"input/ratings.csv": "user_id,item_id\n,\n", "meta/items.tsv": "name\tgenres\nx\tDrama\n"}
+    with pytest.raises(PrepareInputError, match=r"meta/items\.tsv:1: no item id column"):
+        run_prepare(files, split="none", item_features="meta/", item_feature_columns="genres:categorical")
