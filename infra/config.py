@@ -567,6 +567,8 @@ def _check_consistency(ctx: Context, fm: JobConfig, steps: StepConfigs) -> None:
     for name, prefix in (
         ("input_prefix", steps.prepare.input_prefix),
         ("test_prefix", steps.prepare.test_prefix),
+        ("user_features", steps.prepare.user_features),
+        ("item_features", steps.prepare.item_features),
     ):
         if name == "input_prefix" and not prefix:
             raise ConfigError(
@@ -576,6 +578,12 @@ def _check_consistency(ctx: Context, fm: JobConfig, steps: StepConfigs) -> None:
             raise ConfigError(
                 f"topx:prepare.{name}: {prefix!r} must not contain '*' nor lie under runs/ "
                 "(the pipeline's own outputs, which expire)"
+            )
+        interactions = [p for p in (steps.prepare.input_prefix, steps.prepare.test_prefix) if p]
+        if name.endswith("_features") and prefix and any(prefix.startswith(p) for p in interactions):
+            raise ConfigError(
+                f"topx:prepare.{name}: {prefix!r} lies under an interaction prefix: prepare would read "
+                "the metadata as interactions (docs/decisions/0018)"
             )
     run_days = ctx.number("run_expiry_days", 1, 3650)
     ttl_days = steps.publish.ttl_days

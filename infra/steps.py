@@ -42,7 +42,8 @@ class StepAccess:
 
 def step_access(config: AppConfig) -> dict[str, StepAccess]:
     prepare = config.steps.prepare
-    inputs = [prepare.input_prefix, prepare.test_prefix]
+    # the interactions and the side-feature metadata (docs/decisions/0018)
+    inputs = [prepare.input_prefix, prepare.test_prefix, prepare.user_features, prepare.item_features]
     inputs = [p if p.endswith("/") else p + "/" for p in inputs if p]
     # publish: GetItem (pointer, run record), UpdateItem (run record), BatchWriteItem (users), PutItem
     # (fallback); the flip's TransactWriteItems is authorised by its Put + Update. Query (status) and

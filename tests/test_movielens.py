@@ -25,3 +25,18 @@ def test_genre_share_of_related_pairs_and_of_all_random_pairs():
     assert share["related_pairs"] == 3 and share["related_share"] == 1 / 3
     # ordered pairs of distinct items with genres: 6, of which 1-2 and 2-1 share one
     assert share["random_share"] == 2 / 6
+
+
+def test_feature_files_get_plain_headers_and_quoting(tmp_path):
+    import csv
+
+    from pipeline_steps.datasets.movielens import ITEM_FEATURE_HEADER, _write_tsv
+
+    path = tmp_path / "items.tsv"
+    _write_tsv(path, ITEM_FEATURE_HEADER, ['1\t"Toy" Story\t1995\tAnimation Comedy', "", "2\tNo Year\t"])
+    rows = list(csv.reader(path.open(encoding="utf-8", newline=""), delimiter="\t"))
+    assert rows == [
+        ["item_id", "title", "year", "genres"],
+        ["1", '"Toy" Story', "1995", "Animation Comedy"],
+        ["2", "No Year", "", ""],
+    ]

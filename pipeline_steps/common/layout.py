@@ -20,6 +20,8 @@ PREPARED_FILES = {
     "popularity": "popularity.npy",
     "report": "report.json",
 }
+# With side features (decision 0018) prepare also writes these (manifest `files` names).
+FEATURE_FILES = {"user_side": "user_side.npz", "item_side": "item_side.npz"}
 QUERY_PART_PREFIX = "users-"
 # Item queries (related items) share the transform's input prefix `users-`, so the one transform job
 # reads them; "r" sorts after every digit, so S3 lists them after all user parts (decision 0012).

@@ -24,21 +24,32 @@ class Manifest:
     bucket: str = ""
     n_users: int
     n_items: int
-    feature_dim: int  # n_users + n_items: user u is one-hot column u, item i column n_users + i
+    # n_users + n_items + the feature columns: user u is one-hot column u, item i column n_users + i,
+    # then the user fields' columns, then the item fields' (`features`, decision 0018)
+    feature_dim: int
     label_mode: str = ""
     label_stats: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     train_shards: list[str] = field(default_factory=list)
     test_shards: list[str] = field(default_factory=list)
-    files: dict[str, str]  # users, items, seen, holdout, popularity, report -> key
+    files: dict[str, str]  # users, items, seen, holdout, popularity, report (+ user_side, item_side) -> key
     input: dict[str, Any] = field(default_factory=dict)  # {"objects": [...], "sha256": ...}
     config: dict[str, Any] = field(default_factory=dict)  # the PrepareConfig used
+    # Side features: {"columns", "fields": [{"name", "side", "kind", "start", "stop", ...}], "user": {...},
+    # "item": {...}}; empty = none (left out of the document: the bytes stay as without features).
+    features: dict[str, Any] = field(default_factory=dict)
     key: str = field(default="", compare=False)  # where it was read from (not in the document)
 
     def to_json(self) -> dict[str, Any]:
         doc = dataclasses.asdict(self)
         del doc["key"]
+        if not doc["features"]:
+            del doc["features"]
         return doc
+
+    @property
+    def has_features(self) -> bool:
+        return bool(self.features.get("fields"))
 
     @classmethod
     def from_json(cls, raw: Any, *, key: str) -> Manifest:
@@ -50,10 +61,11 @@ class Manifest:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"{key}: field {name!r} must be a positive integer, got {value!r}")
             sizes[name] = value
-        if sizes["feature_dim"] != sizes["n_users"] + sizes["n_items"]:
+        columns = _feature_columns(raw.get("features", {}), sizes["n_users"] + sizes["n_items"], key)
+        if sizes["feature_dim"] != sizes["n_users"] + sizes["n_items"] + columns:
             raise InputError(
                 f"{key}: feature_dim {sizes['feature_dim']} != n_users {sizes['n_users']} + "
-                f"n_items {sizes['n_items']}"
+                f"n_items {sizes['n_items']} + feature columns {columns}"
             )
         if not isinstance(raw.get("files"), dict):
             raise InputError(f"{key}: field 'files' must be an object")
@@ -67,3 +79,22 @@ class Manifest:
         if not isinstance(key, str) or not key:
             raise InputError(f"{self.key}: files.{name} is missing")
         return key
+
+
+def _feature_columns(features: Any, start: int, key: str) -> int:
+    """The columns the `features` fields declare: consecutive [start, stop) ranges after the one-hots."""
+    if not isinstance(features, dict):
+        raise InputError(f"{key}: field 'features' must be an object")
+    fields = features.get("fields", [])
+    if not isinstance(fields, list):
+        raise InputError(f"{key}: features.fields must be a list")
+    at = start
+    for n, f in enumerate(fields):
+        lo, hi = (f.get("start"), f.get("stop")) if isinstance(f, dict) else (None, None)
+        if not isinstance(lo, int) or not isinstance(hi, int) or lo != at or hi < lo:
+            raise InputError(
+                f"{key}: features.fields[{n}] must have integer start == {at} (the previous field's stop) "
+                f"and stop >= start, got {f!r}"
+            )
+        at = hi
+    return at - start

@@ -1,12 +1,15 @@
 """MovieLens 100k, taken from the PyPI wheel ``recbole==1.2.1`` (the only reachable copy here).
 
 The wheel's ``ml-100k.inter`` holds the original ``u.data`` rows in their original order (with a
-header line), and ``ml-100k.item`` the titles and genres. The GroupLens terms forbid redistribution, so the
-data is downloaded at run time into a cache outside the repository's tracked files.
+header line), ``ml-100k.item`` the titles, release years and genres, ``ml-100k.user`` the users' age,
+gender, occupation and zip code (the side features of docs/decisions/0018). The GroupLens terms
+forbid redistribution, so the data is downloaded at run time into a cache outside the repository's
+tracked files.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -38,6 +41,10 @@ class MovieLens100k:
     ua_test: Path  # 9,430 rows
     titles: dict[str, str]  # item id -> title
     genres: dict[str, frozenset[str]] = field(default_factory=dict)  # item id -> its genres
+    # Metadata for prepare's side features (TSV with a header; genres separated by spaces):
+    # item_id, title, year, genres / user_id, age, gender, occupation, zip_code.
+    item_features: Path | None = None
+    user_features: Path | None = None
 
 
 def cache_dir() -> Path:
@@ -77,11 +84,13 @@ def load(directory: Path | None = None) -> MovieLens100k:
     root = directory or cache_dir()
     out = root / "ml-100k"
     u_data, ua_base, ua_test, item = (out / n for n in ("u.data", "ua.base", "ua.test", "u.item.tsv"))
-    if not all(p.exists() for p in (u_data, ua_base, ua_test, item)):
+    item_features, user_features = out / "item-features.tsv", out / "user-features.tsv"
+    if not all(p.exists() for p in (u_data, ua_base, ua_test, item, item_features, user_features)):
         wheel = _download_wheel(root / "wheels")
         with zipfile.ZipFile(wheel) as zf:
             inter = zf.read(MEMBER_PREFIX + "ml-100k.inter").decode("utf-8").splitlines()
             items = zf.read(MEMBER_PREFIX + "ml-100k.item").decode("utf-8", errors="replace").splitlines()
+            users = zf.read(MEMBER_PREFIX + "ml-100k.user").decode("utf-8", errors="replace").splitlines()
         rows = [line for line in inter[1:] if line.strip()]
         if len(rows) != N_RATINGS:
             raise RuntimeError(f"{WHEEL_NAME}: expected {N_RATINGS} ratings, found {len(rows)}")
@@ -91,6 +100,8 @@ def load(directory: Path | None = None) -> MovieLens100k:
             tmp = path.with_suffix(".tmp")
             tmp.write_text("\n".join(data) + "\n", encoding="utf-8")
             tmp.replace(path)
+        _write_tsv(item_features, ITEM_FEATURE_HEADER, items[1:])
+        _write_tsv(user_features, USER_FEATURE_HEADER, users[1:])
     titles: dict[str, str] = {}
     genres: dict[str, frozenset[str]] = {}
     for line in item.read_text(encoding="utf-8").splitlines():
@@ -99,7 +110,33 @@ def load(directory: Path | None = None) -> MovieLens100k:
             titles[parts[0]] = f"{parts[1]} ({parts[2]})" if len(parts) > 2 and parts[2] else parts[1]
             # recbole's `class:token_seq` column: genres separated by spaces ("Animation Children's")
             genres[parts[0]] = frozenset(parts[3].split()) if len(parts) > 3 else frozenset()
-    return MovieLens100k(u_data=u_data, ua_base=ua_base, ua_test=ua_test, titles=titles, genres=genres)
+    return MovieLens100k(
+        u_data=u_data,
+        ua_base=ua_base,
+        ua_test=ua_test,
+        titles=titles,
+        genres=genres,
+        item_features=item_features,
+        user_features=user_features,
+    )
+
+
+# The wheel's members have recbole's typed headers (`item_id:token`, ...): plain names instead.
+ITEM_FEATURE_HEADER = ("item_id", "title", "year", "genres")
+USER_FEATURE_HEADER = ("user_id", "age", "gender", "occupation", "zip_code")
+
+
+def _write_tsv(path: Path, header: tuple[str, ...], lines: list[str]) -> None:
+    """A TSV with `header`, one row per line of the member (csv quoting where a value needs it)."""
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+        writer.writerow(header)
+        for line in lines:
+            if line.strip():
+                fields = line.split("\t")
+                writer.writerow((fields + [""] * len(header))[: len(header)])
+    tmp.replace(path)
 
 
 def genre_share(

@@ -28,6 +28,9 @@ from pipeline_steps.local.runner import (
 from pipeline_steps.local.server import LocalAws
 
 TEST_PREFIX = "input-test/"
+# `run --user-features/--item-features`: the metadata files go here (prepare's side features, decision
+# 0018); the columns to use: -c topx:prepare.user_feature_columns=... / item_feature_columns=...
+FEATURE_PREFIXES = {"user": "metadata/users/", "item": "metadata/items/"}
 # `topx:api` for the demo (cdk.json leaves the API off): the responses carry the movies' titles and
 # genres from an item metadata object built from the MovieLens item file at run time.
 DEMO_METADATA_KEY = "catalog/ml-100k-items.csv"
@@ -72,7 +75,27 @@ def _context_overrides(args: argparse.Namespace, *, has_test: bool) -> dict[str,
             overrides[key] = json.loads(value)
         except ValueError:
             overrides[key] = value
+    for side, prefix in FEATURE_PREFIXES.items():
+        if getattr(args, f"{side}_features", None):
+            overrides[f"topx:prepare.{side}_features"] = prefix
+            if not overrides.get(f"topx:prepare.{side}_feature_columns"):
+                raise SystemExit(
+                    f"--{side}-features needs the columns to use: -c topx:prepare.{side}_feature_columns="
+                    "NAME:KIND[:ARG],... (e.g. genres:multi:space,year:numeric:5,occupation:categorical)"
+                )
     return overrides
+
+
+def _feature_uploads(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """(bucket key, file) of the `--user-features` / `--item-features` files."""
+    out = []
+    for side, prefix in FEATURE_PREFIXES.items():
+        for given in getattr(args, f"{side}_features", None) or []:
+            path = Path(given)
+            if not path.is_file():
+                raise SystemExit(f"--{side}-features: no such file: {path}")
+            out.append((prefix + path.name, path))
+    return out
 
 
 def _subset_users(base: Path, test: Path, n_users: int, workdir: Path) -> tuple[Path, Path]:
@@ -348,11 +371,12 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(
                 f"--assembly {assembly}: no manifest.json (expected a cloud assembly, e.g. cdk.out)"
             )
-        given = [name for name in ("x", "columns", "context") if getattr(args, name, None)]
+        options = ("x", "columns", "context", "user_features", "item_features")
+        given = [name for name in options if getattr(args, name, None)]
         if given:
             raise SystemExit(
-                f"--assembly runs the assembly as synthesized; --{given[0]} would change the app: "
-                "synthesize again with it (cdk synth -c ...) instead"
+                f"--assembly runs the assembly as synthesized; --{given[0].replace('_', '-')} would change "
+                "the app: synthesize again with it (cdk synth -c ...) instead"
             )
     if args.retry_wait_scale <= 0:
         raise SystemExit("--retry-wait-scale must be > 0")
@@ -364,7 +388,7 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
         "retry_wait_scale": args.retry_wait_scale,
         "rerun_epochs": args.rerun_epochs,
         "keep_serving": bool(getattr(args, "serve", False)),
-        "uploads": _uploads(args.put or []),
+        "uploads": _uploads(args.put or []) + _feature_uploads(args),
     }
 
 
@@ -461,6 +485,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--test", nargs="*", help="explicit test file(s) -> test prefix")
     run.add_argument("--columns", help="USER,ITEM[,RATING[,TIMESTAMP]]: header names or 0-based positions")
     run.add_argument("--out", required=True)
+    for side in FEATURE_PREFIXES:
+        run.add_argument(
+            f"--{side}-features",
+            nargs="+",
+            metavar="FILE",
+            help=f"{side} metadata file(s) (CSV/TSV with a header holding the {side} id) for prepare's side "
+            f"features; the columns: -c topx:prepare.{side}_feature_columns=SPEC",
+        )
     run.add_argument(
         "--serve", action="store_true", help="then keep the embedded AWS (and the API, if on) up"
     )

@@ -27,6 +27,15 @@ def _location(text: str) -> tuple[Storage, str, str]:
     return LocalStorage(path.parent), path.name, str(path.parent)
 
 
+def _metadata_location(text: str) -> tuple[Storage, str]:
+    """Like `_location`, but a directory is a non-empty prefix in its parent (empty = no metadata)."""
+    path = Path(text).resolve()
+    if not text.startswith("s3://") and path.is_dir():
+        return LocalStorage(path.parent), path.name + "/"
+    storage, prefix, _ = _location(text)
+    return storage, prefix
+
+
 def _value(text: str):
     try:
         return json.loads(text)
@@ -44,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--input", required=True, help="interaction file, directory, or s3://bucket/prefix")
     ap.add_argument("--test", help="explicit test file/directory/s3 prefix (implies split=explicit)")
+    for side in ("user", "item"):
+        ap.add_argument(
+            f"--{side}-features",
+            metavar="PATH",
+            help=f"{side} metadata file/directory/s3 prefix (CSV/TSV with a header holding the {side} id); "
+            f"the columns to use: --set {side}_feature_columns=SPEC (e.g. genres:multi:pipe,year:numeric:5)",
+        )
     ap.add_argument("--out", required=True, help="output root: a directory or s3://bucket[/prefix]")
     ap.add_argument("--run-id", default="local", help="run id (default: local)")
     ap.add_argument("--config", help="PrepareConfig as JSON, or @file.json")
@@ -73,13 +89,22 @@ def main(argv: list[str] | None = None) -> int:
         test_source = None
         if args.test:
             test_source, raw["test_prefix"], _ = _location(args.test)
+        feature_sources: dict[str, Storage] = {}
+        for side, given in (("user", args.user_features), ("item", args.item_features)):
+            if given:
+                feature_sources[side], raw[f"{side}_features"] = _metadata_location(given)
         config = PrepareConfig.from_dict(raw)
         if args.out.startswith("s3://"):
             bucket, _, root = args.out[5:].partition("/")
             sink: Storage = S3Storage(bucket)
             root = root.rstrip("/") + "/" if root else ""
         else:
-            for option, given in (("--input", args.input), ("--test", args.test)):
+            for option, given in (
+                ("--input", args.input),
+                ("--test", args.test),
+                ("--user-features", args.user_features),
+                ("--item-features", args.item_features),
+            ):
                 inp = Path(given).resolve() if given and not given.startswith("s3://") else None
                 if inp is not None and inp.is_dir() and Path(args.out).resolve().is_relative_to(inp):
                     raise ConfigError(
@@ -96,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             run_id=args.run_id,
             out_prefix=layout.prepared,
             bucket=bucket,
+            feature_sources=feature_sources,
         )
     except (ConfigError, PrepareInputError, PrepareConflictError, json.JSONDecodeError) as exc:
         print(f"prepare: error: {exc}", file=sys.stderr)

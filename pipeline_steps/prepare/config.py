@@ -59,6 +59,13 @@ class PrepareConfig:
     # share of the objects). Set by the deployment from topx:fm.instance_count.
     min_shards: int = field(default=1, metadata=between(1))
     shuffle: bool = True
+    # Side features (docs/decisions/0018): metadata file prefixes (CSV/TSV with a header holding the
+    # id column) and the column specs, e.g. "genres:multi:pipe,year:numeric:5,occupation:categorical".
+    # Empty = no features: the channels, the files and the manifest are as without this option.
+    user_features: str = ""
+    item_features: str = ""
+    user_feature_columns: str = ""
+    item_feature_columns: str = ""
 
     @property
     def effective_split(self) -> str:
@@ -80,6 +87,14 @@ class PrepareConfig:
                 raise ConfigError(f"{name}: a column position must be >= 0, got {value}")
         _check_encoding(self.encoding)
         self._check_recipe()
+        for side in ("user", "item"):
+            prefix, spec = getattr(self, f"{side}_features"), getattr(self, f"{side}_feature_columns")
+            fields = parse_feature_columns(spec, f"{side}_feature_columns")
+            if bool(prefix) != bool(fields):
+                raise ConfigError(
+                    f"{side}_features and {side}_feature_columns go together: set both (the metadata "
+                    "prefix and the columns to use) or neither"
+                )
 
     def _check_recipe(self) -> None:
         if self.recipe == CUSTOM:
@@ -92,6 +107,9 @@ class PrepareConfig:
                 f"recipe: {self.recipe!r} sets {wanted} but the config has {diff}; "
                 f"use recipe {CUSTOM!r} for other values"
             )
+
+    def feature_fields(self, side: str) -> tuple[FeatureField, ...]:
+        return parse_feature_columns(getattr(self, f"{side}_feature_columns"), f"{side}_feature_columns")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, *, where: str = "prepare") -> PrepareConfig:
@@ -108,7 +126,70 @@ class PrepareConfig:
         return config_from_dict(cls, data, where=where, strings=True)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as the manifest records it; the side-feature keys only when set, so a run
+        without features records (and compares on a retry) the same document as before them."""
+        out = dataclasses.asdict(self)
+        for name in FEATURE_KEYS:
+            if not out[name]:
+                del out[name]
+        return out
+
+
+FEATURE_KEYS = ("user_features", "item_features", "user_feature_columns", "item_feature_columns")
+FEATURE_KINDS = ("categorical", "multi", "numeric")
+# Separators of a multi-valued field by name (a comma separates the fields of the spec itself).
+SEPARATORS = {"space": " ", "comma": ",", "pipe": "|", "semicolon": ";", "tab": "\t", "slash": "/"}
+DEFAULT_BINS = 5
+MAX_BINS = 1000
+
+
+@dataclass(frozen=True)
+class FeatureField:
+    """One metadata column used as a feature: `name:categorical`, `name:multi:SEP`, `name:numeric[:BINS]`."""
+
+    name: str
+    kind: str
+    separator: str = ""  # multi: splits the values
+    bins: int = 0  # numeric: quantile bins (one-hot of the bin)
+
+
+def parse_feature_columns(text: str, where: str) -> tuple[FeatureField, ...]:
+    """Parse a column spec: comma-separated `NAME:KIND[:ARG]`; errors name the field.
+
+    KIND `categorical` (one-hot of the value), `multi:SEP` (values split at SEP, each weighted 1/n so
+    the field sums to 1; SEP one character or a name: space, comma, pipe, semicolon, tab, slash),
+    `numeric[:BINS]` (quantile bins, default 5).
+    """
+    fields: list[FeatureField] = []
+    for part in (p.strip() for p in text.split(",")) if text.strip() else ():
+        name, _, rest = part.partition(":")
+        kind, _, arg = rest.partition(":")
+        name, kind = name.strip(), kind.strip()
+        label = f"{where}: field {name or part!r}"
+        if not name:
+            raise ConfigError(f"{where}: {part!r} has no column name (expected NAME:KIND[:ARG])")
+        if kind not in FEATURE_KINDS:
+            raise ConfigError(f"{label}: kind must be one of {', '.join(FEATURE_KINDS)}, got {kind!r}")
+        if any(f.name == name for f in fields):
+            raise ConfigError(f"{label}: named twice")
+        if kind == "categorical":
+            if arg:
+                raise ConfigError(f"{label}: categorical takes no argument, got {arg!r}")
+            fields.append(FeatureField(name, kind))
+        elif kind == "multi":
+            sep = SEPARATORS.get(arg.strip().lower(), arg)
+            if len(sep) != 1:
+                names = ", ".join(SEPARATORS)
+                raise ConfigError(
+                    f"{label}: multi needs a one-character separator or one of {names}, got {arg!r}"
+                )
+            fields.append(FeatureField(name, kind, separator=sep))
+        else:
+            bins = arg.strip() or str(DEFAULT_BINS)
+            if not bins.isdigit() or not 1 <= int(bins) <= MAX_BINS:
+                raise ConfigError(f"{label}: numeric bins must be an integer in [1, {MAX_BINS}], got {arg!r}")
+            fields.append(FeatureField(name, kind, bins=int(bins)))
+    return tuple(fields)
 
 
 def _check_encoding(encoding: str) -> None:

@@ -22,10 +22,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline_steps.common.events import PrepareResult
-from pipeline_steps.common.layout import MANIFEST_NAME, PREPARED_FILES, TEST_CHANNEL, TRAIN_CHANNEL
+from pipeline_steps.common.layout import (
+    FEATURE_FILES,
+    MANIFEST_NAME,
+    PREPARED_FILES,
+    TEST_CHANNEL,
+    TRAIN_CHANNEL,
+)
 from pipeline_steps.common.manifest import MANIFEST_VERSION, Manifest
 from pipeline_steps.common.recipes import RECIPES, suggest
-from pipeline_steps.prepare import labels, outputs, query
+from pipeline_steps.prepare import features, labels, outputs, query
 from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.prepare.engine import Engine, Stats, local_files
 from pipeline_steps.prepare.labels import csr_from_pairs
@@ -51,48 +57,65 @@ def prepare(
     out_prefix: str,
     test_source: Storage | None = None,
     bucket: str = "",
+    feature_sources: dict[str, Storage] | None = None,
 ) -> dict:
     """Run the prepare step; returns the manifest (a dict, as written to `manifest.json`).
 
     The step, in order: list the inputs; reuse a completed run (or clear an incomplete one);
     parse; apply the rules (latest row per pair, minimum counts); split off the holdout; map ids
     to dense indices; label and sample negatives; write the channels and files; the manifest last.
+    `feature_sources`: the store of each side's metadata (`user`, `item`; default `source`).
     """
     clock = _Clock()
     if out_prefix and not out_prefix.endswith("/"):
         out_prefix += "/"
     test_source = test_source or source
     objects, test_objects = _list_inputs(config, source, test_source, sink, out_prefix)
+    meta_sources = {side: (feature_sources or {}).get(side, source) for side in features.SIDES}
+    meta_objects = _list_metadata(config, meta_sources, source, test_source, sink, out_prefix)
+    listed = [(source, o, "train") for o in objects] + [(test_source, o, "test") for o in test_objects]
+    listed += [
+        (meta_sources[side], o, f"{side}_features") for side, objs in meta_objects.items() for o in objs
+    ]
     manifest_key = out_prefix + MANIFEST_NAME
     existing = sink.read_bytes(manifest_key)
     if existing is not None:
-        return _reuse(json.loads(existing), config, source, objects, test_source, test_objects, run_id)
+        return _reuse(json.loads(existing), config, listed, run_id)
     stale = [o.key for o in sink.list(out_prefix)] if out_prefix else []
     if stale:
         log.info("deleting %d leftover object(s) of an incomplete prepare under %s", len(stale), out_prefix)
         sink.delete(stale)
 
+    # The metadata first: a bad file fails the run before the interactions are parsed.
+    metadata = {
+        side: features.read_metadata(config, side, meta_sources[side], objs)
+        for side, objs in meta_objects.items()
+    }
     with tempfile.TemporaryDirectory(prefix="prepare-") as work:
         engine = Engine(config, work)
         with ThreadPoolExecutor(max_workers=2) as pool:  # hashing local files overlaps the reads
-            fps = pool.map(lambda so: fingerprint(*so), [(source, o) for o in objects])
-            test_fps = pool.map(lambda so: fingerprint(*so), [(test_source, o) for o in test_objects])
+            fps = pool.map(lambda so: fingerprint(*so[:2]), listed)
             train = engine.load(local_files(source, [o.key for o in objects], work), "parsed_train", "train")
             test = None
             if test_objects:
                 keys = [o.key for o in test_objects]
                 test = engine.load(local_files(test_source, keys, work), "parsed_test", "test")
-            all_objects = _described(objects, fps, "train") + _described(test_objects, test_fps, "test")
+            all_objects = _described(listed, fps)
         clock.lap("parse")
         log.info("parsed %d rows (%d valid)", train.rows_read, train.rows_valid)
         data, duplicates, filtered = _relational(config, engine, train, test)
         engine.con.close()
     clock.lap("rules")
+    side = features.encode(metadata, data.user_ids, data.item_ids) if metadata else None
+    if side is not None:
+        clock.lap("features")
     train_rows, test_rows, label_stats = _labelled(
         config, data.du, data.di, data.r, data.hdu, data.hdi, data.hr, data.n_users, data.n_items
     )
     clock.lap("labels")
     files = {name: out_prefix + leaf for name, leaf in PREPARED_FILES.items()}
+    if side is not None:
+        files |= {name: out_prefix + leaf for name, leaf in FEATURE_FILES.items()}
     train_shards = _write_shards(
         sink,
         out_prefix + TRAIN_CHANNEL,
@@ -101,11 +124,15 @@ def prepare(
         data.n_items,
         config.shard_rows,
         config.min_shards,
+        side,
     )
     test_shards = _write_shards(
-        sink, out_prefix + TEST_CHANNEL, test_rows, data.n_users, data.n_items, config.shard_rows
+        sink, out_prefix + TEST_CHANNEL, test_rows, data.n_users, data.n_items, config.shard_rows, 1, side
     )
     _write_files(sink, files, data)
+    if side is not None:
+        for name, matrix in (("user_side", side.user_side), ("item_side", side.item_side)):
+            sink.write_bytes(files[name], _side_npz(matrix))
     counts = {
         "rows_read": train.rows_read,
         "rows_valid": train.rows_valid,
@@ -128,6 +155,8 @@ def prepare(
         "label_mode": config.label_mode,
         "label_stats": label_stats,
     }
+    if side is not None:
+        report["features"] = side.report
     sink.write_bytes(files["report"], outputs.json_bytes(report))
     manifest = Manifest(
         version=MANIFEST_VERSION,
@@ -135,7 +164,7 @@ def prepare(
         bucket=bucket,
         n_users=data.n_users,
         n_items=data.n_items,
-        feature_dim=data.n_users + data.n_items,
+        feature_dim=side.feature_dim if side is not None else data.n_users + data.n_items,
         label_mode=config.label_mode,
         label_stats=label_stats,
         counts=counts,
@@ -144,6 +173,7 @@ def prepare(
         files=files,
         input={"objects": all_objects, "sha256": _input_sha256(all_objects)},
         config=config.to_dict(),
+        features=side.manifest if side is not None else {},
     ).to_json()
     sink.write_bytes(manifest_key, outputs.json_bytes(manifest))  # last: its presence = completed
     clock.lap("write")
@@ -334,11 +364,58 @@ def _need_ratings(config: PrepareConfig, stats: Stats, where: str) -> None:
         )
 
 
-def _described(objects: list[ObjectInfo], fingerprints, channel: str) -> list[dict]:
+def _described(listed: list[tuple[Storage, ObjectInfo, str]], fingerprints) -> list[dict]:
     return [
         {"key": o.key, "size": o.size, "etag_or_sha256": fp, "channel": channel}
-        for o, fp in zip(objects, fingerprints, strict=True)
+        for (_, o, channel), fp in zip(listed, fingerprints, strict=True)
     ]
+
+
+def _list_metadata(
+    config: PrepareConfig,
+    stores: dict[str, Storage],
+    source: Storage,
+    test_source: Storage,
+    sink: Storage,
+    out_prefix: str,
+) -> dict[str, list[ObjectInfo]]:
+    """Each configured side's metadata objects; errors for a prefix overlapping the others or none."""
+    out: dict[str, list[ObjectInfo]] = {}
+    for side in features.SIDES:
+        prefix = getattr(config, f"{side}_features")
+        if not prefix:
+            continue
+        store = stores[side]
+        name = f"{side}_features"
+        if out_prefix.startswith(prefix) and store.uri(out_prefix) == sink.uri(out_prefix):
+            raise PrepareInputError(f"{name} {prefix!r} includes the output prefix {sink.uri(out_prefix)!r}")
+        for other, other_prefix, other_store in (
+            ("input_prefix", config.input_prefix, source),
+            ("test_prefix", config.test_prefix, test_source),
+        ):
+            if (
+                other_prefix
+                and prefix.startswith(other_prefix)
+                and store.uri(prefix) == other_store.uri(prefix)
+            ):
+                raise PrepareInputError(
+                    f"{name} {store.uri(prefix)!r} lies under {other} {other_prefix!r}: the metadata would "
+                    "be read as interactions; put it under its own prefix"
+                )
+        objects = store.list(prefix)
+        if not objects:
+            raise PrepareInputError(f"no {side} metadata files under {store.uri(prefix)!r}")
+        out[side] = objects
+    return out
+
+
+def _side_npz(matrix: features.Csr) -> bytes:
+    return outputs.npz_bytes(
+        indptr=matrix.indptr,
+        indices=matrix.indices,
+        data=matrix.data,
+        shape=np.array(matrix.shape, dtype=np.int64),
+    )
 
 
 def _write_files(sink: Storage, files: dict[str, str], data: _Dense) -> None:
@@ -473,7 +550,14 @@ def shard_bounds(n: int, shard_rows: int, min_shards: int = 1) -> list[tuple[int
 
 
 def _write_shards(
-    sink: Storage, prefix: str, data, n_users: int, n_items: int, shard_rows: int, min_shards: int = 1
+    sink: Storage,
+    prefix: str,
+    data,
+    n_users: int,
+    n_items: int,
+    shard_rows: int,
+    min_shards: int = 1,
+    side: features.Features | None = None,
 ) -> list[str]:
     """Encode and write shards on a few threads (numpy and S3 uploads release the GIL)."""
     bounds = shard_bounds(len(data[0]), shard_rows, min_shards)
@@ -481,7 +565,13 @@ def _write_shards(
 
     def one(k: int) -> None:
         sl = slice(*bounds[k])
-        sink.write_bytes(keys[k], outputs.fm_shard(data[0][sl], data[1][sl], data[2][sl], n_users, n_items))
+        if side is None:
+            body = outputs.fm_shard(data[0][sl], data[1][sl], data[2][sl], n_users, n_items)
+        else:
+            body = outputs.fm_shard_features(
+                data[0][sl], data[1][sl], data[2][sl], side.user_side, side.item_side
+            )
+        sink.write_bytes(keys[k], body)
 
     workers = max(1, min(SHARD_WORKERS, len(bounds), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -511,8 +601,7 @@ def fingerprint(storage: Storage, obj: ObjectInfo) -> str:
     return digest.hexdigest()
 
 
-def _reuse(manifest: dict, config, source, objects, test_source, test_objects, run_id: str) -> dict:
-    listed = [(source, o, "train") for o in objects] + [(test_source, o, "test") for o in test_objects]
+def _reuse(manifest: dict, config, listed: list[tuple[Storage, ObjectInfo, str]], run_id: str) -> dict:
     current = [
         {"key": o.key, "size": o.size, "etag_or_sha256": fingerprint(s, o), "channel": ch}
         for s, o, ch in listed

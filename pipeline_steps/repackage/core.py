@@ -20,6 +20,15 @@ the inner product is <V_i, V_j>, the FM's interaction between the two items. The
 extra parts `users-related-NNNNN.rec` under the same transform input prefix, sized like the user
 parts (same k, same feature_dim), so the one transform job answers both.
 
+Side features (decision 0018): with the manifest's `features`, x's side row side[x] (prepare's
+`user_side.npz` / `item_side.npz`: its one-hot and its feature columns with their values) gives
+S_x = side[x] @ V, lin_x = side[x] @ w and P_x = 0.5 (||S_x||^2 - (side[x]^2) @ (V^2).sum(1)), the
+pairs within one side. The FM score of the row side[u] + side[i] is w0 + lin_u + lin_i + P_u + P_i +
+<S_u, S_i>, so item vectors [S_i, lin_i + P_i] and user queries [S_u, 1] give score - w0 - lin_u -
+P_u, a per-user constant: the FM's exact ranking. Without features S_x = V_x, lin_x = w_x, P_x = 0:
+the vectors above, computed by the one-hot path, unchanged. The model is then read whole (the side
+products need every row of V); item queries are [S_i, 0].
+
 Part size (sizing.py, docs/decisions/0008): each query part is one transform request, so it holds
 R = min(budget / worst-case response line at this k, payload / query record, users_per_shard) users;
 its verbose answer then stays under the container's response limit.
@@ -30,6 +39,7 @@ Event: {"run_id", "manifest_key", "model_s3_uri"}; returns {"knn_train_s3_uri", 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +69,7 @@ if TYPE_CHECKING:  # stubs are dev-only: never imported at run time
     from mypy_boto3_s3 import S3Client
 
 
+SIDE_CHUNK_ROWS = 65_536  # side-matrix rows per block of the feature products (side_vectors)
 STREAM_CHUNK_ROWS = 16_384  # V rows per block read from the artifact (4 MB at 64 factors)
 
 
@@ -145,6 +156,92 @@ def knn_vectors(model: Any, manifest: Manifest) -> tuple[np.ndarray, np.ndarray,
     if n_items > 2**24:
         raise InputError(f"{manifest.key}: {n_items} items exceed 2^24: float32 labels would collide")
     return items, labels, users
+
+
+def side_vectors(
+    model: Any, manifest: Manifest, user_side: SideMatrix, item_side: SideMatrix
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like `knn_vectors`, from the side matrices: items [S_i, lin_i + P_i], queries [S_u, 1] (float32)."""
+    V = np.asarray(model.V, dtype=np.float32)
+    w = np.asarray(model.w, dtype=np.float32).reshape(-1)
+    if int(model.feature_dim) != manifest.feature_dim or V.shape[0] != manifest.feature_dim:
+        raise FeatureDimMismatchError(
+            f"FM model has feature_dim {model.feature_dim} (V {V.shape}) but {manifest.key} says "
+            f"feature_dim {manifest.feature_dim} ({manifest.n_users} users + {manifest.n_items} items + "
+            f"{manifest.feature_dim - manifest.n_users - manifest.n_items} feature columns): the model was "
+            "trained on another run's data"
+        )
+    v_sq = np.empty(V.shape[0], dtype=np.float64)  # ||v_j||^2 in float64, a block of rows at a time
+    for lo in range(0, V.shape[0], SIDE_CHUNK_ROWS):
+        block = V[lo : lo + SIDE_CHUNK_ROWS].astype(np.float64)
+        v_sq[lo : lo + len(block)] = np.einsum("jf,jf->j", block, block)
+
+    def sides(m: SideMatrix) -> tuple[np.ndarray, np.ndarray]:
+        S = m.dot(V)
+        pair = 0.5 * (np.einsum("nf,nf->n", S, S) - m.squared().dot(v_sq))
+        return S, m.dot(w) + pair
+
+    S_i, b_i = sides(item_side)
+    S_u, _ = sides(user_side)
+    items = np.hstack([S_i, b_i[:, None]]).astype(np.float32)
+    users = np.hstack([S_u, np.ones((S_u.shape[0], 1))]).astype(np.float32)
+    if manifest.n_items > 2**24:
+        raise InputError(
+            f"{manifest.key}: {manifest.n_items} items exceed 2^24: float32 labels would collide"
+        )
+    return items, np.arange(1, manifest.n_items + 1, dtype=np.float32), users
+
+
+class SideMatrix:
+    """A side matrix of prepare (`user_side.npz` / `item_side.npz`: CSR rows x feature_dim, float32)."""
+
+    def __init__(self, data: bytes, *, name: str, n_rows: int, feature_dim: int) -> None:
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                self.indptr = np.asarray(z["indptr"], dtype=np.int64)
+                self.indices = np.asarray(z["indices"], dtype=np.int64)
+                self.data = np.asarray(z["data"], dtype=np.float32)
+        except (KeyError, ValueError, OSError) as exc:
+            raise InputError(
+                f"{name}: expected an .npz with 'indptr', 'indices' and 'data' ({exc})"
+            ) from None
+        nnz = self.indices.size
+        if self.indptr.shape != (n_rows + 1,) or self.indptr[0] != 0 or self.indptr[-1] != nnz:
+            raise InputError(
+                f"{name}: indptr has shape {self.indptr.shape}, expected ({n_rows + 1},) from 0 to nnz"
+            )
+        if self.data.size != nnz or np.any(np.diff(self.indptr) < 1):
+            raise InputError(f"{name}: every row needs its one-hot and one value per column")
+        if self.indices.min() < 0 or self.indices.max() >= feature_dim:
+            raise InputError(f"{name}: column out of range [0, {feature_dim})")
+        self.n_rows = n_rows
+
+    def dot(self, dense: np.ndarray) -> np.ndarray:
+        """self @ dense in float64: the rows of `dense` each entry names, times its value, summed per
+        row; `SIDE_CHUNK_ROWS` rows at a time (the gathered rows are nnz x width)."""
+        out = np.empty((self.n_rows, *dense.shape[1:]), dtype=np.float64)
+        for lo in range(0, self.n_rows, SIDE_CHUNK_ROWS):
+            hi = min(lo + SIDE_CHUNK_ROWS, self.n_rows)
+            a, b = self.indptr[lo], self.indptr[hi]
+            values = self.data[a:b].astype(np.float64).reshape(-1, *([1] * (dense.ndim - 1)))
+            product = values * dense[self.indices[a:b]].astype(np.float64)
+            out[lo:hi] = np.add.reduceat(product, self.indptr[lo:hi] - a, axis=0)  # no row is empty
+        return out
+
+    def squared(self) -> SideMatrix:
+        out = object.__new__(SideMatrix)
+        out.indptr, out.indices, out.data, out.n_rows = self.indptr, self.indices, self.data**2, self.n_rows
+        return out
+
+
+def load_sides(s3: S3Client, bucket: str, manifest: Manifest) -> tuple[SideMatrix, SideMatrix]:
+    out = []
+    for name, n_rows in (("user_side", manifest.n_users), ("item_side", manifest.n_items)):
+        key = manifest.file_key(name)
+        out.append(
+            SideMatrix(get_bytes(s3, bucket, key), name=key, n_rows=n_rows, feature_dim=manifest.feature_dim)
+        )
+    return out[0], out[1]
 
 
 def related_queries(items: np.ndarray) -> np.ndarray:
@@ -290,13 +387,20 @@ def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config
     del seen
 
     layout = RunLayout(run_id)
-    streamed = StreamedQueries(s3, bucket, manifest, config, k=k, run_id=run_id)
-    try:
-        items, labels = stream_model(s3, model_bucket, model_key, streamed)
-        parts = streamed.parts
-    except StreamUnsupportedError:  # an artifact the stream cannot follow: read it whole
+    whole = manifest.has_features  # the side products need every row of V: the model is read whole
+    if not whole:
+        streamed = StreamedQueries(s3, bucket, manifest, config, k=k, run_id=run_id)
+        try:
+            items, labels = stream_model(s3, model_bucket, model_key, streamed)
+            parts = streamed.parts
+        except StreamUnsupportedError:  # an artifact the stream cannot follow: read it whole
+            whole = True
+    if whole:
         model = read_fm_model(get_bytes(s3, model_bucket, model_key))
-        items, labels, users = knn_vectors(model, manifest)
+        if manifest.has_features:
+            items, labels, users = side_vectors(model, manifest, *load_sides(s3, bucket, manifest))
+        else:
+            items, labels, users = knn_vectors(model, manifest)
         size = part_size(config, k=k, feature_dim=items.shape[1], where=f"run {run_id}")
         per_part = users_per_part(config, size, manifest.n_users)
         parts = write_parts(s3, bucket, users, per_part, layout.query_part, "first_user")

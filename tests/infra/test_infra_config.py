@@ -32,6 +32,23 @@ def test_defaults_build_explicit_step_configs() -> None:
     assert config.steps.prepare.holdout_n == 10 and config.steps.publish.ttl_days == 30
 
 
+def test_feature_prefixes_are_read_by_prepare_only() -> None:
+    from infra.steps import step_access
+
+    config = build(
+        **{
+            "prepare.user_features": "metadata/users/",
+            "prepare.user_feature_columns": "age:numeric:5",
+            "prepare.item_features": "metadata/items",
+            "prepare.item_feature_columns": "genres:multi:pipe",
+        }
+    )
+    access = step_access(config)
+    assert {"metadata/users/", "metadata/items/"} <= set(access["prepare"].read)
+    others = [p for step, a in access.items() if step != "prepare" for p in a.read]
+    assert not any(p.startswith("metadata/") for p in others)
+
+
 def test_cli_strings_and_dotted_keys() -> None:
     config = build(
         **{
@@ -182,6 +199,18 @@ def test_numeric_hyperparameters_become_sagemaker_strings() -> None:
         (
             {"prepare.test_prefix": "runs/x/"},
             "topx:prepare.test_prefix: 'runs/x/' must not contain '*' nor lie under",
+        ),
+        (
+            {"prepare.item_features": "runs/x/", "prepare.item_feature_columns": "genres:multi:pipe"},
+            "topx:prepare.item_features: 'runs/x/' must not contain '*' nor lie under",
+        ),
+        (
+            {"prepare.user_features": "input/users/", "prepare.user_feature_columns": "age:numeric"},
+            "topx:prepare.user_features: 'input/users/' lies under an interaction prefix",
+        ),
+        (
+            {"prepare.user_features": "metadata/users/"},
+            "user_features and user_feature_columns go together",
         ),
     ],
 )

@@ -152,3 +152,24 @@ def test_stop_leaves_moto_and_the_process_as_they_were(monkeypatch):
     assert (LambdaFunction._invoke_lambda, SageMakerResponse.create_training_job) == originals
     assert default_user_config["stepfunctions"]["execute_state_machine"] is False
     assert os.environ["AWS_ENDPOINT_URL"] == "http://elsewhere.invalid"
+
+
+def test_feature_files_become_uploads_and_prepare_prefixes(tmp_path):
+    items = tmp_path / "item-features.tsv"
+    items.write_text("item_id\tgenres\n1\tComedy\n", encoding="utf-8")
+    columns = "topx:prepare.item_feature_columns=genres:multi:space"
+    args = argparse.Namespace(
+        x=None, columns=None, context=[columns], item_features=[str(items)], user_features=None
+    )
+    overrides = cli._context_overrides(args, has_test=False)
+    assert overrides == {
+        "topx:prepare.item_feature_columns": "genres:multi:space",
+        "topx:prepare.item_features": "metadata/items/",
+    }
+    assert cli._feature_uploads(args) == [("metadata/items/item-features.tsv", items)]
+    args.context = None
+    with pytest.raises(SystemExit, match="--item-features needs the columns to use"):
+        cli._context_overrides(args, has_test=False)
+    args.item_features = [str(tmp_path / "missing.tsv")]
+    with pytest.raises(SystemExit, match="--item-features: no such file"):
+        cli._feature_uploads(args)

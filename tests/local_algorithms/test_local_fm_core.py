@@ -205,3 +205,51 @@ def test_feature_dim_mismatch_is_rejected():
     config = fm.FMConfig(feature_dim=4, num_factors=2, predictor_type=fm.BINARY)
     with pytest.raises(ValueError, match="3 columns but feature_dim is 4"):
         fm.train(X, np.ones(3), config)
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_feature_rows_from_prepare_train_like_the_reference(uniform):
+    # Side-feature rows (decision 0018) as prepare encodes them: user one-hot + item one-hot + the
+    # user's and the item's feature columns with their weights (1/n per multi-valued field), through
+    # the RecordIO channel. Every row has 5 non-zeros when `uniform` (the trainer's fixed-width path
+    # with values other than 1), else 2 to 6.
+    from pipeline_steps.formats import recordio
+    from pipeline_steps.prepare.features import Csr, fm_rows
+
+    n_items, dim = 4, 12  # 3 users: columns 0-2, items 3-6, user features 7-8, item features 9-11
+    user_rows = [[(0, 1.0), (7, 1.0)], [(1, 1.0), (8, 1.0)], [(2, 1.0), (7, 1.0)]]
+    if uniform:
+        item_rows = [[(3 + i, 1.0), (9 + i % 2, 0.5), (11, 0.5)] for i in range(n_items)]
+    else:
+        item_rows = [[(3, 1.0), (9, 0.5), (10, 0.5)], [(4, 1.0)], [(5, 1.0), (11, 1.0)], [(6, 1.0)]]
+        user_rows[1] = [(1, 1.0)]
+
+    def csr(rows):
+        indptr = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64)
+        cols = np.array([c for r in rows for c, _ in r], dtype=np.int32)
+        vals = np.array([v for r in rows for _, v in r], dtype=np.float32)
+        return Csr(indptr, cols, vals, (len(rows), dim))
+
+    users = np.array([0, 0, 1, 2, 2, 1, 0, 2])
+    items = np.array([0, 2, 1, 3, 1, 2, 1, 0])
+    data, indices, indptr = fm_rows(users, items, csr(user_rows), csr(item_rows))
+    y = np.array([1, 0, 1, 1, 0, 0, 1, 0], dtype=np.float32)
+    body = recordio.encode_sparse((data, indices, indptr, (len(users), dim)), y)
+    d, i, p, shape, labels = recordio.read_sparse(body)
+    X = sp.csr_matrix((d, i, p), shape=shape)
+    assert (np.diff(X.indptr) == 5).all() == uniform
+    expected = np.zeros((len(users), dim), np.float32)
+    for r, (u, it) in enumerate(zip(users, items, strict=True)):
+        for c, v in user_rows[u] + item_rows[it]:
+            expected[r, c] += v
+    np.testing.assert_array_equal(X.toarray(), expected)
+    config = _config(feature_dim=dim, mini_batch_size=3, epochs=3)
+    got = fm.train(X, labels, config, seed=5)
+    w0, w, V = _ref_train(X, labels, config, seed=5)
+    assert got.w0 == pytest.approx(w0, rel=1e-4, abs=1e-6)
+    np.testing.assert_allclose(got.w, w, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got.V, V, rtol=1e-4, atol=1e-6)
+    rows = [list(zip(X[r].indices.tolist(), X[r].data.tolist(), strict=True)) for r in range(len(users))]
+    np.testing.assert_allclose(
+        fm.predict_raw(X, got), _ref_predict(rows, got.w0, got.w, got.V), rtol=1e-5, atol=1e-6
+    )

@@ -173,3 +173,21 @@ def test_an_input_prefix_covering_the_outputs_is_refused(s3, monkeypatch):
         prepare_handler.handler({"run_id": "exec-1"}, None)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
     assert sorted(keys) == ["ratings.tsv", "runs/old/prepared/seen.npz"]
+
+
+def test_handler_reads_side_feature_metadata_from_the_bucket(s3, monkeypatch):
+    s3.put_object(Bucket=BUCKET, Key="input/ratings.tsv", Body=_ratings().encode())
+    items = "asin,category\n" + "".join(f"ASIN{i:05d},c{i % 3}\n" for i in range(40))
+    s3.put_object(Bucket=BUCKET, Key="metadata/items/items.csv.gz", Body=gzip.compress(items.encode()))
+    config = {"item_features": "metadata/items/", "item_feature_columns": "category:categorical"}
+    monkeypatch.setenv("STEP_CONFIG", json.dumps({"negative_ratio": 2, "negative_draws": 1, **config}))
+    out = prepare_handler.handler({"run_id": "exec-f"}, None)
+    assert out["feature_dim"] == "73"  # 30 users + 40 items + 3 categories
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=out["manifest_key"])["Body"].read())
+    assert manifest["features"]["item"] == {"with_metadata": 40, "without_metadata": 0, "metadata_only": 0}
+    channels = [o["channel"] for o in manifest["input"]["objects"]]
+    assert channels == ["train", "item_features"]
+    key = manifest["train_shards"][0]
+    _, indices, indptr, shape, _ = recordio.read_sparse(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert shape[1] == 73 and set(np.diff(indptr)) == {3}  # user, item, the item's category
+    assert indices[2::3].min() >= 70

@@ -1,0 +1,359 @@
+"""Side features (docs/decisions/0018): user/item metadata files -> feature columns and side matrices.
+
+Columns keep the one-hot prefix: [0, n_users) user one-hots, [n_users, n_users + n_items) item
+one-hots, then the user fields' columns, then the item fields' columns (each field in spec order,
+its values in sorted order). A side matrix (users x feature_dim, items x feature_dim; float32) holds
+each id's active columns and values, its one-hot included; an FM row for (u, i) is
+user_side[u] + item_side[i] (disjoint columns).
+
+Encodings: categorical = one-hot of the value; multi = one column per distinct value, each weighted
+1/n so the field sums to 1; numeric = one-hot of its quantile bin (edges from the metadata's values).
+An empty value gives the field no column for that id; an id without a metadata row gets only its
+one-hot. Vocabularies and bin edges come from every metadata row, also those of ids without
+interactions (metadata-only, "cold": counted, not yet in the id maps).
+
+Metadata files are read whole (one row per id: users or items, not interactions), with the stdlib
+csv reader so every bad row has its exact file:line.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline_steps.prepare.config import FeatureField, PrepareConfig
+from pipeline_steps.prepare.layout import ALIASES, PrepareInputError, normalise
+from pipeline_steps.prepare.storage import ObjectInfo, Storage
+
+SIDES = ("user", "item")
+KIND_NAMES = {"categorical": "categorical", "multi": "multi", "numeric": "numeric-bins"}
+MAX_EXAMPLES_PER_REASON = 5
+
+
+@dataclass
+class Metadata:
+    """The parsed metadata of one side: valid rows only, one per id (the first; repeats are bad rows)."""
+
+    side: str
+    fields: tuple[FeatureField, ...]
+    ids: list[str] = field(default_factory=list)
+    values: dict[str, list[str]] = field(default_factory=dict)  # field name -> value per row
+    rows_read: int = 0
+    bad: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+    files: list[dict] = field(default_factory=list)
+
+    def bad_row(self, key: str, line: int, reason: str) -> None:
+        self.bad[reason] += 1
+        if self.bad[reason] <= MAX_EXAMPLES_PER_REASON:
+            self.examples.append(f"{key}:{line}: {reason}")
+
+    def report(self) -> dict:
+        return {
+            "rows_read": self.rows_read,
+            "rows_valid": len(self.ids),
+            "bad_rows": sum(self.bad.values()),
+            "bad_rows_by_reason": dict(sorted(self.bad.items())),
+            "examples": self.examples,
+            "files": self.files,
+        }
+
+
+def _text(data: bytes, key: str, encoding: str) -> str:
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise PrepareInputError(f"{key}: corrupt gzip data ({exc})") from None
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise PrepareInputError(f"{key}:{line}: not valid {encoding} ({exc.reason})") from None
+
+
+def _header(names: list[str], meta: Metadata, key: str, line: int) -> tuple[int, list[int]]:
+    """(id column, the spec fields' columns) from the header; errors name the file, line and column."""
+    norm = [normalise(n) for n in names]
+    id_col = next((norm.index(a) for a in ALIASES[meta.side] if a in norm), None)
+    if id_col is None:
+        raise PrepareInputError(
+            f"{key}:{line}: no {meta.side} id column in header {names} (expected one of "
+            f"{', '.join(ALIASES[meta.side][:4])}, ...)"
+        )
+    cols = []
+    for f in meta.fields:
+        exact = [i for i, n in enumerate(names) if n.strip() == f.name]
+        loose = [i for i, n in enumerate(norm) if n == normalise(f.name)]
+        if not exact and not loose:
+            raise PrepareInputError(
+                f"{key}:{line}: {meta.side}_feature_columns field {f.name!r} is not in header {names}"
+            )
+        cols.append((exact or loose)[0])
+    return id_col, cols
+
+
+def _check_value(f: FeatureField, value: str) -> str | None:
+    """The bad-row reason of one value, or None."""
+    if f.kind != "numeric" or not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return f"not a number in {f.name}"
+    return None if np.isfinite(number) else f"not a finite number in {f.name}"
+
+
+def _read_file(meta: Metadata, key: str, text: str, seen: set[str]) -> None:
+    first = text.split("\n", 1)[0]
+    delimiter = "\t" if "\t" in first else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+    header: list[str] | None = None
+    id_col, cols = 0, list[int]()
+    rows = valid = 0
+    prev = 0
+    for row in reader:
+        line, prev = prev + 1, reader.line_num
+        if not row or not any(v.strip() for v in row):
+            continue
+        if header is None:
+            header = row
+            id_col, cols = _header(row, meta, key, line)
+            continue
+        rows += 1
+        reason = None
+        if len(row) != len(header):
+            reason = "missing field" if len(row) < len(header) else "extra field"
+        else:
+            ident = row[id_col].strip()
+            values = [row[c].strip() for c in cols]
+            if not ident:
+                reason = f"empty {meta.side} id"
+            elif ident in seen:
+                reason = f"repeated {meta.side} id"
+            else:
+                reason = next(
+                    (r for f, v in zip(meta.fields, values, strict=True) if (r := _check_value(f, v))), None
+                )
+        if reason is not None:
+            meta.bad_row(key, line, reason)
+            continue
+        seen.add(ident)
+        meta.ids.append(ident)
+        for f, v in zip(meta.fields, values, strict=True):
+            meta.values[f.name].append(v)
+        valid += 1
+    if header is None:
+        raise PrepareInputError(f"{key}: empty {meta.side} metadata file (a header line is required)")
+    meta.rows_read += rows
+    meta.files.append(
+        {"key": key, "rows_read": rows, "rows_valid": valid, "delimiter": delimiter, "header": header}
+    )
+
+
+def read_metadata(config: PrepareConfig, side: str, storage: Storage, objects: list[ObjectInfo]) -> Metadata:
+    """Every metadata file of one side (already listed); bad rows reported like the interactions'."""
+    meta = Metadata(side, config.feature_fields(side))
+    meta.values = {f.name: [] for f in meta.fields}
+    seen: set[str] = set()
+    for obj in objects:
+        with storage.open(obj.key) as f:
+            data = f.read()
+        _read_file(meta, obj.key, _text(data, obj.key, config.encoding), seen)
+    bad = sum(meta.bad.values())
+    by_reason = ", ".join(f"{k}: {v}" for k, v in sorted(meta.bad.items()))
+    examples = "; ".join(meta.examples[:10])
+    if not meta.ids:
+        raise PrepareInputError(
+            f"no valid rows in the {side} metadata ({meta.rows_read} row(s) read; "
+            f"{by_reason or 'no data lines'})" + (f"; e.g. {examples}" if examples else "")
+        )
+    fraction = bad / max(meta.rows_read, 1)
+    if fraction > config.max_bad_fraction:
+        raise PrepareInputError(
+            f"{bad} of {meta.rows_read} {side} metadata rows are bad ({fraction:.2%} > max_bad_fraction "
+            f"{config.max_bad_fraction:.2%}): {by_reason}; e.g. {examples}"
+        )
+    return meta
+
+
+@dataclass
+class _Entries:
+    """(row, column, value) triples of one side matrix, collected field by field."""
+
+    rows: list[np.ndarray] = field(default_factory=list)
+    cols: list[np.ndarray] = field(default_factory=list)
+    vals: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
+        self.rows.append(rows.astype(np.int64))
+        self.cols.append(cols.astype(np.int64))
+        self.vals.append(vals.astype(np.float32))
+
+    def csr(self, n_rows: int, n_cols: int) -> Csr:
+        rows, cols = np.concatenate(self.rows), np.concatenate(self.cols)
+        vals = np.concatenate(self.vals)
+        order = np.lexsort((cols, rows))
+        counts = np.bincount(rows, minlength=n_rows)
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        return Csr(indptr, cols[order].astype(np.int32), vals[order], (n_rows, n_cols))
+
+
+@dataclass(frozen=True)
+class Csr:
+    indptr: np.ndarray  # (n_rows + 1,) int64
+    indices: np.ndarray  # int32 columns, sorted within a row
+    data: np.ndarray  # float32
+    shape: tuple[int, int]
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+
+def _field_columns(f: FeatureField, raw: list[str]) -> tuple[list[list[str]], list[str], list[float]]:
+    """(tokens per metadata row, the field's column labels (values or bin names), bin edges)."""
+    if f.kind == "categorical":
+        tokens = [[v] if v else [] for v in raw]
+        return tokens, sorted({v for v in raw if v}), []
+    if f.kind == "multi":
+        tokens = [list(dict.fromkeys(t.strip() for t in v.split(f.separator) if t.strip())) for v in raw]
+        return tokens, sorted({t for ts in tokens for t in ts}), []
+    numbers = np.array([float(v) for v in raw if v], dtype=np.float64)
+    edges: list[float] = []
+    if numbers.size:
+        qs = np.quantile(numbers, np.arange(1, f.bins) / f.bins) if f.bins > 1 else np.empty(0)
+        edges = sorted({float(q) for q in qs})
+    labels = [f"bin{k}" for k in range(len(edges) + 1)]
+    tokens = [[labels[int(np.searchsorted(edges, float(v), side="right"))]] if v else [] for v in raw]
+    return tokens, labels, edges
+
+
+def _side_matrix(
+    meta: Metadata | None, side: str, ids: list[str], one_hot_start: int, start: int, feature_dim: int
+) -> tuple[Csr, list[dict], dict, dict]:
+    """(side matrix, field descriptions, counts, vocabularies) of one side; `start`: its first column."""
+    n = len(ids)
+    entries = _Entries()
+    entries.add(np.arange(n), one_hot_start + np.arange(n), np.ones(n))
+    if meta is None:
+        return entries.csr(n, feature_dim), [], {}, {}
+    position = {ident: k for k, ident in enumerate(meta.ids)}
+    meta_row = np.array([position.get(ident, -1) for ident in ids], dtype=np.int64)
+    known = meta_row >= 0
+    counts = {
+        "with_metadata": int(known.sum()),
+        "without_metadata": int((~known).sum()),
+        "metadata_only": len(meta.ids) - int(known.sum()),
+    }
+    fields, vocab = [], {}
+    for f in meta.fields:
+        tokens, labels, edges = _field_columns(f, meta.values[f.name])
+        column = {label: start + k for k, label in enumerate(labels)}
+        rows, cols, vals, missing = [], [], [], 0
+        for dense in np.flatnonzero(known):
+            mine = tokens[meta_row[dense]]
+            missing += not mine
+            for t in mine:
+                rows.append(dense)
+                cols.append(column[t])
+                vals.append(1.0 / len(mine))
+        entries.add(np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64), np.array(vals))
+        desc = {
+            "name": f.name,
+            "side": side,
+            "kind": KIND_NAMES[f.kind],
+            "start": start,
+            "stop": start + len(labels),
+        }
+        if f.kind == "numeric":
+            desc["edges"] = edges
+        desc["missing"] = missing
+        fields.append(desc)
+        vocab[f.name] = labels
+        start += len(labels)
+    return entries.csr(n, feature_dim), fields, counts, vocab
+
+
+@dataclass(frozen=True)
+class Features:
+    """The manifest's `features` object, the side matrices and the vocabularies (for the report)."""
+
+    manifest: dict
+    user_side: Csr
+    item_side: Csr
+    report: dict
+
+    @property
+    def feature_dim(self) -> int:
+        return self.user_side.shape[1]
+
+
+def encode(metadata: dict[str, Metadata], user_ids: list[str], item_ids: list[str]) -> Features:
+    """Columns, side matrices and the manifest description from the parsed metadata of each side."""
+    n_users, n_items = len(user_ids), len(item_ids)
+    base = n_users + n_items
+    width = {}
+    for side in SIDES:
+        meta = metadata.get(side)
+        width[side] = 0
+        if meta is not None:
+            width[side] = sum(len(_field_columns(f, meta.values[f.name])[1]) for f in meta.fields)
+    feature_dim = base + width["user"] + width["item"]
+    user_side, user_fields, user_counts, user_vocab = _side_matrix(
+        metadata.get("user"), "user", user_ids, 0, base, feature_dim
+    )
+    item_side, item_fields, item_counts, item_vocab = _side_matrix(
+        metadata.get("item"), "item", item_ids, n_users, base + width["user"], feature_dim
+    )
+    manifest: dict = {"columns": width["user"] + width["item"], "fields": user_fields + item_fields}
+    report: dict = {}
+    for side, counts, vocab in (("user", user_counts, user_vocab), ("item", item_counts, item_vocab)):
+        if side in metadata:
+            manifest[side] = counts
+            report[side] = {"parse": metadata[side].report(), "values": vocab, **counts}
+    return Features(manifest, user_side, item_side, report)
+
+
+def fm_rows(
+    users: np.ndarray, items: np.ndarray, user_side: Csr, item_side: Csr
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(data, indices, indptr) of the FM rows user_side[u] + item_side[i], columns sorted per row.
+
+    A side row starts with its one-hot, the lowest column of that side; user feature columns all
+    precede item feature columns: [u one-hot, i one-hot, u features, i features] is sorted.
+    """
+    lu, li = user_side.lengths()[users], item_side.lengths()[items]
+    n = len(users)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lu + li, out=indptr[1:])
+    total = int(indptr[-1])
+    indices = np.empty(total, dtype=np.int64)
+    data = np.empty(total, dtype=np.float32)
+    starts = indptr[:-1]
+    # the one-hots
+    for side, rows, dest in ((user_side, users, starts), (item_side, items, starts + 1)):
+        src = side.indptr[rows]
+        indices[dest] = side.indices[src]
+        data[dest] = side.data[src]
+    # the features: the rest of each side row
+    for side, rows, lengths, offset in (
+        (user_side, users, lu, starts + 2),
+        (item_side, items, li, starts + 1 + lu),
+    ):
+        rest = lengths - 1
+        count = int(rest.sum())
+        if not count:
+            continue
+        within = np.arange(count) - np.repeat(np.cumsum(rest) - rest, rest)
+        src = np.repeat(side.indptr[rows] + 1, rest) + within
+        dest = np.repeat(offset, rest) + within
+        indices[dest] = side.indices[src]
+        data[dest] = side.data[src]
+    return data, indices, indptr
