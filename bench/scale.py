@@ -225,6 +225,7 @@ def step_repackage(s3: Any, _dynamodb: Any, state: dict) -> dict:
         "input_rows": prep["n_users"] + prep["n_items"],  # rows of the FM model streamed
         "k": qm["k"],
         "k_all_users": qm["k_all_users"],
+        "n_parts": result["n_parts"],  # user + related query parts = transform objects, publish children
         "users_over_cap": qm["users_over_cap"],
     }
 
@@ -445,7 +446,7 @@ def run_size(s3: Any, dynamodb: Any, endpoint: str, index: int, rows: int, args:
         if name == "fm":  # the FM channels: only the trainer reads them
             delete_prefix(s3, f"runs/{run}/prepared/train/")
             delete_prefix(s3, f"runs/{run}/prepared/test/")
-    shape |= {k: figures["repackage"][k] for k in ("k", "k_all_users", "users_over_cap")}
+    shape |= {k: figures["repackage"][k] for k in ("k", "k_all_users", "users_over_cap", "n_parts")}
     shape["evaluate"] = {
         k: figures["evaluate"][k] for k in ("users_filled", "precision", "baseline_precision")
     }
@@ -477,6 +478,8 @@ def summarise(sizes: list[int], per_size: list[dict], engines: list[str]) -> dic
                 round(v * 2**20 / max(r["input_rows"], 1), 1) for v, r in zip(inc, rows, strict=True)
             ],
             "time_exponent": support.fit_exponent(sizes, seconds),
+            # CPU time: less sensitive than wall time to other processes sharing the machine
+            "cpu_time_exponent": support.fit_exponent(sizes, [r["cpu_seconds"] for r in rows]),
             "rss_exponent": support.fit_exponent(sizes, inc),
             # the baseline: the smallest size's time scaled linearly to the largest
             "vs_linear": round(seconds[-1] / (seconds[0] * sizes[-1] / sizes[0]), 3)
@@ -485,6 +488,7 @@ def summarise(sizes: list[int], per_size: list[dict], engines: list[str]) -> dic
         }
     time_exp = {s: v["time_exponent"] for s, v in steps.items() if v["time_exponent"] is not None}
     rss_exp = {s: v["rss_exponent"] for s, v in steps.items() if v["rss_exponent"] is not None}
+    cpu_exp = {s: v["cpu_time_exponent"] for s, v in steps.items() if v["cpu_time_exponent"] is not None}
     prep = [p["figures"]["prepare"] for p in per_size]
     out: dict[str, Any] = {
         "sizes": sizes,
@@ -492,6 +496,8 @@ def summarise(sizes: list[int], per_size: list[dict], engines: list[str]) -> dic
         "steps": steps,
         "max_time_exponent": max(time_exp.values()) if time_exp else None,
         "max_time_exponent_step": max(time_exp, key=time_exp.__getitem__) if time_exp else None,
+        "max_cpu_time_exponent": max(cpu_exp.values()) if cpu_exp else None,
+        "max_cpu_time_exponent_step": max(cpu_exp, key=cpu_exp.__getitem__) if cpu_exp else None,
         "max_rss_exponent": max(rss_exp.values()) if rss_exp else None,
         "max_rss_exponent_step": max(rss_exp, key=rss_exp.__getitem__) if rss_exp else None,
         # rows / (wall seconds x the engine's threads), at the largest size; and per CPU-second
