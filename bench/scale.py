@@ -450,7 +450,8 @@ def run_size(s3: Any, dynamodb: Any, endpoint: str, index: int, rows: int, args:
     shape["evaluate"] = {
         k: figures["evaluate"][k] for k in ("users_filled", "precision", "baseline_precision")
     }
-    delete_prefix(s3, f"runs/{run}/")
+    for prefix_done in (f"runs/{run}/", f"runs/{run}-spark/"):
+        delete_prefix(s3, prefix_done)
     dynamodb.delete_table(TableName=state["table"])
     return {"shape": shape, "figures": figures}
 
