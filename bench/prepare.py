@@ -25,9 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.support.synthetic import interactions_csv  # noqa: E402
+
 GENERAL = False  # --general
 # The last commit with the hand-written parser (parse.py, fields.py, hashtable.py): decision 0014.
 OLD_PREPARE_REF = "f9b3a30"
@@ -134,39 +135,8 @@ def _run_json(code: str, *argv: str) -> dict:
 
 
 def synthetic(path: Path, rows: int, seed: int = 7) -> None:
-    """CSV with header, Amazon-like string ids (14-char reviewer ids, 10-char ASINs), ratings, unix time.
-
-    Built as a fixed-width byte matrix per block (fast to generate; the parser does not know that).
-    """
-    rng = np.random.default_rng(seed)
-    n_users, n_items = max(rows // 20, 10), max(rows // 100, 10)
-    alnum = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", dtype=np.uint8)
-    user_ids = np.concatenate(
-        [np.full((n_users, 1), ord("A"), np.uint8), alnum[rng.integers(0, 36, (n_users, 13))]], axis=1
-    )
-    item_ids = np.concatenate(
-        [np.full((n_items, 2), [ord("B"), ord("0")], np.uint8), alnum[rng.integers(0, 36, (n_items, 8))]],
-        axis=1,
-    )
-    # Popularity-skewed items (Zipf-like), uniform users.
-    item_p = 1.0 / np.arange(1, n_items + 1) ** 0.8
-    item_p /= item_p.sum()
-    with path.open("wb") as f:
-        f.write(b"user_id,item_id,rating,timestamp\n")
-        for start in range(0, rows, 1_000_000):
-            n = min(1_000_000, rows - start)
-            line = np.empty((n, 14 + 1 + 10 + 1 + 1 + 1 + 10 + 1), dtype=np.uint8)
-            line[:, 0:14] = user_ids[rng.integers(0, n_users, n)]
-            line[:, 14] = ord(",")
-            line[:, 15:25] = item_ids[rng.choice(n_items, n, p=item_p)]
-            line[:, 25] = ord(",")
-            line[:, 26] = ord("1") + rng.integers(0, 5, n)
-            line[:, 27] = ord(",")
-            ts = rng.integers(1_000_000_000, 1_700_000_000, n)
-            for k in range(10):
-                line[:, 37 - k] = ord("0") + (ts // 10**k) % 10
-            line[:, 38] = ord("\n")
-            f.write(line.tobytes())
+    """CSV with Amazon-like string ids: users uniform (rows / 20), Zipf-like items (rows / 100)."""
+    interactions_csv(path, rows, n_users=max(rows // 20, 10), n_items=max(rows // 100, 10), seed=seed)
 
 
 def main() -> None:

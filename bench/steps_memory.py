@@ -21,10 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import math
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,38 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 from bench.support import moto_process
-from bench.support.moto_process import use_bench_credentials
+from bench.support import steps as steps_support
+from bench.support.moto_process import clients, use_bench_credentials
+from bench.support.steps import exponent, proc_kb
+from bench.support.synthetic import power_law_seen
 
 BUCKET, TABLE = "bench-bucket", "bench-table"
 FACTORS, X, MAX_K = 32, 10, 40
-
-
-def serve(port: int, conn) -> None:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    conn.send("ready")
-    conn.recv()
-    server.stop()
-
-
-def clients(endpoint: str):
-    import boto3
-    from botocore.config import Config
-
-    cfg = Config(max_pool_connections=16, retries={"mode": "standard"})
-    return boto3.client("s3", endpoint_url=endpoint), boto3.client(
-        "dynamodb", endpoint_url=endpoint, config=cfg
-    )
-
-
-def proc_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 # -- the steps, in child processes ---------------------------------------------------------------
@@ -117,31 +88,10 @@ def child(step: str, endpoint: str, run: str) -> None:
 
 
 def run_child(step: str, endpoint: str, run: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", step, "--endpoint", endpoint, "--run", run],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"{step} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return steps_support.run_child(__file__, step, "--endpoint", endpoint, "--run", run)
 
 
 # -- synthetic data ------------------------------------------------------------------------------
-
-
-def power_law_seen(n: int, n_users: int, n_items: int, rng) -> list[list[int]]:
-    """~n distinct (user, item) pairs: Pareto activity per user, Zipf-like item popularity."""
-    activity = rng.pareto(1.2, n_users) + 1.0
-    item_p = 1.0 / np.arange(1, n_items + 1) ** 0.9
-    item_p /= item_p.sum()
-    users = rng.choice(n_users, size=int(n * 1.6), p=activity / activity.sum())
-    items = rng.choice(n_items, size=users.size, p=item_p)
-    codes = np.unique(users.astype(np.int64) * n_items + items)[:n]
-    rows = np.split((codes % n_items).astype(int), np.searchsorted(codes // n_items, np.arange(1, n_users)))
-    return [r.tolist() for r in rows]
 
 
 def setup_shape(s3, run: str, n: int, seed: int) -> dict:
@@ -190,12 +140,6 @@ def synth_transform(s3, run: str, seed: int) -> dict:
     return {"k": k, "parts": len(qm["parts"]), "users_over_cap": qm["users_over_cap"], "output_bytes": total}
 
 
-def exponent(a: float, b: float, n_a: float, n_b: float) -> float | None:
-    if a <= 0 or b <= 0:
-        return None
-    return round(math.log(b / a) / math.log(n_b / n_a), 3)
-
-
 STEPS = ("repackage_whole", "repackage", "evaluate_all", "evaluate", "publish")
 
 
@@ -212,7 +156,7 @@ def main() -> int:
         child(args.child, args.endpoint, args.run)
         return 0
 
-    endpoint, conn, _server = moto_process.start(serve)
+    endpoint, conn, _server = moto_process.start(moto_process.serve)
     s3, dynamodb = clients(endpoint)
     s3.create_bucket(Bucket=BUCKET)
     from tests.conftest import create_table

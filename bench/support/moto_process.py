@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 
 def use_bench_credentials() -> None:
@@ -39,3 +40,28 @@ def start(serve: Callable[[int, Connection], None]) -> tuple[str, Connection, Ba
     if not conn.poll(60) or conn.recv() != "ready":
         raise RuntimeError("the moto server did not start within 60 s")
     return f"http://127.0.0.1:{port}", conn, server
+
+
+def serve(port: int, conn: Connection) -> None:
+    """The plain server for `start`: S3, DynamoDB and the rest of moto, until "stop" is received."""
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    conn.send("ready")
+    conn.recv()
+    server.stop()
+
+
+def clients(endpoint: str) -> tuple[Any, Any]:
+    """(s3, dynamodb) boto3 clients for the server at `endpoint` (16 pooled connections, standard retries)."""
+    import boto3
+    from botocore.config import Config
+
+    cfg = Config(max_pool_connections=16, retries={"mode": "standard"})
+    return boto3.client("s3", endpoint_url=endpoint), boto3.client(
+        "dynamodb", endpoint_url=endpoint, config=cfg
+    )

@@ -1,0 +1,56 @@
+"""bench/scale.py's summary: exponents over the sizes, and the Spark figure only when it was measured."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import scale
+
+
+def _figures(seconds: float, rows: int, *, cpu: float | None = None, inc_kb: int = 10_240) -> dict:
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu if cpu is not None else seconds,
+        "start_rss_kb": 100_000,
+        "peak_rss_kb": 100_000 + inc_kb,
+        "input_rows": rows,
+        "cores": 2,
+    }
+
+
+def _per_size(n: int, *, spark: bool) -> dict:
+    figures = {step: _figures(n / 1e5, n, inc_kb=n // 100) for step in scale.STEPS}
+    figures["transform"] = _figures((n / 1e6) ** 2, n)  # quadratic
+    if spark:
+        figures["prepare_spark"] = _figures(10 + n / 1e5, n) | {"startup_seconds": 10.0, "cores": 2}
+    return {"shape": {"rows": n}, "figures": figures}
+
+
+def test_summary_fits_exponents_and_names_the_largest():
+    sizes = [1_000_000, 3_000_000, 10_000_000]
+    out = scale.summarise(sizes, [_per_size(n, spark=False) for n in sizes], ["duckdb"])
+    assert out["steps"]["prepare"]["time_exponent"] == pytest.approx(1.0)
+    assert out["max_time_exponent"] == pytest.approx(2.0)
+    assert out["max_time_exponent_step"] == "transform"
+    assert out["steps"]["transform"]["vs_linear"] == pytest.approx(10.0)
+    assert out["steps"]["publish"]["rss_exponent"] == pytest.approx(1.0, abs=0.01)
+    # prepare: rows / (wall seconds x threads) at the largest size
+    assert out["prepare_rows_per_core_s"] == round(10_000_000 / (100.0 * 2))
+    assert out["spark_rows_per_core_s"] is None
+
+
+def test_spark_figure_excludes_its_start_up(monkeypatch):
+    monkeypatch.setattr(scale, "engine_available", lambda engine: True)
+    sizes = [1_000_000, 3_000_000]
+    out = scale.summarise(sizes, [_per_size(n, spark=True) for n in sizes], ["duckdb", "spark"])
+    assert out["spark_rows_per_core_s"] == round(3_000_000 / (30.0 * 2))
+    assert out["spark_startup_seconds"] == 10.0
+    assert "prepare_spark" in out["steps"]  # its exponent counts in max_time_exponent
+
+
+def test_spark_absent_is_stated(monkeypatch):
+    monkeypatch.setattr(scale, "engine_available", lambda engine: engine == "duckdb")
+    sizes = [1_000_000, 3_000_000]
+    out = scale.summarise(sizes, [_per_size(n, spark=False) for n in sizes], ["duckdb", "spark"])
+    assert out["spark_rows_per_core_s"] is None
+    assert "not available in this checkout" in out["spark_status"]
