@@ -95,7 +95,7 @@ class Engine:
         return self.con.execute(text)
 
     def scalar(self, text: str) -> Any:
-        row = self.con.execute(text).fetchone()
+        row = self.sql(text).fetchone()
         return row[0] if row else None
 
     def count(self, table: str) -> int:
@@ -103,8 +103,7 @@ class Engine:
 
     def load(self, files: list[LocalFile], table: str, channel: str) -> Stats:
         """All files of one channel into `table` (rows with their bad-row reason), and the report."""
-        columns = "u VARCHAR, i VARCHAR, rating FLOAT, ts BIGINT, reason TINYINT"
-        self.sql(f"CREATE TABLE {table} ({columns})")
+        self._create(table)
         self.starts[table] = []
         stats = Stats()
         layouts: dict[int, tuple[Layout, Counter]] = {}
@@ -116,6 +115,9 @@ class Engine:
         self._report(files, table, stats, layouts)
         _check_quality(self.config, stats, channel)
         return stats
+
+    def _create(self, table: str) -> None:
+        self.sql(f"CREATE TABLE {table} (u VARCHAR, i VARCHAR, rating FLOAT, ts BIGINT, reason TINYINT)")
 
     def _load_file(self, f: LocalFile, file_no: int, table: str) -> tuple[Layout | None, dict]:
         gz = _is_gzip(f.path)
@@ -242,7 +244,10 @@ class Engine:
         return table
 
     def numpy(self, text: str) -> dict[str, np.ndarray]:
-        return self.con.execute(text).fetchnumpy()
+        return self.sql(text).fetchnumpy()
+
+    def close(self) -> None:
+        self.con.close()
 
 
 def _is_gzip(path: str) -> bool:

