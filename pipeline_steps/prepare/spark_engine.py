@@ -33,6 +33,7 @@ import re
 import stat
 import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -74,7 +75,7 @@ def java_home() -> str | None:
     home = os.path.join(tempfile.gettempdir(), f"topx-java-{version}-{os.getuid()}")
     script = os.path.join(home, "bin", "java")
     text = _JAVA_WRAPPER.format(java="'" + java.replace("'", "'\\''") + "'")
-    if not os.path.isfile(script) or open(script).read() != text:
+    if not os.path.isfile(script) or Path(script).read_text() != text:
         os.makedirs(os.path.dirname(script), exist_ok=True)
         tmp = f"{script}.{os.getpid()}"
         with open(tmp, "w") as f:
@@ -153,8 +154,9 @@ class SparkEngine(Engine):
                 result = _Result(self.spark.sql(query.to_spark(statement)))
         return result
 
-    def _store(self, name: str, df: DataFrame) -> None:
-        df = df.localCheckpoint(eager=True)
+    def _store(self, name: str, df: DataFrame, *, materialise: bool = True) -> None:
+        if materialise:
+            df = df.localCheckpoint(eager=True)
         df.createOrReplaceTempView(name)
         self._tables[name] = df
 
@@ -181,23 +183,20 @@ class SparkEngine(Engine):
         first, second = head
         layout = detect(first, second, self.config, f.key)
         try:
-            parsed, wrong = self._read(f, gz, layout, start)
+            parsed, wrong, rows, read_rows, valid = self._read(f, gz, layout, start)
         except PySparkException as exc:
             raise PrepareInputError(f"{f.key}: {str(exc).splitlines()[0]}") from None
-        self._store(table, self._tables[table].unionByName(parsed))
+        self._store(table, self._tables[table].unionByName(parsed), materialise=False)
         self.starts[table][-1] = (start, layout.header)
-        row = parsed.selectExpr(
-            "count(*)",
-            f"count_if(reason IS DISTINCT FROM {query.HEADER})",
-            "count_if(reason IS NULL)",
-        ).first()
-        assert row is not None
-        self._rows[table] = start + int(row[0])
-        summary |= {"rows_read": int(row[1]) + sum(wrong.values()), "rows_valid": int(row[2]), "wrong": wrong}
+        self._rows[table] = start + rows
+        summary |= {"rows_read": read_rows + sum(wrong.values()), "rows_valid": valid, "wrong": wrong}
         return layout, summary | layout.describe()
 
-    def _read(self, f: LocalFile, gz: bool, layout: Layout, start: int) -> tuple[DataFrame, Any]:
-        """(the file's rows as `query.PARSE` gives them, with `seq`; wrong-width counts by reason)."""
+    def _read(
+        self, f: LocalFile, gz: bool, layout: Layout, start: int
+    ) -> tuple[DataFrame, Any, int, int, int]:
+        """(the file's rows as `query.PARSE` gives them, with `seq`; wrong-width counts by reason;
+        rows in the table, rows read without the header, valid rows)."""
         from collections import Counter
 
         from pyspark.sql.types import StringType, StructField, StructType
@@ -221,33 +220,44 @@ class SparkEngine(Engine):
         self._n += 1
         view = f"raw_{self._n}"
         raw.createOrReplaceTempView(view)
-        if self.spark_encoding == "UTF-8":
-            self._check_decodes(f, gz, view, layout.ncol)
-        wrong: Counter = Counter()
-        last = f"c{layout.ncol - 1}"
-        for reason, n in self.spark.sql(
-            f"SELECT CASE WHEN {last} IS NULL THEN 'missing field' ELSE 'extra field' END, count(*) "
-            f"FROM {view} WHERE _corrupt IS NOT NULL AND trim(_corrupt) <> '' GROUP BY 1"
-        ).collect():
-            wrong[reason] += int(n)
+        text = ", ".join([*(f"c{k}" for k in range(layout.ncol)), "_corrupt"])
+        wrong_width = "_corrupt IS NOT NULL AND trim(_corrupt) <> ''"
+        missing, extra, replaced = self.spark.sql(
+            f"SELECT count_if({wrong_width} AND c{layout.ncol - 1} IS NULL), "
+            f"count_if({wrong_width} AND c{layout.ncol - 1} IS NOT NULL), "
+            f"count_if(instr(concat_ws('', {text}), '\\uFFFD') > 0) FROM {view}"
+        ).first()
+        if replaced and self.spark_encoding == "UTF-8":
+            _check_decodes(f, gz, self.config.encoding)
+        wrong = Counter({k: int(n) for k, n in (("missing field", missing), ("extra field", extra)) if n})
         read = f"(SELECT * FROM {view} WHERE _corrupt IS NULL)"
-        parse = query.to_spark(query.parse_sql(read, layout.user, layout.item, layout.rating, layout.timestamp))
+        parse = query.parse_sql(read, layout.user, layout.item, layout.rating, layout.timestamp)
+        parse = query.to_spark(parse)
         numbered = (
             self.spark.sql(f"SELECT *, monotonically_increasing_id() AS mono FROM ({parse})")
         ).localCheckpoint(eager=True)
-        counts = dict(numbered.selectExpr("shiftright(mono, 33) AS p").groupBy("p").count().collect())
+        numbered.createOrReplaceTempView(view + "_n")
+        first = f"mono = (SELECT min(mono) FROM {view}_n)" if layout.header else "false"
+        counts = self.spark.sql(  # rows per partition, and valid rows (the header row is not one)
+            f"SELECT shiftright(mono, 33), count(*), count_if(reason IS NULL AND NOT {first}) "
+            f"FROM {view}_n GROUP BY 1"
+        ).collect()
+        per_part = {int(p): int(n) for p, n, _ in counts}
         offsets, total = [], 0
-        for p in range(int(max(counts, default=-1)) + 1):
+        for p in range(max(per_part, default=-1) + 1):
             offsets.append(total)
-            total += int(counts.get(p, 0))
-        offset = f"element_at(array({', '.join(map(str, offsets or [0]))}), CAST(shiftright(mono, 33) AS INT) + 1)"
+            total += per_part.get(p, 0)
+        starts = ", ".join(map(str, offsets or [0]))
+        offset = f"element_at(array({starts}), CAST(shiftright(mono, 33) AS INT) + 1)"
         seq = f"CAST({start} + {offset} + (mono & {_LOW_BITS}) AS BIGINT)"
-        reason = f"CASE WHEN {seq} = {start} THEN {query.HEADER} ELSE reason END" if layout.header else "reason"
+        reason = "reason"
+        if layout.header:
+            reason = f"CASE WHEN {seq} = {start} THEN {query.HEADER} ELSE reason END"
         parsed = numbered.selectExpr(
             f"{seq} AS seq", "u", "i", "rating", "ts", f"CAST({reason} AS TINYINT) AS reason"
         )
-        self.spark.catalog.dropTempView(view)
-        return parsed, wrong
+        valid = sum(int(v) for _, _, v in counts)
+        return parsed, wrong, total, total - int(layout.header and total > 0), valid
 
     def _readable(self, f: LocalFile, gz: bool) -> tuple[str, str]:
         """(a path Spark reads as this file, its Spark encoding name).
@@ -258,8 +268,10 @@ class SparkEngine(Engine):
         path, encoding = f.path, self.spark_encoding
         if encoding is None:
             path, encoding, gz = self._to_utf8(f, gz), "UTF-8", False
-        if (gz and not path.endswith(".gz")) or not _SAFE_PATH.match(os.path.basename(path)) or (
-            os.path.basename(path).startswith(("_", "."))
+        if (
+            (gz and not path.endswith(".gz"))
+            or not _SAFE_PATH.match(os.path.basename(path))
+            or (os.path.basename(path).startswith(("_", ".")))
         ):
             self._n += 1
             link = os.path.join(self.work_dir, f"spark-input-{self._n}" + (".gz" if gz else ""))
@@ -267,18 +279,15 @@ class SparkEngine(Engine):
             path = link
         return path, encoding
 
-    def _check_decodes(self, f: LocalFile, gz: bool, view: str, ncol: int) -> None:
-        """Spark puts U+FFFD for bytes that are not UTF-8: only then is the file decoded here,
-        for the file/line/byte message (a file that really holds U+FFFD passes)."""
-        text = ", ".join([*(f"c{k}" for k in range(ncol)), "_corrupt"])
-        n = self.spark.sql(f"SELECT count(*) FROM {view} WHERE instr(concat_ws('', {text}), '\\uFFFD') > 0")
-        if not n.first()[0]:
-            return
-        import gzip
 
-        with gzip.open(f.path, "rb") if gz else open(f.path, "rb") as raw:
-            for number, line in enumerate(raw, 1):
-                decoded(line, self.config.encoding, f.key, number)
+def _check_decodes(f: LocalFile, gz: bool, encoding: str) -> None:
+    """Spark puts U+FFFD for bytes that are not UTF-8: only then is the file decoded here, for the
+    file/line/byte message (a file that really holds U+FFFD passes)."""
+    import gzip
+
+    with gzip.open(f.path, "rb") if gz else open(f.path, "rb") as raw:
+        for number, line in enumerate(raw, 1):
+            decoded(line, encoding, f.key, number)
 
 
 def run_spark_prepare(
