@@ -88,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             sink, root, bucket = LocalStorage(args.out), "", str(Path(args.out).resolve())
         layout = RunLayout(args.run_id, root=root)
-        manifest = prepare(
+        run = prepare
+        if config.engine == "spark":  # the same statements on Spark (local[*] unless spark-submit set one)
+            from pipeline_steps.prepare.spark_engine import spark_prepare
+
+            run = spark_prepare
+        manifest = run(
             config,
             source=source,
             sink=sink,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,9 @@ NEGATIVE_SAMPLING = ("uniform", "popularity")
 SPLITS = ("explicit", "last_n", "none")
 DELIMITERS = ("auto", ",", "\t", ";", "|", "::")
 DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ","}
+ENGINES = ("lambda", "spark")
+MAX_SPARK_INSTANCES = 20  # a bound on what one setting can spend; raise it knowingly
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
 ColumnSpec = str | int | None
 
@@ -54,6 +58,11 @@ class PrepareConfig:
     # share of the objects). Set by the deployment from topx:fm.instance_count.
     min_shards: int = field(default=1, metadata=between(1))
     shuffle: bool = True
+    # Where the step runs: "lambda" (DuckDB in the prepare Lambda) or "spark" (the same SQL on Spark,
+    # a SageMaker Processing job with AWS's Spark container; docs/decisions/0016-spark-prepare.md).
+    engine: str = field(default="lambda", metadata=one_of(*ENGINES))
+    spark_instance_type: str = "ml.m5.xlarge"
+    spark_instance_count: int = field(default=1, metadata=between(1, MAX_SPARK_INSTANCES))
 
     @property
     def effective_split(self) -> str:
@@ -74,6 +83,11 @@ class PrepareConfig:
             if isinstance(value, int) and value < 0:
                 raise ConfigError(f"{name}: a column position must be >= 0, got {value}")
         _check_encoding(self.encoding)
+        if not _INSTANCE_TYPE.match(self.spark_instance_type):
+            raise ConfigError(
+                f"spark_instance_type: expected a SageMaker instance type like 'ml.m5.xlarge', "
+                f"got {self.spark_instance_type!r}"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, *, where: str = "prepare") -> PrepareConfig:

@@ -320,3 +320,11 @@ def run_spark_prepare(
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     timings["cores"] = float(session.sparkContext.defaultParallelism)
     return manifest, timings
+
+
+def spark_prepare(config: PrepareConfig, **kwargs: Any) -> dict:
+    """`run_spark_prepare` with the manifest only (the signature of `core.prepare`)."""
+    timings: dict[str, float]
+    manifest, timings = run_spark_prepare(config, **kwargs)
+    log.info("spark prepare timings: %s", timings)
+    return manifest
