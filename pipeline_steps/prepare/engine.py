@@ -21,14 +21,16 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 
 from pipeline_steps.prepare import query
 from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.prepare.layout import Layout, PrepareInputError, decoded, detect, read_head
+
+if TYPE_CHECKING:  # imported where used: the Spark engine runs where DuckDB is not installed
+    import duckdb
 
 MAX_EXAMPLES_PER_REASON = 5
 # Two threads and 1 GB before spilling: measured on the 10M-row benchmark (decision 0014).
@@ -67,6 +69,8 @@ class LocalFile:
 
 
 def connect(work_dir: str) -> duckdb.DuckDBPyConnection:
+    import duckdb
+
     # No extension is ever downloaded (the Lambda has no network path to one; ICU is built in).
     settings: dict[str, str | bool | int | float | list[str]] = {
         "threads": THREADS,
@@ -143,6 +147,8 @@ class Engine:
             rejects=rejects,
         )
         parse = query.parse_sql(read, layout.user, layout.item, layout.rating, layout.timestamp)
+        import duckdb
+
         try:
             self.sql(f"INSERT INTO {table} {parse}")
         except duckdb.Error as exc:

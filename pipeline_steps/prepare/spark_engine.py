@@ -126,7 +126,15 @@ class _Result:
         return [tuple(r) for r in self.df.collect()]
 
     def fetchnumpy(self) -> dict[str, np.ndarray]:
-        table = self.df.toArrow()
+        if hasattr(self.df, "toArrow"):  # Spark 4
+            table = self.df.toArrow()
+        else:  # Spark 3.5 (AWS's processing container): the same Arrow batches
+            import pyarrow as pa
+
+            batches = self.df._collect_as_arrow()
+            table = pa.Table.from_batches(batches, schema=batches[0].schema) if batches else None
+            if table is None:
+                return {name: np.empty(0) for name in self.df.columns}
         return {name: table.column(name).to_numpy() for name in table.column_names}
 
 
