@@ -34,6 +34,8 @@ OPTIONS = {
     "topx:api.throttle_rate": "25",
     "topx:publish.filter_exclude_items_key": "filters/unavailable.txt",
     "topx:publish.filter_user_exclusions_key": "filters/bought.csv",
+    "topx:prepare.engine": "spark",
+    "topx:prepare.spark_instance_count": "2",
 }
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
