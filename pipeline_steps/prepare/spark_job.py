@@ -33,7 +33,8 @@ import logging  # noqa: E402
 import os  # noqa: E402
 from typing import BinaryIO  # noqa: E402
 
-from pipeline_steps.common.config import require_env, step_config_json  # noqa: E402
+from pipeline_steps.common.config import step_config_json  # noqa: E402
+from pipeline_steps.common.errors import InputError  # noqa: E402
 from pipeline_steps.common.layout import RunLayout  # noqa: E402
 from pipeline_steps.prepare.config import PrepareConfig  # noqa: E402
 from pipeline_steps.prepare.storage import ObjectInfo, S3Storage  # noqa: E402
@@ -74,8 +75,13 @@ class MirroredStorage:
 
 
 def main(
-    argv: builtins.list[str] | None = None, *, s3_client: object = None, master: str | None = None
+    argv: builtins.list[str] | None = None,
+    *,
+    s3_client: object = None,
+    master: str | None = None,
+    environ: dict[str, str] | None = None,
 ) -> int:
+    """The job; `s3_client`, `master` (None: spark-submit's) and `environ` for the local runner."""
     from pipeline_steps.prepare.spark_engine import run_spark_prepare
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -84,8 +90,11 @@ def main(
     ap.add_argument("--input-dir", default=INPUT_DIR)
     ap.add_argument("--test-dir", default=TEST_DIR)
     args = ap.parse_args(argv)
-    bucket = require_env("BUCKET_NAME")
-    config = PrepareConfig.from_dict(step_config_json(), where="STEP_CONFIG")
+    env = dict(os.environ if environ is None else environ)
+    bucket = env.get("BUCKET_NAME", "")
+    if not bucket:
+        raise InputError("environment variable BUCKET_NAME is not set")
+    config = PrepareConfig.from_dict(step_config_json(env), where="STEP_CONFIG")
     s3 = S3Storage(bucket, s3_client)
     layout = RunLayout(args.run_id)
     if s3.read_bytes(layout.manifest) is not None:
