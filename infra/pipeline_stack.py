@@ -35,7 +35,7 @@ class PipelineStack(Stack):
         sagemaker = SageMakerRole(self, "SageMaker", bucket=bucket, key=key, vpc=config.vpc)
         notifications = Notifications(self, "Notifications", config=config, key=key)
         spark_prepare = (
-            SparkPrepare(self, "SparkPrepare", config=config, bucket=bucket, key=key)
+            SparkPrepare(self, "SparkJob", config=config, bucket=bucket, key=key)
             if config.steps.prepare.engine == "spark"
             else None
         )

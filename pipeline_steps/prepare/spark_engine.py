@@ -33,6 +33,7 @@ import re
 import stat
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +110,8 @@ def spark_session(master: str | None = "local[*]", *, shuffle_partitions: int | 
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    # PySpark 4.3 warns on pandas 3 at the first Arrow use; prepare does not use its pandas paths.
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
     return spark
 
 

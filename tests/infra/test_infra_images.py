@@ -33,7 +33,7 @@ def test_uris_and_repository_arns() -> None:
 def test_spark_processing_registries_match_the_sdk() -> None:
     spec = json.loads((SDK_CONFIG / "spark.json").read_text())["processing"]["versions"]["3.5"]
     assert spec["repository"] == images.SPARK_REPOSITORY and "py312" in spec["py_versions"]
-    assert images.SPARK_REGISTRIES == {r: spec["registries"][r] for r in images.REGISTRIES}
+    assert {r: spec["registries"][r] for r in images.REGISTRIES} == images.SPARK_REGISTRIES
     assert (
         images.spark_image_uri("us-east-1")
         == "173754725891.dkr.ecr.us-east-1.amazonaws.com/sagemaker-spark-processing:3.5-cpu-py312"
