@@ -32,6 +32,7 @@ from aws_cdk import aws_iam as iam
 
 from infra import images
 from infra.config import AppConfig, VpcConfig
+from pipeline_steps.prepare import config as paths
 
 RECORDIO = "application/x-recordio-protobuf"
 SYNC_RULES = (
@@ -297,8 +298,6 @@ def processing_request(
     No ProcessingOutput: the job writes the run's prepared files to S3 itself, manifest last (an
     output upload has no order; decision 0016).
     """
-    from pipeline_steps.prepare import spark_job
-
     prepare = config.steps.prepare
 
     def s3_input(name: str, uri: str, local: str) -> dict[str, Any]:
@@ -313,14 +312,13 @@ def processing_request(
             },
         }
 
-    code_dir = f"{spark_job.PROCESSING}/code"
     inputs = [
-        s3_input("code", script_uri, code_dir),
-        s3_input("package", package_uri, spark_job.PACKAGE_DIR),
-        s3_input("data", f"s3://{bucket_name}/{prepare.input_prefix}", spark_job.INPUT_DIR),
+        s3_input("code", script_uri, paths.SPARK_CODE_DIR),
+        s3_input("package", package_uri, paths.SPARK_PACKAGE_DIR),
+        s3_input("data", f"s3://{bucket_name}/{prepare.input_prefix}", paths.SPARK_DATA_DIR),
     ]
     if prepare.test_prefix:
-        inputs.append(s3_input("test", f"s3://{bucket_name}/{prepare.test_prefix}", spark_job.TEST_DIR))
+        inputs.append(s3_input("test", f"s3://{bucket_name}/{prepare.test_prefix}", paths.SPARK_TEST_DIR))
     cluster: dict[str, Any] = {
         "InstanceCount": prepare.spark_instance_count,
         "InstanceType": prepare.spark_instance_type,
@@ -333,7 +331,7 @@ def processing_request(
         "RoleArn": role_arn,
         "AppSpecification": {
             "ImageUri": images.spark_image_uri(region),
-            "ContainerEntrypoint": ["smspark-submit", f"{code_dir}/{script_name}"],
+            "ContainerEntrypoint": ["smspark-submit", f"{paths.SPARK_CODE_DIR}/{script_name}"],
             "ContainerArguments.$": "States.Array('--run-id', $.run.run_id)",
         },
         "ProcessingInputs": inputs,

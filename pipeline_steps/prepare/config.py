@@ -17,6 +17,11 @@ DELIMITERS = ("auto", ",", "\t", ";", "|", "::")
 DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ","}
 ENGINES = ("lambda", "spark")
 MAX_SPARK_INSTANCES = 20  # a bound on what one setting can spend; raise it knowingly
+# Where the Spark processing job finds its inputs (ProcessingInput LocalPath, decision 0016): read by
+# infra (the request) and spark_job.py (the job).
+SPARK_INPUT_ROOT = "/opt/ml/processing/input"
+SPARK_CODE_DIR, SPARK_PACKAGE_DIR = f"{SPARK_INPUT_ROOT}/code", f"{SPARK_INPUT_ROOT}/package"
+SPARK_DATA_DIR, SPARK_TEST_DIR = f"{SPARK_INPUT_ROOT}/data", f"{SPARK_INPUT_ROOT}/test"
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
 ColumnSpec = str | int | None

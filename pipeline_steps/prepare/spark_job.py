@@ -21,23 +21,22 @@ from __future__ import annotations
 import glob
 import sys
 
-PROCESSING = "/opt/ml/processing/input"
-INPUT_DIR, TEST_DIR, PACKAGE_DIR = f"{PROCESSING}/data", f"{PROCESSING}/test", f"{PROCESSING}/package"
-
 if __name__ == "__main__":  # as the job's application file: the package comes from its zip
-    sys.path[:0] = sorted(glob.glob(f"{PACKAGE_DIR}/*.zip"))
+    sys.path[:0] = sorted(glob.glob("/opt/ml/processing/input/package/*.zip"))  # = SPARK_PACKAGE_DIR
 
-import argparse  # noqa: E402
-import builtins  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-from typing import BinaryIO  # noqa: E402
+import argparse
+import builtins
+import logging
+import os
+from typing import BinaryIO
 
-from pipeline_steps.common.config import step_config_json  # noqa: E402
-from pipeline_steps.common.errors import InputError  # noqa: E402
-from pipeline_steps.common.layout import RunLayout  # noqa: E402
-from pipeline_steps.prepare.config import PrepareConfig  # noqa: E402
-from pipeline_steps.prepare.storage import ObjectInfo, S3Storage  # noqa: E402
+from pipeline_steps.common.config import step_config_json
+from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.layout import RunLayout
+from pipeline_steps.prepare.config import SPARK_DATA_DIR as INPUT_DIR
+from pipeline_steps.prepare.config import SPARK_TEST_DIR as TEST_DIR
+from pipeline_steps.prepare.config import PrepareConfig
+from pipeline_steps.prepare.storage import ObjectInfo, S3Storage
 
 log = logging.getLogger(__name__)
 

@@ -139,3 +139,13 @@ def test_spark_text_keeps_no_duckdb_construct():
     spark = " ".join(query.to_spark(t) for t in texts)
     assert not [name for name in duck_only if name in spark]
     assert "RLIKE '^(0|-?[1-9][0-9]{0,36})$'" in spark and "octet_length(u)" in spark
+
+
+def test_the_job_script_finds_its_package_where_the_request_puts_it():
+    """spark_job.py adds the zip to sys.path before it can import the package: the same directory
+    as the ProcessingInput's LocalPath (config.SPARK_PACKAGE_DIR), written out there."""
+    from pipeline_steps.prepare import config, spark_job
+
+    source = Path(spark_job.__file__).read_text(encoding="utf-8")
+    assert f'glob.glob("{config.SPARK_PACKAGE_DIR}/*.zip")' in source
+    assert (spark_job.INPUT_DIR, spark_job.TEST_DIR) == (config.SPARK_DATA_DIR, config.SPARK_TEST_DIR)
