@@ -86,8 +86,14 @@ def java_home() -> str | None:
     return home
 
 
-def spark_session(master: str | None = "local[*]", *, shuffle_partitions: int | None = None) -> SparkSession:
-    """The active session, or a new one (`master` None: the one spark-submit configured)."""
+def spark_session(
+    master: str | None = "local[*]",
+    *,
+    shuffle_partitions: int | None = None,
+    conf: dict[str, str] | None = None,
+) -> SparkSession:
+    """The active session, or a new one (`master` None: the one spark-submit configured; `conf`:
+    more settings)."""
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -106,6 +112,7 @@ def spark_session(master: str | None = "local[*]", *, shuffle_partitions: int | 
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": os.environ.get("TOPX_SPARK_DRIVER_MEMORY", "2g"),
+        **(conf or {}),
     }.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -26,9 +26,12 @@ from pipeline_steps.prepare.storage import LocalStorage
 from tests.prepare.test_prepare_roundtrip import messy_inputs
 
 
+pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+
+
 @pytest.fixture(scope="module")
 def spark():
-    session = spark_session("local[2]", shuffle_partitions=2)
+    session = spark_session("local[2]", shuffle_partitions=1)  # tiny inputs: one task per shuffle
     yield session
     session.stop()
 
