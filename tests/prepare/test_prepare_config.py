@@ -85,3 +85,21 @@ def test_an_encoding_that_is_not_ascii_compatible_is_refused(codec):
         PrepareConfig.from_dict({"encoding": codec})
     for ok in ("latin-1", "utf-8-sig", "cp1252"):
         assert PrepareConfig.from_dict({"encoding": ok}).encoding == ok
+
+
+def test_engine_and_spark_cluster_settings_are_checked():
+    config = PrepareConfig.from_dict({"engine": "spark", "spark_instance_count": "3"})
+    assert (config.engine, config.spark_instance_count, config.spark_instance_type) == (
+        "spark",
+        3,
+        "ml.m5.xlarge",
+    )
+    assert PrepareConfig().engine == "lambda"
+    for bad, field in (
+        ({"engine": "emr"}, "engine"),
+        ({"spark_instance_count": 0}, "spark_instance_count"),
+        ({"spark_instance_count": 21}, "spark_instance_count"),
+        ({"spark_instance_type": "m5.xlarge"}, "spark_instance_type"),
+    ):
+        with pytest.raises(ConfigError, match=field):
+            PrepareConfig.from_dict(bad)
