@@ -116,9 +116,13 @@ class Engine:
             if layout is not None:
                 layouts[file_no] = (layout, summary.pop("wrong"))
             stats.files.append(summary)
+        self._loaded(table)
         self._report(files, table, stats, layouts)
         _check_quality(self.config, stats, channel)
         return stats
+
+    def _loaded(self, table: str) -> None:
+        """Every file of `table` is in (the rows are already stored here)."""
 
     def _create(self, table: str) -> None:
         self.sql(f"CREATE TABLE {table} (u VARCHAR, i VARCHAR, rating FLOAT, ts BIGINT, reason TINYINT)")

@@ -188,6 +188,9 @@ class SparkEngine(Engine):
         self._store(table, self.spark.createDataFrame([], columns))
         self._rows[table] = 0
 
+    def _loaded(self, table: str) -> None:
+        self._store(table, self._tables[table])  # one materialisation for all files of the channel
+
     def _load_file(self, f: LocalFile, file_no: int, table: str) -> tuple[Layout | None, dict]:
         from pyspark.errors import PySparkException
 
@@ -234,7 +237,7 @@ class SparkEngine(Engine):
             multiLine=False,
             ignoreLeadingWhiteSpace=False,
             ignoreTrailingWhiteSpace=False,
-        ).localCheckpoint(eager=True)  # Spark reads `_corrupt` alone only from materialised rows
+        )  # read again by each query below: every one names more columns than `_corrupt`
         self._n += 1
         view = f"raw_{self._n}"
         raw.createOrReplaceTempView(view)
@@ -253,14 +256,13 @@ class SparkEngine(Engine):
         read = f"(SELECT * FROM {view} WHERE _corrupt IS NULL)"
         parse = query.parse_sql(read, layout.user, layout.item, layout.rating, layout.timestamp)
         parse = query.to_spark(parse)
-        numbered = (
-            self.spark.sql(f"SELECT *, monotonically_increasing_id() AS mono FROM ({parse})")
-        ).localCheckpoint(eager=True)
+        # The same ids on every read of the file (the same splits): the counts below and the table
+        # materialised once all files are in (`_loaded`) number the rows alike.
+        numbered = self.spark.sql(f"SELECT *, monotonically_increasing_id() AS mono FROM ({parse})")
         numbered.createOrReplaceTempView(view + "_n")
-        first = f"mono = (SELECT min(mono) FROM {view}_n)" if layout.header else "false"
-        counts = self.spark.sql(  # rows per partition, and valid rows (the header row is not one)
-            f"SELECT shiftright(mono, 33), count(*), count_if(reason IS NULL AND NOT {first}) "
-            f"FROM {view}_n GROUP BY 1"
+        counts = self.spark.sql(  # rows and valid rows per partition
+            f"SELECT p, count(*), count_if(reason IS NULL) "
+            f"FROM (SELECT shiftright(mono, 33) AS p, reason FROM {view}_n) GROUP BY p"
         ).collect()
         per_part = {int(p): int(n) for p, n, _ in counts}
         offsets, total = [], 0
@@ -277,6 +279,9 @@ class SparkEngine(Engine):
             f"{seq} AS seq", "u", "i", "rating", "ts", f"CAST({reason} AS TINYINT) AS reason"
         )
         valid = sum(int(v) for _, _, v in counts)
+        if layout.header and valid:  # the header row (the file's first record) is not a valid row
+            first = numbered.select("reason").take(1)
+            valid -= int(bool(first) and first[0][0] is None)
         return parsed, wrong, total, total - int(layout.header and total > 0), valid
 
     def _readable(self, f: LocalFile, gz: bool) -> tuple[str, str]:
