@@ -159,6 +159,7 @@ class SparkEngine(Engine):
         self.starts: dict[str, list[tuple[int, bool]]] = {}
         self._tables: dict[str, DataFrame] = {}
         self._rows: dict[str, int] = {}
+        self._views: list[str] = []  # the files' own views (read by queries, not tables)
         codec = codecs.lookup(config.encoding).name
         self.spark_encoding = _SPARK_ENCODING.get(codec)
 
@@ -181,9 +182,10 @@ class SparkEngine(Engine):
         self._tables[name] = df
 
     def close(self) -> None:
-        for name in list(self._tables):
+        for name in [*self._tables, *self._views]:
             self.spark.catalog.dropTempView(name)
         self._tables.clear()
+        self._views.clear()
 
     def _create(self, table: str) -> None:
         columns = "seq BIGINT, u STRING, i STRING, rating FLOAT, ts BIGINT, reason TINYINT"
@@ -243,6 +245,7 @@ class SparkEngine(Engine):
         self._n += 1
         view = f"raw_{self._n}"
         raw.createOrReplaceTempView(view)
+        self._views += [view, view + "_n"]
         text = ", ".join([*(f"c{k}" for k in range(layout.ncol)), "_corrupt"])
         wrong_width = "_corrupt IS NOT NULL AND trim(_corrupt) <> ''"
         row = self.spark.sql(

@@ -123,6 +123,7 @@ def test_explicit_split_binary_labels_give_the_same_bytes(tmp_path, spark):
     duck, spark_out, manifest = _both(tmp_path, spark, files, **config)
     assert _digests(duck) == _digests(spark_out)
     assert manifest["counts"]["test_rows"] > 0
+    assert not [t.name for t in spark.catalog.listTables() if t.isTemporary]  # the engine left no view
 
 
 def test_spark_text_keeps_no_duckdb_construct():
