@@ -69,3 +69,57 @@ def image_uri(algorithm: str, region: str) -> str:
 def repository_arn(algorithm: str, region: str) -> str:
     """The ECR repository the SageMaker role may pull from (the image lives in AWS's account)."""
     return f"arn:{partition(region)}:ecr:{region}:{REGISTRIES[region]}:repository/{ALGORITHMS[algorithm]}"
+
+
+# AWS's Spark processing container (the prepare step with `topx:prepare.engine: spark`, decision 0016):
+# repository `sagemaker-spark-processing`, Spark 3.5, Python 3.12, CPU. Registry paths per region:
+# "Docker Registry Paths and Example Code", e.g.
+# https://docs.aws.amazon.com/sagemaker/latest/dg-ecr-paths/ecr-us-east-1.html#sagemaker-spark-processing-us-east-1
+# (the same table as the SDK's `image_uri_config/spark.json`, "processing" 3.5; tests/infra checks it),
+# for the regions above (every one of them has the image).
+SPARK_REPOSITORY = "sagemaker-spark-processing"
+SPARK_TAG = "3.5-cpu-py312"
+SPARK_REGISTRIES: dict[str, str] = {
+    "af-south-1": "309385258863",
+    "ap-east-1": "732049463269",
+    "ap-northeast-1": "411782140378",
+    "ap-northeast-2": "860869212795",
+    "ap-northeast-3": "102471314380",
+    "ap-south-1": "105495057255",
+    "ap-south-2": "873151114052",
+    "ap-southeast-1": "759080221371",
+    "ap-southeast-2": "440695851116",
+    "ap-southeast-3": "800295151634",
+    "ap-southeast-4": "819679513684",
+    "ca-central-1": "446299261295",
+    "ca-west-1": "000907499111",
+    "cn-north-1": "671472414489",
+    "cn-northwest-1": "844356804704",
+    "eu-central-1": "906073651304",
+    "eu-central-2": "142351485170",
+    "eu-north-1": "330188676905",
+    "eu-south-1": "753923664805",
+    "eu-south-2": "833944533722",
+    "eu-west-1": "571004829621",
+    "eu-west-2": "836651553127",
+    "eu-west-3": "136845547031",
+    "il-central-1": "408426139102",
+    "me-central-1": "395420993607",
+    "me-south-1": "750251592176",
+    "sa-east-1": "737130764395",
+    "us-east-1": "173754725891",
+    "us-east-2": "314815235551",
+    "us-gov-east-1": "260923028637",
+    "us-gov-west-1": "271483468897",
+    "us-west-1": "667973535471",
+    "us-west-2": "153931337802",
+}
+
+
+def spark_image_uri(region: str) -> str:
+    """`<account>.dkr.ecr.<region>.<domain>/sagemaker-spark-processing:3.5-cpu-py312`."""
+    return f"{SPARK_REGISTRIES[region]}.dkr.ecr.{region}.{ecr_domain(region)}/{SPARK_REPOSITORY}:{SPARK_TAG}"
+
+
+def spark_repository_arn(region: str) -> str:
+    return f"arn:{partition(region)}:ecr:{region}:{SPARK_REGISTRIES[region]}:repository/{SPARK_REPOSITORY}"

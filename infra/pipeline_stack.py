@@ -12,6 +12,7 @@ from infra.monitoring import Monitoring
 from infra.notifications import Notifications
 from infra.sagemaker_role import SageMakerRole
 from infra.schedule import Schedule
+from infra.spark_prepare import SparkPrepare
 from infra.steps import StepFunctions
 from infra.storage_stack import ImportedStorage, StorageExports
 from infra.workflow import Workflow
@@ -33,6 +34,11 @@ class PipelineStack(Stack):
         steps = StepFunctions(self, "Steps", config=config, bucket=bucket, table=table, key=key)
         sagemaker = SageMakerRole(self, "SageMaker", bucket=bucket, key=key, vpc=config.vpc)
         notifications = Notifications(self, "Notifications", config=config, key=key)
+        spark_prepare = (
+            SparkPrepare(self, "SparkJob", config=config, bucket=bucket, key=key)
+            if config.steps.prepare.engine == "spark"
+            else None
+        )
         workflow = Workflow(
             self,
             "Workflow",
@@ -42,6 +48,7 @@ class PipelineStack(Stack):
             topic=notifications.topic,
             bucket=bucket,
             key=key,
+            spark_prepare=spark_prepare,
         )
         steps.allow_guard(workflow.state_machine)
         steps.allow_report(workflow.state_machine)

@@ -32,6 +32,7 @@ from aws_cdk import aws_iam as iam
 
 from infra import images
 from infra.config import AppConfig, VpcConfig
+from pipeline_steps.prepare import config as paths
 
 RECORDIO = "application/x-recordio-protobuf"
 SYNC_RULES = (
@@ -181,7 +182,9 @@ def transform_request(config: AppConfig, *, key_arn: str | None = None) -> dict[
     return request
 
 
-def state_machine_statements(sagemaker_role_arn: str) -> tuple[list[iam.PolicyStatement], list[str]]:
+def state_machine_statements(
+    sagemaker_role_arn: str, processing_role_arn: str | None = None
+) -> tuple[list[iam.PolicyStatement], list[str]]:
     """What the state machine role needs for these tasks, and the wildcard ARNs among them.
 
     Job and model names carry the run id (known only at run time), hence `training-job/*` etc.;
@@ -191,6 +194,8 @@ def state_machine_statements(sagemaker_role_arn: str) -> tuple[list[iam.PolicySt
     arn = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}"
     rules = f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule"
     jobs = [f"{arn}:training-job/*", f"{arn}:model/*", f"{arn}:transform-job/*"]
+    if processing_role_arn is not None:
+        jobs.append(f"{arn}:processing-job/*")
     statements = [
         # AddTags: with `.sync`, Step Functions adds the tag MANAGED_BY_AWS=STARTED_BY_STEP_FUNCTIONS
         # to every training and transform job it creates, and SageMaker then authorises the create
@@ -230,4 +235,115 @@ def state_machine_statements(sagemaker_role_arn: str) -> tuple[list[iam.PolicySt
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         ),
     ]
+    if processing_role_arn is not None:
+        # The Spark prepare (decision 0016): the same pattern as the training and transform jobs
+        # (AddTags: Step Functions tags the jobs it starts with `.sync`), its own `.sync` rule, and
+        # PassRole of its own role only.
+        statements += [
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:CreateProcessingJob",
+                    "sagemaker:DescribeProcessingJob",
+                    "sagemaker:StopProcessingJob",
+                    "sagemaker:AddTags",
+                ],
+                resources=[jobs[3]],
+            ),
+            iam.PolicyStatement(
+                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                resources=[f"{rules}/{PROCESSING_RULE}"],
+            ),
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[processing_role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            ),
+        ]
     return statements, jobs
+
+
+# -- the Spark prepare (topx:prepare.engine = spark; decision 0016) -------------------------------------
+# Step Functions' SageMaker integration runs CreateProcessingJob with `.sync` (waits for the job)
+# (https://docs.aws.amazon.com/step-functions/latest/dg/connect-sagemaker.html); the request is the
+# API's CreateProcessingJob (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateProcessingJob.html).
+PROCESSING_RULE = "StepFunctionsGetEventsForSageMakerProcessingJobsRule"
+PROCESSING_RESULT = {"job_name.$": "$.ProcessingJobName"}
+PROCESSING_MAX_RUNTIME_SECONDS = 6 * 3600
+PROCESSING_VOLUME_GB = 100  # the inputs are downloaded to it, and Spark spills to it
+# `<FM job name>p` (`<project>-<run>-<h>-fmp`): unique per run like the other job names, fixed for
+# retries and redrives, and within 63 characters (the guard leaves room for a 4-character suffix).
+PROCESSING_JOB_NAME = "States.Format('{}p', $.run.fm_job_name)"
+
+
+def processing_request(
+    config: AppConfig,
+    *,
+    region: str,
+    role_arn: str,
+    bucket_name: str,
+    script_uri: str,
+    script_name: str,
+    package_uri: str,
+    step_config: str,
+    key_arn: str | None = None,
+) -> dict[str, Any]:
+    """CreateProcessingJob of the Spark prepare: AWS's Spark container runs `spark_job.py`.
+
+    ProcessingInputs are downloaded before the container starts to their `LocalPath`, which must
+    lie under /opt/ml/processing/ (API reference, ProcessingS3Input:
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProcessingS3Input.html); with
+    S3Prefix every object under the prefix, keeping its path after the prefix. The container's
+    `smspark-submit` runs the application on the job's Spark cluster ("Data Processing with Apache
+    Spark", https://docs.aws.amazon.com/sagemaker/latest/dg/use-spark-processing-container.html).
+    No ProcessingOutput: the job writes the run's prepared files to S3 itself, manifest last (an
+    output upload has no order; decision 0016).
+    """
+    prepare = config.steps.prepare
+
+    def s3_input(name: str, uri: str, local: str) -> dict[str, Any]:
+        return {
+            "InputName": name,
+            "S3Input": {
+                "S3Uri": uri,
+                "LocalPath": local,
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+                "S3DataDistributionType": "FullyReplicated",
+            },
+        }
+
+    inputs = [
+        s3_input("code", script_uri, paths.SPARK_CODE_DIR),
+        s3_input("package", package_uri, paths.SPARK_PACKAGE_DIR),
+        s3_input("data", f"s3://{bucket_name}/{prepare.input_prefix}", paths.SPARK_DATA_DIR),
+    ]
+    if prepare.test_prefix:
+        inputs.append(s3_input("test", f"s3://{bucket_name}/{prepare.test_prefix}", paths.SPARK_TEST_DIR))
+    cluster: dict[str, Any] = {
+        "InstanceCount": prepare.spark_instance_count,
+        "InstanceType": prepare.spark_instance_type,
+        "VolumeSizeInGB": PROCESSING_VOLUME_GB,
+    }
+    if key_arn is not None:
+        cluster["VolumeKmsKeyId"] = key_arn
+    request: dict[str, Any] = {
+        "ProcessingJobName.$": PROCESSING_JOB_NAME,
+        "RoleArn": role_arn,
+        "AppSpecification": {
+            "ImageUri": images.spark_image_uri(region),
+            "ContainerEntrypoint": ["smspark-submit", f"{paths.SPARK_CODE_DIR}/{script_name}"],
+            "ContainerArguments.$": "States.Array('--run-id', $.run.run_id)",
+        },
+        "ProcessingInputs": inputs,
+        "ProcessingResources": {"ClusterConfig": cluster},
+        "Environment": {"BUCKET_NAME": bucket_name, "STEP_CONFIG": step_config},
+        "StoppingCondition": {"MaxRuntimeInSeconds": PROCESSING_MAX_RUNTIME_SECONDS},
+    }
+    network: dict[str, Any] = {}
+    if prepare.spark_instance_count > 1:
+        network["EnableInterContainerTrafficEncryption"] = True
+    if config.vpc is not None:
+        network["VpcConfig"] = vpc_request(config.vpc)
+    if network:
+        request["NetworkConfig"] = network
+    return request

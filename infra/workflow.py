@@ -9,8 +9,9 @@ from `infra/sagemaker_tasks.py`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
@@ -27,6 +28,9 @@ from infra import sagemaker_tasks as sm
 from infra.config import AppConfig
 from infra.nag import acknowledge, finding, policy_wildcards
 from infra.retention import retention
+
+if TYPE_CHECKING:
+    from infra.spark_prepare import SparkPrepare
 
 LAMBDA_TRANSIENT = [
     "Lambda.ServiceException",
@@ -55,6 +59,7 @@ class Workflow(Construct):
         topic: sns.ITopic,
         bucket: s3.IBucket,
         key: kms.IKey | None = None,
+        spark_prepare: SparkPrepare | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._config = config
@@ -149,10 +154,14 @@ class Workflow(Construct):
         train_fm.next(repackage)
         train_fm_no_test.next(repackage)
         repackage.next(train_knn).next(create_model).next(transform).next(evaluate).next(publish).next(report)
+        prepare.next(has_test)
+        first: sfn.IChainable = prepare
+        if spark_prepare is not None:  # the Spark job writes the run; the Lambda returns its result
+            first = self._spark_prepare(spark_prepare, bucket).next(prepare)
         definition = guard.next(
             sfn.Choice(self, "AnotherRunActive")
             .when(sfn.Condition.boolean_equals("$.run.skip", True), skipped)
-            .otherwise(prepare.next(has_test))
+            .otherwise(first)
         )
 
         self.log_group = logs.LogGroup(
@@ -169,7 +178,9 @@ class Workflow(Construct):
             ),
             comment=f"{config.project}: retrain FM, index with k-NN, publish top-x to DynamoDB",
         )
-        statements, sagemaker_arns = sm.state_machine_statements(sagemaker_role.role_arn)
+        statements, sagemaker_arns = sm.state_machine_statements(
+            sagemaker_role.role_arn, spark_prepare.role.role_arn if spark_prepare is not None else None
+        )
         for statement in statements:
             self.state_machine.role.add_to_principal_policy(statement)
         acknowledge(
@@ -267,6 +278,31 @@ class Workflow(Construct):
         report.add_catch(notify, errors=["States.ALL"], result_path="$.report_error")
         report.next(done)
         return report
+
+    def _spark_prepare(self, spark: SparkPrepare, bucket: s3.IBucket) -> sfn.CustomState:
+        """The Spark prepare's processing job (decision 0016), before the prepare Lambda."""
+        config = self._config
+        step_config = json.dumps(dict(config.steps.for_step("prepare")), sort_keys=True)  # = the Lambda's
+        request = sm.processing_request(
+            config,
+            region=Stack.of(self).region,
+            role_arn=spark.role.role_arn,
+            bucket_name=bucket.bucket_name,
+            script_uri=spark.script.s3_object_url,
+            script_name=spark.script.s3_object_key,
+            package_uri=spark.package.s3_object_url,
+            step_config=step_config,
+            key_arn=self._key_arn,
+        )
+        return self._task(
+            "PrepareSpark",
+            "arn:aws:states:::sagemaker:createProcessingJob.sync",
+            request,
+            sm.PROCESSING_RESULT,
+            "$.prepare_job",
+            timeout_seconds=sm.PROCESSING_MAX_RUNTIME_SECONDS + 3600,  # + provisioning, image pull
+            stop=("stopProcessingJob", {"ProcessingJobName.$": sm.PROCESSING_JOB_NAME}),
+        )
 
     def _training(self, name: str, algorithm: str, *, with_test: bool) -> sfn.CustomState:
         region = Stack.of(self).region

@@ -128,13 +128,22 @@ LogFn = Callable[[str], None]
 _CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
 
 # The SageMaker actions our state machine may use; their parameters pass through unfiltered.
-_SAGEMAKER_ACTIONS = {"createtrainingjob", "createtransformjob", "createmodel"}
+_SAGEMAKER_ACTIONS = {"createtrainingjob", "createtransformjob", "createmodel", "createprocessingjob"}
 _SYNC_DESCRIBE = {
     "createtrainingjob": "describe_training_job",
     "createtransformjob": "describe_transform_job",
+    "createprocessingjob": "describe_processing_job",
 }
-_JOB_NAME_PARAM = {"createtrainingjob": "TrainingJobName", "createtransformjob": "TransformJobName"}
-_STATUS_KEY = {"createtrainingjob": "TrainingJobStatus", "createtransformjob": "TransformJobStatus"}
+_JOB_NAME_PARAM = {
+    "createtrainingjob": "TrainingJobName",
+    "createtransformjob": "TransformJobName",
+    "createprocessingjob": "ProcessingJobName",
+}
+_STATUS_KEY = {
+    "createtrainingjob": "TrainingJobStatus",
+    "createtransformjob": "TransformJobStatus",
+    "createprocessingjob": "ProcessingJobStatus",
+}
 
 
 @dataclass
@@ -408,6 +417,52 @@ def _create_transform_job(self: SageMakerResponse) -> Any:
     return result
 
 
+def _create_processing_job(self: SageMakerResponse) -> Any:
+    """CreateProcessingJob (the Spark prepare, decision 0016): moto records it, then it runs on
+    PySpark `local[*]` in a thread (`local/spark_processing.py`) like the training jobs."""
+    result = _original(SageMakerResponse, "create_processing_job")(self)
+    request = json.loads(self.body)
+    job: Any = self.sagemaker_backend.processing_jobs[request["ProcessingJobName"]]
+    job.processing_job_status = "InProgress"
+    job.failure_reason = None  # moto's job has no such field; Describe shows it when set
+    thread = threading.Thread(
+        target=_run_processing_job, args=(job, request), daemon=True, name="job-processing"
+    )
+    _STATE.jobs.append(thread)
+    thread.start()
+    return result
+
+
+def _run_processing_job(job: Any, request: dict[str, Any]) -> None:
+    name, role = request["ProcessingJobName"], request.get("RoleArn", "")
+
+    def log(message: str) -> None:
+        _STATE.job_log(f"[{name}] {message}")
+
+    from pipeline_steps.local.spark_processing import run_processing_job
+
+    run = getattr(_STATE.algorithms, "run_processing_job", None) or run_processing_job
+    try:
+        if access.enforcing():
+            image = request["AppSpecification"]["ImageUri"]
+            _check_job_role(role, image, "/aws/sagemaker/ProcessingJobs", name)
+        result = run(request, s3=_s3_client(role), log=log)
+    except access.AccessDenied as exc:
+        reason = f"ClientError: {exc.response['Error']['Message']}"
+        result = {"ProcessingJobStatus": "Failed", "FailureReason": reason}
+        log(result["FailureReason"])
+    except Exception as exc:  # the application's failure is the job's, as on SageMaker
+        reason = f"AlgorithmError: {type(exc).__name__}: {exc}"
+        result = {"ProcessingJobStatus": "Failed", "FailureReason": reason}
+        log(traceback.format_exc())
+    with _STATE.job_lock:
+        if job.processing_job_status == "Stopped":  # moto's StopProcessingJob: the result is discarded
+            return
+        job.processing_job_status = result.get("ProcessingJobStatus", "Failed")
+        job.failure_reason = result.get("FailureReason") or None
+        job.processing_end_time = job.last_modified_time = _utcnow()
+
+
 _STOP_KINDS = {
     "training": ("TrainingJobName", "training_jobs", "training_job_status"),
     "transform": ("TransformJobName", "transform_jobs", "transform_job_status"),
@@ -562,6 +617,10 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
 
 
 _SYNC_RULES = {
+    "createprocessingjob": (
+        "StepFunctionsGetEventsForSageMakerProcessingJobsRule",
+        "SageMaker Processing Job State Change",
+    ),
     "createtrainingjob": (
         "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
         "SageMaker Training Job State Change",
@@ -705,6 +764,7 @@ def _replacements() -> list[tuple[Any, str, Any]]:
         (LambdaFunction, "_invoke_lambda", _invoke_lambda_in_process),
         (SageMakerResponse, "create_training_job", _create_training_job),
         (SageMakerResponse, "create_transform_job", _create_transform_job),
+        (SageMakerResponse, "create_processing_job", _create_processing_job),
         (state_task_factory, "state_task_service_for", _state_task_service_for),
         *((module, "boto_client_for", _service_client) for module in _CLIENT_MODULES),
         *((cls, "_eval_execution", None) for cls in _ACTING_CLASSES),

@@ -133,6 +133,7 @@ def _dynamodb(call: Call) -> list[Authorization] | None:
 _SAGEMAKER_RESOURCE = {
     "TrainingJob": ("training-job", "TrainingJobName"),
     "TransformJob": ("transform-job", "TransformJobName"),
+    "ProcessingJob": ("processing-job", "ProcessingJobName"),  # the Spark prepare (decision 0016)
     "Model": ("model", "ModelName"),
 }
 

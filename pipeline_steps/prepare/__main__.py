@@ -43,6 +43,29 @@ def _value(text: str):
         return text
 
 
+def _sink(args: argparse.Namespace) -> tuple[Storage, str, str]:
+    """The output store, the root prefix in it and the bucket (or directory) named in the manifest."""
+    if args.out.startswith("s3://"):
+        bucket, _, root = args.out[5:].partition("/")
+        sink: Storage = S3Storage(bucket)
+        root = root.rstrip("/") + "/" if root else ""
+    else:
+        for option, given in (
+            ("--input", args.input),
+            ("--test", args.test),
+            ("--user-features", args.user_features),
+            ("--item-features", args.item_features),
+        ):
+            inp = Path(given).resolve() if given and not given.startswith("s3://") else None
+            if inp is not None and inp.is_dir() and Path(args.out).resolve().is_relative_to(inp):
+                raise ConfigError(
+                    f"--out must not be inside the {option} directory (outputs would be read as input)"
+                )
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        sink, root, bucket = LocalStorage(args.out), "", str(Path(args.out).resolve())
+    return sink, root, bucket
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m pipeline_steps.prepare",
@@ -94,26 +117,14 @@ def main(argv: list[str] | None = None) -> int:
             if given:
                 feature_sources[side], raw[f"{side}_features"] = _metadata_location(given)
         config = PrepareConfig.from_dict(raw)
-        if args.out.startswith("s3://"):
-            bucket, _, root = args.out[5:].partition("/")
-            sink: Storage = S3Storage(bucket)
-            root = root.rstrip("/") + "/" if root else ""
-        else:
-            for option, given in (
-                ("--input", args.input),
-                ("--test", args.test),
-                ("--user-features", args.user_features),
-                ("--item-features", args.item_features),
-            ):
-                inp = Path(given).resolve() if given and not given.startswith("s3://") else None
-                if inp is not None and inp.is_dir() and Path(args.out).resolve().is_relative_to(inp):
-                    raise ConfigError(
-                        f"--out must not be inside the {option} directory (outputs would be read as input)"
-                    )
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            sink, root, bucket = LocalStorage(args.out), "", str(Path(args.out).resolve())
+        sink, root, bucket = _sink(args)
         layout = RunLayout(args.run_id, root=root)
-        manifest = prepare(
+        run = prepare
+        if config.engine == "spark":  # the same statements on Spark (local[*] unless spark-submit set one)
+            from pipeline_steps.prepare.spark_engine import spark_prepare
+
+            run = spark_prepare
+        manifest = run(
             config,
             source=source,
             sink=sink,

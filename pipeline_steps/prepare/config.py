@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,14 @@ NEGATIVE_SAMPLING = ("uniform", "popularity")
 SPLITS = ("explicit", "last_n", "none")
 DELIMITERS = ("auto", ",", "\t", ";", "|", "::")
 DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ","}
+ENGINES = ("lambda", "spark")
+MAX_SPARK_INSTANCES = 20  # a bound on what one setting can spend; raise it knowingly
+# Where the Spark processing job finds its inputs (ProcessingInput LocalPath, decision 0016): read by
+# infra (the request) and spark_job.py (the job).
+SPARK_INPUT_ROOT = "/opt/ml/processing/input"
+SPARK_CODE_DIR, SPARK_PACKAGE_DIR = f"{SPARK_INPUT_ROOT}/code", f"{SPARK_INPUT_ROOT}/package"
+SPARK_DATA_DIR, SPARK_TEST_DIR = f"{SPARK_INPUT_ROOT}/data", f"{SPARK_INPUT_ROOT}/test"
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
 ColumnSpec = str | int | None
 
@@ -66,6 +75,11 @@ class PrepareConfig:
     item_features: str = ""
     user_feature_columns: str = ""
     item_feature_columns: str = ""
+    # Where the step runs: "lambda" (DuckDB in the prepare Lambda) or "spark" (the same SQL on Spark,
+    # a SageMaker Processing job with AWS's Spark container; docs/decisions/0016-spark-prepare.md).
+    engine: str = field(default="lambda", metadata=one_of(*ENGINES))
+    spark_instance_type: str = "ml.m5.xlarge"
+    spark_instance_count: int = field(default=1, metadata=between(1, MAX_SPARK_INSTANCES))
 
     @property
     def effective_split(self) -> str:
@@ -86,6 +100,11 @@ class PrepareConfig:
             if isinstance(value, int) and value < 0:
                 raise ConfigError(f"{name}: a column position must be >= 0, got {value}")
         _check_encoding(self.encoding)
+        if not _INSTANCE_TYPE.match(self.spark_instance_type):
+            raise ConfigError(
+                f"spark_instance_type: expected a SageMaker instance type like 'ml.m5.xlarge', "
+                f"got {self.spark_instance_type!r}"
+            )
         self._check_recipe()
         for side in ("user", "item"):
             prefix, spec = getattr(self, f"{side}_features"), getattr(self, f"{side}_feature_columns")

@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -58,8 +59,13 @@ def prepare(
     test_source: Storage | None = None,
     bucket: str = "",
     feature_sources: dict[str, Storage] | None = None,
+    engine: Callable[[PrepareConfig, str], Engine] = Engine,
+    timings: dict[str, float] | None = None,
 ) -> dict:
     """Run the prepare step; returns the manifest (a dict, as written to `manifest.json`).
+
+    `engine` runs query.py (DuckDB here; `spark_engine.SparkEngine` the same statements on Spark);
+    `timings`, if given, receives the seconds of each phase.
 
     The step, in order: list the inputs; reuse a completed run (or clear an incomplete one);
     parse; apply the rules (latest row per pair, minimum counts); split off the holdout; map ids
@@ -92,19 +98,19 @@ def prepare(
         for side, objs in meta_objects.items()
     }
     with tempfile.TemporaryDirectory(prefix="prepare-") as work:
-        engine = Engine(config, work)
+        sql = engine(config, work)
         with ThreadPoolExecutor(max_workers=2) as pool:  # hashing local files overlaps the reads
             fps = pool.map(lambda so: fingerprint(*so[:2]), listed)
-            train = engine.load(local_files(source, [o.key for o in objects], work), "parsed_train", "train")
+            train = sql.load(local_files(source, [o.key for o in objects], work), "parsed_train", "train")
             test = None
             if test_objects:
                 keys = [o.key for o in test_objects]
-                test = engine.load(local_files(test_source, keys, work), "parsed_test", "test")
+                test = sql.load(local_files(test_source, keys, work), "parsed_test", "test")
             all_objects = _described(listed, fps)
         clock.lap("parse")
         log.info("parsed %d rows (%d valid)", train.rows_read, train.rows_valid)
-        data, duplicates, filtered = _relational(config, engine, train, test)
-        engine.con.close()
+        data, duplicates, filtered = _relational(config, sql, train, test)
+        sql.close()
     clock.lap("rules")
     side = features.encode(metadata, data.user_ids, data.item_ids) if metadata else None
     if side is not None:
@@ -177,6 +183,8 @@ def prepare(
     ).to_json()
     sink.write_bytes(manifest_key, outputs.json_bytes(manifest))  # last: its presence = completed
     clock.lap("write")
+    if timings is not None:
+        timings.update((f"{name}_s", round(seconds, 3)) for name, seconds in clock.laps)
     log.info(
         "prepare %s: %s; %d users, %d items, %d train rows",
         run_id,

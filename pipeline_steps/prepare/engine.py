@@ -21,14 +21,16 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 
 from pipeline_steps.prepare import query
 from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.prepare.layout import Layout, PrepareInputError, decoded, detect, read_head
+
+if TYPE_CHECKING:  # imported where used: the Spark engine runs where DuckDB is not installed
+    import duckdb
 
 MAX_EXAMPLES_PER_REASON = 5
 # Two threads and 1 GB before spilling: measured on the 10M-row benchmark (decision 0014).
@@ -67,6 +69,8 @@ class LocalFile:
 
 
 def connect(work_dir: str) -> duckdb.DuckDBPyConnection:
+    import duckdb
+
     # No extension is ever downloaded (the Lambda has no network path to one; ICU is built in).
     settings: dict[str, str | bool | int | float | list[str]] = {
         "threads": THREADS,
@@ -95,7 +99,7 @@ class Engine:
         return self.con.execute(text)
 
     def scalar(self, text: str) -> Any:
-        row = self.con.execute(text).fetchone()
+        row = self.sql(text).fetchone()
         return row[0] if row else None
 
     def count(self, table: str) -> int:
@@ -103,8 +107,7 @@ class Engine:
 
     def load(self, files: list[LocalFile], table: str, channel: str) -> Stats:
         """All files of one channel into `table` (rows with their bad-row reason), and the report."""
-        columns = "u VARCHAR, i VARCHAR, rating FLOAT, ts BIGINT, reason TINYINT"
-        self.sql(f"CREATE TABLE {table} ({columns})")
+        self._create(table)
         self.starts[table] = []
         stats = Stats()
         layouts: dict[int, tuple[Layout, Counter]] = {}
@@ -113,9 +116,16 @@ class Engine:
             if layout is not None:
                 layouts[file_no] = (layout, summary.pop("wrong"))
             stats.files.append(summary)
+        self._loaded(table)
         self._report(files, table, stats, layouts)
         _check_quality(self.config, stats, channel)
         return stats
+
+    def _loaded(self, table: str) -> None:
+        """Every file of `table` is in (the rows are already stored here)."""
+
+    def _create(self, table: str) -> None:
+        self.sql(f"CREATE TABLE {table} (u VARCHAR, i VARCHAR, rating FLOAT, ts BIGINT, reason TINYINT)")
 
     def _load_file(self, f: LocalFile, file_no: int, table: str) -> tuple[Layout | None, dict]:
         gz = _is_gzip(f.path)
@@ -141,6 +151,8 @@ class Engine:
             rejects=rejects,
         )
         parse = query.parse_sql(read, layout.user, layout.item, layout.rating, layout.timestamp)
+        import duckdb
+
         try:
             self.sql(f"INSERT INTO {table} {parse}")
         except duckdb.Error as exc:
@@ -242,7 +254,10 @@ class Engine:
         return table
 
     def numpy(self, text: str) -> dict[str, np.ndarray]:
-        return self.con.execute(text).fetchnumpy()
+        return self.sql(text).fetchnumpy()
+
+    def close(self) -> None:
+        self.con.close()
 
 
 def _is_gzip(path: str) -> bool:

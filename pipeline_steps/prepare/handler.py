@@ -35,6 +35,12 @@ def handler(
     config = PrepareConfig.from_dict(step_config_json(), where="STEP_CONFIG")
     storage = S3Storage(bucket, s3_client)
     layout = RunLayout(run_id)
+    if config.engine == "spark" and storage.read_bytes(layout.manifest) is None:
+        # The Spark processing job before this state writes the run (spark_job.py); this Lambda
+        # only returns its result (the reuse below), it never prepares the data itself.
+        raise RuntimeError(
+            f"engine 'spark': no {layout.manifest} in {bucket}; the Spark processing job did not complete"
+        )
     manifest = prepare(
         config, source=storage, sink=storage, run_id=run_id, out_prefix=layout.prepared, bucket=bucket
     )

@@ -15,11 +15,14 @@
 The dense indices are then the ranks of the codes that have training rows (engine.py: a lookup
 array, as cheap in numpy as a join here).
 
-Dialect: what DuckDB and Spark SQL share (window functions, CASE, TRY_CAST, EXISTS), except where a
-`duckdb:` note gives the Spark SQL form.
+Dialect: what DuckDB and Spark SQL share (window functions, CASE, TRY_CAST, joins), except where a
+`duckdb:` note gives the Spark SQL form; `to_spark` renders a statement for Spark with those
+substitutions (`SPARK`), so the Spark engine runs this same text (spark_engine.py).
 """
 
 from __future__ import annotations
+
+import re
 
 MAX_ID_BYTES = 1024  # an id becomes part of a DynamoDB key (common/table.py): longer = bad row
 TIMESTAMP_LIMIT = 2**62  # |epoch seconds|: differences of two timestamps fit in int64
@@ -36,7 +39,8 @@ REASONS = (
 )  # PARSE's reason k is REASONS[k + 1]; the first two are the reader's rejects
 
 # Unix seconds (integer, or decimal rounded down) or ISO 8601 date/datetime (naive = UTC: the
-# session time zone). duckdb: epoch(timestamptz) (Spark: unix_timestamp, also rounding down).
+# session time zone). duckdb: epoch(timestamptz) (Spark: unix_timestamp, also rounding down);
+# isfinite (Spark: abs(x) < Infinity).
 _LIMIT = f"BETWEEN {1 - TIMESTAMP_LIMIT} AND {TIMESTAMP_LIMIT - 1}"
 TIMESTAMP = f"""CASE
   WHEN TRY_CAST({{t}} AS BIGINT) {_LIMIT}
@@ -95,11 +99,32 @@ SELECT *, n > {n} AND from_end <= {n} AS held FROM (
   FROM {source}
 )"""
 
-# Test rows (explicit split) with codes (-1: id without training rows) and whether the pair trains.
+# Test rows (explicit split) with codes (-1: id without training rows) and whether the pair trains
+# (`kept` holds each pair once: LATEST). A join, not EXISTS in the select list (Spark rejects that).
 TEST_CODED = """
-SELECT coalesce(du.ix, -1) AS u, coalesce(di.ix, -1) AS i, rating, seq,
-  EXISTS (SELECT 1 FROM {kept} k WHERE k.u = du.ix AND k.i = di.ix) AS in_train
-FROM {source} t LEFT JOIN user_ids du ON t.u = du.id LEFT JOIN item_ids di ON t.i = di.id"""
+SELECT coalesce(du.ix, -1) AS u, coalesce(di.ix, -1) AS i, rating, seq, k.u IS NOT NULL AS in_train
+FROM {source} t LEFT JOIN user_ids du ON t.u = du.id LEFT JOIN item_ids di ON t.i = di.id
+  LEFT JOIN (SELECT u, i FROM {kept}) k ON k.u = du.ix AND k.i = di.ix"""
+
+# The Spark SQL form of each DuckDB-only construct above (the notes), applied in order by `to_spark`:
+# (DuckDB pattern, Spark SQL replacement). Everything else is shared text.
+SPARK = (
+    # the input order: the Spark reader adds a `seq` column itself (spark_engine.py)
+    (r"SELECT rowid AS seq, \* FROM", "SELECT * FROM"),
+    (r"\bstrlen\(", "octet_length("),
+    (r"\bHUGEINT\b", "DECIMAL(38, 0)"),
+    (r"regexp_full_match\((\w+), '([^']*)'\)", r"\1 RLIKE '^(\2)$'"),
+    (r"epoch\(TRY_CAST\((\w+) AS TIMESTAMPTZ\)\)", r"unix_timestamp(TRY_CAST(\1 AS TIMESTAMP))"),
+    # NaN compares above every number in Spark, so this is false for NaN and the infinities
+    (r"isfinite\((TRY_CAST\(\w+ AS DOUBLE\))\)", r"abs(\1) < CAST('Infinity' AS DOUBLE)"),
+)
+
+
+def to_spark(text: str) -> str:
+    """The same statement in Spark SQL: the substitutions of `SPARK` (the `duckdb:` notes)."""
+    for pattern, replacement in SPARK:
+        text = re.sub(pattern, replacement, text)
+    return text
 
 
 def with_seq(table: str, where: str = "") -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ OPTIONS = {
     "topx:api.throttle_rate": "25",
     "topx:publish.filter_exclude_items_key": "filters/unavailable.txt",
     "topx:publish.filter_user_exclusions_key": "filters/bought.csv",
+    "topx:prepare.engine": "spark",
+    "topx:prepare.spark_instance_count": "2",
 }
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
@@ -128,6 +131,8 @@ def render_asl(template: dict[str, Any]) -> dict[str, Any]:
             return arn(arg[0])
         if fn == "Fn::ImportValue":
             return f"imported-{arg}"
+        if fn == "Fn::Sub" and isinstance(arg, str):  # asset URIs (the Spark prepare's code)
+            return re.sub(r"\$\{([^}]+)\}", lambda m: pseudo[m.group(1)], arg)
         raise AssertionError(f"unexpected intrinsic {fn} in the definition")
 
     (machine,) = resources(template, "AWS::StepFunctions::StateMachine").values()

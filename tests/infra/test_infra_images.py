@@ -28,3 +28,14 @@ def test_uris_and_repository_arns() -> None:
     assert images.image_uri("knn", "eu-west-1") == "438346466558.dkr.ecr.eu-west-1.amazonaws.com/knn:1"
     assert images.image_uri("knn", "cn-north-1").endswith(".dkr.ecr.cn-north-1.amazonaws.com.cn/knn:1")
     assert images.repository_arn("fm", "us-gov-west-1").startswith("arn:aws-us-gov:ecr:us-gov-west-1:")
+
+
+def test_spark_processing_registries_match_the_sdk() -> None:
+    spec = json.loads((SDK_CONFIG / "spark.json").read_text())["processing"]["versions"]["3.5"]
+    assert spec["repository"] == images.SPARK_REPOSITORY and "py312" in spec["py_versions"]
+    assert {r: spec["registries"][r] for r in images.REGISTRIES} == images.SPARK_REGISTRIES
+    assert (
+        images.spark_image_uri("us-east-1")
+        == "173754725891.dkr.ecr.us-east-1.amazonaws.com/sagemaker-spark-processing:3.5-cpu-py312"
+    )
+    assert images.spark_repository_arn("cn-north-1").startswith("arn:aws-cn:ecr:cn-north-1:671472414489:")

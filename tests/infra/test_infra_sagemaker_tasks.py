@@ -99,3 +99,74 @@ def test_the_fm_job_trains_with_the_recipe_epochs_and_rate() -> None:
     hyper = request["HyperParameters"]
     assert (hyper["epochs"], hyper["factors_lr"]) == ("3", "0.004")
     assert hyper["feature_dim.$"] == "$.prepare.feature_dim"
+
+
+def _processing(**overrides: object) -> dict:
+    key = overrides.pop("key", None)
+    config = build(**{"prepare.engine": "spark", **overrides})
+    return sm.processing_request(
+        config,
+        region="eu-west-1",
+        role_arn="arn:spark-role",
+        bucket_name="data-bucket",
+        script_uri="s3://assets/abc.py",
+        script_name="abc.py",
+        package_uri="s3://assets/def.zip",
+        step_config='{"engine": "spark"}',
+        key_arn=key,  # type: ignore[arg-type]
+    )
+
+
+def test_spark_prepare_runs_the_job_script_in_the_spark_container_on_the_run_inputs() -> None:
+    request = _processing(
+        **{"prepare.test_prefix": "input-test/", "prepare.spark_instance_type": "ml.r5.2xlarge"}
+    )
+    app = request["AppSpecification"]
+    assert (
+        app["ImageUri"]
+        == "571004829621.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-spark-processing:3.5-cpu-py312"
+    )
+    assert app["ContainerEntrypoint"] == ["smspark-submit", "/opt/ml/processing/input/code/abc.py"]
+    assert app["ContainerArguments.$"] == "States.Array('--run-id', $.run.run_id)"
+    inputs = {
+        i["InputName"]: (i["S3Input"]["S3Uri"], i["S3Input"]["LocalPath"])
+        for i in request["ProcessingInputs"]
+    }
+    assert inputs == {
+        "code": ("s3://assets/abc.py", "/opt/ml/processing/input/code"),
+        "package": ("s3://assets/def.zip", "/opt/ml/processing/input/package"),
+        "data": ("s3://data-bucket/input/", "/opt/ml/processing/input/data"),
+        "test": ("s3://data-bucket/input-test/", "/opt/ml/processing/input/test"),
+    }
+    assert request["Environment"] == {"BUCKET_NAME": "data-bucket", "STEP_CONFIG": '{"engine": "spark"}'}
+    assert request["ProcessingResources"]["ClusterConfig"]["InstanceType"] == "ml.r5.2xlarge"
+    assert "ProcessingOutputConfig" not in request and "NetworkConfig" not in request
+    assert request["ProcessingJobName.$"] == "States.Format('{}p', $.run.fm_job_name)"
+
+
+def test_spark_prepare_encrypts_volumes_and_traffic_and_joins_the_vpc() -> None:
+    request = _processing(
+        key="arn:key",
+        **{
+            "prepare.spark_instance_count": 3,
+            "vpc.subnet_ids": ["subnet-1"],
+            "vpc.security_group_ids": ["sg-1"],
+        },
+    )
+    cluster = request["ProcessingResources"]["ClusterConfig"]
+    assert cluster["InstanceCount"] == 3 and cluster["VolumeKmsKeyId"] == "arn:key"
+    assert request["NetworkConfig"] == {
+        "EnableInterContainerTrafficEncryption": True,
+        "VpcConfig": {"SecurityGroupIds": ["sg-1"], "Subnets": ["subnet-1"]},
+    }
+
+
+def test_state_machine_may_run_and_stop_processing_jobs_only_with_the_spark_engine() -> None:
+    default, jobs = sm.state_machine_statements("arn:sagemaker-role")
+    assert not any("processing" in str(s.to_json()).lower() for s in default)
+    statements, jobs = sm.state_machine_statements("arn:sagemaker-role", "arn:spark-role")
+    text = [s.to_json() for s in statements]
+    create = next(s for s in text if "sagemaker:CreateProcessingJob" in s["Action"])
+    assert "sagemaker:StopProcessingJob" in create["Action"] and "sagemaker:AddTags" in create["Action"]
+    assert any(s.get("Resource") == "arn:spark-role" for s in text)
+    assert jobs[-1].endswith(":processing-job/*")

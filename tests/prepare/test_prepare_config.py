@@ -97,3 +97,21 @@ def test_a_named_recipe_must_match_the_negative_sampling():
         PrepareConfig.from_dict({"recipe": "auto"})
     # custom takes any values
     assert PrepareConfig.from_dict({"negative_draws": 2, "negative_ratio": 7}).recipe == "custom"
+
+
+def test_engine_and_spark_cluster_settings_are_checked():
+    config = PrepareConfig.from_dict({"engine": "spark", "spark_instance_count": "3"})
+    assert (config.engine, config.spark_instance_count, config.spark_instance_type) == (
+        "spark",
+        3,
+        "ml.m5.xlarge",
+    )
+    assert PrepareConfig().engine == "lambda"
+    for bad, field in (
+        ({"engine": "emr"}, "engine"),
+        ({"spark_instance_count": 0}, "spark_instance_count"),
+        ({"spark_instance_count": 21}, "spark_instance_count"),
+        ({"spark_instance_type": "m5.xlarge"}, "spark_instance_type"),
+    ):
+        with pytest.raises(ConfigError, match=field):
+            PrepareConfig.from_dict(bad)

@@ -16,6 +16,9 @@ from moto import mock_aws
 from pipeline_steps.formats import recordio
 from pipeline_steps.prepare import handler as prepare_handler
 from pipeline_steps.prepare.__main__ import main
+from pipeline_steps.prepare.config import PrepareConfig
+from pipeline_steps.prepare.core import prepare
+from pipeline_steps.prepare.storage import S3Storage
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "prep-bucket"
@@ -191,3 +194,29 @@ def test_handler_reads_side_feature_metadata_from_the_bucket(s3, monkeypatch):
     _, indices, indptr, shape, _ = recordio.read_sparse(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
     assert shape[1] == 73 and set(np.diff(indptr)) == {3}  # user, item, the item's category
     assert indices[2::3].min() >= 70
+
+
+def test_with_the_spark_engine_the_lambda_returns_the_jobs_run_and_never_prepares(s3, monkeypatch):
+    """engine=spark: the processing job before the Lambda writes the run (decision 0016)."""
+    s3.put_object(Bucket=BUCKET, Key="input/ratings.tsv", Body=_ratings().encode())
+    monkeypatch.setenv("STEP_CONFIG", json.dumps({"engine": "spark", "negative_draws": 1}))
+    with pytest.raises(RuntimeError, match="Spark processing job did not complete"):
+        prepare_handler.handler({"run_id": "exec-2"}, None)
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
+    # The job's run (here: the same core on the same store and config) is returned as it is.
+    config = {"engine": "spark", "negative_draws": 1}
+    store = S3Storage(BUCKET, s3)
+    manifest = prepare(
+        PrepareConfig.from_dict(config),
+        source=store,
+        sink=store,
+        run_id="exec-2",
+        out_prefix="runs/exec-2/prepared/",
+    )
+    monkeypatch.setenv("STEP_CONFIG", json.dumps(config))
+    written = {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")["Contents"]}
+    out = prepare_handler.handler({"run_id": "exec-2"}, None)
+    assert out["n_users"] == manifest["n_users"] and out["train_rows"] == manifest["counts"]["train_rows"]
+    assert {
+        o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")["Contents"]
+    } == written
