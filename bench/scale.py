@@ -7,9 +7,9 @@ and 30M rows (`--sizes`). The data lives on a moto server in its own process (S3
 `bench/support/moto_process.py`), so a step's process holds only what the step holds. Per size,
 each in a fresh process, in pipeline order:
 
-- ``prepare``: the prepare core on the CSV in the bucket, per engine (`--engines`; DuckDB is the
-  in-process one, `duckdb`; `spark` is the Spark engine's `run` when the module exists), with the
-  deployed defaults of `topx:prepare` and `negative_draws` 1. Later steps read DuckDB's outputs.
+- ``prepare``: the prepare core on the CSV in the bucket, per engine (`--engines`: `duckdb`, the
+  in-process one; `spark`, `spark_engine.run_spark_prepare` on PySpark `local[*]`, decision 0016),
+  with the deployed defaults of `topx:prepare` and `negative_draws` 1. Later steps read DuckDB's outputs.
 - ``fm``: the local FM trainer as a CreateTrainingJob request (`topx:fm.hyperparameters` of
   cdk.json, `epochs` 1; the test channel is scored, as the state machine sends it).
 - ``repackage``, ``knn_train`` (local k-NN index), ``transform`` (local batch transform of the user
@@ -24,8 +24,8 @@ step's time at the largest size against the smallest one's scaled linearly (`vs_
 plot goes under `--out` (default `bench-output/scale/`, git-ignored).
 
 Last stdout line: one JSON object with `max_time_exponent`, `max_rss_exponent`, per-step figures
-per size, `prepare_rows_per_core_s` (DuckDB) and `spark_rows_per_core_s` (null, with
-`spark_status`, when the Spark engine is not in this checkout).
+per size, `prepare_rows_per_core_s` (DuckDB) and `spark_rows_per_core_s` (rows / (seconds after the
+Spark session's start-up × cores); null when `--engines` leaves Spark out, see `spark_status`).
 
     .venv/bin/python bench/scale.py [--sizes 1000000,3000000,10000000,30000000] [--engines duckdb,spark]
                                     [--out DIR] [--seed 0]
@@ -34,7 +34,6 @@ per size, `prepare_rows_per_core_s` (DuckDB) and `spark_rows_per_core_s` (null, 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -59,17 +58,12 @@ DEFAULT_SIZES = "1000000,3000000,10000000,30000000"
 USERS_PER_ROW, ITEMS_PER_ROW = 0.03, 0.003  # issue 12's probe: 10M rows, ~295k users, 30k items
 STEPS = ("prepare", "fm", "repackage", "knn_train", "transform", "evaluate", "publish")
 ENGINES = ("duckdb", "spark")
-SPARK_MODULE = "pipeline_steps.prepare.spark_engine"
 DEFAULT_OUT = ROOT / "bench-output" / "scale"
 
 
 def context() -> dict[str, Any]:
     """The deployed defaults: cdk.json's context (what `cdk deploy` uses without `-c`)."""
     return json.loads((ROOT / "cdk.json").read_text())["context"]
-
-
-def engine_available(engine: str) -> bool:
-    return engine == "duckdb" or importlib.util.find_spec(SPARK_MODULE) is not None
 
 
 # -- the steps, in child processes ---------------------------------------------------------------
@@ -105,21 +99,15 @@ def step_prepare(s3: Any, _dynamodb: Any, state: dict) -> dict:
 
 
 def step_prepare_spark(s3: Any, _dynamodb: Any, state: dict) -> dict:
-    """The Spark engine on the same input and config, into its own run prefix.
-
-    Its entry point is `run(config, *, source, sink, run_id, out_prefix, bucket)` like `prepare`,
-    returning a dict whose `timings` holds `startup_seconds` (the Spark session's start); adapt this
-    one call if the merged engine differs.
-    """
-    import importlib
-
+    """The Spark engine (`run_spark_prepare`, decision 0016) on the same input and config, into its
+    own run prefix, on PySpark `local[*]`; its timings give the session's start-up and the cores."""
     from pipeline_steps.common.layout import RunLayout
+    from pipeline_steps.prepare.spark_engine import run_spark_prepare
     from pipeline_steps.prepare.storage import S3Storage
 
-    spark_engine: Any = importlib.import_module(SPARK_MODULE)
     run = state["run"] + "-spark"
     storage = S3Storage(BUCKET, s3)
-    result = spark_engine.run(
+    _manifest, timings = run_spark_prepare(
         _prepare_config(state),
         source=storage,
         sink=storage,
@@ -127,11 +115,10 @@ def step_prepare_spark(s3: Any, _dynamodb: Any, state: dict) -> dict:
         out_prefix=RunLayout(run).prepared,
         bucket=BUCKET,
     )
-    timings = result.get("timings", {}) if isinstance(result, dict) else {}
     return {
         "input_rows": state["rows"],
-        "cores": os.cpu_count(),  # local[*]
-        "startup_seconds": float(timings.get("startup_seconds", 0.0)),
+        "cores": int(timings["cores"]),
+        "startup_seconds": float(timings["startup_s"]),
         "timings": timings,
     }
 
@@ -515,8 +502,6 @@ def summarise(sizes: list[int], per_size: list[dict], engines: list[str]) -> dic
         out["spark_rows_per_core_s"] = round(spark["input_rows"] / (busy * spark["cores"]))
         out["spark_startup_seconds"] = round(spark["startup_seconds"], 2)
         out["spark_status"] = "measured (start-up excluded from the per-core figure)"
-    elif not engine_available("spark"):
-        out["spark_status"] = f"spark engine not available in this checkout ({SPARK_MODULE} is absent)"
     else:
         out["spark_status"] = "not requested (--engines)"
     return out
@@ -572,10 +557,7 @@ def main() -> int:
     unknown = sorted(set(engines) - set(ENGINES))
     if unknown or "duckdb" not in engines:
         parser.error(f"--engines: duckdb plus any of {ENGINES}; got {args.engines!r}")
-    requested = list(engines)
-    args.engines = [e for e in engines if engine_available(e)]
-    for e in sorted(set(requested) - set(args.engines)):
-        print(f"{e}: not available in this checkout ({SPARK_MODULE} is absent); skipped", flush=True)
+    args.engines = engines
 
     endpoint, conn, _server = moto_process.start(moto_process.serve)
     s3, dynamodb = clients(endpoint)
@@ -586,7 +568,7 @@ def main() -> int:
             per_size.append(run_size(s3, dynamodb, endpoint, index, rows, args))
     finally:
         conn.send("stop")
-    summary = summarise(sizes, per_size, requested)
+    summary = summarise(sizes, per_size, engines)
     path = plot(summary, args.out).resolve()
     summary["plot"] = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     summary["cpu_count"] = os.cpu_count()

@@ -39,8 +39,7 @@ def test_summary_fits_exponents_and_names_the_largest():
     assert out["spark_rows_per_core_s"] is None
 
 
-def test_spark_figure_excludes_its_start_up(monkeypatch):
-    monkeypatch.setattr(scale, "engine_available", lambda engine: True)
+def test_spark_figure_excludes_its_start_up():
     sizes = [1_000_000, 3_000_000]
     out = scale.summarise(sizes, [_per_size(n, spark=True) for n in sizes], ["duckdb", "spark"])
     assert out["spark_rows_per_core_s"] == round(3_000_000 / (30.0 * 2))
@@ -48,9 +47,8 @@ def test_spark_figure_excludes_its_start_up(monkeypatch):
     assert "prepare_spark" in out["steps"]  # its exponent counts in max_time_exponent
 
 
-def test_spark_absent_is_stated(monkeypatch):
-    monkeypatch.setattr(scale, "engine_available", lambda engine: engine == "duckdb")
+def test_spark_not_requested_is_stated():
     sizes = [1_000_000, 3_000_000]
-    out = scale.summarise(sizes, [_per_size(n, spark=False) for n in sizes], ["duckdb", "spark"])
+    out = scale.summarise(sizes, [_per_size(n, spark=False) for n in sizes], ["duckdb"])
     assert out["spark_rows_per_core_s"] is None
-    assert "not available in this checkout" in out["spark_status"]
+    assert out["spark_status"] == "not requested (--engines)"
