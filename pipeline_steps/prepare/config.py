@@ -66,6 +66,14 @@ class PrepareConfig:
     item_features: str = ""
     user_feature_columns: str = ""
     item_feature_columns: str = ""
+    # Cold start (decision 0018): metadata ids without interactions join the id maps after the warm
+    # ids (dense indices n_warm.., the warm numbering unchanged) with side rows of their feature
+    # columns only, so repackage gives them a vector/query from their features. Users: on (a user
+    # with metadata gets a personalised list instead of the popularity fallback; nothing else
+    # changes). Items: off (a new item then competes in every user's list: a catalogue decision).
+    # No effect on a side without metadata.
+    cold_users: bool = True
+    cold_items: bool = False
 
     @property
     def effective_split(self) -> str:
@@ -132,7 +140,14 @@ class PrepareConfig:
         for name in FEATURE_KEYS:
             if not out[name]:
                 del out[name]
+        for side in ("user", "item"):
+            if not out.get(f"{side}_features"):
+                del out[f"cold_{side}s"]
         return out
+
+    def cold(self, side: str) -> bool:
+        """Whether metadata-only ids of `side` join the id maps (cold ids)."""
+        return bool(getattr(self, f"cold_{side}s")) and bool(getattr(self, f"{side}_features"))
 
 
 FEATURE_KEYS = ("user_features", "item_features", "user_feature_columns", "item_feature_columns")

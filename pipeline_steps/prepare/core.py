@@ -9,6 +9,7 @@ no manifest is incomplete: its leftovers are deleted and everything is rewritten
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -106,13 +107,23 @@ def prepare(
         data, duplicates, filtered = _relational(config, engine, train, test)
         engine.con.close()
     clock.lap("rules")
-    side = features.encode(metadata, data.user_ids, data.item_ids) if metadata else None
-    if side is not None:
-        clock.lap("features")
+    # Labels on the warm ids only: a cold id is never drawn as a negative (it has no training rows).
     train_rows, test_rows, label_stats = _labelled(
         config, data.du, data.di, data.r, data.hdu, data.hdi, data.hr, data.n_users, data.n_items
     )
     clock.lap("labels")
+    cold = {
+        side: features.cold_ids(meta, data.ids(side)) if meta.cold else [] for side, meta in metadata.items()
+    }
+    data = dataclasses.replace(
+        data,
+        user_ids=data.user_ids + cold.get("user", []),
+        item_ids=data.item_ids + cold.get("item", []),
+    )
+    side = None
+    if metadata:
+        side = features.encode(metadata, data.user_ids, data.item_ids, {k: len(v) for k, v in cold.items()})
+        clock.lap("features")
     files = {name: out_prefix + leaf for name, leaf in PREPARED_FILES.items()}
     if side is not None:
         files |= {name: out_prefix + leaf for name, leaf in FEATURE_FILES.items()}
@@ -250,6 +261,9 @@ class _Dense:
     user_ids: list[str]
     item_ids: list[str]
     test_info: dict
+
+    def ids(self, side: str) -> list[str]:
+        return self.user_ids if side == "user" else self.item_ids
 
     @property
     def n_users(self) -> int:
