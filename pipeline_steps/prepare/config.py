@@ -74,6 +74,12 @@ class PrepareConfig:
     # No effect on a side without metadata.
     cold_users: bool = True
     cold_items: bool = False
+    # The cold protocols (decision 0018): hold out `cold_share` of the users (with user metadata)
+    # and of the items (with item metadata) entirely, fixed seed; they join the maps as cold ids and
+    # their interactions go to the protocol files evaluate scores. Off in production (those users and
+    # items lose their training rows), on in the demo.
+    cold_protocols: bool = False
+    cold_share: float = field(default=0.1, metadata=between(0.0, 0.5))
 
     @property
     def effective_split(self) -> str:
@@ -103,6 +109,14 @@ class PrepareConfig:
                     f"{side}_features and {side}_feature_columns go together: set both (the metadata "
                     "prefix and the columns to use) or neither"
                 )
+
+        if self.cold_protocols and not (self.user_features or self.item_features):
+            raise ConfigError(
+                "cold_protocols: needs user_features or item_features (a held-out id is ranked from its "
+                "features)"
+            )
+        if self.cold_protocols and self.cold_share <= 0:
+            raise ConfigError("cold_share: must be > 0 with cold_protocols")
 
     def _check_recipe(self) -> None:
         if self.recipe == CUSTOM:
@@ -143,6 +157,8 @@ class PrepareConfig:
         for side in ("user", "item"):
             if not out.get(f"{side}_features"):
                 del out[f"cold_{side}s"]
+        if not self.cold_protocols:
+            del out["cold_protocols"], out["cold_share"]
         return out
 
     def cold(self, side: str) -> bool:

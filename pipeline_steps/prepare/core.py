@@ -27,6 +27,7 @@ from pipeline_steps.common.layout import (
     FEATURE_FILES,
     MANIFEST_NAME,
     PREPARED_FILES,
+    PROTOCOL_FILES,
     TEST_CHANNEL,
     TRAIN_CHANNEL,
 )
@@ -107,26 +108,26 @@ def prepare(
         data, duplicates, filtered = _relational(config, engine, train, test)
         engine.con.close()
     clock.lap("rules")
+    protocol = _protocol_split(config, metadata, data) if config.cold_protocols else None
+    data = _kept(data, protocol)
     # Labels on the warm ids only: a cold id is never drawn as a negative (it has no training rows).
     train_rows, test_rows, label_stats = _labelled(
         config, data.du, data.di, data.r, data.hdu, data.hdi, data.hr, data.n_users, data.n_items
     )
     clock.lap("labels")
-    cold = {
-        side: features.cold_ids(meta, data.ids(side)) if meta.cold else [] for side, meta in metadata.items()
-    }
-    data = dataclasses.replace(
-        data,
-        user_ids=data.user_ids + cold.get("user", []),
-        item_ids=data.item_ids + cold.get("item", []),
-    )
+    n_warm = {"user": data.n_users, "item": data.n_items}
+    data, cold = _with_cold(metadata, protocol, data)
     side = None
     if metadata:
         side = features.encode(metadata, data.user_ids, data.item_ids, {k: len(v) for k, v in cold.items()})
         clock.lap("features")
+        if protocol is not None:
+            side.manifest["protocols"] = _protocol_files(sink, out_prefix, config, protocol, n_warm, data)
     files = {name: out_prefix + leaf for name, leaf in PREPARED_FILES.items()}
     if side is not None:
         files |= {name: out_prefix + leaf for name, leaf in FEATURE_FILES.items()}
+    if protocol is not None:
+        files |= {name: out_prefix + leaf for name, leaf in PROTOCOL_FILES.items()}
     train_shards = _write_shards(
         sink,
         out_prefix + TRAIN_CHANNEL,
@@ -421,6 +422,64 @@ def _list_metadata(
             raise PrepareInputError(f"no {side} metadata files under {store.uri(prefix)!r}")
         out[side] = objects
     return out
+
+
+def _kept(data: _Dense, protocol: features.ProtocolSplit | None) -> _Dense:
+    """The data without the protocols' held-out ids and their pairs (unchanged without protocols)."""
+    if protocol is None:
+        return data
+    (du, di, r), (hdu, hdi, hr) = protocol.train, protocol.holdout
+    ids = protocol.kept
+    return dataclasses.replace(
+        data, du=du, di=di, r=r, hdu=hdu, hdi=hdi, hr=hr, user_ids=ids["user"], item_ids=ids["item"]
+    )
+
+
+def _with_cold(
+    metadata: dict, protocol: features.ProtocolSplit | None, data: _Dense
+) -> tuple[_Dense, dict[str, list[str]]]:
+    """The id maps with their cold tails: the protocols' held-out ids, then the metadata-only ids."""
+    cold = {side: protocol.held[side] if protocol else [] for side in features.SIDES}
+    for side, meta in metadata.items():
+        if meta.cold:
+            cold[side] = cold[side] + features.cold_ids(meta, data.ids(side) + cold[side])
+    extended = dataclasses.replace(
+        data, user_ids=data.user_ids + cold["user"], item_ids=data.item_ids + cold["item"]
+    )
+    return extended, cold
+
+
+def _protocol_split(config: PrepareConfig, metadata: dict, data: _Dense) -> features.ProtocolSplit:
+    return features.protocol_split(
+        config.cold_share,
+        config.seed,
+        metadata,
+        {"user": data.user_ids, "item": data.item_ids},
+        (data.du, data.di, data.r),
+        (data.hdu, data.hdi, data.hr),
+    )
+
+
+def _protocol_files(
+    sink: Storage,
+    out_prefix: str,
+    config: PrepareConfig,
+    protocol: features.ProtocolSplit,
+    n_warm: dict[str, int],
+    data: _Dense,
+) -> dict:
+    """Write the protocol holdouts; -> the manifest's `features.protocols` (held-out ranges, pairs)."""
+    for name, (u, i) in (
+        ("cold_users_holdout", protocol.cold_users),
+        ("cold_items_holdout", protocol.cold_items),
+    ):
+        ptr, idx = csr_from_pairs(u, i, data.n_users, data.n_items)
+        sink.write_bytes(out_prefix + PROTOCOL_FILES[name], _csr_npz(ptr, idx, data.n_users, data.n_items))
+    doc: dict = {"share": config.cold_share, "seed": config.seed, "dropped_pairs": protocol.dropped}
+    for side, pairs in (("user", protocol.cold_users), ("item", protocol.cold_items)):
+        start = n_warm[side]
+        doc[side] = {"start": start, "stop": start + len(protocol.held[side]), "pairs": len(pairs[0])}
+    return doc
 
 
 def _side_npz(matrix: features.Csr) -> bytes:

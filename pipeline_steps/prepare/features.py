@@ -266,7 +266,7 @@ def _side_matrix(
         "without_metadata": n_warm - warm_known,
         "metadata_only": len(meta.ids) - warm_known,
     }
-    if meta.cold:
+    if meta.cold or n_cold:
         counts["cold"] = n_cold
     fields, vocab = [], {}
     for f in meta.fields:
@@ -297,18 +297,98 @@ def _side_matrix(
     return entries.csr(n, feature_dim), fields, counts, vocab
 
 
-def cold_ids(meta: Metadata, warm: list[str]) -> list[str]:
-    """The metadata ids without interactions that have at least one feature column, in metadata order.
-
-    An id whose every field is empty would get an empty side row (no one-hot, no feature): nothing to
-    compute a vector from; it stays out of the maps (counted in `metadata_only`).
-    """
-    known = set(warm)
+def _with_columns(meta: Metadata) -> set[str]:
+    """The metadata ids with at least one feature column (an id whose every field is empty has none)."""
     has_column = np.zeros(len(meta.ids), dtype=bool)
     for f in meta.fields:
         tokens = _field_columns(f, meta.values[f.name])[0]
         has_column |= np.fromiter((bool(t) for t in tokens), dtype=bool, count=len(tokens))
-    return [ident for k, ident in enumerate(meta.ids) if has_column[k] and ident not in known]
+    return {ident for k, ident in enumerate(meta.ids) if has_column[k]}
+
+
+def cold_ids(meta: Metadata, known: list[str]) -> list[str]:
+    """The metadata ids not in `known` that have at least one feature column, in metadata order.
+
+    An id whose every field is empty would get an empty side row (no one-hot, no feature): nothing to
+    compute a vector from; it stays out of the maps (counted in `metadata_only`).
+    """
+    usable, seen = _with_columns(meta), set(known)
+    return [ident for ident in meta.ids if ident in usable and ident not in seen]
+
+
+@dataclass(frozen=True)
+class ProtocolSplit:
+    """The cold protocols' hold-out (decision 0018): per side the kept ids (warm, in their order) and
+    the held-out ids (cold), the pairs left for training / the warm holdout, and the protocol pairs,
+    all in the new dense indices (kept ids first, then held-out ids)."""
+
+    kept: dict[str, list[str]]
+    held: dict[str, list[str]]
+    train: tuple[np.ndarray, np.ndarray, np.ndarray]  # (users, items, ratings)
+    holdout: tuple[np.ndarray, np.ndarray, np.ndarray]
+    cold_users: tuple[np.ndarray, np.ndarray]  # held-out users x kept items
+    cold_items: tuple[np.ndarray, np.ndarray]  # kept users x held-out items
+    dropped: int  # pairs of a held-out user and a held-out item (in neither protocol)
+
+
+def protocol_split(
+    share: float,
+    seed: int,
+    metadata: dict[str, Metadata],
+    ids: dict[str, list[str]],
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    holdout: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> ProtocolSplit:
+    """Hold out `share` of each side's ids (of all its ids, drawn among those with a feature column;
+    fixed seed) with every interaction they have, training and holdout alike.
+
+    Cold users: the held-out users' pairs with kept items. Cold items: the held-out items' pairs with
+    kept users. A pair of a held-out user and a held-out item is in neither (counted).
+    """
+    order: dict[str, np.ndarray] = {}
+    held_mask: dict[str, np.ndarray] = {}
+    kept: dict[str, list[str]] = {}
+    held: dict[str, list[str]] = {}
+    for n_side, side in enumerate(SIDES):
+        side_ids = ids[side]
+        mask = np.zeros(len(side_ids), dtype=bool)
+        meta = metadata.get(side)
+        if meta is not None:
+            usable = _with_columns(meta)
+            eligible = np.array([k for k, ident in enumerate(side_ids) if ident in usable], dtype=np.int64)
+            n = min(eligible.size, max(1, round(share * len(side_ids))))
+            if n:
+                mask[np.random.default_rng([seed, 7, n_side]).choice(eligible, size=n, replace=False)] = True
+        # new dense index: the kept ids in their order, then the held-out ids in theirs
+        perm = np.concatenate([np.flatnonzero(~mask), np.flatnonzero(mask)])
+        lut = np.empty(len(side_ids), dtype=np.int32)
+        lut[perm] = np.arange(len(side_ids), dtype=np.int32)
+        order[side], held_mask[side] = lut, mask
+        kept[side] = [side_ids[k] for k in np.flatnonzero(~mask)]
+        held[side] = [side_ids[k] for k in np.flatnonzero(mask)]
+
+    out_train: list[np.ndarray] = []
+    out_hold: list[np.ndarray] = []
+    cu: list[tuple[np.ndarray, np.ndarray]] = []
+    ci: list[tuple[np.ndarray, np.ndarray]] = []
+    dropped = 0
+    for rows, out in ((train, out_train), (holdout, out_hold)):
+        hu, hi = held_mask["user"][rows[0]], held_mask["item"][rows[1]]
+        u, i = order["user"][rows[0]], order["item"][rows[1]]
+        keep = ~hu & ~hi
+        out.extend([u[keep], i[keep], rows[2][keep]])
+        cu.append((u[hu & ~hi], i[hu & ~hi]))
+        ci.append((u[~hu & hi], i[~hu & hi]))
+        dropped += int((hu & hi).sum())
+    return ProtocolSplit(
+        kept=kept,
+        held=held,
+        train=(out_train[0], out_train[1], out_train[2]),
+        holdout=(out_hold[0], out_hold[1], out_hold[2]),
+        cold_users=(np.concatenate([a for a, _ in cu]), np.concatenate([b for _, b in cu])),
+        cold_items=(np.concatenate([a for a, _ in ci]), np.concatenate([b for _, b in ci])),
+        dropped=dropped,
+    )
 
 
 @dataclass(frozen=True)

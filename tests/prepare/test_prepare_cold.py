@@ -106,3 +106,71 @@ def test_the_recorded_config_has_cold_keys_only_with_that_sides_features() -> No
     items_only = PrepareConfig(item_features="meta/", item_feature_columns="genres:multi:pipe")
     assert "cold_users" not in items_only.to_dict() and items_only.to_dict()["cold_items"] is False
     assert not items_only.cold("user") and not items_only.cold("item")
+
+
+def _csr_pairs(run, name: str) -> set[tuple[str, str]]:
+    z = np.load(run.path(run.manifest["files"][name]))
+    users, items = run.users, run.items
+    return {
+        (users[u], items[i])
+        for u in range(len(users))
+        for i in z["indices"][z["indptr"][u] : z["indptr"][u + 1]]
+    }
+
+
+BIG_RATINGS = "user_id,item_id,rating,timestamp\n" + "".join(
+    f"u{u},i{i},5,{100 * u + i}\n" for u in range(40) for i in range(30) if (u * 7 + i * 3) % 5 < 2
+)
+BIG_ITEMS = "item_id,genre\n" + "".join(f"i{i},g{i % 4}\n" for i in range(30))
+BIG_USERS = "user_id,occupation\n" + "".join(f"u{u},o{u % 3}\n" for u in range(40))
+
+
+def _protocol_run(run_prepare, **extra):
+    files = {"input/r.csv": BIG_RATINGS, "meta/items/i.csv": BIG_ITEMS, "meta/users/u.csv": BIG_USERS}
+    config = {
+        "item_features": "meta/items/",
+        "item_feature_columns": "genre:categorical",
+        "user_features": "meta/users/",
+        "user_feature_columns": "occupation:categorical",
+        "split": "last_n",
+        "holdout_n": 2,
+        "cold_protocols": True,
+    }
+    return run_prepare(files, **(config | extra))
+
+
+def test_the_cold_protocols_hold_out_ten_percent_of_users_and_items_entirely(run_prepare) -> None:
+    plain = _protocol_run(run_prepare, cold_protocols=False)
+    run = _protocol_run(run_prepare)
+    m = run.manifest
+    p = m["features"]["protocols"]
+    n_users, n_items = plain.manifest["n_users"], plain.manifest["n_items"]
+    assert (n_users, n_items) == (40, 25)  # the other items are in the holdout only
+    assert p["user"]["stop"] - p["user"]["start"] == 4 and p["item"]["stop"] - p["item"]["start"] == 2
+    assert (p["user"]["stop"], p["item"]["stop"]) == (m["n_users"], m["n_items"]) == (n_users, n_items)
+    assert m["features"]["user"]["cold"] == 4 and m["features"]["item"]["cold"] == 2
+    held_users = set(run.users[p["user"]["start"] :])
+    held_items = set(run.items[p["item"]["start"] :])
+    # every interaction of the plain run lands in exactly one place
+    every = _csr_pairs(plain, "seen") | _csr_pairs(plain, "holdout")
+    assert {u for u, _ in every} >= held_users and {i for _, i in every} >= held_items
+    seen, holdout = _csr_pairs(run, "seen"), _csr_pairs(run, "holdout")
+    cold_users, cold_items = _csr_pairs(run, "cold_users_holdout"), _csr_pairs(run, "cold_items_holdout")
+    assert cold_users == {(u, i) for u, i in every if u in held_users and i not in held_items}
+    assert cold_items == {(u, i) for u, i in every if u not in held_users and i in held_items}
+    assert seen | holdout == {(u, i) for u, i in every if u not in held_users and i not in held_items}
+    assert p["dropped_pairs"] == len({(u, i) for u, i in every if u in held_users and i in held_items})
+    assert p["user"]["pairs"] == len(cold_users) and cold_users and cold_items
+    # held-out ids: no training row, no one-hot, popularity 0
+    pop = np.load(run.path(m["files"]["popularity"]))
+    assert not pop[p["item"]["start"] :].any()
+    us = _side(run, "user_side")
+    assert (
+        not us[p["user"]["start"] :, :40].any() and us[p["user"]["start"] :].sum(axis=1).tolist() == [1.0] * 4
+    )
+    for key in m["train_shards"]:
+        _, indices, _, _, _ = recordio.read_sparse(run.path(key).read_bytes())
+        assert not np.isin(indices, np.r_[36:40, 40 + 23 : 40 + 25]).any()
+    # the same draw on a rerun (fixed seed)
+    again = _protocol_run(run_prepare)
+    assert again.users == run.users and again.items == run.items
