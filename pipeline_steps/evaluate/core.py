@@ -38,7 +38,7 @@ from pipeline_steps.common.runio import (
     load_popularity,
     put_json,
 )
-from pipeline_steps.evaluate import gate
+from pipeline_steps.evaluate import cold, gate
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_accumulator, popular_order
 
@@ -237,6 +237,7 @@ def evaluate_run(
     related = related_metrics(s3, inputs, config)
     if related is not None:
         doc["related"] = related
+    doc |= cold.protocol_metrics(s3, inputs, config, popularity)  # cold_users / cold_items (decision 0018)
     key = metrics_key(inputs.run_id)
     put_json(s3, bucket, key, doc)
     if config.cloudwatch_namespace and cloudwatch is not None:
