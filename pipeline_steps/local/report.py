@@ -257,6 +257,9 @@ def build_report(
         "total_seconds": round(total_seconds, 3),
         "embedded_aws": {"moto": MOTO_VERSION, "not_emulated": [list(s) for s in skipped]},
     }
+    for protocol in ("cold_users", "cold_items"):  # the cold protocols (decision 0018), when run
+        if doc.get(protocol):
+            report[protocol] = {k: v for k, v in doc[protocol].items() if k != "ci95"}
     if outcome.result.failures:
         report["failures"] = outcome.result.failures
     if failure is not None:

@@ -82,3 +82,39 @@ def test_cold_list_entries_are_marked():
     }
     reporting.print_recommendations([rec], {"1": "Toy Story"}, lines.append)
     assert lines[-1].endswith("[cold]") and not lines[-2].endswith("[cold]")
+
+
+def test_the_local_report_json_carries_the_cold_protocols():
+    from pipeline_steps.local.progress import ExecutionResult
+    from pipeline_steps.local.runner import RunOutcome
+
+    metrics = {
+        "x": 10,
+        "model": {"precision": 0.2},
+        "baseline": {"precision": 0.1},
+        "cold_users": {"metrics": {"precision": 0.3}, "baseline": {"precision": 0.31}, "ci95": {}},
+    }
+    outcome = RunOutcome(
+        run_id="r1", result=ExecutionResult(execution_arn="a", status="SUCCEEDED"), metrics=metrics
+    )
+    doc = reporting.build_report(
+        outcome=outcome,
+        dataset="d",
+        deploy_seconds=1.0,
+        total_seconds=2.0,
+        recommendations=[],
+        failure=None,
+        skipped=[],
+    )
+    assert doc["cold_users"] == {"metrics": {"precision": 0.3}, "baseline": {"precision": 0.31}}
+    assert "cold_items" not in doc and doc["metrics"]["precision"] == 0.2
+    plain = reporting.build_report(
+        outcome=RunOutcome(run_id="r1", result=outcome.result, metrics={"model": {}, "baseline": {}}),
+        dataset="d",
+        deploy_seconds=1.0,
+        total_seconds=2.0,
+        recommendations=[],
+        failure=None,
+        skipped=[],
+    )
+    assert "cold_users" not in plain
