@@ -174,3 +174,17 @@ def test_the_cold_protocols_hold_out_ten_percent_of_users_and_items_entirely(run
     # the same draw on a rerun (fixed seed)
     again = _protocol_run(run_prepare)
     assert again.users == run.users and again.items == run.items
+
+
+def test_without_metadata_the_cold_switches_change_no_byte(run_prepare) -> None:
+    files = {"input/ratings.csv": RATINGS}
+    plain = run_prepare(files, split="none", label_mode="implicit")
+    switched = run_prepare(files, split="none", label_mode="implicit", cold_users=False, cold_items=True)
+    assert "cold_users" not in plain.manifest["config"] and "features" not in plain.manifest
+    for name, key in plain.manifest["files"].items():
+        assert plain.path(key).read_bytes() == switched.path(key).read_bytes(), name
+    for channel in ("train_shards", "test_shards"):
+        for a, b in zip(plain.manifest[channel], switched.manifest[channel], strict=True):
+            assert plain.path(a).read_bytes() == switched.path(b).read_bytes()
+    key = "runs/r1/prepared/manifest.json"
+    assert plain.path(key).read_bytes() == switched.path(key).read_bytes()
