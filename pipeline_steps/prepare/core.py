@@ -476,6 +476,13 @@ def _protocol_files(
         ptr, idx = csr_from_pairs(u, i, data.n_users, data.n_items)
         sink.write_bytes(out_prefix + PROTOCOL_FILES[name], _csr_npz(ptr, idx, data.n_users, data.n_items))
     doc: dict = {"share": config.cold_share, "seed": config.seed, "dropped_pairs": protocol.dropped}
+    # Kept ids all of whose training rows went with the held-out ids: warm, but their one-hot is in
+    # no training row (its factors stay as initialised); counted, not moved.
+    du, di = protocol.train[0], protocol.train[1]
+    doc["kept_without_training"] = {
+        "user": int(n_warm["user"] - np.unique(du).size),
+        "item": int(n_warm["item"] - np.unique(di).size),
+    }
     for side, pairs in (("user", protocol.cold_users), ("item", protocol.cold_items)):
         start = n_warm[side]
         doc[side] = {"start": start, "stop": start + len(protocol.held[side]), "pairs": len(pairs[0])}

@@ -91,10 +91,10 @@ def related_item(
     return item
 
 
-def cold_marks(item_idx: np.ndarray, inputs: RunInputs) -> np.ndarray | None:
-    """Per entry, whether the item is cold (the tail of the item map); None when the run has none."""
-    first = inputs.manifest.first_cold("item")
-    return None if first >= inputs.manifest.n_items else item_idx >= first
+def cold_marks(item_idx: np.ndarray, first_cold: int, n_items: int) -> np.ndarray | None:
+    """Per entry, whether the item is cold (the tail [first_cold, n_items) of the item map); None when
+    the run has no cold item (the `items` string is then as before cold ids)."""
+    return None if first_cold >= n_items else item_idx >= first_cold
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -229,6 +229,7 @@ def _write_users(
 ) -> dict[str, int]:
     written = short = truncated = users_filled = 0
     first_cold_user = inputs.manifest.first_cold("user")
+    first_cold_item, n_items = inputs.manifest.first_cold("item"), inputs.manifest.n_items
     rows = iter_run_part(s3, inputs, part, metric=config.index_metric, x=config.stored, filters=run.filters)
     for u, model_idx, model_scores in rows:
         item_idx, scores, n_filled = filled(u, model_idx, model_scores, inputs, run, config.stored)
@@ -239,7 +240,7 @@ def _write_users(
             ids,
             scores,
             exp,
-            cold_items=cold_marks(item_idx, inputs),
+            cold_items=cold_marks(item_idx, first_cold_item, n_items),
             cold=u >= first_cold_user,
         )
         if n_filled:
@@ -276,10 +277,10 @@ def _write_related(
         x=config.related_x,
         excluded=run.filters.excluded,
     )
-    first_cold_item = inputs.manifest.first_cold("item")
+    first_cold_item, n_items = inputs.manifest.first_cold("item"), inputs.manifest.n_items
     for i, item_idx, scores in rows:
         ids = [inputs.items[j] for j in item_idx]
-        marks = cold_marks(item_idx, inputs)
+        marks = cold_marks(item_idx, first_cold_item, n_items)
         writer.put(
             related_item(
                 inputs.items[i], inputs.run_id, ids, scores, exp, cold_items=marks, cold=i >= first_cold_item
@@ -298,7 +299,9 @@ def fallback_item(
     size = config.fallback_size or config.stored
     order = run.order[:size]  # most popular first, ties by item index, filtered items left out
     text, _ = encode_items(
-        [inputs.items[i] for i in order], run.popularity[order].astype(float), cold_marks(order, inputs)
+        [inputs.items[i] for i in order],
+        run.popularity[order].astype(float),
+        cold_marks(order, inputs.manifest.first_cold("item"), inputs.manifest.n_items),
     )
     return {**table.fallback_key(inputs.run_id), "items": {"S": text}, "expires_at": {"N": str(expires)}}
 

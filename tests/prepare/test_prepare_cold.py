@@ -160,6 +160,11 @@ def test_the_cold_protocols_hold_out_ten_percent_of_users_and_items_entirely(run
     assert cold_items == {(u, i) for u, i in every if u not in held_users and i in held_items}
     assert seen | holdout == {(u, i) for u, i in every if u not in held_users and i not in held_items}
     assert p["dropped_pairs"] == len({(u, i) for u, i in every if u in held_users and i in held_items})
+    trained_users, trained_items = {u for u, _ in seen}, {i for _, i in seen}
+    assert p["kept_without_training"] == {
+        "user": p["user"]["start"] - len(trained_users),
+        "item": p["item"]["start"] - len(trained_items),
+    }
     assert p["user"]["pairs"] == len(cold_users) and cold_users and cold_items
     # held-out ids: no training row, no one-hot, popularity 0
     pop = np.load(run.path(m["files"]["popularity"]))
@@ -188,3 +193,28 @@ def test_without_metadata_the_cold_switches_change_no_byte(run_prepare) -> None:
             assert plain.path(a).read_bytes() == switched.path(b).read_bytes()
     key = "runs/r1/prepared/manifest.json"
     assert plain.path(key).read_bytes() == switched.path(key).read_bytes()
+
+
+def test_kept_ids_that_lose_every_training_row_are_counted(run_prepare) -> None:
+    first = _protocol_run(run_prepare)
+    p = first.manifest["features"]["protocols"]
+    held_user = first.users[p["user"]["start"]]
+    # i99 (no metadata: never drawn) rated only by a held-out user, early (a training row)
+    files = {
+        "input/r.csv": BIG_RATINGS + f"{held_user},i99,5,0\n",
+        "meta/items/i.csv": BIG_ITEMS,
+        "meta/users/u.csv": BIG_USERS,
+    }
+    config = {
+        "item_features": "meta/items/",
+        "item_feature_columns": "genre:categorical",
+        "user_features": "meta/users/",
+        "user_feature_columns": "occupation:categorical",
+        "split": "last_n",
+        "holdout_n": 2,
+        "cold_protocols": True,
+    }
+    second = run_prepare(files, **config)
+    q = second.manifest["features"]["protocols"]
+    assert "i99" in second.items[: q["item"]["start"]]  # kept (warm)
+    assert q["kept_without_training"]["item"] == p["kept_without_training"]["item"] + 1
