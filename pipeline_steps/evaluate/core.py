@@ -203,7 +203,10 @@ def evaluate_run(
     baseline_acc = baseline_accumulator(popularity, inputs.seen, holdout, x=config.x, users=users)
     model, baseline, n_eval = model_acc.result(), baseline_acc.result(), model_acc.n_users
     published, published_run = published_metrics(s3, dynamodb, table_name, bucket, inputs.run_id)
-    checks = gate.check(config, model, baseline, published, published_run)
+    protocols = cold.protocol_metrics(s3, inputs, config, popularity)  # cold_users / cold_items (0018)
+    checks = gate.check(config, model, baseline, published, published_run) + gate.cold_checks(
+        config, protocols
+    )
     passed = all(c["passed"] for c in checks)
     lift = {
         k: (model[k] / baseline[k] if baseline[k] and not math.isnan(baseline[k]) else None) for k in model
@@ -237,7 +240,7 @@ def evaluate_run(
     related = related_metrics(s3, inputs, config)
     if related is not None:
         doc["related"] = related
-    doc |= cold.protocol_metrics(s3, inputs, config, popularity)  # cold_users / cold_items (decision 0018)
+    doc |= protocols
     key = metrics_key(inputs.run_id)
     put_json(s3, bucket, key, doc)
     if config.cloudwatch_namespace and cloudwatch is not None:

@@ -128,3 +128,27 @@ def test_category_popularity_is_the_mean_popularity_of_the_warm_items_of_each_ca
     )
     # column 10: mean of 6, 2, 4 = 4; column 11: item 2 only = 4 ... item 3 -> 4, item 4 -> 0
     np.testing.assert_allclose(scores, [4.0, 4.0, 0.5 * 4 + 0.5 * 4, 4.0, 0.0])
+
+
+def test_the_gate_checks_the_cold_lifts(s3):
+    import pytest
+
+    from pipeline_steps.evaluate.core import GateFailedError
+
+    _run(s3)
+    doc = _evaluate(s3, min_cold_users_lift=1.0, min_cold_items_lift=1.0)
+    checks = {c["check"]: c for c in doc["gate"]["checks"]}
+    users = checks["min_cold_users_lift"]
+    assert users["passed"] and users["value"] == doc["cold_users"]["metrics"]["ndcg"]
+    assert users["reference"] == doc["cold_users"]["baseline"]["ndcg"]
+    with pytest.raises(GateFailedError, match=r"min_cold_items_lift: ndcg@5 = 1\.0000 < "):
+        _evaluate(s3, min_cold_items_lift=100.0)
+    failed = json.loads(s3.get_object(Bucket=BUCKET, Key="runs/r1/evaluation/metrics.json")["Body"].read())
+    assert failed["gate"]["passed"] is False
+
+
+def test_the_cold_gate_is_skipped_without_the_protocols(s3):
+    _run(s3, cold_protocols=False)
+    doc = _evaluate(s3, min_cold_users_lift=5.0)
+    (check,) = [c for c in doc["gate"]["checks"] if c["check"] == "min_cold_users_lift"]
+    assert check["passed"] and "no cold_users protocol" in check["skipped"]
