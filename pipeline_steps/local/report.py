@@ -151,7 +151,7 @@ def print_cold_metrics(doc: dict[str, Any], log: Log) -> None:
         log(f"  {'metric':<12}{'features':>12}{'most popular':>14}")
         for name in SHOWN:
             if model.get(name) is not None:
-                log(f"  {name:<12}{model[name]:>12.4f}{base.get(name) or float('nan'):>14.4f}")
+                log(f"  {name:<12}{model[name]:>12.4f}{_value(base, name):>14.4f}")
     if items:
         model, base, rand = (items.get(k) or {} for k in ("metrics", "baseline", "random"))
         log(
@@ -161,10 +161,12 @@ def print_cold_metrics(doc: dict[str, Any], log: Log) -> None:
         log(f"  {'metric':<12}{'features':>12}{'category pop.':>15}{'random':>10}")
         for name in SHOWN:
             if model.get(name) is not None:
-                log(
-                    f"  {name:<12}{model[name]:>12.4f}{base.get(name) or float('nan'):>15.4f}"
-                    f"{rand.get(name) or float('nan'):>10.4f}"
-                )
+                log(f"  {name:<12}{model[name]:>12.4f}{_value(base, name):>15.4f}{_value(rand, name):>10.4f}")
+
+
+def _value(values: dict[str, Any], name: str) -> float:
+    value = values.get(name)
+    return float("nan") if value is None else float(value)
 
 
 def show_cold(
