@@ -13,13 +13,14 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 
-.PHONY: help setup unit test lint typecheck format demo synth bench deploy destroy clean \
+.PHONY: help setup unit test lint typecheck format demo demo-features synth bench deploy destroy clean \
 	integ integ-destroy integ-snapshot integ-runner
 
 help:
 	@echo "make test    - set up .venv + npm tools if missing, lint, typecheck, run the test suite"
 	@echo "make unit    - the fast tier of the tests (no synth, no embedded AWS server; ~1.5 min)"
 	@echo "make demo    - run the whole pipeline locally on MovieLens 100k (no AWS account)"
+	@echo "make demo-features - the demo with ML-100k's item/user metadata and the cold-start protocols"
 	@echo "make synth   - synthesize the CDK app offline (no Docker needed)"
 	@echo "make bench   - run the benchmarks under bench/ (each prints JSON)"
 	@echo "make deploy  - deploy with the pinned CDK CLI (needs AWS credentials)"
@@ -63,6 +64,9 @@ test: setup lint typecheck
 
 demo: setup
 	$(PY) -m pipeline_steps.local demo
+
+demo-features: setup
+	$(PY) -m pipeline_steps.local demo --features
 
 synth: setup
 	$(CDK) synth --no-notices --quiet

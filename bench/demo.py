@@ -47,12 +47,15 @@ def run_demo(*extra: str) -> tuple[dict | None, float, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=1, help="demos per mode (IAM enforced / not)")
+    parser.add_argument("--features", action="store_true", help="`demo --features` (make demo-features)")
     args = parser.parse_args(argv)
+    extra = ("--features",) if args.features else ()
     enforced: list[tuple[dict, float]] = []
     plain: list[float] = []
     for _ in range(args.repeat):
         for mode in ("enforced", "plain"):
-            report, wall, code = run_demo() if mode == "enforced" else run_demo("--no-enforce-iam")
+            flags = extra if mode == "enforced" else (*extra, "--no-enforce-iam")
+            report, wall, code = run_demo(*flags)
             if code != 0 or report is None:
                 print(json.dumps({"error": f"demo ({mode}) exited {code}", "wall_seconds": round(wall, 1)}))
                 return 1
@@ -84,6 +87,20 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_total_iam_enforced_vs_not": round(overhead, 3),
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
+    # The cold protocols (decision 0018; `--features` runs them with ML-100k's metadata), with their
+    # baselines from the same run.
+    cold_users, cold_items = report.get("cold_users"), report.get("cold_items")
+    if cold_users:
+        m, b = cold_users["metrics"], cold_users["baseline"]
+        result["cold_users_precision_at_10"] = round(m["precision"], 4)
+        result["cold_users_most_popular_precision_at_10"] = round(b["precision"], 4)
+        result["ratio_cold_users_precision_vs_most_popular"] = round(m["precision"] / b["precision"], 2)
+    if cold_items:
+        m, b, r = cold_items["metrics"], cold_items["baseline"], cold_items["random"]
+        result["cold_items_ndcg_at_10"] = round(m["ndcg"], 4)
+        result["cold_items_category_popularity_ndcg_at_10"] = round(b["ndcg"], 4)
+        result["cold_items_random_ndcg_at_10"] = round(r["ndcg"], 4)
+        result["ratio_cold_items_ndcg_vs_random"] = round(m["ndcg"] / r["ndcg"], 2)
     result["targets"] = {
         "precision_at_10>=0.24": result["precision_at_10"] >= 0.24,
         "ndcg_above_most_popular": model["ndcg"] > base["ndcg"],

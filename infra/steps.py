@@ -61,7 +61,8 @@ def step_access(config: AppConfig) -> dict[str, StepAccess]:
             read=[run.prepared, run.fm], write=[run.knn_train, run.queries], read_keys=filters
         ),
         "evaluate": StepAccess(
-            read=results,
+            # + the k-NN index's item vectors: the cold protocols rank from them (decision 0018)
+            read=[*results, run.knn_train],
             write=[run.evaluation],
             table_actions=("dynamodb:GetItem",),  # the pointer (gate vs the published run)
         ),

@@ -22,6 +22,12 @@ PREPARED_FILES = {
 }
 # With side features (decision 0018) prepare also writes these (manifest `files` names).
 FEATURE_FILES = {"user_side": "user_side.npz", "item_side": "item_side.npz"}
+# With the cold protocols (decision 0018) prepare also writes their held-out interactions (CSR of
+# user -> item indices, like holdout.npz).
+PROTOCOL_FILES = {
+    "cold_users_holdout": "cold_users_holdout.npz",
+    "cold_items_holdout": "cold_items_holdout.npz",
+}
 QUERY_PART_PREFIX = "users-"
 # Item queries (related items) share the transform's input prefix `users-`, so the one transform job
 # reads them; "r" sorts after every digit, so S3 lists them after all user parts (decision 0012).

@@ -51,6 +51,22 @@ class Manifest:
     def has_features(self) -> bool:
         return bool(self.features.get("fields"))
 
+    def n_cold(self, side: str) -> int:
+        """How many ids of `side` ("user", "item") are cold (metadata only, no interactions): the tail
+        [n - n_cold, n) of the id map (decision 0018); 0 without features."""
+        counts = self.features.get(side, {})
+        value = counts.get("cold", 0) if isinstance(counts, dict) else 0
+        n = self.n_users if side == "user" else self.n_items
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= n:
+            raise InputError(
+                f"{self.key}: features.{side}.cold must be an integer in [0, {n}], got {value!r}"
+            )
+        return value
+
+    def first_cold(self, side: str) -> int:
+        """The dense index of the first cold id of `side` (n_users / n_items when none)."""
+        return (self.n_users if side == "user" else self.n_items) - self.n_cold(side)
+
     @classmethod
     def from_json(cls, raw: Any, *, key: str) -> Manifest:
         if not isinstance(raw, dict):

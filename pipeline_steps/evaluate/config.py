@@ -25,6 +25,11 @@ class EvaluateConfig:
     gate_metric: str = field(default="ndcg", metadata=one_of(*METRIC_NAMES))
     min_lift_vs_baseline: float | None = field(default=None, metadata=between(0.0))
     min_ratio_vs_published: float | None = field(default=None, metadata=between(0.0))
+    # The cold protocols (decision 0018; run when prepare's cold_protocols is on): `gate_metric` of
+    # the held-out users >= ratio * most-popular's, of the held-out items >= ratio * category
+    # popularity's. Skipped (passed) when the run has no such protocol.
+    min_cold_users_lift: float | None = field(default=None, metadata=between(0.0))
+    min_cold_items_lift: float | None = field(default=None, metadata=between(0.0))
     # Users scored: a fixed-seed uniform sample of the users with held-out items (0 = all of them);
     # metrics.json gives each metric's 95% interval, the gate compares the point estimates.
     max_users: int = field(default=100_000, metadata=between(0))

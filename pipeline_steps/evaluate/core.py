@@ -38,7 +38,7 @@ from pipeline_steps.common.runio import (
     load_popularity,
     put_json,
 )
-from pipeline_steps.evaluate import gate
+from pipeline_steps.evaluate import cold, gate
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_accumulator, popular_order
 
@@ -203,7 +203,10 @@ def evaluate_run(
     baseline_acc = baseline_accumulator(popularity, inputs.seen, holdout, x=config.x, users=users)
     model, baseline, n_eval = model_acc.result(), baseline_acc.result(), model_acc.n_users
     published, published_run = published_metrics(s3, dynamodb, table_name, bucket, inputs.run_id)
-    checks = gate.check(config, model, baseline, published, published_run)
+    protocols = cold.protocol_metrics(s3, inputs, config, popularity)  # cold_users / cold_items (0018)
+    checks = gate.check(config, model, baseline, published, published_run) + gate.cold_checks(
+        config, protocols
+    )
     passed = all(c["passed"] for c in checks)
     lift = {
         k: (model[k] / baseline[k] if baseline[k] and not math.isnan(baseline[k]) else None) for k in model
@@ -237,6 +240,7 @@ def evaluate_run(
     related = related_metrics(s3, inputs, config)
     if related is not None:
         doc["related"] = related
+    doc |= protocols
     key = metrics_key(inputs.run_id)
     put_json(s3, bucket, key, doc)
     if config.cloudwatch_namespace and cloudwatch is not None:

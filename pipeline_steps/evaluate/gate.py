@@ -45,6 +45,32 @@ def check(
     return checks
 
 
+def cold_checks(config: EvaluateConfig, protocols: dict) -> list[dict]:
+    """The cold protocols' lift floors (`min_cold_users_lift`, `min_cold_items_lift`) on `gate_metric`."""
+    checks = []
+    m = config.gate_metric
+    for name, ratio in (
+        ("cold_users", config.min_cold_users_lift),
+        ("cold_items", config.min_cold_items_lift),
+    ):
+        if ratio is None:
+            continue
+        check = f"min_{name}_lift"
+        result = protocols.get(name)
+        if not result:
+            checks.append(
+                {"check": check, "metric": m, "passed": True, "skipped": f"no {name} protocol in this run"}
+            )
+            continue
+        value, base = (_number(result.get(k, {}).get(m)) for k in ("metrics", "baseline"))
+        checks.append(_entry(check, m, value, ratio * base, against=base))
+    return checks
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan  # None: no user scored
+
+
 def _entry(check: str, metric: str, value: float, threshold: float, against: float | None = None) -> dict:
     # NaN (no user with held-out items) never passes a floor.
     entry = {

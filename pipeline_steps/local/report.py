@@ -35,7 +35,8 @@ def print_recommendations(
         log(f"\ntop-{len(shown)} for user {rec['user_id']} ({source}, via pipeline_steps.query):")
         for rank, item in enumerate(shown, 1):
             title = titles.get(str(item["item_id"]), "")
-            log(f"  {rank:2d}. {item['item_id']:>8}  {float(item['score']):8.4f}  {title}")
+            mark = "  [cold]" if item.get("cold") else ""
+            log(f"  {rank:2d}. {item['item_id']:>8}  {float(item['score']):8.4f}  {title}{mark}")
 
 
 def run_items(outcome: RunOutcome, aws: Any, dep: Any) -> list[str]:
@@ -133,6 +134,78 @@ def print_metrics(outcome: RunOutcome, log: Log) -> None:
             log(f"  {name:<12}{model[name]:>12.4f}{base.get(name, float('nan')):>14.4f}")
     for name, value in sorted(outcome.fm_metrics.items()):
         log(f"  FM {name}: {value:.4f}")
+    print_cold_metrics(doc, log)
+
+
+def print_cold_metrics(doc: dict[str, Any], log: Log) -> None:
+    """The cold protocols (decision 0018): held-out users vs most popular, held-out items vs category
+    popularity and random."""
+    x = doc.get("x", "x")
+    users, items = doc.get("cold_users"), doc.get("cold_items")
+    if users:
+        model, base = users.get("metrics") or {}, users.get("baseline") or {}
+        log(
+            f"\ncold users: {users.get('n_eval_users')} held-out users, each ranking "
+            f"{users.get('candidates')} items from their features (@{x}):"
+        )
+        log(f"  {'metric':<12}{'features':>12}{'most popular':>14}")
+        for name in SHOWN:
+            if model.get(name) is not None:
+                log(f"  {name:<12}{model[name]:>12.4f}{_value(base, name):>14.4f}")
+    if items:
+        model, base, rand = (items.get(k) or {} for k in ("metrics", "baseline", "random"))
+        log(
+            f"\ncold items: {items.get('n_eval_users')} users ranking the {items.get('held_out_items')} "
+            f"held-out items (@{x}):"
+        )
+        log(f"  {'metric':<12}{'features':>12}{'category pop.':>15}{'random':>10}")
+        for name in SHOWN:
+            if model.get(name) is not None:
+                log(f"  {name:<12}{model[name]:>12.4f}{_value(base, name):>15.4f}{_value(rand, name):>10.4f}")
+
+
+def _value(values: dict[str, Any], name: str) -> float:
+    value = values.get(name)
+    return float("nan") if value is None else float(value)
+
+
+def show_cold(
+    outcome: RunOutcome, aws: Any, dep: Any, *, titles: dict[str, str], log: Log, x: int | None
+) -> dict[str, Any]:
+    """A cold user's list and a cold item's related items through the read path (`pipeline_steps.query`);
+    empty when the run has no cold ids."""
+    from pipeline_steps.query import get_recommendations, get_related
+
+    manifest = outcome.manifest or {}
+    features = manifest.get("features") or {}
+    n_cold = {side: int((features.get(side) or {}).get("cold", 0)) for side in ("user", "item")}
+    if not any(n_cold.values()):
+        return {}
+    client = aws.client("dynamodb")
+    out: dict[str, Any] = {}
+    if n_cold["user"]:
+        key = manifest["files"]["users"]
+        users = json.loads(aws.client("s3").get_object(Bucket=dep.bucket, Key=key)["Body"].read())
+        user = str(users[len(users) - n_cold["user"]])
+        rec = get_recommendations(user, table_name=dep.table, dynamodb=client, cache_ttl=0)
+        log(f"\na cold user (no interaction in training; list from their features: cold={rec.get('cold')}):")
+        print_recommendations([rec], titles, log, x=x)
+        out["user"] = rec
+    if n_cold["item"]:
+        items = run_items(outcome, aws, dep)
+        item = items[len(items) - n_cold["item"]]
+        try:
+            related = get_related(item, table_name=dep.table, dynamodb=client, cache_ttl=0)
+        except LookupError:
+            related = None
+        if related is not None:
+            log(
+                f"\na cold item {item} {titles.get(item, '')} (no interaction in training; cold="
+                f"{related.get('cold')}): its related items from its features"
+            )
+            print_related({item: related["items"]}, [item], titles, log)
+            out["item"] = related
+    return out
 
 
 def _metrics(values: dict[str, Any] | None) -> dict[str, Any]:
@@ -186,6 +259,9 @@ def build_report(
         "total_seconds": round(total_seconds, 3),
         "embedded_aws": {"moto": MOTO_VERSION, "not_emulated": [list(s) for s in skipped]},
     }
+    for protocol in ("cold_users", "cold_items"):  # the cold protocols (decision 0018), when run
+        if doc.get(protocol):
+            report[protocol] = {k: v for k, v in doc[protocol].items() if k != "ci95"}
     if outcome.result.failures:
         report["failures"] = outcome.result.failures
     if failure is not None:

@@ -80,6 +80,20 @@ class PrepareConfig:
     engine: str = field(default="lambda", metadata=one_of(*ENGINES))
     spark_instance_type: str = "ml.m5.xlarge"
     spark_instance_count: int = field(default=1, metadata=between(1, MAX_SPARK_INSTANCES))
+    # Cold start (decision 0018): metadata ids without interactions join the id maps after the warm
+    # ids (dense indices n_warm.., the warm numbering unchanged) with side rows of their feature
+    # columns only, so repackage gives them a vector/query from their features. Users: on (a user
+    # with metadata gets a personalised list instead of the popularity fallback; nothing else
+    # changes). Items: off (a new item then competes in every user's list: a catalogue decision).
+    # No effect on a side without metadata.
+    cold_users: bool = True
+    cold_items: bool = False
+    # The cold protocols (decision 0018): hold out `cold_share` of the users (with user metadata)
+    # and of the items (with item metadata) entirely, fixed seed; they join the maps as cold ids and
+    # their interactions go to the protocol files evaluate scores. Off in production (those users and
+    # items lose their training rows), on in the demo.
+    cold_protocols: bool = False
+    cold_share: float = field(default=0.1, metadata=between(0.0, 0.5))
 
     @property
     def effective_split(self) -> str:
@@ -114,6 +128,14 @@ class PrepareConfig:
                     f"{side}_features and {side}_feature_columns go together: set both (the metadata "
                     "prefix and the columns to use) or neither"
                 )
+
+        if self.cold_protocols and not (self.user_features or self.item_features):
+            raise ConfigError(
+                "cold_protocols: needs user_features or item_features (a held-out id is ranked from its "
+                "features)"
+            )
+        if self.cold_protocols and self.cold_share <= 0:
+            raise ConfigError("cold_share: must be > 0 with cold_protocols")
 
     def _check_recipe(self) -> None:
         if self.recipe == CUSTOM:
@@ -151,7 +173,16 @@ class PrepareConfig:
         for name in FEATURE_KEYS:
             if not out[name]:
                 del out[name]
+        for side in ("user", "item"):
+            if not out.get(f"{side}_features"):
+                del out[f"cold_{side}s"]
+        if not self.cold_protocols:
+            del out["cold_protocols"], out["cold_share"]
         return out
+
+    def cold(self, side: str) -> bool:
+        """Whether metadata-only ids of `side` join the id maps (cold ids)."""
+        return bool(getattr(self, f"cold_{side}s")) and bool(getattr(self, f"{side}_features"))
 
 
 FEATURE_KEYS = ("user_features", "item_features", "user_feature_columns", "item_feature_columns")

@@ -9,6 +9,7 @@ no manifest is incomplete: its leftovers are deleted and everything is rewritten
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -27,6 +28,7 @@ from pipeline_steps.common.layout import (
     FEATURE_FILES,
     MANIFEST_NAME,
     PREPARED_FILES,
+    PROTOCOL_FILES,
     TEST_CHANNEL,
     TRAIN_CHANNEL,
 )
@@ -79,10 +81,7 @@ def prepare(
     objects, test_objects = _list_inputs(config, source, test_source, sink, out_prefix)
     meta_sources = {side: (feature_sources or {}).get(side, source) for side in features.SIDES}
     meta_objects = _list_metadata(config, meta_sources, source, test_source, sink, out_prefix)
-    listed = [(source, o, "train") for o in objects] + [(test_source, o, "test") for o in test_objects]
-    listed += [
-        (meta_sources[side], o, f"{side}_features") for side, objs in meta_objects.items() for o in objs
-    ]
+    listed = _every_input(source, objects, test_source, test_objects, meta_sources, meta_objects)
     manifest_key = out_prefix + MANIFEST_NAME
     existing = sink.read_bytes(manifest_key)
     if existing is not None:
@@ -112,16 +111,22 @@ def prepare(
         data, duplicates, filtered = _relational(config, sql, train, test)
         sql.close()
     clock.lap("rules")
-    side = features.encode(metadata, data.user_ids, data.item_ids) if metadata else None
-    if side is not None:
-        clock.lap("features")
+    protocol = _protocol_split(config, metadata, data) if config.cold_protocols else None
+    data = _kept(data, protocol)
+    # Labels on the warm ids only: a cold id is never drawn as a negative (it has no training rows).
     train_rows, test_rows, label_stats = _labelled(
         config, data.du, data.di, data.r, data.hdu, data.hdi, data.hr, data.n_users, data.n_items
     )
     clock.lap("labels")
-    files = {name: out_prefix + leaf for name, leaf in PREPARED_FILES.items()}
-    if side is not None:
-        files |= {name: out_prefix + leaf for name, leaf in FEATURE_FILES.items()}
+    n_warm = {"user": data.n_users, "item": data.n_items}
+    data, cold = _with_cold(metadata, protocol, data)
+    side = None
+    if metadata:
+        side = features.encode(metadata, data.user_ids, data.item_ids, {k: len(v) for k, v in cold.items()})
+        clock.lap("features")
+        if protocol is not None:
+            side.manifest["protocols"] = _protocol_files(sink, out_prefix, config, protocol, n_warm, data)
+    files = _file_keys(out_prefix, features=side is not None, protocols=protocol is not None)
     train_shards = _write_shards(
         sink,
         out_prefix + TRAIN_CHANNEL,
@@ -259,6 +264,9 @@ class _Dense:
     item_ids: list[str]
     test_info: dict
 
+    def ids(self, side: str) -> list[str]:
+        return self.user_ids if side == "user" else self.item_ids
+
     @property
     def n_users(self) -> int:
         return len(self.user_ids)
@@ -372,6 +380,27 @@ def _need_ratings(config: PrepareConfig, stats: Stats, where: str) -> None:
         )
 
 
+def _file_keys(out_prefix: str, *, features: bool, protocols: bool) -> dict[str, str]:
+    """The `files` map of the manifest: the prepared files, plus the side-feature and protocol ones."""
+    leaves = PREPARED_FILES | (FEATURE_FILES if features else {}) | (PROTOCOL_FILES if protocols else {})
+    return {name: out_prefix + leaf for name, leaf in leaves.items()}
+
+
+def _every_input(
+    source: Storage,
+    objects: list[ObjectInfo],
+    test_source: Storage,
+    test_objects: list[ObjectInfo],
+    meta_sources: dict[str, Storage],
+    meta_objects: dict[str, list[ObjectInfo]],
+) -> list[tuple[Storage, ObjectInfo, str]]:
+    """(store, object, channel) of every input object: the fingerprint's and the manifest's order."""
+    listed = [(source, o, "train") for o in objects] + [(test_source, o, "test") for o in test_objects]
+    return listed + [
+        (meta_sources[side], o, f"{side}_features") for side, objs in meta_objects.items() for o in objs
+    ]
+
+
 def _described(listed: list[tuple[Storage, ObjectInfo, str]], fingerprints) -> list[dict]:
     return [
         {"key": o.key, "size": o.size, "etag_or_sha256": fp, "channel": channel}
@@ -415,6 +444,71 @@ def _list_metadata(
             raise PrepareInputError(f"no {side} metadata files under {store.uri(prefix)!r}")
         out[side] = objects
     return out
+
+
+def _kept(data: _Dense, protocol: features.ProtocolSplit | None) -> _Dense:
+    """The data without the protocols' held-out ids and their pairs (unchanged without protocols)."""
+    if protocol is None:
+        return data
+    (du, di, r), (hdu, hdi, hr) = protocol.train, protocol.holdout
+    ids = protocol.kept
+    return dataclasses.replace(
+        data, du=du, di=di, r=r, hdu=hdu, hdi=hdi, hr=hr, user_ids=ids["user"], item_ids=ids["item"]
+    )
+
+
+def _with_cold(
+    metadata: dict, protocol: features.ProtocolSplit | None, data: _Dense
+) -> tuple[_Dense, dict[str, list[str]]]:
+    """The id maps with their cold tails: the protocols' held-out ids, then the metadata-only ids."""
+    cold = {side: protocol.held[side] if protocol else [] for side in features.SIDES}
+    for side, meta in metadata.items():
+        if meta.cold:
+            cold[side] = cold[side] + features.cold_ids(meta, data.ids(side) + cold[side])
+    extended = dataclasses.replace(
+        data, user_ids=data.user_ids + cold["user"], item_ids=data.item_ids + cold["item"]
+    )
+    return extended, cold
+
+
+def _protocol_split(config: PrepareConfig, metadata: dict, data: _Dense) -> features.ProtocolSplit:
+    return features.protocol_split(
+        config.cold_share,
+        config.seed,
+        metadata,
+        {"user": data.user_ids, "item": data.item_ids},
+        (data.du, data.di, data.r),
+        (data.hdu, data.hdi, data.hr),
+    )
+
+
+def _protocol_files(
+    sink: Storage,
+    out_prefix: str,
+    config: PrepareConfig,
+    protocol: features.ProtocolSplit,
+    n_warm: dict[str, int],
+    data: _Dense,
+) -> dict:
+    """Write the protocol holdouts; -> the manifest's `features.protocols` (held-out ranges, pairs)."""
+    for name, (u, i) in (
+        ("cold_users_holdout", protocol.cold_users),
+        ("cold_items_holdout", protocol.cold_items),
+    ):
+        ptr, idx = csr_from_pairs(u, i, data.n_users, data.n_items)
+        sink.write_bytes(out_prefix + PROTOCOL_FILES[name], _csr_npz(ptr, idx, data.n_users, data.n_items))
+    doc: dict = {"share": config.cold_share, "seed": config.seed, "dropped_pairs": protocol.dropped}
+    # Kept ids all of whose training rows went with the held-out ids: warm, but their one-hot is in
+    # no training row (its factors stay as initialised); counted, not moved.
+    du, di = protocol.train[0], protocol.train[1]
+    doc["kept_without_training"] = {
+        "user": int(n_warm["user"] - np.unique(du).size),
+        "item": int(n_warm["item"] - np.unique(di).size),
+    }
+    for side, pairs in (("user", protocol.cold_users), ("item", protocol.cold_items)):
+        start = n_warm[side]
+        doc[side] = {"start": start, "stop": start + len(protocol.held[side]), "pairs": len(pairs[0])}
+    return doc
 
 
 def _side_npz(matrix: features.Csr) -> bytes:

@@ -10,7 +10,8 @@ Encodings: categorical = one-hot of the value; multi = one column per distinct v
 1/n so the field sums to 1; numeric = one-hot of its quantile bin (edges from the metadata's values).
 An empty value gives the field no column for that id; an id without a metadata row gets only its
 one-hot. Vocabularies and bin edges come from every metadata row, also those of ids without
-interactions (metadata-only, "cold": counted, not yet in the id maps).
+interactions (metadata-only). With the config's cold_users / cold_items, the metadata-only ids
+that have a feature value join the id maps after the warm ids ("cold": rows of features only).
 
 Metadata files are read whole (one row per id: users or items, not interactions), with the stdlib
 csv reader so every bad row has its exact file:line.
@@ -47,6 +48,7 @@ class Metadata:
     bad: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
     files: list[dict] = field(default_factory=list)
+    cold: bool = False  # metadata-only ids join the maps (the config's cold_users / cold_items)
 
     def bad_row(self, key: str, line: int, reason: str) -> None:
         self.bad[reason] += 1
@@ -159,7 +161,7 @@ def _read_file(meta: Metadata, key: str, text: str, seen: set[str]) -> None:
 
 def read_metadata(config: PrepareConfig, side: str, storage: Storage, objects: list[ObjectInfo]) -> Metadata:
     """Every metadata file of one side (already listed); bad rows reported like the interactions'."""
-    meta = Metadata(side, config.feature_fields(side))
+    meta = Metadata(side, config.feature_fields(side), cold=config.cold(side))
     meta.values = {f.name: [] for f in meta.fields}
     seen: set[str] = set()
     for obj in objects:
@@ -236,22 +238,36 @@ def _field_columns(f: FeatureField, raw: list[str]) -> tuple[list[list[str]], li
 
 
 def _side_matrix(
-    meta: Metadata | None, side: str, ids: list[str], one_hot_start: int, start: int, feature_dim: int
+    meta: Metadata | None,
+    side: str,
+    ids: list[str],
+    one_hot_start: int,
+    start: int,
+    feature_dim: int,
+    n_cold: int,
 ) -> tuple[Csr, list[dict], dict, dict]:
-    """(side matrix, field descriptions, counts, vocabularies) of one side; `start`: its first column."""
+    """(side matrix, field descriptions, counts, vocabularies) of one side; `start`: its first column.
+
+    The last `n_cold` ids are cold (metadata only): their rows hold their feature columns only, no
+    one-hot (a cold id's one-hot column is in no training row, so its weights are never trained).
+    """
     n = len(ids)
+    n_warm = n - n_cold
     entries = _Entries()
-    entries.add(np.arange(n), one_hot_start + np.arange(n), np.ones(n))
+    entries.add(np.arange(n_warm), one_hot_start + np.arange(n_warm), np.ones(n_warm))
     if meta is None:
         return entries.csr(n, feature_dim), [], {}, {}
     position = {ident: k for k, ident in enumerate(meta.ids)}
     meta_row = np.array([position.get(ident, -1) for ident in ids], dtype=np.int64)
     known = meta_row >= 0
+    warm_known = int(known[:n_warm].sum())
     counts = {
-        "with_metadata": int(known.sum()),
-        "without_metadata": int((~known).sum()),
-        "metadata_only": len(meta.ids) - int(known.sum()),
+        "with_metadata": warm_known,
+        "without_metadata": n_warm - warm_known,
+        "metadata_only": len(meta.ids) - warm_known,
     }
+    if meta.cold or n_cold:
+        counts["cold"] = n_cold
     fields, vocab = [], {}
     for f in meta.fields:
         tokens, labels, edges = _field_columns(f, meta.values[f.name])
@@ -281,6 +297,100 @@ def _side_matrix(
     return entries.csr(n, feature_dim), fields, counts, vocab
 
 
+def _with_columns(meta: Metadata) -> set[str]:
+    """The metadata ids with at least one feature column (an id whose every field is empty has none)."""
+    has_column = np.zeros(len(meta.ids), dtype=bool)
+    for f in meta.fields:
+        tokens = _field_columns(f, meta.values[f.name])[0]
+        has_column |= np.fromiter((bool(t) for t in tokens), dtype=bool, count=len(tokens))
+    return {ident for k, ident in enumerate(meta.ids) if has_column[k]}
+
+
+def cold_ids(meta: Metadata, known: list[str]) -> list[str]:
+    """The metadata ids not in `known` that have at least one feature column, in metadata order.
+
+    An id whose every field is empty would get an empty side row (no one-hot, no feature): nothing to
+    compute a vector from; it stays out of the maps (counted in `metadata_only`).
+    """
+    usable, seen = _with_columns(meta), set(known)
+    return [ident for ident in meta.ids if ident in usable and ident not in seen]
+
+
+@dataclass(frozen=True)
+class ProtocolSplit:
+    """The cold protocols' hold-out (decision 0018): per side the kept ids (warm, in their order) and
+    the held-out ids (cold), the pairs left for training / the warm holdout, and the protocol pairs,
+    all in the new dense indices (kept ids first, then held-out ids)."""
+
+    kept: dict[str, list[str]]
+    held: dict[str, list[str]]
+    train: tuple[np.ndarray, np.ndarray, np.ndarray]  # (users, items, ratings)
+    holdout: tuple[np.ndarray, np.ndarray, np.ndarray]
+    cold_users: tuple[np.ndarray, np.ndarray]  # held-out users x kept items
+    cold_items: tuple[np.ndarray, np.ndarray]  # kept users x held-out items
+    dropped: int  # pairs of a held-out user and a held-out item (in neither protocol)
+
+
+def protocol_split(
+    share: float,
+    seed: int,
+    metadata: dict[str, Metadata],
+    ids: dict[str, list[str]],
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    holdout: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> ProtocolSplit:
+    """Hold out `share` of each side's ids (of all its ids, drawn among those with a feature column;
+    fixed seed) with every interaction they have, training and holdout alike.
+
+    Cold users: the held-out users' pairs with kept items. Cold items: the held-out items' pairs with
+    kept users. A pair of a held-out user and a held-out item is in neither (counted).
+    """
+    order: dict[str, np.ndarray] = {}
+    held_mask: dict[str, np.ndarray] = {}
+    kept: dict[str, list[str]] = {}
+    held: dict[str, list[str]] = {}
+    for n_side, side in enumerate(SIDES):
+        side_ids = ids[side]
+        mask = np.zeros(len(side_ids), dtype=bool)
+        meta = metadata.get(side)
+        if meta is not None:
+            usable = _with_columns(meta)
+            eligible = np.array([k for k, ident in enumerate(side_ids) if ident in usable], dtype=np.int64)
+            n = min(eligible.size, max(1, round(share * len(side_ids))))
+            if n:
+                mask[np.random.default_rng([seed, 7, n_side]).choice(eligible, size=n, replace=False)] = True
+        # new dense index: the kept ids in their order, then the held-out ids in theirs
+        perm = np.concatenate([np.flatnonzero(~mask), np.flatnonzero(mask)])
+        lut = np.empty(len(side_ids), dtype=np.int32)
+        lut[perm] = np.arange(len(side_ids), dtype=np.int32)
+        order[side], held_mask[side] = lut, mask
+        kept[side] = [side_ids[k] for k in np.flatnonzero(~mask)]
+        held[side] = [side_ids[k] for k in np.flatnonzero(mask)]
+
+    out_train: list[np.ndarray] = []
+    out_hold: list[np.ndarray] = []
+    cu: list[tuple[np.ndarray, np.ndarray]] = []
+    ci: list[tuple[np.ndarray, np.ndarray]] = []
+    dropped = 0
+    for rows, out in ((train, out_train), (holdout, out_hold)):
+        hu, hi = held_mask["user"][rows[0]], held_mask["item"][rows[1]]
+        u, i = order["user"][rows[0]], order["item"][rows[1]]
+        keep = ~hu & ~hi
+        out.extend([u[keep], i[keep], rows[2][keep]])
+        cu.append((u[hu & ~hi], i[hu & ~hi]))
+        ci.append((u[~hu & hi], i[~hu & hi]))
+        dropped += int((hu & hi).sum())
+    return ProtocolSplit(
+        kept=kept,
+        held=held,
+        train=(out_train[0], out_train[1], out_train[2]),
+        holdout=(out_hold[0], out_hold[1], out_hold[2]),
+        cold_users=(np.concatenate([a for a, _ in cu]), np.concatenate([b for _, b in cu])),
+        cold_items=(np.concatenate([a for a, _ in ci]), np.concatenate([b for _, b in ci])),
+        dropped=dropped,
+    )
+
+
 @dataclass(frozen=True)
 class Features:
     """The manifest's `features` object, the side matrices and the vocabularies (for the report)."""
@@ -295,8 +405,17 @@ class Features:
         return self.user_side.shape[1]
 
 
-def encode(metadata: dict[str, Metadata], user_ids: list[str], item_ids: list[str]) -> Features:
-    """Columns, side matrices and the manifest description from the parsed metadata of each side."""
+def encode(
+    metadata: dict[str, Metadata],
+    user_ids: list[str],
+    item_ids: list[str],
+    cold: dict[str, int] | None = None,
+) -> Features:
+    """Columns, side matrices and the manifest description from the parsed metadata of each side.
+
+    `cold`: per side, how many of the ids at the end of the list are cold (metadata only).
+    """
+    cold = cold or {}
     n_users, n_items = len(user_ids), len(item_ids)
     base = n_users + n_items
     width = {}
@@ -307,10 +426,16 @@ def encode(metadata: dict[str, Metadata], user_ids: list[str], item_ids: list[st
             width[side] = sum(len(_field_columns(f, meta.values[f.name])[1]) for f in meta.fields)
     feature_dim = base + width["user"] + width["item"]
     user_side, user_fields, user_counts, user_vocab = _side_matrix(
-        metadata.get("user"), "user", user_ids, 0, base, feature_dim
+        metadata.get("user"), "user", user_ids, 0, base, feature_dim, cold.get("user", 0)
     )
     item_side, item_fields, item_counts, item_vocab = _side_matrix(
-        metadata.get("item"), "item", item_ids, n_users, base + width["user"], feature_dim
+        metadata.get("item"),
+        "item",
+        item_ids,
+        n_users,
+        base + width["user"],
+        feature_dim,
+        cold.get("item", 0),
     )
     manifest: dict = {"columns": width["user"] + width["item"], "fields": user_fields + item_fields}
     report: dict = {}

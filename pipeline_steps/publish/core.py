@@ -49,23 +49,52 @@ def expires_at(config: PublishConfig, now: float) -> int:
 
 
 def user_item(
-    user_id: str, run_id: str, item_ids: list[str], scores: np.ndarray, expires: int
+    user_id: str,
+    run_id: str,
+    item_ids: list[str],
+    scores: np.ndarray,
+    expires: int,
+    *,
+    cold_items: np.ndarray | None = None,
+    cold: bool = False,
 ) -> tuple[dict, int]:
+    """`u#<user_id>, <run_id>`; `cold_items` marks the list's cold items, `cold` the user (decision
+    0018: a cold user's list comes from their feature query, not the popularity fallback)."""
     key = table.user_key(user_id, run_id)
     if len(key["pk"]["S"].encode("utf-8")) > table.MAX_KEY_BYTES:
         raise InputError(f"user id {user_id[:40]!r}... is longer than DynamoDB's key limit")
-    text, kept = encode_items(item_ids, scores)
+    text, kept = encode_items(item_ids, scores, cold_items)
     item = {**key, "items": {"S": text}, "expires_at": {"N": str(expires)}}
+    if cold:
+        item["cold"] = {"BOOL": True}
     return item, kept
 
 
-def related_item(item_id: str, run_id: str, item_ids: list[str], scores: np.ndarray, expires: int) -> dict:
+def related_item(
+    item_id: str,
+    run_id: str,
+    item_ids: list[str],
+    scores: np.ndarray,
+    expires: int,
+    *,
+    cold_items: np.ndarray | None = None,
+    cold: bool = False,
+) -> dict:
     """`i#<item_id>, <run_id>`: the item's related items, same `items` encoding and TTL as users'."""
     key = table.related_key(item_id, run_id)
     if len(key["pk"]["S"].encode("utf-8")) > table.MAX_KEY_BYTES:
         raise InputError(f"item id {item_id[:40]!r}... is longer than DynamoDB's key limit")
-    text, _ = encode_items(item_ids, scores)
-    return {**key, "items": {"S": text}, "expires_at": {"N": str(expires)}}
+    text, _ = encode_items(item_ids, scores, cold_items)
+    item = {**key, "items": {"S": text}, "expires_at": {"N": str(expires)}}
+    if cold:
+        item["cold"] = {"BOOL": True}
+    return item
+
+
+def cold_marks(item_idx: np.ndarray, first_cold: int, n_items: int) -> np.ndarray | None:
+    """Per entry, whether the item is cold (the tail [first_cold, n_items) of the item map); None when
+    the run has no cold item (the `items` string is then as before cold ids)."""
+    return None if first_cold >= n_items else item_idx >= first_cold
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,11 +228,21 @@ def _write_users(
     writer: BatchWriter,
 ) -> dict[str, int]:
     written = short = truncated = users_filled = 0
+    first_cold_user = inputs.manifest.first_cold("user")
+    first_cold_item, n_items = inputs.manifest.first_cold("item"), inputs.manifest.n_items
     rows = iter_run_part(s3, inputs, part, metric=config.index_metric, x=config.stored, filters=run.filters)
     for u, model_idx, model_scores in rows:
         item_idx, scores, n_filled = filled(u, model_idx, model_scores, inputs, run, config.stored)
         ids = [inputs.items[i] for i in item_idx]
-        item, kept = user_item(inputs.users[u], inputs.run_id, ids, scores, exp)
+        item, kept = user_item(
+            inputs.users[u],
+            inputs.run_id,
+            ids,
+            scores,
+            exp,
+            cold_items=cold_marks(item_idx, first_cold_item, n_items),
+            cold=u >= first_cold_user,
+        )
         if n_filled:
             item["filled"] = {"N": str(n_filled)}
         writer.put(item)
@@ -238,9 +277,15 @@ def _write_related(
         x=config.related_x,
         excluded=run.filters.excluded,
     )
+    first_cold_item, n_items = inputs.manifest.first_cold("item"), inputs.manifest.n_items
     for i, item_idx, scores in rows:
         ids = [inputs.items[j] for j in item_idx]
-        writer.put(related_item(inputs.items[i], inputs.run_id, ids, scores, exp))
+        marks = cold_marks(item_idx, first_cold_item, n_items)
+        writer.put(
+            related_item(
+                inputs.items[i], inputs.run_id, ids, scores, exp, cold_items=marks, cold=i >= first_cold_item
+            )
+        )
         written += 1
         short += item_idx.size < config.related_x
     return {"users_written": 0, "related_written": written, "related_short": short}
@@ -253,7 +298,11 @@ def fallback_item(
     run = run or load_run_filters(s3, inputs, config)
     size = config.fallback_size or config.stored
     order = run.order[:size]  # most popular first, ties by item index, filtered items left out
-    text, _ = encode_items([inputs.items[i] for i in order], run.popularity[order].astype(float))
+    text, _ = encode_items(
+        [inputs.items[i] for i in order],
+        run.popularity[order].astype(float),
+        cold_marks(order, inputs.manifest.first_cold("item"), inputs.manifest.n_items),
+    )
     return {**table.fallback_key(inputs.run_id), "items": {"S": text}, "expires_at": {"N": str(expires)}}
 
 

@@ -1,5 +1,9 @@
 """The read path: a user's top x (`get_recommendations`) and an item's related items (`get_related`).
 
+Cold ids (decision 0018): a cold user's result adds `"cold": true` (their list is personalised from
+their features, not the fallback), and so does a cold item's related result; cold items in a list
+carry `"cold": true`. Warm results are as before (no `cold` key).
+
 Each call is one GetItem on `<u#user|i#item>, <run_id>`; the pointer (`pointer`, `current`) is read
 once per `cache_ttl` seconds and per client. Unknown users get the run's popularity fallback, flagged
 `fallback: true` (a second GetItem); unknown items raise `UnknownItemError`.
@@ -211,7 +215,7 @@ def read_user(
     if fallback:
         item = dynamodb.get_item(TableName=table_name, Key=fallback_key(run["run_id"])).get("Item")
     items, n = _top(decode_items(item["items"]["S"]) if item else [], run, x, exclude)
-    return {
+    out = {
         "user_id": user_id,
         "items": items,
         "fallback": fallback,
@@ -219,6 +223,13 @@ def read_user(
         "published_at": run["published_at"],
         "x": n,
     }
+    if not fallback and _is_cold(item):
+        out["cold"] = True  # a cold user: the list comes from their features (decision 0018)
+    return out
+
+
+def _is_cold(item: dict[str, Any] | None) -> bool:
+    return bool(item and item.get("cold", {}).get("BOOL"))
 
 
 def get_related(
@@ -251,10 +262,13 @@ def read_related(
     if item is None:
         raise UnknownItemError(f"item {item_id!r} has no related items in run {run['run_id']!r}")
     items, n = _top(decode_items(item["items"]["S"]), run, x, exclude)
-    return {
+    out = {
         "item_id": item_id,
         "items": items,
         "run_id": run["run_id"],
         "published_at": run["published_at"],
         "x": n,
     }
+    if _is_cold(item):
+        out["cold"] = True  # a cold item: its related items come from its features
+    return out

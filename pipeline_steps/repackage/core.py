@@ -211,7 +211,8 @@ class SideMatrix:
                 f"{name}: indptr has shape {self.indptr.shape}, expected ({n_rows + 1},) from 0 to nnz"
             )
         if self.data.size != nnz or np.any(np.diff(self.indptr) < 1):
-            raise InputError(f"{name}: every row needs its one-hot and one value per column")
+            # a warm id's row holds its one-hot, a cold id's (decision 0018) its feature columns
+            raise InputError(f"{name}: every row needs at least one column, and one value per column")
         if self.indices.min() < 0 or self.indices.max() >= feature_dim:
             raise InputError(f"{name}: column out of range [0, {feature_dim})")
         self.n_rows = n_rows

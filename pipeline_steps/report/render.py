@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("metrics", "Metrics vs most popular and the previous run"),
+    ("cold", "Cold start: held-out users and items"),
     ("history", "Quality history"),
     ("activity", "Quality by user activity"),
     ("coverage", "Catalogue coverage and long tail"),
@@ -105,6 +106,34 @@ def _metrics(doc: Mapping[str, Any]) -> str:
         ax.legend()
 
     return out + (figure_png(draw) if names else "")
+
+
+def _cold(doc: Mapping[str, Any]) -> str:
+    """The cold protocols of evaluate (decision 0018): each with its own model and baseline metrics."""
+    ev = doc.get("evaluation") or {}
+    users, items = ev.get("cold_users"), ev.get("cold_items")
+    if not users and not items:
+        return note("cold protocols not run (topx:prepare.cold_protocols off, or no metadata)")
+    out = ""
+    x = str(doc.get("x"))
+    if users:
+        model, base = users.get("metrics") or {}, users.get("baseline") or {}
+        rows = [[n, model.get(n), base.get(n)] for n in SHOWN if n in model]
+        out += table(["cold users: metric @" + x, "features (this run)", "most popular"], rows)
+        out += note(
+            f"{users.get('n_eval_users')} of {users.get('held_out_users')} held-out users scored, each "
+            f"ranking {users.get('candidates')} items from their features"
+        )
+    if items:
+        model, base, rand = items.get("metrics") or {}, items.get("baseline") or {}, items.get("random") or {}
+        rows = [[n, model.get(n), base.get(n), rand.get(n)] for n in SHOWN if n in model]
+        out += table(
+            ["cold items: metric @" + x, "features (this run)", "category popularity", "random"], rows
+        )
+        out += note(
+            f"{items.get('n_eval_users')} users ranking the {items.get('held_out_items')} held-out items"
+        )
+    return out
 
 
 def _history(doc: Mapping[str, Any]) -> str:
@@ -258,6 +287,7 @@ def _stages(doc: Mapping[str, Any]) -> str:
 
 RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "metrics": _metrics,
+    "cold": _cold,
     "history": _history,
     "activity": _activity,
     "coverage": _coverage,

@@ -49,6 +49,14 @@ def test_feature_prefixes_are_read_by_prepare_only() -> None:
     assert not any(p.startswith("metadata/") for p in others)
 
 
+def test_evaluate_reads_the_knn_item_vectors_for_the_cold_protocols() -> None:
+    from infra.steps import step_access
+
+    access = step_access(build())
+    assert "runs/*/knn/train/" in access["evaluate"].read  # evaluate/cold.py ranks from them
+    assert "runs/*/knn/train/" not in access["publish"].read
+
+
 def test_cli_strings_and_dotted_keys() -> None:
     config = build(
         **{

@@ -106,7 +106,7 @@ def test_features_columns_side_matrices_and_counts(run_prepare) -> None:
     assert fields["occupation"]["side"] == "user" and fields["year"]["side"] == "item"
     assert m["feature_dim"] == base + 7 and m["features"]["columns"] == 7
     assert m["features"]["item"] == {"with_metadata": 3, "without_metadata": 1, "metadata_only": 1}
-    assert m["features"]["user"] == {"with_metadata": 4, "without_metadata": 0, "metadata_only": 0}
+    assert m["features"]["user"] == {"with_metadata": 4, "without_metadata": 0, "metadata_only": 0, "cold": 0}
     assert fields["genres"]["missing"] == 1 and fields["occupation"]["missing"] == 1
     assert fields["year"]["edges"] == [1992.5]  # the median of 1980, 1990, 1995, 2000
     Manifest.from_json(m, key="manifest.json")  # the reader's check accepts it

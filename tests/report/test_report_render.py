@@ -40,3 +40,28 @@ def test_previous_run_metrics_come_from_the_evaluation_when_no_run_record_has_th
 def test_notes_are_listed() -> None:
     html = render_html(minimal_doc(notes=["drift: not available (NoSuchKey: gone)"]))
     assert '<section id="notes">' in html and "<li>drift: not available (NoSuchKey: gone)</li>" in html
+
+
+def test_the_cold_protocols_are_shown_with_their_baselines() -> None:
+    assert "cold protocols not run" in render_html(minimal_doc())
+    doc = minimal_doc()
+    doc["evaluation"]["cold_users"] = {
+        "metrics": {"precision": 0.123},
+        "baseline": {"precision": 0.0456},
+        "n_eval_users": 5,
+        "held_out_users": 6,
+        "candidates": 40,
+    }
+    doc["evaluation"]["cold_items"] = {
+        "metrics": {"ndcg": 0.789},
+        "baseline": {"ndcg": 0.321},
+        "random": {"ndcg": 0.0111},
+        "n_eval_users": 7,
+        "held_out_items": 3,
+    }
+    html = render_html(doc)
+    section = html[html.index('<section id="cold">') :]
+    section = section[: section.index("</section>")]
+    for text in ("0.1230", "0.0456", "most popular", "0.7890", "0.3210", "0.0111", "category popularity"):
+        assert text in section
+    assert "5 of 6 held-out users" in section and "the 3 held-out items" in section
