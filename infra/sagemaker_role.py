@@ -40,6 +40,38 @@ VPC_DESCRIBE_ACTIONS = (
 )
 
 
+def job_runtime_statements(
+    pull_sid: str, repositories: list[str], log_resources: list[str]
+) -> list[iam.PolicyStatement]:
+    """What a SageMaker job's container needs to run (training, transform, processing): pull its
+    image from ECR, log to CloudWatch Logs, put SageMaker's own metrics (a role for SageMaker jobs,
+    https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html)."""
+    return [
+        iam.PolicyStatement(
+            sid=pull_sid,
+            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+            resources=repositories,
+        ),
+        iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+        iam.PolicyStatement(
+            sid="JobLogs",
+            actions=[
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                "logs:DescribeLogStreams",
+            ],
+            resources=log_resources,
+        ),
+        iam.PolicyStatement(
+            sid="JobMetrics",
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+        ),
+    ]
+
+
 class SageMakerRole(Construct):
     """`role`: reads only the channels and model data, writes only job outputs, pulls only our two images."""
 
@@ -78,31 +110,10 @@ class SageMakerRole(Construct):
                     "StringLike": {"s3:prefix": [p + "*" for p in (*READ_PREFIXES, *WRITE_PREFIXES)]}
                 },
             ),
-            iam.PolicyStatement(
-                sid="PullAlgorithmImages",
-                actions=[
-                    "ecr:BatchGetImage",
-                    "ecr:GetDownloadUrlForLayer",
-                    "ecr:BatchCheckLayerAvailability",
-                ],
-                resources=[images.repository_arn(a, region) for a in images.ALGORITHMS],
-            ),
-            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(
-                sid="JobLogs",
-                actions=[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DescribeLogStreams",
-                ],
-                resources=log_groups,
-            ),
-            iam.PolicyStatement(
-                sid="JobMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+            *job_runtime_statements(
+                "PullAlgorithmImages",
+                [images.repository_arn(a, region) for a in images.ALGORITHMS],
+                log_groups,
             ),
         ]
         policy = iam.Policy(self, "Policy", statements=statements, roles=[self.role])

@@ -27,6 +27,7 @@ from infra.bundling import STEPS_DIR
 from infra.config import AppConfig
 from infra.kms_access import allow_key, allow_volume_grants
 from infra.nag import acknowledge, finding
+from infra.sagemaker_role import job_runtime_statements
 from infra.steps import _grant_prefixes, step_access
 
 LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
@@ -84,31 +85,8 @@ class SparkPrepare(Construct):
             roles=[self.role],
             statements=[
                 iam.PolicyStatement(sid="ReadCode", actions=["s3:GetObject"], resources=code),
-                iam.PolicyStatement(
-                    sid="PullSparkImage",
-                    actions=[
-                        "ecr:BatchGetImage",
-                        "ecr:GetDownloadUrlForLayer",
-                        "ecr:BatchCheckLayerAvailability",
-                    ],
-                    resources=[images.spark_repository_arn(region)],
-                ),
-                iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-                iam.PolicyStatement(
-                    sid="JobLogs",
-                    actions=[
-                        "logs:CreateLogGroup",
-                        "logs:CreateLogStream",
-                        "logs:PutLogEvents",
-                        "logs:DescribeLogStreams",
-                    ],
-                    resources=[log_streams],
-                ),
-                iam.PolicyStatement(
-                    sid="JobMetrics",
-                    actions=["cloudwatch:PutMetricData"],
-                    resources=["*"],
-                    conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+                *job_runtime_statements(
+                    "PullSparkImage", [images.spark_repository_arn(region)], [log_streams]
                 ),
             ],
         )
