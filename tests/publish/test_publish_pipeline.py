@@ -210,7 +210,7 @@ def test_a_map_child_publishes_its_range_of_parts_loading_the_run_once(s3, dynam
     publish-batches.json entry), the run's ids and `seen` loaded once, each part marked done."""
     from pipeline_steps.publish import handler
 
-    ev, users = many_users_run(s3, "r1", n_users=230, parts=(100, 80, 50))
+    ev, _ = many_users_run(s3, "r1", n_users=230, parts=(100, 80, 50))
     monkeypatch.setenv("BUCKET_NAME", BUCKET)
     monkeypatch.setenv("TABLE_NAME", TABLE)
     monkeypatch.setenv("STEP_CONFIG", json.dumps({"x": 3}))

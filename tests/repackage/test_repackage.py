@@ -271,7 +271,7 @@ def test_publish_batches_are_ranges_of_the_user_then_item_parts_within_users_per
     out = repackage(s3=s3, bucket=BUCKET, event=event, config=config)
     qm = json.loads(s3.get_object(Bucket=BUCKET, Key=out["queries_manifest_key"])["Body"].read())
     sizes = [p["n_users"] for p in qm["parts"]] + [p["n_items"] for p in qm["related_parts"]]
-    assert sizes == [2, 2, 2, 1] + [2, 2, 1]  # 7 users, 5 items, 2 per part
+    assert sizes == [2, 2, 2, 1, 2, 2, 1]  # 7 users then 5 items, 2 per part
     batches = json.loads(s3.get_object(Bucket=BUCKET, Key=out["publish_batches_key"])["Body"].read())
     assert batches == [
         {"first_part": 0, "last_part": 0, "n_lists": 2},
