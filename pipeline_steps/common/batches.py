@@ -22,9 +22,10 @@ DEFAULT_USERS_PER_CHILD = 100_000
 MAX_USERS_PER_CHILD = 500_000
 
 # The Map's ItemReader reads this JSON array from S3 (InputType JSON,
-# https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itemreader.html: the file's size
-# limit is in the page's limits section, 10 GB when written); one range is ~50 bytes, and at 10M users
-# and the default 100,000 users per child the array has ~100 entries (a few KB).
+# https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itemreader.html, which also
+# states the reader's limits on the object's size and item count); one range is ~50 bytes, and at
+# 10M users and the default 100,000 per child the array has ~110 entries (a few KB), orders of
+# magnitude below any such limit.
 
 
 def publish_batches(sizes: Sequence[int], users_per_child: int) -> list[dict[str, int]]:

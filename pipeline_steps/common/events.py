@@ -78,7 +78,7 @@ class GuardResult(_Payload):
     fm_output_s3_uri: str
     knn_output_s3_uri: str
     transform_output_s3_uri: str
-    transform_output_prefix: str  # S3 listing prefix of the publish fan-out
+    transform_output_prefix: str  # the transform output prefix (the publish Map no longer lists it)
 
 
 @dataclass(frozen=True, kw_only=True)
