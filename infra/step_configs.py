@@ -3,8 +3,9 @@
 The shared values (`topx:x`, the k-NN `index_metric`, the FM instance count as prepare's
 `min_shards`, the transform's `max_payload_mb`, `response_budget_bytes` and `instance_count`, the
 quality metrics' CloudWatch namespace from `topx:alarms`, the training recipe `topx:recipe` for
-prepare; publish's `read_extra`, `related_x` and filters for repackage) are injected into the steps
-that use them, so they cannot disagree; a step section that sets one of them to another value is an error.
+prepare; publish's `read_extra`, `related_x`, `users_per_child` and filters for repackage) are
+injected into the steps that use them, so they cannot disagree; a step section that sets one of them
+to another value is an error.
 """
 
 from __future__ import annotations
@@ -53,7 +54,12 @@ _BUILDERS: dict[str, Callable[[dict[str, Any], str], Any]] = {
 }
 # Set in `topx:publish`, injected into repackage: k must count the stored extra, the related lists'
 # need and what the filters drop (repackage/core.py "k rule").
-FROM_PUBLISH = ("read_extra", "related_x", *(f.name for f in dataclasses.fields(FilterConfig)))
+FROM_PUBLISH = (
+    "read_extra",
+    "related_x",
+    "users_per_child",
+    *(f.name for f in dataclasses.fields(FilterConfig)),
+)
 _SHARED = {
     "x": ("repackage", "evaluate", "publish", "report"),
     "index_metric": ("evaluate", "publish", "report"),

@@ -28,6 +28,7 @@ from infra import sagemaker_tasks as sm
 from infra.config import AppConfig
 from infra.nag import acknowledge, finding, policy_wildcards
 from infra.retention import retention
+from pipeline_steps.common.layout import RunLayout
 
 if TYPE_CHECKING:
     from infra.spark_prepare import SparkPrepare
@@ -189,6 +190,17 @@ class Workflow(Construct):
             "Log delivery and X-Ray actions (CDK-generated for logging/tracing) have no resource-level "
             "permissions; SageMaker job and model names carry the run id, known only at run time.",
             applies_to=["Resource::*", *(finding(self, a) for a in sagemaker_arns)],
+        )
+        batches = self._bucket.arn_for_objects(RunLayout.wildcard().publish_batches)
+        self.state_machine.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[batches])
+        )
+        acknowledge(
+            self.state_machine.role,
+            "AwsSolutions-IAM5",
+            "The publish Map's ItemReader reads each run's publish-batches.json; the run id is known "
+            "only at run time (the key pattern names the object exactly otherwise).",
+            applies_to=[finding(self, batches)],
         )
         fan_out_policy = self.state_machine.node.try_find_child("DistributedMapPolicy")
         if isinstance(fan_out_policy, iam.Policy):
@@ -361,19 +373,25 @@ class Workflow(Construct):
         self, functions: Mapping[str, lambda_.IFunction], payload: Mapping[str, str]
     ) -> sfn.IChainable:
         """Choice at run time on repackage's user count (decision 0015): one `Publish` Lambda up to
-        `topx:publish.fan_out_above_users` users, a Distributed Map over the transform parts above."""
+        `topx:publish.fan_out_above_users` users, a Distributed Map over ranges of the query parts above."""
         single = self._lambda("Publish", functions["publish"], payload, "$.publish")
-        # One child execution per transform output part. The S3 listing is in key order, and the
-        # parts are users-00000.rec.out, users-00001.rec.out, ...: the item index is the part number.
+        # One child execution per range of query parts (decision 0015 "Publish fan-out in batches"):
+        # repackage writes the ranges as a JSON array (common/batches.py) and the Map reads it with
+        # s3:getObject, ReaderConfig.InputType JSON; each item's value is {"first_part", "last_part",
+        # "n_lists"} (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itemreader.html).
+        # `bucket_name_path` rather than `bucket`: CDK would grant s3:GetObject on the whole bucket;
+        # the exact key pattern is granted in __init__ (`publish_batches_grant`).
         fan_out = sfn.DistributedMap(
             self,
             "PublishParts",
-            item_reader=sfn.S3ObjectsItemReader(
-                bucket=self._bucket, prefix=sfn.JsonPath.string_at("$.run.transform_output_prefix")
+            item_reader=sfn.S3JsonItemReader(
+                bucket_name_path=self._bucket.bucket_name,
+                key=sfn.JsonPath.string_at("$.repackage.publish_batches_key"),
             ),
             item_selector={
                 **{k: sfn.JsonPath.string_at(v) for k, v in payload.items()},
-                "part": sfn.JsonPath.number_at("$$.Map.Item.Index"),
+                "first_part": sfn.JsonPath.number_at("$$.Map.Item.Value.first_part"),
+                "last_part": sfn.JsonPath.number_at("$$.Map.Item.Value.last_part"),
             },
             max_concurrency=PUBLISH_MAX_CONCURRENCY,
             result_path=sfn.JsonPath.DISCARD,

@@ -78,7 +78,7 @@ class GuardResult(_Payload):
     fm_output_s3_uri: str
     knn_output_s3_uri: str
     transform_output_s3_uri: str
-    transform_output_prefix: str  # S3 listing prefix of the publish fan-out
+    transform_output_prefix: str  # the transform output prefix (the publish Map no longer lists it)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +120,7 @@ class RepackageResult(_Payload):
     queries_manifest_key: str
     n_users: int  # the state machine's publish Choice (fan out above a user count)
     n_parts: int  # transform input objects: user parts, then item-query parts
+    publish_batches_key: str  # the publish Map's ItemReader object (common/batches.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,11 +135,13 @@ class RunResultsEvent(_Payload):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PublishPartEvent(RunResultsEvent):
-    """One Distributed Map item: the four fields + the query part number."""
+class PublishPartsEvent(RunResultsEvent):
+    """One Distributed Map item: the four fields + a range of query parts, both ends included
+    (an entry of repackage's `publish_batches_key` object, common/batches.py)."""
 
-    STEP = "publish part"
-    part: int
+    STEP = "publish parts"
+    first_part: int
+    last_part: int
 
 
 @dataclass(frozen=True, kw_only=True)

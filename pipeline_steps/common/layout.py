@@ -109,6 +109,12 @@ class RunLayout:
     def queries_manifest(self) -> str:
         return self.queries + "manifest.json"
 
+    @property
+    def publish_batches(self) -> str:
+        """Publish's fan-out ranges (common/batches.py): the Distributed Map's ItemReader object. Beside
+        the queries manifest, not under the transform's `users-` input prefix."""
+        return self.queries + "publish-batches.json"
+
     def query_part(self, index: int, width: int) -> str:
         return f"{self.queries_input}{index:0{width}d}.rec"
 

@@ -92,7 +92,7 @@ def run_names(
         "fm_output_s3_uri": f"s3://{bucket}/{layout.fm}",
         "knn_output_s3_uri": f"s3://{bucket}/{layout.knn_model}",
         "transform_output_s3_uri": f"s3://{bucket}/{layout.transform}",
-        "transform_output_prefix": layout.transform,  # S3 listing of the publish fan-out
+        "transform_output_prefix": layout.transform,  # the transform output prefix
     }
     return names
 

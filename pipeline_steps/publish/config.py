@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipeline_steps.common.batches import DEFAULT_USERS_PER_CHILD, MAX_USERS_PER_CHILD
 from pipeline_steps.common.config import between, one_of
 from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.common.filters import FilterConfig
@@ -30,6 +31,9 @@ class PublishConfig(FilterConfig):
     # The state machine publishes with one Lambda up to this many users and with a Distributed Map
     # over the transform parts above it (infra/workflow.py, decision 0015); 0 = always fan out
     fan_out_above_users: int = field(default=200_000, metadata=between(0))
+    # Each Map child publishes a contiguous range of parts holding at most this many lists (users,
+    # then items' related lists); repackage writes the ranges (common/batches.py, decision 0015)
+    users_per_child: int = field(default=DEFAULT_USERS_PER_CHILD, metadata=between(1, MAX_USERS_PER_CHILD))
     fallback_size: int = field(
         default=0, metadata=between(0, MAX_X)
     )  # items in the popularity fallback; 0 = x + read_extra

@@ -6,8 +6,9 @@ user's own exclusions never appear; a list the model cannot fill is topped up fr
 popularity order and flagged (`filled`: how many tail entries are fill).
 
 Event (docs/contracts.md): {"run_id", "manifest_key", "queries_manifest_key", "transform_output_s3_uri"}
-[+ "part" for `publish_part`]. `publish_run` = every part, then `finalize`; a Distributed Map calls
-`publish_part` once per query part and `finalize` once after all of them.
+[+ "first_part", "last_part" for a Map child]. `publish_run` = every part, then `finalize`; a
+Distributed Map child calls `publish_parts` on its range of query parts (repackage's publish batches,
+common/batches.py) and `finalize` runs once after all of them.
 """
 
 from __future__ import annotations
@@ -341,6 +342,49 @@ def finalize(
     )
 
 
+def publish_parts(
+    *,
+    s3: S3Client,
+    dynamodb: DynamoDBClient,
+    table_name: str,
+    inputs: RunInputs,
+    parts: range,
+    config: PublishConfig,
+    now: float | None = None,
+    writer_options: dict | None = None,
+    run_filters: RunFilters | None = None,
+) -> list[dict]:
+    """`publish_part` for each part of a contiguous range, in order, sharing one `config.max_seconds`
+    budget (one invocation stays within the Lambda timeout): `publish_run` passes every part, a Map
+    child its range (decision 0015 "Publish fan-out in batches"). Each part is marked done as it is
+    written, so a retried child rewrites the same items and `finalize` sees every part."""
+    run = run_filters or load_run_filters(s3, inputs, config)  # before any write
+    deadline = time.monotonic() + config.max_seconds
+    results = []
+    for p in parts:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise PublishTimeoutError(
+                f"publish of run {inputs.run_id} used its {config.max_seconds:.0f} s before part {p}; "
+                "the previous run stays current, re-run the step to complete this run"
+            )
+        results.append(
+            publish_part(
+                s3=s3,
+                dynamodb=dynamodb,
+                table_name=table_name,
+                inputs=inputs,
+                part=p,
+                config=config,
+                now=now,
+                writer_options=writer_options,
+                max_seconds=left,
+                run_filters=run,
+            )
+        )
+    return results
+
+
 def publish_run(
     *,
     s3: S3Client,
@@ -355,29 +399,17 @@ def publish_run(
     """Every part, then the flip: the default (non-Distributed-Map) state machine path."""
     inputs = load_inputs(s3, bucket, event)
     run = load_run_filters(s3, inputs, config)  # before any write: a bad filter file changes nothing
-    deadline = time.monotonic() + config.max_seconds
-    parts = []
-    for p in range(n_parts(inputs)):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise PublishTimeoutError(
-                f"publish of run {inputs.run_id} used its {config.max_seconds:.0f} s before part {p}; "
-                "the previous run stays current, re-run the step to complete this run"
-            )
-        parts.append(
-            publish_part(
-                s3=s3,
-                dynamodb=dynamodb,
-                table_name=table_name,
-                inputs=inputs,
-                part=p,
-                config=config,
-                now=now,
-                writer_options=writer_options,
-                max_seconds=left,
-                run_filters=run,
-            )
-        )
+    parts = publish_parts(
+        s3=s3,
+        dynamodb=dynamodb,
+        table_name=table_name,
+        inputs=inputs,
+        parts=range(n_parts(inputs)),
+        config=config,
+        now=now,
+        writer_options=writer_options,
+        run_filters=run,
+    )
     flipped = finalize(
         s3=s3,
         dynamodb=dynamodb,

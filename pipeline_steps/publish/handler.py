@@ -1,8 +1,9 @@
 """Lambda handlers of the publish step (thin: parse env + event, build clients, call the core).
 
 `handler`: every part then the pointer flip (default state machine).
-`part_handler` / `finalize_handler`: one query part per Map iteration (event adds "part": int),
-then the flip once all parts are written.
+`part_handler` / `finalize_handler`: one range of query parts per Map iteration (event adds
+"first_part", "last_part": ints, both included; common/batches.py), then the flip once all parts are
+written.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 
 import boto3
 
+from pipeline_steps.common.batches import check_range
 from pipeline_steps.common.config import env_config, require_env
-from pipeline_steps.common.events import PublishPartEvent, PublishResult, RunResultsEvent
+from pipeline_steps.common.events import PublishPartsEvent, PublishResult, RunResultsEvent
 from pipeline_steps.common.runio import load_inputs
 from pipeline_steps.publish import core
 from pipeline_steps.publish.config import PublishConfig
@@ -45,14 +47,23 @@ def handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
 
 def part_handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     bucket, table, config = _env()
-    ev = PublishPartEvent.parse(event)
+    ev = PublishPartsEvent.parse(event)
     s3 = boto3.client("s3")
-    inputs = load_inputs(s3, bucket, ev)
-    result = core.publish_part(
-        s3=s3, dynamodb=boto3.client("dynamodb"), table_name=table, inputs=inputs, part=ev.part, config=config
+    inputs = load_inputs(s3, bucket, ev)  # once for the whole range
+    parts = check_range(ev.first_part, ev.last_part, core.n_parts(inputs), where="publish parts event")
+    results = core.publish_parts(
+        s3=s3, dynamodb=boto3.client("dynamodb"), table_name=table, inputs=inputs, parts=parts, config=config
     )
-    log.info(json.dumps({"step": "publish_part", **result}))
-    return result
+    for result in results:
+        log.info(json.dumps({"step": "publish_part", **result}))
+    return {
+        "first_part": ev.first_part,
+        "last_part": ev.last_part,
+        **{
+            name: sum(r[name] for r in results)
+            for name in ("users_written", "related_written", "requests", "throttled_requests")
+        },
+    }
 
 
 def finalize_handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipeline_steps.common import sizing
+from pipeline_steps.common.batches import DEFAULT_USERS_PER_CHILD, MAX_USERS_PER_CHILD
 from pipeline_steps.common.config import between
 from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.common.filters import FilterConfig
@@ -13,7 +14,7 @@ from pipeline_steps.common.limits import MAX_X
 
 @dataclass(frozen=True, kw_only=True)
 class RepackageConfig(FilterConfig):
-    """The filter fields, `read_extra` and `related_x` are injected from `topx:publish`.
+    """The filter fields, `read_extra`, `related_x` and `users_per_child` are injected from `topx:publish`.
 
     (infra/step_configs.py): the k rule must count what publish stores and drops.
     """
@@ -21,6 +22,8 @@ class RepackageConfig(FilterConfig):
     x: int = field(default=10, metadata=between(1, MAX_X))  # the top-x published (as publish/evaluate)
     read_extra: int = field(default=10, metadata=between(0, MAX_X))  # stored beyond x (read-time filters)
     related_x: int = field(default=10, metadata=between(0, MAX_X))  # related items per item; 0 = off
+    # publish's Map children (injected from `topx:publish`): the ranges repackage writes for them
+    users_per_child: int = field(default=DEFAULT_USERS_PER_CHILD, metadata=between(1, MAX_USERS_PER_CHILD))
     max_k: int = 1000  # cap on neighbours per query (transform output size grows with k); >= x
     # k covers this quantile of the users' need x + read_extra + dropped(u) (1.0 = the heaviest user);
     # users beyond it are topped up from the filtered popularity order by publish (decision 0015)

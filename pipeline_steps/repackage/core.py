@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline_steps.common import sizing
+from pipeline_steps.common.batches import publish_batches
 from pipeline_steps.common.events import RepackageEvent, RepackageResult
 from pipeline_steps.common.filters import Filters, load_filters, no_filters
 from pipeline_steps.common.layout import RunLayout
@@ -439,6 +440,9 @@ def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config
             "filters": {**filters.counts, "max_dropped": int(dropped.max()) if dropped.size else 0},
         },
     )
+    # publish's Map ranges (decision 0015 "Publish fan-out in batches"), in publish's part order
+    sizes = [p["n_users"] for p in parts] + [p["n_items"] for p in related_parts]
+    put_json(s3, bucket, layout.publish_batches, publish_batches(sizes, config.users_per_child))
     return RepackageResult(
         knn_train_s3_uri=s3_uri(bucket, layout.knn_train),
         # The `users-` key prefix (not the folder): the transform must not read manifest.json as input.
@@ -449,4 +453,5 @@ def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config
         queries_manifest_key=queries_manifest_key,
         n_users=manifest.n_users,
         n_parts=len(parts) + len(related_parts),
+        publish_batches_key=layout.publish_batches,
     ).to_json()

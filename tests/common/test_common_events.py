@@ -18,8 +18,8 @@ RUN = {
 
 
 def test_parse_keeps_the_fields_and_ignores_extra_keys() -> None:
-    ev = events.PublishPartEvent.parse({**RUN, "part": 2, "extra": 1})
-    assert (ev.run_id, ev.part) == ("r1", 2)
+    ev = events.PublishPartsEvent.parse({**RUN, "first_part": 2, "last_part": 4, "n_lists": 9})
+    assert (ev.run_id, ev.first_part, ev.last_part) == ("r1", 2, 4)
     assert events.RunResultsEvent.parse(ev) is ev  # already parsed: passed through
 
 
@@ -28,8 +28,17 @@ def test_parse_keeps_the_fields_and_ignores_extra_keys() -> None:
     [
         (events.RepackageEvent, {"run_id": "r1", "manifest_key": "m"}, r"lacks \['model_s3_uri'\]"),
         (events.PrepareEvent, {"run_id": ""}, r"prepare event lacks \['run_id'\]"),
-        (events.PublishPartEvent, {**RUN, "part": "0"}, "field 'part' must be an integer, got '0'"),
-        (events.PublishPartEvent, {**RUN, "part": True}, "field 'part' must be an integer"),
+        (
+            events.PublishPartsEvent,
+            {**RUN, "first_part": "0", "last_part": 1},
+            "field 'first_part' must be an integer, got '0'",
+        ),
+        (
+            events.PublishPartsEvent,
+            {**RUN, "first_part": 0, "last_part": True},
+            "'last_part' must be an integer",
+        ),
+        (events.PublishPartsEvent, {**RUN, "part": 0}, r"lacks \['first_part', 'last_part'\]"),
         (events.RunResultsEvent, {**RUN, "run_id": 7}, "field 'run_id' must be a string, got 7"),
         (events.GuardEvent, [], "expected a JSON object, got list"),
     ],
@@ -77,6 +86,7 @@ def test_result_keys_are_the_contract() -> None:
         "queries_manifest_key",
         "n_users",
         "n_parts",
+        "publish_batches_key",
     ]
     assert keys(events.EvaluateResult) == ["metrics_key", "passed", "model", "baseline"]
     assert keys(events.PublishResult) == ["run_id", "users_written", "pointer"]

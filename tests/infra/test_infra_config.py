@@ -168,6 +168,12 @@ def test_numeric_hyperparameters_become_sagemaker_strings() -> None:
             "'topx:repackage.read_extra' (3) differs from 'topx:publish.read_extra' (10)",
         ),
         ({"publish.related_x": -1}, "topx:publish.related_x: must be in 0..1000"),
+        ({"publish.users_per_child": 0}, "topx:publish.users_per_child: must be in 1..500000"),
+        ({"publish.users_per_child": 600_000}, "topx:publish.users_per_child: must be in 1..500000"),
+        (
+            {"repackage.users_per_child": 7},
+            "'topx:repackage.users_per_child' (7) differs from 'topx:publish.users_per_child' (100000)",
+        ),
         ({"prepare.label_mode": "stars"}, "topx:prepare.label_mode: 'stars' is not one of"),
         ({"prepare.negative_ratio": 0}, "topx:prepare.negative_ratio: must be >= 1, got 0"),
         (
@@ -263,6 +269,7 @@ def test_publish_list_settings_and_filters_reach_repackage() -> None:
         **{
             "publish.read_extra": 5,
             "publish.related_x": 0,
+            "publish.users_per_child": 40_000,
             "publish.filter_metadata_key": "catalog/items.tsv",
             "publish.filter_metadata_column": "category",
             "publish.filter_metadata_exclude": ["adult"],
@@ -271,6 +278,7 @@ def test_publish_list_settings_and_filters_reach_repackage() -> None:
     repackage, publish = config.steps.repackage, config.steps.publish
     assert (repackage.read_extra, repackage.related_x) == (publish.read_extra, publish.related_x) == (5, 0)
     assert repackage.filter_keys() == publish.filter_keys() == {"filter_metadata_key": "catalog/items.tsv"}
+    assert repackage.users_per_child == publish.users_per_child == 40_000  # repackage writes the ranges
     assert repackage.filter_metadata_exclude == ("adult",)
     assert config.steps.for_step("repackage")["filter_metadata_exclude"] == ("adult",)
 

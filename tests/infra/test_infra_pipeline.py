@@ -190,6 +190,23 @@ def _statements(template: dict, role_fragment: str) -> list[dict]:
     return found
 
 
+def test_state_machine_reads_only_the_publish_batches_objects(pipeline: Template) -> None:
+    """The publish Map's ItemReader needs s3:GetObject on the batches object (least privilege: that
+    key pattern, not the bucket's `/*` that CDK's S3JsonItemReader(bucket=...) would grant)."""
+    template = pipeline.to_json()
+    reads = [
+        r
+        for s in _statements(template, "StateMachineRole")
+        if "s3:GetObject" in _list(s["Action"])
+        for r in _list(s["Resource"])
+    ]
+    assert [json.dumps(r).split("/", 1)[1].rstrip('"]}') for r in reads] == [
+        "runs/*/knn/queries/publish-batches.json"
+    ]
+    listing = [s for s in _statements(template, "StateMachineRole") if "s3:ListBucket" in _list(s["Action"])]
+    assert listing == []  # the S3 listing reader (one child per part) is gone
+
+
 def test_state_machine_passes_only_the_sagemaker_role_only_to_sagemaker(pipeline: Template) -> None:
     template = pipeline.to_json()
     passes = [s for s in _statements(template, "StateMachineRole") if s["Action"] == "iam:PassRole"]
@@ -342,8 +359,14 @@ def test_options_spot_fan_out_no_schedule_email(options_synth: Synth) -> None:
     assert fm["HyperParameters"]["epochs"] == "7"  # dotted -c override
     fan_out = asl["States"]["PublishParts"]
     assert fan_out["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
-    assert fan_out["ItemReader"]["Parameters"]["Prefix.$"] == "$.run.transform_output_prefix"
-    assert fan_out["ItemSelector"]["part.$"] == "$$.Map.Item.Index"
+    # one child per range of parts from repackage's batches object (decision 0015)
+    reader = fan_out["ItemReader"]
+    assert reader["Resource"].endswith(":states:::s3:getObject")
+    assert reader["ReaderConfig"] == {"InputType": "JSON"}
+    assert reader["Parameters"]["Key.$"] == "$.repackage.publish_batches_key"
+    assert fan_out["ItemSelector"]["first_part.$"] == "$$.Map.Item.Value.first_part"
+    assert fan_out["ItemSelector"]["last_part.$"] == "$$.Map.Item.Value.last_part"
+    assert "part.$" not in fan_out["ItemSelector"]
     assert fan_out["Next"] == "PublishFinalize"
     assert asl["States"]["PublishFanOut"]["Choices"][0]["NumericGreaterThan"] == 0  # -c override
     assert resources(template, "AWS::Events::Rule") == {}

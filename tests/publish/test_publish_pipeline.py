@@ -196,13 +196,74 @@ def test_handlers_follow_the_contract(s3, dynamodb, monkeypatch):
     monkeypatch.setenv("BUCKET_NAME", BUCKET)
     monkeypatch.setenv("TABLE_NAME", TABLE)
     monkeypatch.setenv("STEP_CONFIG", json.dumps({"x": 3, "ttl_days": 7}))
-    assert handler.part_handler({**ev, "part": 0})["users_written"] == 100
-    assert handler.part_handler({**ev, "part": 1})["users_written"] == 80
+    assert handler.part_handler({**ev, "first_part": 0, "last_part": 0})["users_written"] == 100
+    assert handler.part_handler({**ev, "first_part": 1, "last_part": 1})["users_written"] == 80
     assert handler.finalize_handler(ev) == {"run_id": "r1", "users_written": 180, "pointer": "r1"}
     assert handler.handler(ev) == {"run_id": "r1", "users_written": 180, "pointer": "r1"}
     monkeypatch.setenv("STEP_CONFIG", json.dumps({"x": 3, "tll_days": 7}))
     with pytest.raises(InputError, match="unknown key"):
         handler.handler(ev)
+
+
+def test_a_map_child_publishes_its_range_of_parts_loading_the_run_once(s3, dynamodb, monkeypatch):
+    """Decision 0015 "Publish fan-out in batches": one child = a range of parts (repackage's
+    publish-batches.json entry), the run's ids and `seen` loaded once, each part marked done."""
+    from pipeline_steps.publish import handler
+
+    ev, _ = many_users_run(s3, "r1", n_users=230, parts=(100, 80, 50))
+    monkeypatch.setenv("BUCKET_NAME", BUCKET)
+    monkeypatch.setenv("TABLE_NAME", TABLE)
+    monkeypatch.setenv("STEP_CONFIG", json.dumps({"x": 3}))
+    loads = []
+    monkeypatch.setattr(handler, "load_inputs", lambda *a: loads.append(a) or core.load_inputs(*a))
+    out = handler.part_handler({**ev, "first_part": 0, "last_part": 1, "n_lists": 180})
+    assert out == {**out, "first_part": 0, "last_part": 1, "users_written": 180, "related_written": 0}
+    assert len(loads) == 1
+    record = versioning.read_run(dynamodb, TABLE, "r1")
+    assert record["status"] == "writing" and record["part_users"] == {"0": 100, "1": 80}  # each marked done
+    with pytest.raises(versioning.PublishStateError, match=r"parts \[2\] not written"):
+        handler.finalize_handler(ev)
+    assert handler.part_handler({**ev, "first_part": 2, "last_part": 2})["users_written"] == 50
+    assert handler.finalize_handler(ev) == {"run_id": "r1", "users_written": 230, "pointer": "r1"}
+    for first, last in ((2, 3), (1, 0)):
+        with pytest.raises(InputError, match=rf"publish parts event: parts {first}\.\.{last} are not"):
+            handler.part_handler({**ev, "first_part": first, "last_part": last})
+
+
+def test_the_parts_of_one_child_share_one_time_budget(s3, dynamodb, monkeypatch):
+    from pipeline_steps.publish.writer import PublishTimeoutError
+
+    ev, _ = many_users_run(s3, "r1")
+    inputs = core.load_inputs(s3, BUCKET, ev)
+    clock = [0.0]
+    monkeypatch.setattr(core.time, "monotonic", lambda: clock[0])
+    one_part = core.publish_part
+
+    def slow_part(**kw):
+        assert kw["max_seconds"] == 10.0 - clock[0]  # what is left of the child's budget
+        clock[0] += 10.0  # the first part takes the child's whole 10 s
+        return one_part(**kw)
+
+    monkeypatch.setattr(core, "publish_part", slow_part)
+    with pytest.raises(PublishTimeoutError, match="used its 10 s before part 1"):
+        core.publish_parts(
+            s3=s3,
+            dynamodb=dynamodb,
+            table_name=TABLE,
+            inputs=inputs,
+            parts=range(2),
+            config=cfg(max_seconds=10.0),
+        )
+    clock[0] = 0.0
+    done = core.publish_parts(
+        s3=s3,
+        dynamodb=dynamodb,
+        table_name=TABLE,
+        inputs=inputs,
+        parts=range(1, 2),
+        config=cfg(max_seconds=10.0),
+    )
+    assert [d["part"] for d in done] == [1]
 
 
 def test_bad_inputs_name_the_file(s3, dynamodb):

@@ -113,6 +113,38 @@ def test_fan_out_parts_after_the_user_parts_are_the_item_parts(s3, dynamodb):
     assert table.read_pointer(dynamodb, TABLE) is None
 
 
+def test_one_child_range_spans_the_user_part_and_the_item_parts(s3, dynamodb):
+    from pipeline_steps.common.batches import publish_batches
+    from pipeline_steps.common.runio import load_inputs
+
+    ev = related_run(s3)
+    inputs = load_inputs(s3, BUCKET, ev)
+    config = cfg(x=2, related_x=2)
+    sizes = [p.n_users for p in inputs.queries.parts] + [p.n_items for p in inputs.queries.related_parts]
+    batches = publish_batches(sizes, 7)  # 3 users + 4 items, then 2 items
+    assert [(b["first_part"], b["last_part"]) for b in batches] == [(0, 1), (2, 2)]
+    done = [
+        core.publish_parts(
+            s3=s3,
+            dynamodb=dynamodb,
+            table_name=TABLE,
+            inputs=inputs,
+            parts=range(b["first_part"], b["last_part"] + 1),
+            config=config,
+            now=NOW,
+        )
+        for b in batches
+    ]
+    assert [[(d["users_written"], d["related_written"]) for d in child] for child in done] == [
+        [(3, 0), (0, 4)],
+        [(0, 2)],
+    ]
+    core.finalize(s3=s3, dynamodb=dynamodb, table_name=TABLE, inputs=inputs, config=config, now=NOW)
+    record = table.read_run(dynamodb, TABLE, "r1")
+    assert record["related_written"] == 6 and record["users_written"] == 3
+    assert table.read_pointer(dynamodb, TABLE)["run_id"] == "r1"
+
+
 def test_stored_lists_hold_x_plus_read_extra_and_readers_get_x_from_the_pointer(s3, dynamodb):
     publish(s3, dynamodb, related_run(s3), cfg(x=1, read_extra=1))
     assert listed(dynamodb, table.user_key("u1", "r1")) == ["i3", "i5"]

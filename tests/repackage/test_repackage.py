@@ -131,6 +131,7 @@ def test_returns_contract_strings_and_separate_keys(s3):
         "queries_manifest_key": "runs/r1/knn/queries/manifest.json",
         "n_users": N_USERS,  # an integer: the state machine's publish Choice compares it
         "n_parts": 1,
+        "publish_batches_key": "runs/r1/knn/queries/publish-batches.json",
     }
     listed = [
         o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/r1/knn/queries/users-")["Contents"]
@@ -259,6 +260,27 @@ def test_item_queries_are_factor_vectors_against_the_same_index_sized_like_user_
         o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/r1/knn/queries/users-")["Contents"]
     ]
     assert listed == [p["key"] for p in qm["parts"]] + [p["key"] for p in qm["related_parts"]]
+
+
+def test_publish_batches_are_ranges_of_the_user_then_item_parts_within_users_per_child(s3):
+    """Decision 0015 "Publish fan-out in batches": the publish Map reads these ranges (one child
+    each); part p is publish's part p (user parts, then item-query parts)."""
+    rng = np.random.default_rng(8)
+    event = setup(s3, rng, fm_model_bytes(random_model(rng)))
+    config = cfg(x=1, read_extra=2, related_x=2, users_per_shard=2, users_per_child=3)
+    out = repackage(s3=s3, bucket=BUCKET, event=event, config=config)
+    qm = json.loads(s3.get_object(Bucket=BUCKET, Key=out["queries_manifest_key"])["Body"].read())
+    sizes = [p["n_users"] for p in qm["parts"]] + [p["n_items"] for p in qm["related_parts"]]
+    assert sizes == [2, 2, 2, 1, 2, 2, 1]  # 7 users then 5 items, 2 per part
+    batches = json.loads(s3.get_object(Bucket=BUCKET, Key=out["publish_batches_key"])["Body"].read())
+    assert batches == [
+        {"first_part": 0, "last_part": 0, "n_lists": 2},
+        {"first_part": 1, "last_part": 1, "n_lists": 2},
+        {"first_part": 2, "last_part": 3, "n_lists": 3},  # the last user part and ...
+        {"first_part": 4, "last_part": 4, "n_lists": 2},  # ... the item parts: ranges, never split
+        {"first_part": 5, "last_part": 6, "n_lists": 3},
+    ]
+    assert out["n_parts"] == 7 == batches[-1]["last_part"] + 1
 
 
 @pytest.mark.parametrize(
