@@ -171,9 +171,7 @@ def main() -> int:
     parser.add_argument("--child")
     parser.add_argument("--endpoint")
     parser.add_argument("--run")
-    parser.add_argument(
-        "--only-evaluate", action="store_true", help="skip repackage_whole and publish (evaluate before/after)"
-    )
+    parser.add_argument("--only-evaluate", action="store_true", help="skip repackage_whole and publish")
     parser.add_argument(
         "--max-users", type=int, default=None, help="evaluate's sample (default: EvaluateConfig's)"
     )
