@@ -82,16 +82,18 @@ def part_counts(eligible: np.ndarray, firsts: np.ndarray, sizes: np.ndarray) -> 
 def sample_parts(counts: np.ndarray, max_rows: int, seed: int) -> np.ndarray | None:
     """Sorted indices of the parts to read, or None: every part (the total is at most `max_rows`).
 
-    A cluster sample: the parts in a random order (`numpy.random.default_rng(seed).permutation`),
-    taken until their eligible rows (`counts`) reach `max_rows`. Each part has the same chance to be
-    drawn whatever its position, so the mean over the scored rows estimates the mean over all
-    eligible rows even when parts differ (dense indices follow the ids' order, decision 0002, which
-    may follow sign-up time and so activity); metrics.py's interval is over parts.
+    A cluster sample: the parts with eligible rows (`counts` > 0; the others have nothing to score)
+    in a random order (`numpy.random.default_rng(seed).permutation`), taken until their eligible
+    rows reach `max_rows`. Each part has the same chance to be drawn whatever its position, so the
+    mean over the scored rows estimates the mean over all eligible rows even when parts differ
+    (dense indices follow the ids' order, decisions 0002 and 0014, which may follow sign-up time and
+    so activity); metrics.py's interval is over parts.
     """
     total = int(counts.sum())
     if not max_rows or total <= max_rows:
         return None
-    order = np.random.default_rng(seed).permutation(counts.size)
+    candidates = np.flatnonzero(counts > 0)
+    order = candidates[np.random.default_rng(seed).permutation(candidates.size)]
     taken = int(np.searchsorted(np.cumsum(counts[order]), max_rows)) + 1
     return np.sort(order[:taken])
 

@@ -127,8 +127,10 @@ def test_sample_parts_takes_parts_until_max_rows_and_none_when_all_fit():
     for seed in range(20):
         chosen = sample_parts(counts, 10, seed)
         assert chosen is not None and np.all(np.diff(chosen) > 0)
-        order = np.random.default_rng(seed).permutation(counts.size)
-        taken = order[: chosen.size]
+        assert 1 not in chosen  # a part without eligible rows is never read
+        nonempty = np.array([0, 2, 3, 4, 5])
+        taken = nonempty[np.random.default_rng(seed).permutation(5)][: chosen.size]
+        assert np.array_equal(np.sort(taken), chosen)
         assert counts[taken].sum() >= 10 > counts[taken[:-1]].sum()  # the smallest prefix reaching 10
     eligible = np.array([1, 0, 1, 1, 0, 0, 1], bool)
     assert part_counts(eligible, np.array([0, 3, 5]), np.array([3, 2, 2])).tolist() == [2, 1, 1]
