@@ -9,8 +9,8 @@ approximation, mean ± 1.96 s/√n (s the sample standard deviation of the per-u
 sample (evaluate scores every eligible user of a random set of transform parts, decision 0015): the
 users of one part are not independent draws, so the interval is the ratio estimator's over parts,
 r ± 1.96 √v with r = Σ y_p / Σ m_p, v = Σ (y_p − r m_p)² / (n (n − 1) m̄²) (y_p the part's sum of the
-metric, m_p its users scored, n parts, m̄ = Σ m_p / n; Cochran, Sampling Techniques, 3rd ed., §11.7,
-the linearised variance of a ratio). Neither has a finite-population correction: the interval speaks
+metric, m_p its users scored, n parts, m̄ = Σ m_p / n; the linearised variance of a ratio, Cochran,
+Sampling Techniques, 3rd ed., ch. 6). Neither has a finite-population correction: the interval speaks
 of users like these, not only of this run's. Coverage is not a per-user mean and gets none.
 """
 
