@@ -9,7 +9,9 @@ and the largest shape: log(increment ratio) / log(interaction ratio), and the sa
 
 Baselines measured in the same run: repackage reading the whole FM artifact (the path before
 streaming, kept as the fallback) against the streamed repackage, and evaluate scoring every user
-(`max_users` 0) against the default sample. The transform is SageMaker's (not a Lambda): its output
+(`max_users` 0) against the sample (`--max-users`, default `topx:evaluate.max_users`). Each step
+also reports its S3 GetObject calls and the bytes of the objects they opened (`get_objects`,
+`get_bytes`). The transform is SageMaker's (not a Lambda): its output
 is synthesised here at the run's k (x 10, no read extra or related items, `max_k` 40 to keep the
 files small; k is the same at every shape, as the quantile rule makes it).
 
@@ -41,7 +43,19 @@ FACTORS, X, MAX_K = 32, 10, 40
 # -- the steps, in child processes ---------------------------------------------------------------
 
 
-def child(step: str, endpoint: str, run: str) -> None:
+def count_gets(s3) -> dict[str, int]:
+    """GetObject calls and the bytes of the objects they opened (ContentLength), on this client."""
+    got = {"get_objects": 0, "get_bytes": 0}
+
+    def after(http_response, parsed, **_kwargs):
+        got["get_objects"] += 1
+        got["get_bytes"] += int(parsed.get("ContentLength", 0))
+
+    s3.meta.events.register("after-call.s3.GetObject", after)
+    return got
+
+
+def child(step: str, endpoint: str, run: str, max_users: int) -> None:
     from pipeline_steps.common.config import config_from_dict
     from pipeline_steps.evaluate.config import EvaluateConfig
     from pipeline_steps.evaluate.core import evaluate_run
@@ -54,6 +68,7 @@ def child(step: str, endpoint: str, run: str) -> None:
     s3, dynamodb = clients(endpoint)
     s3.list_buckets()
     dynamodb.list_tables()
+    got = count_gets(s3)
     start_rss = proc_kb("VmRSS")
     started = time.perf_counter()
     if step.startswith("repackage"):
@@ -73,9 +88,11 @@ def child(step: str, endpoint: str, run: str) -> None:
         }
         repackage.repackage(s3=s3, bucket=BUCKET, event=ev, config=config)
     elif step.startswith("evaluate"):
-        max_users = 0 if step == "evaluate_all" else EvaluateConfig().max_users
         evaluate_run(
-            s3=s3, bucket=BUCKET, event=event(BUCKET, run), config=EvaluateConfig(max_users=max_users)
+            s3=s3,
+            bucket=BUCKET,
+            event=event(BUCKET, run),
+            config=EvaluateConfig(max_users=0 if step == "evaluate_all" else max_users),
         )
     else:
         config = config_from_dict(PublishConfig, {"x": X, "read_extra": 0, "related_x": 0}, where="bench")
@@ -84,11 +101,15 @@ def child(step: str, endpoint: str, run: str) -> None:
         )
     seconds = time.perf_counter() - started
     peak = proc_kb("VmHWM")
-    print(json.dumps({"step": step, "seconds": seconds, "start_rss_kb": start_rss, "peak_rss_kb": peak}))
+    print(
+        json.dumps({"step": step, "seconds": seconds, "start_rss_kb": start_rss, "peak_rss_kb": peak, **got})
+    )
 
 
-def run_child(step: str, endpoint: str, run: str) -> dict:
-    return steps_support.run_child(__file__, step, "--endpoint", endpoint, "--run", run)
+def run_child(step: str, endpoint: str, run: str, max_users: int) -> dict:
+    return steps_support.run_child(
+        __file__, step, "--endpoint", endpoint, "--run", run, "--max-users", str(max_users)
+    )
 
 
 # -- synthetic data ------------------------------------------------------------------------------
@@ -150,10 +171,18 @@ def main() -> int:
     parser.add_argument("--child")
     parser.add_argument("--endpoint")
     parser.add_argument("--run")
+    parser.add_argument("--only-evaluate", action="store_true", help="skip repackage_whole and publish")
+    parser.add_argument(
+        "--max-users", type=int, default=None, help="evaluate's sample (default: EvaluateConfig's)"
+    )
     args = parser.parse_args()
     use_bench_credentials()
+    if args.max_users is None:
+        from pipeline_steps.evaluate.config import EvaluateConfig
+
+        args.max_users = EvaluateConfig().max_users
     if args.child:
-        child(args.child, args.endpoint, args.run)
+        child(args.child, args.endpoint, args.run, args.max_users)
         return 0
 
     endpoint, conn, _server = moto_process.start(moto_process.serve)
@@ -168,26 +197,34 @@ def main() -> int:
         run = f"bench-{index}"
         shape = setup_shape(s3, run, n, args.seed + index)
         for step in STEPS[:2]:
-            results[step].append(run_child(step, endpoint, run))
+            if args.only_evaluate and step == "repackage_whole":
+                continue
+            results[step].append(run_child(step, endpoint, run, args.max_users))
         shape["transform"] = synth_transform(s3, run, args.seed + index)
         for step in STEPS[2:]:
-            results[step].append(run_child(step, endpoint, run))
+            if args.only_evaluate and step == "publish":
+                continue
+            results[step].append(run_child(step, endpoint, run, args.max_users))
         shapes.append(shape)
-        print(json.dumps({"shape": shape, **{s: results[s][-1] for s in STEPS}}))
+        print(json.dumps({"shape": shape, **{s: results[s][-1] for s in STEPS if results[s]}}))
     conn.send("stop")
 
     n_a, n_b = shapes[0]["interactions"], shapes[-1]["interactions"]
     steps = {}
     for step, rows in results.items():
+        if not rows:
+            continue
         inc = [(r["peak_rss_kb"] - r["start_rss_kb"]) / 1024 for r in rows]
         steps[step] = {
             "peak_rss_mb": [round(r["peak_rss_kb"] / 1024, 1) for r in rows],
             "rss_increment_mb": [round(v, 1) for v in inc],
             "seconds": [round(r["seconds"], 2) for r in rows],
+            "get_objects": [r["get_objects"] for r in rows],
+            "get_bytes": [r["get_bytes"] for r in rows],
             "rss_exponent": exponent(inc[0], inc[-1], n_a, n_b),
             "time_exponent": exponent(rows[0]["seconds"], rows[-1]["seconds"], n_a, n_b),
         }
-    bounded = ("repackage", "evaluate", "publish")
+    bounded = [s for s in ("repackage", "evaluate", "publish") if s in steps]
     summary = {
         "shapes": shapes,
         "steps": steps,
@@ -200,12 +237,19 @@ def main() -> int:
                 steps["repackage_whole"]["rss_increment_mb"],
                 strict=True,
             )
-        ],
+        ]
+        if "repackage_whole" in steps
+        else None,
         "evaluate_sample_vs_all_seconds": [
             round(a / b, 3) if b else None
             for a, b in zip(steps["evaluate"]["seconds"], steps["evaluate_all"]["seconds"], strict=True)
         ],
     }
+    summary["evaluate_sample_vs_all_get_bytes"] = [
+        round(a / b, 3) if b else None
+        for a, b in zip(steps["evaluate"]["get_bytes"], steps["evaluate_all"]["get_bytes"], strict=True)
+    ]
+    summary["evaluate_max_users"] = args.max_users
     print(json.dumps(summary))
     return 0
 

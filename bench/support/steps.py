@@ -34,8 +34,9 @@ def run_child(script: str, step: str, *argv: str) -> dict:
 
 
 def exponent(a: float, b: float, n_a: float, n_b: float) -> float | None:
-    """Growth exponent between two shapes: log(b / a) / log(n_b / n_a); None if a figure is not > 0."""
-    if a <= 0 or b <= 0:
+    """Growth exponent between two shapes: log(b / a) / log(n_b / n_a); None if a figure is not > 0
+    or the shapes are the same size (one shape)."""
+    if a <= 0 or b <= 0 or n_a == n_b:
         return None
     return round(math.log(b / a) / math.log(n_b / n_a), 3)
 

@@ -17,8 +17,9 @@ transform output: the cold-item protocol ranks a subset of the catalogue the k-N
   columns, weighted by the item's values: one list for every user), `random` = a fixed-seed random
   order per user.
 
-Users are sampled like the warm protocol's (`max_users`, `sample_seed`); metric names are the warm
-ones (metrics.py), `coverage` over the whole catalogue.
+Users are sampled with the warm protocol's keys (`max_users`, `sample_seed`), but uniformly: these
+protocols read vectors, not transform parts, so there is no part to draw whole (decision 0015); metric
+names are the warm ones (metrics.py), `coverage` over the whole catalogue.
 """
 
 from __future__ import annotations

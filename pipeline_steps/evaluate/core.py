@@ -4,14 +4,17 @@ Event: {"run_id", "manifest_key", "queries_manifest_key", "transform_output_s3_u
 Returns {"metrics_key", "passed": true, "model": {...}, "baseline": {...}} or raises GateFailedError
 (after writing the metrics JSON, so a failed run can be inspected).
 
-Bounded (decision 0015): the users scored are a uniform sample without replacement, fixed seed
-(`sample_seed`), of `max_users` of the users with held-out items (all of them when there are no
-more, or with `max_users` 0); model and baseline score the same users. Transform parts are streamed
-line by line and only the sampled users' lines are parsed; a part without a sampled user is not
-read. Every per-user metric gets a 95% interval (`ci95`, normal approximation, metrics.py); the
-gate compares the point estimates. A list the model leaves short (a user beyond the k rule's
-quantile, or a catalogue smaller than k) is topped up from the most popular unseen items, as
-publish tops it up, so the metrics score what readers get (`users_filled` counts them).
+Bounded (decision 0015): the users scored are a cluster sample. Transform parts (contiguous ranges
+of dense user indices) are drawn in a random order, fixed seed (`sample_seed`), until the drawn parts
+hold at least `max_users` users with held-out items; every such user of those parts is scored, and
+only those parts are read (streamed line by line, only the scored users' lines parsed). Every user
+is scored when there are no more than `max_users` (or with `max_users` 0). Model and baseline score
+the same users. Every per-user metric gets a 95% interval (`ci95`, metrics.py: over users without a
+sample, the ratio estimator's over parts with one); the gate compares the point estimates. The
+related lists (item-query parts) are bounded the same way. A list the model leaves short (a user
+beyond the k rule's quantile, or a catalogue smaller than k) is topped up from the most popular
+unseen items, as publish tops it up, so the metrics score what readers get (`users_filled` counts
+them).
 """
 
 from __future__ import annotations
@@ -70,13 +73,29 @@ def output_bytes(s3: S3Client, inputs: RunInputs) -> dict[str, float]:
     }
 
 
-def sample_users(holdout: Csr, config: EvaluateConfig) -> np.ndarray | None:
-    """Sorted user indices to score, or None: every user (the sample would hold them all)."""
-    eligible = np.flatnonzero(holdout.row_lengths() > 0)
-    if not config.max_users or eligible.size <= config.max_users:
+def part_counts(eligible: np.ndarray, firsts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Eligible rows in each part (parts: rows first .. first + size - 1)."""
+    cum = np.concatenate([[0], np.cumsum(eligible, dtype=np.int64)])
+    return cum[firsts + sizes] - cum[firsts]
+
+
+def sample_parts(counts: np.ndarray, max_rows: int, seed: int) -> np.ndarray | None:
+    """Sorted indices of the parts to read, or None: every part (the total is at most `max_rows`).
+
+    A cluster sample: the parts with eligible rows (`counts` > 0; the others have nothing to score)
+    in a random order (`numpy.random.default_rng(seed).permutation`), taken until their eligible
+    rows reach `max_rows`. Each part has the same chance to be drawn whatever its position, so the
+    mean over the scored rows estimates the mean over all eligible rows even when parts differ
+    (dense indices follow the ids' order, decisions 0002 and 0014, which may follow sign-up time and
+    so activity); metrics.py's interval is over parts.
+    """
+    total = int(counts.sum())
+    if not max_rows or total <= max_rows:
         return None
-    rng = np.random.default_rng(config.sample_seed)
-    return np.sort(rng.choice(eligible, size=config.max_users, replace=False))
+    candidates = np.flatnonzero(counts > 0)
+    order = candidates[np.random.default_rng(seed).permutation(candidates.size)]
+    taken = int(np.searchsorted(np.cumsum(counts[order]), max_rows)) + 1
+    return np.sort(order[:taken])
 
 
 def model_metrics(
@@ -86,27 +105,41 @@ def model_metrics(
     config: EvaluateConfig,
     *,
     popularity: np.ndarray,
-    users: np.ndarray | None = None,
+    parts: np.ndarray | None = None,
 ) -> tuple[MetricAccumulator, int]:
-    """-> (accumulator over the scored users, users whose list was topped up from popularity)."""
+    """-> (accumulator over the scored users, users whose list was topped up from popularity).
+
+    `parts`: the sampled transform parts (their users with held-out items are scored, one cluster
+    per part), or None: every user of every part.
+    """
     acc = MetricAccumulator(x=config.x, n_items=inputs.manifest.n_items)
     order = popular_order(popularity)
     keep = None
-    if users is not None:
-        keep = np.zeros(inputs.manifest.n_users, dtype=bool)
-        keep[users] = True
+    if parts is not None:
+        keep = holdout.row_lengths() > 0
     n_filled = 0
-    for part, qp in enumerate(inputs.queries.parts):
-        if keep is not None and not keep[qp.first_user : qp.first_user + qp.n_users].any():
-            continue
+    for part in range(len(inputs.queries.parts)) if parts is None else parts.tolist():
         rows = iter_run_part(s3, inputs, part, metric=config.index_metric, x=config.x, keep=keep)
+        cluster = None if parts is None else part
         for u, items, _ in rows:
             extra = fill(items, config.x, order, inputs.seen.row(u))
             if extra.size:
                 items = np.concatenate([items, extra])
                 n_filled += 1
-            acc.add(items, holdout.row(u))
+            acc.add(items, holdout.row(u), cluster)
     return acc, n_filled
+
+
+def sampled_users(inputs: RunInputs, holdout: Csr, parts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(users with held-out items in the sampled parts, the part of each): the baseline's users."""
+    eligible = holdout.row_lengths() > 0
+    users, clusters = [], []
+    for part in parts.tolist():
+        qp = inputs.queries.parts[part]
+        chosen = qp.first_user + np.flatnonzero(eligible[qp.first_user : qp.first_user + qp.n_users])
+        users.append(chosen)
+        clusters.append(np.full(chosen.size, part))
+    return np.concatenate(users), np.concatenate(clusters)
 
 
 def related_metrics(s3: Any, inputs: RunInputs, config: EvaluateConfig) -> dict[str, Any] | None:
@@ -114,14 +147,19 @@ def related_metrics(s3: Any, inputs: RunInputs, config: EvaluateConfig) -> dict[
 
     `mean_length` and `full_share` (lists of exactly related_x) show whether k left enough
     neighbours after dropping the item itself; `coverage` is the share of the catalog that appears
-    in some related list (a list of popular items everywhere would cover little).
+    in some related list (a list of popular items everywhere would cover little). Above `max_users`
+    item queries, the same cluster sample of parts as the users' (`sample_parts`): `n_items` lists
+    read, and `coverage` is then over the sampled lists only (a lower bound of the whole catalog's).
     """
     if not inputs.related_out_keys:
         return None
     related_x, n_items = inputs.queries.related_x, inputs.manifest.n_items
+    rparts = inputs.queries.related_parts
+    counts = np.array([rp.n_items for rp in rparts], dtype=np.int64)
+    chosen = sample_parts(counts, config.max_users, config.sample_seed)
     appears = np.zeros(n_items, dtype=bool)
     lengths = []
-    for part in range(len(inputs.related_out_keys)):
+    for part in range(len(rparts)) if chosen is None else chosen.tolist():
         rows = iter_related_run_part(s3, inputs, part, metric=config.index_metric, x=related_x)
         for _, items, _ in rows:
             lengths.append(items.size)
@@ -133,6 +171,7 @@ def related_metrics(s3: Any, inputs: RunInputs, config: EvaluateConfig) -> dict[
         "mean_length": float(sizes.mean()) if sizes.size else 0.0,
         "full_share": float(np.mean(sizes == related_x)) if sizes.size else 0.0,
         "coverage": float(appears.mean()) if n_items else 0.0,
+        "sample": {"parts_read": len(rparts) if chosen is None else int(chosen.size), "n_parts": len(rparts)},
     }
 
 
@@ -198,9 +237,19 @@ def evaluate_run(
         get_bytes(s3, bucket, holdout_key), name=holdout_key, n_users=m.n_users, n_items=m.n_items
     )
     popularity = load_popularity(s3, bucket, m.file_key("popularity"), n_items=m.n_items)
-    users = sample_users(holdout, config)
-    model_acc, n_filled = model_metrics(s3, inputs, holdout, config, popularity=popularity, users=users)
-    baseline_acc = baseline_accumulator(popularity, inputs.seen, holdout, x=config.x, users=users)
+    qparts = inputs.queries.parts
+    eligible = holdout.row_lengths() > 0
+    counts = part_counts(
+        eligible,
+        np.array([qp.first_user for qp in qparts], dtype=np.int64),
+        np.array([qp.n_users for qp in qparts], dtype=np.int64),
+    )
+    parts = sample_parts(counts, config.max_users, config.sample_seed)
+    model_acc, n_filled = model_metrics(s3, inputs, holdout, config, popularity=popularity, parts=parts)
+    users, clusters = (None, None) if parts is None else sampled_users(inputs, holdout, parts)
+    baseline_acc = baseline_accumulator(
+        popularity, inputs.seen, holdout, x=config.x, users=users, clusters=clusters
+    )
     model, baseline, n_eval = model_acc.result(), baseline_acc.result(), model_acc.n_users
     published, published_run = published_metrics(s3, dynamodb, table_name, bucket, inputs.run_id)
     protocols = cold.protocol_metrics(s3, inputs, config, popularity)  # cold_users / cold_items (0018)
@@ -221,11 +270,18 @@ def evaluate_run(
         "sample": {
             "max_users": config.max_users,
             "seed": config.sample_seed,
-            "n_eligible": int(np.count_nonzero(holdout.row_lengths() > 0)),
-            "sampled": users is not None,
+            "n_eligible": int(counts.sum()),
+            "sampled": parts is not None,
+            "parts_read": len(qparts) if parts is None else int(parts.size),
+            "n_parts": len(qparts),
         },
         "ci95": {
-            "method": "normal approximation over per-user values: mean ± 1.96 s/√n",
+            "method": (
+                "cluster sample of transform parts: ratio estimator over parts, "
+                "r ± 1.96 √(Σ(y_p − r m_p)² / (n (n − 1) m̄²))"
+                if parts is not None
+                else "normal approximation over per-user values: mean ± 1.96 s/√n"
+            ),
             "model": model_acc.intervals(),
             "baseline": baseline_acc.intervals(),
         },

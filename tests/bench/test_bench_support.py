@@ -59,3 +59,8 @@ def test_interactions_csv_without_weights_is_the_uniform_generator(tmp_path):
     assert a.read_bytes() != b.read_bytes()  # a different draw, same shape
     interactions_csv(b, 5_000, n_users=100, n_items=20, seed=7)
     assert a.read_bytes() == b.read_bytes()  # deterministic per seed
+
+
+def test_exponent_is_none_for_a_single_shape():
+    assert exponent(2.0, 3.0, 1e6, 1e6) is None  # one shape: no growth to fit (was a ZeroDivisionError)
+    assert exponent(2.0, 6.0, 1e6, 3e6) == pytest.approx(1.0)

@@ -187,6 +187,7 @@ def test_related_lists_get_generic_checks_length_and_coverage(s3):
         "mean_length": pytest.approx(7 / 4),
         "full_share": 0.75,
         "coverage": 0.75,  # i0, i1, i2 appear in some list; i3 in none
+        "sample": {"parts_read": 1, "n_parts": 1},
     }
 
 
@@ -214,49 +215,50 @@ def sampled_run(s3, n_users: int = 40):
     return event(BUCKET, "r1")
 
 
-def test_a_fixed_seed_sample_of_users_with_a_normal_interval(s3):
+def test_a_fixed_seed_sample_of_parts_with_a_cluster_interval(s3):
     ev = sampled_run(s3)
     whole = evaluate_run(s3=s3, bucket=BUCKET, event=ev, config=cfg(max_users=0))
     assert whole["model"]["hit_rate"] == 0.5
     doc = metrics_doc(s3)
     assert doc["n_eval_users"] == 40 and doc["sample"]["sampled"] is False
-    # hit rate: 20 ones, 20 zeros: s² = 40/39 * 0.25; half width 1.96 * s / sqrt(40)
+    # no sample: the per-user normal interval. hit rate: 20 ones, 20 zeros: s² = 40/39 * 0.25
     half = 1.959963984540054 * (0.25 * 40 / 39 / 40) ** 0.5
     assert doc["ci95"]["model"]["hit_rate"] == pytest.approx([0.5 - half, 0.5 + half])
     assert doc["ci95"]["model"]["coverage"] is None and doc["ci95"]["baseline"]["precision"] is not None
 
     sample = evaluate_run(s3=s3, bucket=BUCKET, event=ev, config=cfg(max_users=12, sample_seed=3))
     doc = metrics_doc(s3)
-    assert doc["n_eval_users"] == 12 and doc["sample"] == {
+    # parts of 10 users in a seeded random order until >= 12 users: two whole parts, 20 users
+    chosen = np.sort(np.random.default_rng(3).permutation(4)[:2])
+    assert doc["n_eval_users"] == 20 and doc["sample"] == {
         "max_users": 12,
         "seed": 3,
         "n_eligible": 40,
         "sampled": True,
+        "parts_read": 2,
+        "n_parts": 4,
     }
-    chosen = np.sort(np.random.default_rng(3).choice(40, size=12, replace=False))
-    assert sample["model"]["hit_rate"] == pytest.approx(np.mean(chosen % 2 == 0))
-    low, high = doc["ci95"]["model"]["hit_rate"]
-    assert low < sample["model"]["hit_rate"] < high
+    assert doc["ci95"]["method"].startswith("cluster sample of transform parts")
+    users = np.concatenate([np.arange(10) + 10 * p for p in chosen])
+    assert sample["model"]["hit_rate"] == pytest.approx(np.mean(users % 2 == 0))
+    # every part has 5 hits of 10: the parts agree exactly, so the cluster interval has width 0
+    assert doc["ci95"]["model"]["hit_rate"] == pytest.approx([0.5, 0.5])
     again = evaluate_run(s3=s3, bucket=BUCKET, event=ev, config=cfg(max_users=12, sample_seed=3))
-    assert again["model"] == sample["model"]  # fixed seed: the same users every time
+    assert again["model"] == sample["model"] and metrics_doc(s3)["sample"] == doc["sample"]
 
 
 def test_the_sample_parses_only_its_users_lines_and_skips_parts_without_them(s3):
     ev = sampled_run(s3)
-    chosen = np.sort(np.random.default_rng(3).choice(40, size=2, replace=False))
-    for part in range(4):  # garbage on every line of a user outside the sample
+    chosen = np.random.default_rng(3).permutation(4)[:1]  # max_users 2: one part of 10 is enough
+    for part in range(4):  # garbage on every line outside the chosen part
         rows = [
-            (
-                b'{"distances":[3.0,2.0,1.0],"labels":[5.0,2.0,3.0]}'
-                if part * 10 + r in chosen
-                else b"not json"
-            )
+            b'{"distances":[3.0,2.0,1.0],"labels":[5.0,2.0,3.0]}' if part in chosen else b"not json"
             for r in range(10)
         ]
         key = f"runs/r1/transform/users-{part:05d}.rec.out"
         s3.put_object(Bucket=BUCKET, Key=key, Body=b"\n".join(rows) + b"\n")
     out = evaluate_run(s3=s3, bucket=BUCKET, event=ev, config=cfg(max_users=2, sample_seed=3))
-    assert out["model"]["hit_rate"] == 1.0 and metrics_doc(s3)["n_eval_users"] == 2
+    assert out["model"]["hit_rate"] == 1.0 and metrics_doc(s3)["n_eval_users"] == 10
     with pytest.raises(InputError, match="malformed JSON"):
         evaluate_run(s3=s3, bucket=BUCKET, event=ev, config=cfg(max_users=0))
 
