@@ -94,6 +94,11 @@ class PrepareConfig:
     # items lose their training rows), on in the demo.
     cold_protocols: bool = False
     cold_share: float = field(default=0.1, metadata=between(0.0, 0.5))
+    # The history field (decision 0018, SVD++/FISM form): each user's training items as a user-side
+    # field, n_items columns after the item fields' columns, each weighted 1/sqrt(n_u) (the field's
+    # squared norm is 1). Training interactions only (never the holdout); cold users have none.
+    # Off = the channels, the files and the manifest are as without this option.
+    user_history: bool = False
 
     @property
     def effective_split(self) -> str:
@@ -178,6 +183,8 @@ class PrepareConfig:
                 del out[f"cold_{side}s"]
         if not self.cold_protocols:
             del out["cold_protocols"], out["cold_share"]
+        if not self.user_history:
+            del out["user_history"]
         return out
 
     def cold(self, side: str) -> bool:

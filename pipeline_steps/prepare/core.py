@@ -121,8 +121,12 @@ def prepare(
     n_warm = {"user": data.n_users, "item": data.n_items}
     data, cold = _with_cold(metadata, protocol, data)
     side = None
-    if metadata:
-        side = features.encode(metadata, data.user_ids, data.item_ids, {k: len(v) for k, v in cold.items()})
+    if metadata or config.user_history:
+        # the history field: the training interactions only (data.du/di; never the holdout)
+        history = (data.du, data.di) if config.user_history else None
+        side = features.encode(
+            metadata, data.user_ids, data.item_ids, {k: len(v) for k, v in cold.items()}, history
+        )
         clock.lap("features")
         if protocol is not None:
             side.manifest["protocols"] = _protocol_files(sink, out_prefix, config, protocol, n_warm, data)

@@ -245,6 +245,7 @@ def _side_matrix(
     start: int,
     feature_dim: int,
     n_cold: int,
+    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[Csr, list[dict], dict, dict]:
     """(side matrix, field descriptions, counts, vocabularies) of one side; `start`: its first column.
 
@@ -255,6 +256,8 @@ def _side_matrix(
     n_warm = n - n_cold
     entries = _Entries()
     entries.add(np.arange(n_warm), one_hot_start + np.arange(n_warm), np.ones(n_warm))
+    if extra is not None:
+        entries.add(*extra)
     if meta is None:
         return entries.csr(n, feature_dim), [], {}, {}
     position = {ident: k for k, ident in enumerate(meta.ids)}
@@ -405,15 +408,28 @@ class Features:
         return self.user_side.shape[1]
 
 
+def history_entries(
+    users: np.ndarray, items: np.ndarray, n_users: int, start: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, columns, values) of the history field: user u's distinct training items i at column
+    start + i, each weighted 1/sqrt(n_u) (n_u: u's distinct items), so the field's squared norm is 1."""
+    pairs = np.unique(np.stack([users.astype(np.int64), items.astype(np.int64)]), axis=1)
+    n_u = np.bincount(pairs[0], minlength=n_users)
+    return pairs[0], start + pairs[1], (1.0 / np.sqrt(n_u[pairs[0]])).astype(np.float32)
+
+
 def encode(
     metadata: dict[str, Metadata],
     user_ids: list[str],
     item_ids: list[str],
     cold: dict[str, int] | None = None,
+    history: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Features:
     """Columns, side matrices and the manifest description from the parsed metadata of each side.
 
     `cold`: per side, how many of the ids at the end of the list are cold (metadata only).
+    `history`: the training interactions (dense users, dense items) for the history field (the
+    config's `user_history`): n_items columns after the item fields' columns, on the user side.
     """
     cold = cold or {}
     n_users, n_items = len(user_ids), len(item_ids)
@@ -424,9 +440,25 @@ def encode(
         width[side] = 0
         if meta is not None:
             width[side] = sum(len(_field_columns(f, meta.values[f.name])[1]) for f in meta.fields)
-    feature_dim = base + width["user"] + width["item"]
+    history_start = base + width["user"] + width["item"]
+    extra = None
+    history_fields: list[dict] = []
+    if history is not None:
+        extra = history_entries(history[0], history[1], n_users, history_start)
+        with_history = int(np.unique(extra[0]).size)
+        history_fields = [
+            {
+                "name": "history",
+                "side": "user",
+                "kind": "history",
+                "start": history_start,
+                "stop": history_start + n_items,
+                "missing": n_users - with_history,
+            }
+        ]
+    feature_dim = history_start + (n_items if history is not None else 0)
     user_side, user_fields, user_counts, user_vocab = _side_matrix(
-        metadata.get("user"), "user", user_ids, 0, base, feature_dim, cold.get("user", 0)
+        metadata.get("user"), "user", user_ids, 0, base, feature_dim, cold.get("user", 0), extra
     )
     item_side, item_fields, item_counts, item_vocab = _side_matrix(
         metadata.get("item"),
@@ -437,13 +469,43 @@ def encode(
         feature_dim,
         cold.get("item", 0),
     )
-    manifest: dict = {"columns": width["user"] + width["item"], "fields": user_fields + item_fields}
+    manifest: dict = {
+        "columns": feature_dim - base,
+        "fields": user_fields + item_fields + history_fields,
+    }
     report: dict = {}
     for side, counts, vocab in (("user", user_counts, user_vocab), ("item", item_counts, item_vocab)):
         if side in metadata:
             manifest[side] = counts
             report[side] = {"parse": metadata[side].report(), "values": vocab, **counts}
+    if extra is not None:
+        report["history"] = {
+            "columns": n_items,
+            "entries": len(extra[0]),
+            "users_with_history": n_users - history_fields[0]["missing"],
+            "weight": "1/sqrt(n_u)",
+        }
     return Features(manifest, user_side, item_side, report)
+
+
+def _tail_counts(side: Csr, threshold: int) -> np.ndarray:
+    """Per side row, how many of its columns are >= threshold (a suffix: columns sorted per row)."""
+    row_of = np.repeat(np.arange(side.shape[0]), side.lengths())
+    return np.bincount(row_of[side.indices >= threshold], minlength=side.shape[0]).astype(np.int64)
+
+
+def _copy_segments(
+    out: tuple[np.ndarray, np.ndarray], side: Csr, src: np.ndarray, dest: np.ndarray, counts: np.ndarray
+) -> None:
+    """Copy `counts[r]` entries of `side` from `src[r]` to `dest[r]` in (indices, data), per row r."""
+    total = int(counts.sum())
+    if not total:
+        return
+    within = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    s = np.repeat(src, counts) + within
+    d = np.repeat(dest, counts) + within
+    out[0][d] = side.indices[s]
+    out[1][d] = side.data[s]
 
 
 def fm_rows(
@@ -452,33 +514,24 @@ def fm_rows(
     """(data, indices, indptr) of the FM rows user_side[u] + item_side[i], columns sorted per row.
 
     A side row starts with its one-hot, the lowest column of that side; user feature columns all
-    precede item feature columns: [u one-hot, i one-hot, u features, i features] is sorted.
+    precede item feature columns, and the history field (a user-side field) follows them:
+    [u one-hot, i one-hot, u features, i features, u history] is sorted. The user columns above
+    every item column (the history, or the user features when the items have none) form the
+    suffix of the user row and go last.
     """
-    lu, li = user_side.lengths()[users], item_side.lengths()[items]
+    tail = _tail_counts(user_side, int(item_side.indices.max()) + 1 if item_side.indices.size else 0)
+    lu, li, hu = user_side.lengths()[users], item_side.lengths()[items], tail[users]
     n = len(users)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lu + li, out=indptr[1:])
     total = int(indptr[-1])
-    indices = np.empty(total, dtype=np.int64)
-    data = np.empty(total, dtype=np.float32)
+    out = (np.empty(total, dtype=np.int64), np.empty(total, dtype=np.float32))
     starts = indptr[:-1]
-    # the one-hots
-    for side, rows, dest in ((user_side, users, starts), (item_side, items, starts + 1)):
-        src = side.indptr[rows]
-        indices[dest] = side.indices[src]
-        data[dest] = side.data[src]
-    # the features: the rest of each side row
-    for side, rows, lengths, offset in (
-        (user_side, users, lu, starts + 2),
-        (item_side, items, li, starts + 1 + lu),
-    ):
-        rest = lengths - 1
-        count = int(rest.sum())
-        if not count:
-            continue
-        within = np.arange(count) - np.repeat(np.cumsum(rest) - rest, rest)
-        src = np.repeat(side.indptr[rows] + 1, rest) + within
-        dest = np.repeat(offset, rest) + within
-        indices[dest] = side.indices[src]
-        data[dest] = side.data[src]
-    return data, indices, indptr
+    ones = np.ones(n, dtype=np.int64)
+    u0, i0 = user_side.indptr[users], item_side.indptr[items]
+    _copy_segments(out, user_side, u0, starts, ones)  # the user one-hot
+    _copy_segments(out, item_side, i0, starts + 1, ones)  # the item one-hot
+    _copy_segments(out, user_side, u0 + 1, starts + 2, lu - 1 - hu)  # user features
+    _copy_segments(out, item_side, i0 + 1, starts + 1 + lu - hu, li - 1)  # item features
+    _copy_segments(out, user_side, u0 + lu - hu, starts + lu - hu + li, hu)  # the user suffix
+    return out[1], out[0], indptr

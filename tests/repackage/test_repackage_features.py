@@ -165,3 +165,64 @@ def test_blocks_of_side_rows_give_the_same_vectors(monkeypatch):
     monkeypatch.setattr(core, "SIDE_CHUNK_ROWS", 2)  # 7 users, 5 items, 19 V rows: uneven blocks
     for a, b in zip(side_vectors(model, manifest, *sides), whole, strict=True):
         assert a.tobytes() == b.tobytes()
+
+
+def test_the_identity_holds_on_prepare_rows_with_the_history_field(tmp_path):
+    """prepare's own rows with the history field (user-side columns after the item fields'): the
+    repackaged inner product is the FM's prediction on each written row minus a per-user constant."""
+    from pipeline_steps.formats import recordio
+    from pipeline_steps.prepare.config import PrepareConfig
+    from pipeline_steps.prepare.core import prepare
+    from pipeline_steps.prepare.storage import LocalStorage
+
+    src = tmp_path / "src"
+    (src / "input").mkdir(parents=True)
+    (src / "meta").mkdir()
+    rows = [(u, i) for u in range(5) for i in range(6) if (u * 7 + i) % 3]
+    (src / "input" / "r.csv").write_text(
+        "user_id,item_id,rating,timestamp\n" + "".join(f"u{u},i{i},4,{n}\n" for n, (u, i) in enumerate(rows))
+    )
+    (src / "meta" / "items.csv").write_text("item_id,genre\n" + "".join(f"i{i},g{i % 2}\n" for i in range(6)))
+    config = PrepareConfig.from_dict(
+        {
+            "input_prefix": "input/",
+            "split": "last_n",
+            "holdout_n": 1,
+            "user_history": True,
+            "item_features": "meta/",
+            "item_feature_columns": "genre:categorical",
+        }
+    )
+    sink = LocalStorage(tmp_path / "out")
+    doc = prepare(config, source=LocalStorage(src), sink=sink, run_id="r", out_prefix="p/")
+    manifest = Manifest.from_json(doc, key="m.json")
+    dim, n_users, n_items = manifest.feature_dim, manifest.n_users, manifest.n_items
+    assert dim == n_users + n_items + 2 + n_items
+    sides = [
+        SideMatrix(sink.read_bytes(manifest.file_key(f)), name=f, n_rows=n, feature_dim=dim)
+        for f, n in (("user_side", n_users), ("item_side", n_items))
+    ]
+    dense = []
+    for f, n in (("user_side", n_users), ("item_side", n_items)):
+        z = np.load(tmp_path / "out" / manifest.file_key(f))
+        d = np.zeros((n, dim), np.float32)
+        for r in range(n):
+            d[r, z["indices"][z["indptr"][r] : z["indptr"][r + 1]]] = z["data"][
+                z["indptr"][r] : z["indptr"][r + 1]
+            ]
+        dense.append(d)
+    assert dense[0][:, n_users + n_items + 2 :].any()  # the history is there
+    model = random_model(np.random.default_rng(11), feature_dim=dim)
+    items, _, users = side_vectors(model, manifest, *sides)
+    ip = users.astype(np.float64) @ items.astype(np.float64).T
+    checked = 0
+    for key in manifest.train_shards:
+        data, indices, indptr, _, _ = recordio.read_sparse(sink.read_bytes(key))
+        for r in range(len(indptr) - 1):
+            x = np.zeros(dim, np.float32)
+            x[indices[indptr[r] : indptr[r + 1]]] = data[indptr[r] : indptr[r + 1]]
+            u, i = int(indices[indptr[r]]), int(indices[indptr[r] + 1]) - n_users
+            score = fm_predict(model, x) - fm_predict(model, dense[0][u])
+            assert ip[u, i] == pytest.approx(score, rel=1e-5, abs=1e-4)
+            checked += 1
+    assert checked == manifest.counts["train_rows"]
