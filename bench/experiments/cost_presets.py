@@ -52,14 +52,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "bench" / "experiments"))
 
-from fm_defaults_grid import fm_scores  # noqa: E402  (the grid's scoring: w_i + <V_u, V_i>)
+from fm_defaults_grid import fm_scores, train_channel  # noqa: E402  (the grid's scoring and reader)
 from prepare import synthetic  # noqa: E402  (bench/prepare.py's power-law generator)
 
 from pipeline_steps.common.recipes import RECIPES  # noqa: E402
 from pipeline_steps.common.runio import Csr  # noqa: E402
 from pipeline_steps.datasets.movielens import CITATION, load  # noqa: E402
 from pipeline_steps.evaluate.metrics import MetricAccumulator, baseline_metrics  # noqa: E402
-from pipeline_steps.formats import recordio  # noqa: E402
 from pipeline_steps.local_algorithms import fm  # noqa: E402
 from pipeline_steps.local_algorithms.hyperparameters import parse_fm  # noqa: E402
 from pipeline_steps.prepare.config import PrepareConfig  # noqa: E402
@@ -149,9 +148,7 @@ def prepare_data(
     manifest = prepare(config, source=LocalStorage(src), sink=sink, run_id="cost", out_prefix="prepared/")
     seconds = time.perf_counter() - started
     n_users, n_items = manifest["n_users"], manifest["n_items"]
-    parts = [recordio.read_sparse(sink.read_bytes(key)) for key in manifest["train_shards"]]
-    X = sp.vstack([sp.csr_matrix((d, i, p), shape=s) for d, i, p, s, _ in parts], format="csr")
-    y = np.concatenate([labels for *_, labels in parts]).astype(np.float32)
+    X, y = train_channel(sink, manifest["train_shards"])
     files = manifest["files"]
     prepared = Prepared(
         X=X,

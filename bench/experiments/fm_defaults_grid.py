@@ -142,6 +142,13 @@ class Prepared:
     seconds: float
 
 
+def train_channel(sink: LocalStorage, keys: list[str]) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The FM train channel's shards read back into one CSR matrix and its float32 labels."""
+    parts = [recordio.read_sparse(sink.read_bytes(key)) for key in keys]
+    X = sp.vstack([sp.csr_matrix((d, i, p), shape=s) for d, i, p, s, _ in parts], format="csr")
+    return X, np.concatenate([labels for *_, labels in parts]).astype(np.float32)
+
+
 def _csr(data: bytes, n_users: int, n_items: int) -> sp.csr_matrix:
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         indptr, indices = z["indptr"], z["indices"]
@@ -168,9 +175,7 @@ def prepare_data(row: Row, src: Path, tmp: Path) -> Prepared:
     sink = LocalStorage(out)
     manifest = prepare(config, source=LocalStorage(src), sink=sink, run_id="grid", out_prefix="prepared/")
     n_users, n_items = manifest["n_users"], manifest["n_items"]
-    parts = [recordio.read_sparse(sink.read_bytes(key)) for key in manifest["train_shards"]]
-    X = sp.vstack([sp.csr_matrix((d, i, p), shape=s) for d, i, p, s, _ in parts], format="csr")
-    y = np.concatenate([labels for *_, labels in parts]).astype(np.float32)
+    X, y = train_channel(sink, manifest["train_shards"])
     files = manifest["files"]
     prepared = Prepared(
         X=X,

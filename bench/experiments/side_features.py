@@ -34,10 +34,12 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fm_defaults_grid import train_channel
 
 from pipeline_steps.common.manifest import Manifest
 from pipeline_steps.datasets.movielens import CITATION, load
-from pipeline_steps.formats import recordio
 from pipeline_steps.formats.fm_model import FMModel
 from pipeline_steps.local_algorithms import fm
 from pipeline_steps.local_algorithms.hyperparameters import parse_fm
@@ -103,9 +105,7 @@ def run_variant(
     )
     manifest = Manifest.from_json(manifest_doc, key=f"{name}/manifest.json")
     n_users, n_items = manifest.n_users, manifest.n_items
-    parts = [recordio.read_sparse(sink.read_bytes(key)) for key in manifest.train_shards]
-    X = sp.vstack([sp.csr_matrix((d, i, p), shape=s) for d, i, p, s, _ in parts], format="csr")
-    y = np.concatenate([labels for *_, labels in parts]).astype(np.float32)
+    X, y = train_channel(sink, manifest.train_shards)
     seen = _csr(sink.read_bytes(manifest.file_key("seen")), (n_users, n_items))
     holdout = _csr(sink.read_bytes(manifest.file_key("holdout")), (n_users, n_items))
     sides = None
