@@ -62,13 +62,7 @@ def user_item(
     """`u#<user_id>, <run_id>`; `cold_items` marks the list's cold items, `cold` the user (decision
     0018: a cold user's list comes from their feature query, not the popularity fallback)."""
     key = table.user_key(user_id, run_id)
-    if len(key["pk"]["S"].encode("utf-8")) > table.MAX_KEY_BYTES:
-        raise InputError(f"user id {user_id[:40]!r}... is longer than DynamoDB's key limit")
-    text, kept = encode_items(item_ids, scores, cold_items)
-    item = {**key, "items": {"S": text}, "expires_at": {"N": str(expires)}}
-    if cold:
-        item["cold"] = {"BOOL": True}
-    return item, kept
+    return _list_item(key, f"user id {user_id[:40]!r}", item_ids, scores, expires, cold_items, cold)
 
 
 def related_item(
@@ -83,13 +77,28 @@ def related_item(
 ) -> dict:
     """`i#<item_id>, <run_id>`: the item's related items, same `items` encoding and TTL as users'."""
     key = table.related_key(item_id, run_id)
+    item, _ = _list_item(key, f"item id {item_id[:40]!r}", item_ids, scores, expires, cold_items, cold)
+    return item
+
+
+def _list_item(
+    key: dict,
+    named: str,
+    item_ids: list[str],
+    scores: np.ndarray,
+    expires: int,
+    cold_items: np.ndarray | None,
+    cold: bool,
+) -> tuple[dict, int]:
+    """One list's DynamoDB item (user or related): the key checked against DynamoDB's key limit,
+    the encoded `items`, the TTL and the cold flag; with the number of entries kept."""
     if len(key["pk"]["S"].encode("utf-8")) > table.MAX_KEY_BYTES:
-        raise InputError(f"item id {item_id[:40]!r}... is longer than DynamoDB's key limit")
-    text, _ = encode_items(item_ids, scores, cold_items)
+        raise InputError(f"{named}... is longer than DynamoDB's key limit")
+    text, kept = encode_items(item_ids, scores, cold_items)
     item = {**key, "items": {"S": text}, "expires_at": {"N": str(expires)}}
     if cold:
         item["cold"] = {"BOOL": True}
-    return item
+    return item, kept
 
 
 def cold_marks(item_idx: np.ndarray, first_cold: int, n_items: int) -> np.ndarray | None:
