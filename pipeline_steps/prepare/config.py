@@ -172,8 +172,8 @@ class PrepareConfig:
         return config_from_dict(cls, data, where=where, strings=True)
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as the manifest records it; the side-feature keys only when set, so a run
-        without features records (and compares on a retry) the same document as before them."""
+        """The config as the manifest records it; the side-feature, engine and recipe keys only when
+        set, so a run without them records (and compares on a retry) the same document as before."""
         out = dataclasses.asdict(self)
         for name in FEATURE_KEYS:
             if not out[name]:
@@ -185,6 +185,13 @@ class PrepareConfig:
             del out["cold_protocols"], out["cold_share"]
         if not self.user_history:
             del out["user_history"]
+        # Keys added with the Spark engine and the recipes (decisions 0016, 0017), recorded only
+        # when they differ from what every run did before them, so a retry of a run prepared before
+        # those keys existed still matches its manifest (the conflict rule compares this document).
+        if self.engine == "lambda":
+            del out["engine"], out["spark_instance_type"], out["spark_instance_count"]
+        if self.recipe == CUSTOM:
+            del out["recipe"]
         return out
 
     def cold(self, side: str) -> bool:

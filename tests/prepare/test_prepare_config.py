@@ -115,3 +115,62 @@ def test_engine_and_spark_cluster_settings_are_checked():
     ):
         with pytest.raises(ConfigError, match=field):
             PrepareConfig.from_dict(bad)
+
+
+# The keys a run's manifest recorded before side features, the Spark engine and the recipes
+# (PrepareConfig at 485129b): a retry of such a run compares its recorded config with to_dict().
+RECORDED_BEFORE_0016 = [
+    "input_prefix",
+    "test_prefix",
+    "user_col",
+    "item_col",
+    "rating_col",
+    "timestamp_col",
+    "delimiter",
+    "header",
+    "quotechar",
+    "encoding",
+    "rating_threshold",
+    "label_mode",
+    "negative_ratio",
+    "negative_sampling",
+    "negative_draws",
+    "seed",
+    "min_user_interactions",
+    "min_item_interactions",
+    "split",
+    "holdout_n",
+    "max_bad_fraction",
+    "shard_rows",
+    "min_shards",
+    "shuffle",
+]
+
+
+def test_a_config_without_the_newer_options_records_the_document_of_before():
+    assert sorted(PrepareConfig().to_dict()) == sorted(RECORDED_BEFORE_0016)
+    spark = PrepareConfig.from_dict({"engine": "spark", "spark_instance_count": 2})
+    assert {k: spark.to_dict()[k] for k in ("engine", "spark_instance_type", "spark_instance_count")} == {
+        "engine": "spark",
+        "spark_instance_type": "ml.m5.xlarge",
+        "spark_instance_count": 2,
+    }
+    assert PrepareConfig.from_dict(spark.to_dict()) == spark
+
+
+def test_a_run_recorded_before_the_newer_options_is_reused_on_retry(tmp_path):
+    import json
+
+    from pipeline_steps.prepare.core import prepare
+    from pipeline_steps.prepare.storage import LocalStorage
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in/a.csv").write_text("user,item\n" + "".join(f"u{k % 9},i{k % 13}\n" for k in range(200)))
+    config = PrepareConfig.from_dict({"input_prefix": "", "holdout_n": 2})
+    kwargs = {"source": LocalStorage(tmp_path / "in"), "sink": LocalStorage(tmp_path / "out")}
+    first = prepare(config, run_id="r", out_prefix="runs/r/prepared/", **kwargs)
+    key = tmp_path / "out/runs/r/prepared/manifest.json"
+    recorded = json.loads(key.read_text())
+    assert sorted(recorded["config"]) == sorted(RECORDED_BEFORE_0016)
+    again = prepare(config, run_id="r", out_prefix="runs/r/prepared/", **kwargs)
+    assert again == first
