@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline_steps.common.items import decode_items
 from pipeline_steps.common.limits import MAX_X
@@ -36,6 +36,9 @@ from pipeline_steps.common.table import (
     user_key,
 )
 from pipeline_steps.query.metadata import ItemMetadata
+
+if TYPE_CHECKING:  # stubs are dev-only: never imported at run time
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 DEFAULT_POINTER_TTL_S = 30.0
 MAX_EXCLUDE = 100  # ids per request; the list is filtered in memory, the bound keeps a request small
@@ -61,10 +64,10 @@ def clear_pointer_cache() -> None:
         _cache.clear()
 
 
-_default_client: Any = None
+_default_client: DynamoDBClient | None = None
 
 
-def _client(dynamodb: Any) -> Any:
+def _client(dynamodb: DynamoDBClient | None) -> DynamoDBClient:
     global _default_client
     if dynamodb is not None:
         return dynamodb
@@ -85,7 +88,7 @@ def _run_info(record: dict[str, Any], run_id: str) -> dict[str, Any]:
     }
 
 
-def current_run(dynamodb: Any, table_name: str, cache_ttl: float) -> dict[str, Any]:
+def current_run(dynamodb: DynamoDBClient, table_name: str, cache_ttl: float) -> dict[str, Any]:
     """{"run_id", "published_at", "x"} of the current pointer, cached `cache_ttl` seconds per client."""
     # Keyed by client identity too, so two endpoints (e.g. tests, local + AWS) never share an entry.
     key = (table_name, id(dynamodb))
@@ -104,7 +107,7 @@ def current_run(dynamodb: Any, table_name: str, cache_ttl: float) -> dict[str, A
     return info
 
 
-def _pinned_run(dynamodb: Any, table_name: str, run_id: str) -> dict[str, Any]:
+def _pinned_run(dynamodb: DynamoDBClient, table_name: str, run_id: str) -> dict[str, Any]:
     record = plain(dynamodb.get_item(TableName=table_name, Key=run_key(run_id)).get("Item"))
     if record is None:
         raise NoPublishedRunError(f"table {table_name!r} has no run {run_id!r}")
@@ -160,11 +163,13 @@ def _select(items: list[dict[str, Any]], run: dict[str, Any], x: int | None) -> 
     return x
 
 
-def _read(dynamodb: Any, table_name: str, run_id: str | None, cache_ttl: float) -> tuple[Any, dict[str, Any]]:
-    dynamodb = _client(dynamodb)
+def _read(
+    dynamodb: DynamoDBClient | None, table_name: str, run_id: str | None, cache_ttl: float
+) -> tuple[DynamoDBClient, dict[str, Any]]:
+    client = _client(dynamodb)
     if run_id is None:
-        return dynamodb, current_run(dynamodb, table_name, cache_ttl)
-    return dynamodb, _pinned_run(dynamodb, table_name, run_id)
+        return client, current_run(client, table_name, cache_ttl)
+    return client, _pinned_run(client, table_name, run_id)
 
 
 def _top(
@@ -179,7 +184,7 @@ def get_recommendations(
     user_id: str,
     *,
     table_name: str,
-    dynamodb: Any = None,
+    dynamodb: DynamoDBClient | None = None,
     run_id: str | None = None,
     x: int | None = None,
     exclude: Iterable[str] = (),
@@ -206,7 +211,12 @@ def enrich(result: dict[str, Any], item_metadata: ItemMetadata | None) -> dict[s
 
 
 def read_user(
-    dynamodb: Any, table_name: str, run: dict[str, Any], user_id: str, x: int | None, exclude: frozenset[str]
+    dynamodb: DynamoDBClient,
+    table_name: str,
+    run: dict[str, Any],
+    user_id: str,
+    x: int | None,
+    exclude: frozenset[str],
 ) -> dict[str, Any]:
     """`get_recommendations` once the inputs are checked and the run is known: one GetItem (two for
     an unknown user: the fallback)."""
@@ -236,7 +246,7 @@ def get_related(
     item_id: str,
     *,
     table_name: str,
-    dynamodb: Any = None,
+    dynamodb: DynamoDBClient | None = None,
     run_id: str | None = None,
     x: int | None = None,
     exclude: Iterable[str] = (),
@@ -255,7 +265,12 @@ def get_related(
 
 
 def read_related(
-    dynamodb: Any, table_name: str, run: dict[str, Any], item_id: str, x: int | None, exclude: frozenset[str]
+    dynamodb: DynamoDBClient,
+    table_name: str,
+    run: dict[str, Any],
+    item_id: str,
+    x: int | None,
+    exclude: frozenset[str],
 ) -> dict[str, Any]:
     """`get_related` once the inputs are checked and the run is known: one GetItem."""
     item = dynamodb.get_item(TableName=table_name, Key=related_key(item_id, run["run_id"])).get("Item")

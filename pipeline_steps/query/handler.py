@@ -14,11 +14,14 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pipeline_steps.query.api import ApiSettings, handle
 from pipeline_steps.query.core import DEFAULT_POINTER_TTL_S
 from pipeline_steps.query.metadata import DEFAULT_CHECK_SECONDS, MetadataSource
+
+if TYPE_CHECKING:  # stubs are dev-only: never imported at run time
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 _clients: dict[tuple[str, ...], Any] = {}
 _sources: dict[tuple[str, ...], MetadataSource] = {}
@@ -51,8 +54,8 @@ def client(service: str) -> Any:
         return found
 
 
-def dynamodb_client() -> Any:
-    return client("dynamodb")
+def dynamodb_client() -> DynamoDBClient:
+    return cast("DynamoDBClient", client("dynamodb"))
 
 
 def metadata_source() -> MetadataSource | None:

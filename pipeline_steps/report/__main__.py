@@ -13,7 +13,7 @@ import os
 import posixpath
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 
@@ -23,6 +23,9 @@ from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.common.runio import list_keys, s3_uri
 from pipeline_steps.report.build import Clients, run_event, run_report
 from pipeline_steps.report.config import ReportConfig
+
+if TYPE_CHECKING:  # stubs are dev-only: never imported at run time
+    from mypy_boto3_s3 import S3Client
 
 MODEL = "/output/model.tar.gz"
 
@@ -77,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     config = ReportConfig(x=args.x, history_runs=args.history_runs)
     config.validate("report")
     clients = Clients(
-        s3=_NoUpload(s3) if args.no_upload else s3,
+        # a proxy with the client's interface (its reads are the client's own)
+        s3=cast("S3Client", _NoUpload(s3)) if args.no_upload else s3,
         dynamodb=boto3.client("dynamodb", **session) if args.table else None,
         sagemaker=boto3.client("sagemaker", **session),
         stepfunctions=sfn,

@@ -13,7 +13,7 @@ import logging
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -37,6 +37,13 @@ from pipeline_steps.report import core
 from pipeline_steps.report.config import ReportConfig
 from pipeline_steps.report.render import SECTIONS, render_html
 
+if TYPE_CHECKING:  # stubs are dev-only: never imported at run time
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_stepfunctions import SFNClient
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -45,11 +52,11 @@ T = TypeVar("T")
 class Clients:
     """boto3 clients; None = that source is not read (e.g. the CLI without a table)."""
 
-    s3: Any
-    dynamodb: Any = None
-    sagemaker: Any = None
-    stepfunctions: Any = None
-    cloudwatch: Any = None
+    s3: S3Client
+    dynamodb: DynamoDBClient | None = None
+    sagemaker: SageMakerClient | None = None
+    stepfunctions: SFNClient | None = None
+    cloudwatch: CloudWatchClient | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
