@@ -117,8 +117,25 @@ class RunFilters:
 
 
 def load_run_filters(s3: S3Client, inputs: RunInputs, config: PublishConfig) -> RunFilters:
-    """Read and check the filter objects before anything is written (a bad file changes nothing)."""
-    filters = load_filters(s3, inputs.bucket, config, users=inputs.users, items=inputs.items)
+    """Read and check the filter objects before anything is written (a bad file changes nothing).
+
+    A child's own users' exclusions come with its slice (common/slices.py), read by repackage from
+    the same object: a slice read from another object than the config names is an error.
+    """
+    own = inputs.user_exclusions
+    if own is not None and own.key is not None and own.key != config.filter_user_exclusions_key:
+        raise InputError(
+            f"{own.source}: user exclusions read from {own.key!r}, but filter_user_exclusions_key is "
+            f"{config.filter_user_exclusions_key!r}: re-run the pipeline from repackage"
+        )
+    filters = load_filters(
+        s3,
+        inputs.bucket,
+        config,
+        users=inputs.users,
+        items=inputs.items,
+        user_excluded=None if own is None else own.rows,
+    )
     pop = load_popularity(
         s3, inputs.bucket, inputs.manifest.file_key("popularity"), n_items=inputs.manifest.n_items
     )

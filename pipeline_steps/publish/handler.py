@@ -8,16 +8,17 @@ written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import Any
 
 import boto3
 
-from pipeline_steps.common.batches import check_range
 from pipeline_steps.common.config import env_config, require_env
 from pipeline_steps.common.events import PublishPartsEvent, PublishResult, RunResultsEvent
-from pipeline_steps.common.runio import load_inputs
+from pipeline_steps.common.runio import UserExclusions, empty_csr, load_inputs
+from pipeline_steps.common.slices import load_range_inputs
 from pipeline_steps.publish import core
 from pipeline_steps.publish.config import PublishConfig
 
@@ -49,8 +50,8 @@ def part_handler(event: dict[str, Any], context: object = None) -> dict[str, Any
     bucket, table, config = _env()
     ev = PublishPartsEvent.parse(event)
     s3 = boto3.client("s3")
-    inputs = load_inputs(s3, bucket, ev)  # once for the whole range
-    parts = check_range(ev.first_part, ev.last_part, core.n_parts(inputs), where="publish parts event")
+    # once for the whole range: the run's items, and only this range's users (common/slices.py)
+    inputs, parts = load_range_inputs(s3, bucket, ev)
     results = core.publish_parts(
         s3=s3, dynamodb=boto3.client("dynamodb"), table_name=table, inputs=inputs, parts=parts, config=config
     )
@@ -69,7 +70,9 @@ def part_handler(event: dict[str, Any], context: object = None) -> dict[str, Any
 def finalize_handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     bucket, table, config = _env()
     s3 = boto3.client("s3")
-    inputs = load_inputs(s3, bucket, RunResultsEvent.parse(event))
+    # the fallback needs the items and their filters, not the users nor `seen`
+    inputs = load_inputs(s3, bucket, RunResultsEvent.parse(event), with_users=False, with_seen=False)
+    inputs = dataclasses.replace(inputs, user_exclusions=UserExclusions(key=None, rows=empty_csr()))
     flipped = core.finalize(
         s3=s3, dynamodb=boto3.client("dynamodb"), table_name=table, inputs=inputs, config=config
     )
