@@ -138,9 +138,10 @@ def read_slice(data: bytes, *, key: str, n_items: int) -> UserSlice:
     """Parse and check a slice object; every error names `key`."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            missing = [name for name in ARRAYS if name not in z.files]
+            if missing:
+                raise InputError(f"{key}: not a publish slice, arrays {missing} missing")
             arrays = {name: z[name] for name in ARRAYS}
-    except KeyError as exc:
-        raise InputError(f"{key}: not a publish slice, array {exc} missing") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"{key}: not a readable .npz (truncated or not a publish slice: {exc})") from None
     first = int(arrays["first_user"])

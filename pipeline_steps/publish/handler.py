@@ -8,7 +8,6 @@ written.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from typing import Any
@@ -17,7 +16,6 @@ import boto3
 
 from pipeline_steps.common.config import env_config, require_env
 from pipeline_steps.common.events import PublishPartsEvent, PublishResult, RunResultsEvent
-from pipeline_steps.common.runio import UserExclusions, empty_csr, load_inputs
 from pipeline_steps.common.slices import load_range_inputs
 from pipeline_steps.publish import core
 from pipeline_steps.publish.config import PublishConfig
@@ -70,9 +68,7 @@ def part_handler(event: dict[str, Any], context: object = None) -> dict[str, Any
 def finalize_handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     bucket, table, config = _env()
     s3 = boto3.client("s3")
-    # the fallback needs the items and their filters, not the users nor `seen`
-    inputs = load_inputs(s3, bucket, RunResultsEvent.parse(event), with_users=False, with_seen=False)
-    inputs = dataclasses.replace(inputs, user_exclusions=UserExclusions(key=None, rows=empty_csr()))
+    inputs = core.finalize_inputs(s3, bucket, RunResultsEvent.parse(event))
     flipped = core.finalize(
         s3=s3, dynamodb=boto3.client("dynamodb"), table_name=table, inputs=inputs, config=config
     )
