@@ -3,7 +3,7 @@ child needs of the run's users, written by repackage beside `publish-batches.jso
 
 A child publishes a range of parts (common/batches.py). Its user parts cover a contiguous range of
 user indices, so it needs only those users' ids, `seen` rows and per-user exclusions, not the run's
-`users.json` and `seen.npz` (~0.6 GB of id strings and 4 bytes per interaction at 10M users). For
+`users.json` and `seen.npz` (~0.7 GB of id strings and 4 bytes per interaction at 10M users). For
 every entry of `publish-batches.json` that holds user parts, repackage writes one object,
 `RunLayout.publish_slice(first_part)` (`runs/<id>/knn/queries/publish-slice-<first_part>.npz`, an
 uncompressed `.npz`, read with `allow_pickle=False`):
@@ -218,11 +218,11 @@ def load_range_inputs(s3: S3Client, bucket: str, event: PublishPartsEvent) -> tu
         ) from None
     got = read_slice(data, key=key, n_items=inputs.manifest.n_items)
     user_parts = [{"first_user": p.first_user, "n_users": p.n_users} for p in qm.parts]
-    need = user_range({"first_part": parts.start, "last_part": parts.stop - 1}, user_parts)
+    need = user_range({"first_part": parts.start, "last_part": parts.stop - 1}, user_parts) or (0, 0)
     have = (got.users.first, got.users.first + len(got.users))
-    if need is None or not have[0] <= need[0] <= need[1] <= have[1]:
+    if not have[0] <= need[0] <= need[1] <= have[1]:
         raise InputError(
             f"{key}: holds users {have[0]}..{have[1] - 1}, parts {parts.start}..{parts.stop - 1} need "
-            f"users {need[0] if need else 0}..{need[1] - 1 if need else 0}"
+            f"users {need[0]}..{need[1] - 1}"
         )
     return dataclasses.replace(inputs, users=got.users, seen=got.seen, user_exclusions=got.exclusions), parts
