@@ -144,3 +144,40 @@ def event(bucket: str, run_id: str) -> dict:
         "queries_manifest_key": f"runs/{run_id}/knn/queries/manifest.json",
         "transform_output_s3_uri": f"s3://{bucket}/runs/{run_id}/transform/",
     }
+
+
+def put_publish_batches(s3, bucket: str, run_id: str, *, users_per_child: int = 100_000, config=None) -> list:
+    """What repackage writes for publish's Map (decision 0015): `publish-batches.json` and each batch's
+    user slice (common/slices.py), from the run's prepared files and queries manifest; `config`: the
+    filter config whose user exclusions go into the slices."""
+    from pipeline_steps.common.batches import publish_batches
+    from pipeline_steps.common.filters import FilterConfig, load_filters
+    from pipeline_steps.common.layout import RunLayout
+    from pipeline_steps.common.runio import get_json, load_csr, load_id_list, load_manifest
+    from pipeline_steps.common.slices import write_slices
+
+    layout = RunLayout(run_id)
+    manifest = load_manifest(s3, bucket, layout.manifest)
+    qm = get_json(s3, bucket, layout.queries_manifest)
+    parts = qm["parts"]
+    sizes = [p["n_users"] for p in parts] + [p["n_items"] for p in qm.get("related_parts", [])]
+    batches = publish_batches(sizes, users_per_child)
+    users = load_id_list(s3, bucket, manifest.file_key("users"), expected=manifest.n_users)
+    items = load_id_list(s3, bucket, manifest.file_key("items"), expected=manifest.n_items)
+    data = s3.get_object(Bucket=bucket, Key=manifest.file_key("seen"))["Body"].read()
+    seen = load_csr(data, name="seen", n_users=manifest.n_users, n_items=manifest.n_items)
+    config = config or FilterConfig()
+    filters = load_filters(s3, bucket, config, users=users, items=items)
+    write_slices(
+        s3,
+        bucket,
+        layout,
+        batches=batches,
+        user_parts=parts,
+        users=users,
+        seen=seen,
+        excluded=filters.user_excluded,
+        exclusions_key=config.filter_user_exclusions_key,
+    )
+    s3.put_object(Bucket=bucket, Key=layout.publish_batches, Body=json.dumps(batches).encode())
+    return batches

@@ -21,6 +21,8 @@ anything, so a bad file fails the run and never changes what is published.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,10 +118,22 @@ def no_filters(n_users: int, n_items: int) -> Filters:
 
 
 def load_filters(
-    s3: Any, bucket: str, config: FilterConfig, *, users: list[str], items: list[str]
+    s3: Any,
+    bucket: str,
+    config: FilterConfig,
+    *,
+    users: Sequence[str],
+    items: list[str],
+    user_excluded: Csr | None = None,
 ) -> Filters:
-    """Read and check every configured filter object (InputError naming file, line and field)."""
-    filters = no_filters(len(users), len(items))
+    """Read and check every configured filter object (InputError naming file, line and field).
+
+    `user_excluded`: the per-user exclusions already read (a publish child's rows, common/slices.py,
+    which repackage read from the same object); the object is then not read and `users` not used.
+    """
+    filters = no_filters(0 if user_excluded is not None else len(users), len(items))
+    if user_excluded is not None:
+        filters = dataclasses.replace(filters, user_excluded=user_excluded)
     if not config.has_filters:
         return filters
     item_index = {item: i for i, item in enumerate(items)}
@@ -139,14 +153,15 @@ def load_filters(
         )
         counts["excluded_by_metadata"] = int(by_metadata.sum())
         excluded |= by_metadata
-    user_excluded = filters.user_excluded
+    own = filters.user_excluded
     if config.filter_user_exclusions_key:
-        where = f"filter_user_exclusions_key s3://{bucket}/{config.filter_user_exclusions_key}"
-        data = _object(s3, bucket, config.filter_user_exclusions_key, where)
-        user_excluded = read_user_exclusions(data, where, {u: i for i, u in enumerate(users)}, item_index)
-        counts["user_exclusions"] = int(user_excluded.indices.size)
+        if user_excluded is None:
+            where = f"filter_user_exclusions_key s3://{bucket}/{config.filter_user_exclusions_key}"
+            data = _object(s3, bucket, config.filter_user_exclusions_key, where)
+            own = read_user_exclusions(data, where, {u: i for i, u in enumerate(users)}, item_index)
+        counts["user_exclusions"] = int(own.indices.size)
     counts["excluded_items"] = int(excluded.sum())
-    return Filters(excluded=excluded, user_excluded=user_excluded, counts=counts)
+    return Filters(excluded=excluded, user_excluded=own, counts=counts)
 
 
 def _object(s3: Any, bucket: str, key: str, where: str) -> bytes:

@@ -115,6 +115,11 @@ class RunLayout:
         the queries manifest, not under the transform's `users-` input prefix."""
         return self.queries + "publish-batches.json"
 
+    def publish_slice(self, first_part: int) -> str:
+        """The users (ids, `seen` rows, exclusions) of the publish batch starting at `first_part`
+        (common/slices.py); beside `publish_batches`, not under the transform's input prefix."""
+        return f"{self.queries}publish-slice-{first_part:05d}.npz"
+
     def query_part(self, index: int, width: int) -> str:
         return f"{self.queries_input}{index:0{width}d}.rec"
 

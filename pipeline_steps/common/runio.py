@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import io
 import json
+import operator
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,13 +58,24 @@ def put_json(s3: S3Client, bucket: str, key: str, obj: Any) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class Csr:
-    """Row-compressed (user -> item indices) matrix as written by prepare: seen.npz / holdout.npz."""
+    """Row-compressed (user -> item indices) matrix as written by prepare: seen.npz / holdout.npz.
 
-    indptr: np.ndarray  # (n_users + 1,) int64
+    `first_row`: the user index of row 0 (a publish child holds only its users' rows, common/slices.py);
+    `row(u)` of a user outside [first_row, first_row + rows) is an error, never another user's row.
+    """
+
+    indptr: np.ndarray  # (rows + 1,) int64
     indices: np.ndarray  # int32 item indices
+    first_row: int = 0
 
     def row(self, u: int) -> np.ndarray:
-        return self.indices[self.indptr[u] : self.indptr[u + 1]]
+        r = u - self.first_row
+        if not 0 <= r < self.indptr.size - 1:
+            raise InputError(
+                f"user index {u} is outside the rows held here "
+                f"({self.first_row}..{self.first_row + self.indptr.size - 2})"
+            )
+        return self.indices[self.indptr[r] : self.indptr[r + 1]]
 
     def row_lengths(self) -> np.ndarray:
         return np.diff(self.indptr)
@@ -76,13 +88,20 @@ def load_csr(data: bytes, *, name: str, n_users: int, n_items: int) -> Csr:
             indices = np.asarray(z["indices"], dtype=np.int32)
     except (KeyError, ValueError, OSError) as exc:
         raise InputError(f"{name}: expected an .npz with 'indptr' and 'indices' ({exc})") from None
+    return checked_csr(indptr, indices, name=name, n_users=n_users, n_items=n_items)
+
+
+def checked_csr(
+    indptr: np.ndarray, indices: np.ndarray, *, name: str, n_users: int, n_items: int, first_row: int = 0
+) -> Csr:
+    """A Csr of `n_users` rows after the checks its readers rely on (errors name `name`)."""
     if indptr.shape != (n_users + 1,) or indptr[0] != 0 or indptr[-1] != indices.size:
         raise InputError(f"{name}: indptr has shape {indptr.shape}, expected ({n_users + 1},) from 0 to nnz")
     if np.any(np.diff(indptr) < 0):
         raise InputError(f"{name}: indptr is not non-decreasing")
     if indices.size and (indices.min() < 0 or indices.max() >= n_items):
         raise InputError(f"{name}: item index out of range [0, {n_items})")
-    return Csr(indptr=indptr, indices=indices)
+    return Csr(indptr=indptr, indices=indices, first_row=first_row)
 
 
 def load_manifest(s3: S3Client, bucket: str, key: str) -> Manifest:
@@ -214,6 +233,34 @@ def iter_lines(s3: S3Client, bucket: str, key: str) -> Iterator[bytes]:
     yield from body.iter_lines(chunk_size=1 << 20)  # botocore's default 1 KB chunks cost a call per line
 
 
+class IdSlice(Sequence[str]):
+    """The ids of users first .. first + len(ids) - 1, indexed by user index (a publish child's users,
+    common/slices.py); an index outside them is an error, never another user's id."""
+
+    def __init__(self, first: int, ids: list[str], *, where: str) -> None:
+        self.first, self.ids, self.where = first, ids, where
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, u: int) -> str:  # type: ignore[override]
+        r = operator.index(u) - self.first
+        if not 0 <= r < len(self.ids):
+            last = self.first + len(self.ids) - 1
+            raise InputError(f"{self.where}: user index {u} is outside its users {self.first}..{last}")
+        return self.ids[r]
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserExclusions:
+    """Per-user exclusions already read (a publish child's rows, common/slices.py), and the filter
+    object they come from ("" = none configured when they were read)."""
+
+    key: str | None  # None: no user is held (an item-query-only child), nothing to check
+    rows: Csr
+    source: str = ""  # where they were read (named in errors)
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunInputs:
     run_id: str
@@ -221,17 +268,33 @@ class RunInputs:
     manifest: Manifest
     queries: QueriesManifest
     out_keys: list[str]
-    users: list[str]
+    users: Sequence[str]  # by user index: every user, or a publish child's (IdSlice)
     items: list[str]
-    seen: Csr
+    seen: Csr  # every user's row, or a publish child's users' (Csr.first_row)
     related_out_keys: list[str] = field(default_factory=list)  # `.out` of each item-query part
+    # a publish child's own users' exclusions (common/slices.py); None = read the filter object
+    user_exclusions: UserExclusions | None = None
+
+
+def empty_csr(first_row: int = 0, rows: int = 0) -> Csr:
+    return Csr(
+        indptr=np.zeros(rows + 1, dtype=np.int64), indices=np.zeros(0, dtype=np.int32), first_row=first_row
+    )
 
 
 def load_inputs(
-    s3: S3Client, bucket: str, event: dict | RunResultsEvent, *, with_ids: bool = True
+    s3: S3Client,
+    bucket: str,
+    event: dict | RunResultsEvent,
+    *,
+    with_ids: bool = True,
+    with_users: bool = True,
+    with_seen: bool = True,
 ) -> RunInputs:
     """The run's manifests, `.out` keys and `seen`; `with_ids` False leaves `users`/`items` empty
-    (evaluate works on indices: the ids are ~60 bytes each as Python strings, 0.6 GB at 10M users)."""
+    (evaluate works on indices: the ids are ~60 bytes each as Python strings, 0.6 GB at 10M users);
+    `with_users` / `with_seen` False leave the users / `seen` empty (a publish child reads its own
+    users' slice instead, common/slices.py; finalize needs neither)."""
     ev = RunResultsEvent.parse(event)
     run_id = ev.run_id
     manifest = load_manifest(s3, bucket, ev.manifest_key)
@@ -253,7 +316,7 @@ def load_inputs(
         out_keys=out_keys,
         related_out_keys=related_out_keys,
         users=load_id_list(s3, bucket, manifest.file_key("users"), expected=manifest.n_users)
-        if with_ids
+        if with_ids and with_users
         else [],
         items=load_id_list(s3, bucket, manifest.file_key("items"), expected=manifest.n_items)
         if with_ids
@@ -263,5 +326,7 @@ def load_inputs(
             name=seen_key,
             n_users=manifest.n_users,
             n_items=manifest.n_items,
-        ),
+        )
+        if with_seen
+        else empty_csr(),
     )

@@ -13,6 +13,7 @@ common/batches.py) and `finalize` runs once after all of them.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,7 +26,15 @@ from pipeline_steps.common.filters import Filters, fill, load_filters, popularit
 from pipeline_steps.common.items import encode_items
 from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.common.ranking import iter_related_run_part, iter_run_part
-from pipeline_steps.common.runio import InputError, RunInputs, get_json, load_inputs, load_popularity
+from pipeline_steps.common.runio import (
+    InputError,
+    RunInputs,
+    UserExclusions,
+    empty_csr,
+    get_json,
+    load_inputs,
+    load_popularity,
+)
 from pipeline_steps.publish import versioning
 from pipeline_steps.publish.config import PublishConfig
 from pipeline_steps.publish.writer import BatchWriter, PublishTimeoutError
@@ -117,8 +126,25 @@ class RunFilters:
 
 
 def load_run_filters(s3: S3Client, inputs: RunInputs, config: PublishConfig) -> RunFilters:
-    """Read and check the filter objects before anything is written (a bad file changes nothing)."""
-    filters = load_filters(s3, inputs.bucket, config, users=inputs.users, items=inputs.items)
+    """Read and check the filter objects before anything is written (a bad file changes nothing).
+
+    A child's own users' exclusions come with its slice (common/slices.py), read by repackage from
+    the same object: a slice read from another object than the config names is an error.
+    """
+    own = inputs.user_exclusions
+    if own is not None and own.key is not None and own.key != config.filter_user_exclusions_key:
+        raise InputError(
+            f"{own.source}: user exclusions read from {own.key!r}, but filter_user_exclusions_key is "
+            f"{config.filter_user_exclusions_key!r}: re-run the pipeline from repackage"
+        )
+    filters = load_filters(
+        s3,
+        inputs.bucket,
+        config,
+        users=inputs.users,
+        items=inputs.items,
+        user_excluded=None if own is None else own.rows,
+    )
     pop = load_popularity(
         s3, inputs.bucket, inputs.manifest.file_key("popularity"), n_items=inputs.manifest.n_items
     )
@@ -314,6 +340,13 @@ def fallback_item(
         cold_marks(order, inputs.manifest.first_cold("item"), inputs.manifest.n_items),
     )
     return {**table.fallback_key(inputs.run_id), "items": {"S": text}, "expires_at": {"N": str(expires)}}
+
+
+def finalize_inputs(s3: S3Client, bucket: str, event: dict | RunResultsEvent) -> RunInputs:
+    """What `finalize` needs when it runs alone (the Map's `PublishFinalize`): the manifests and the
+    items; not the users, `seen` nor the per-user exclusions (the fallback is the same for everyone)."""
+    inputs = load_inputs(s3, bucket, event, with_users=False, with_seen=False)
+    return dataclasses.replace(inputs, user_exclusions=UserExclusions(key=None, rows=empty_csr()))
 
 
 def model_metrics(s3: S3Client, bucket: str, run_id: str) -> dict[str, float]:

@@ -14,10 +14,9 @@ from typing import Any
 
 import boto3
 
-from pipeline_steps.common.batches import check_range
 from pipeline_steps.common.config import env_config, require_env
 from pipeline_steps.common.events import PublishPartsEvent, PublishResult, RunResultsEvent
-from pipeline_steps.common.runio import load_inputs
+from pipeline_steps.common.slices import load_range_inputs
 from pipeline_steps.publish import core
 from pipeline_steps.publish.config import PublishConfig
 
@@ -49,8 +48,8 @@ def part_handler(event: dict[str, Any], context: object = None) -> dict[str, Any
     bucket, table, config = _env()
     ev = PublishPartsEvent.parse(event)
     s3 = boto3.client("s3")
-    inputs = load_inputs(s3, bucket, ev)  # once for the whole range
-    parts = check_range(ev.first_part, ev.last_part, core.n_parts(inputs), where="publish parts event")
+    # once for the whole range: the run's items, and only this range's users (common/slices.py)
+    inputs, parts = load_range_inputs(s3, bucket, ev)
     results = core.publish_parts(
         s3=s3, dynamodb=boto3.client("dynamodb"), table_name=table, inputs=inputs, parts=parts, config=config
     )
@@ -69,7 +68,7 @@ def part_handler(event: dict[str, Any], context: object = None) -> dict[str, Any
 def finalize_handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     bucket, table, config = _env()
     s3 = boto3.client("s3")
-    inputs = load_inputs(s3, bucket, RunResultsEvent.parse(event))
+    inputs = core.finalize_inputs(s3, bucket, RunResultsEvent.parse(event))
     flipped = core.finalize(
         s3=s3, dynamodb=boto3.client("dynamodb"), table_name=table, inputs=inputs, config=config
     )

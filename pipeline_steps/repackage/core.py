@@ -61,6 +61,7 @@ from pipeline_steps.common.runio import (
     put_json,
     s3_uri,
 )
+from pipeline_steps.common.slices import write_slices
 from pipeline_steps.formats.fm_model import read_fm_model
 from pipeline_steps.formats.fm_stream import FMMeta, FMRows, StreamUnsupportedError, iter_fm_model
 from pipeline_steps.formats.recordio import encode_dense
@@ -261,6 +262,38 @@ def run_filters(s3: S3Client, bucket: str, manifest: Manifest, config: Repackage
     return load_filters(s3, bucket, config, users=users, items=items)
 
 
+def write_publish_slices(
+    s3: S3Client,
+    bucket: str,
+    manifest: Manifest,
+    config: RepackageConfig,
+    filters: Filters,
+    *,
+    batches: list[dict[str, int]],
+    parts: list[dict],
+    run_id: str,
+) -> None:
+    """The users of each publish batch (common/slices.py). `seen` is read again here, after the index
+    is written and released, so it is never held with the item vectors; the id strings (~60 bytes
+    each) likewise."""
+    seen_key = manifest.file_key("seen")
+    seen = load_csr(
+        get_bytes(s3, bucket, seen_key), name=seen_key, n_users=manifest.n_users, n_items=manifest.n_items
+    )
+    users = load_id_list(s3, bucket, manifest.file_key("users"), expected=manifest.n_users)
+    write_slices(
+        s3,
+        bucket,
+        RunLayout(run_id),
+        batches=batches,
+        user_parts=parts,
+        users=users,
+        seen=seen,
+        excluded=filters.user_excluded,
+        exclusions_key=config.filter_user_exclusions_key,
+    )
+
+
 def write_parts(
     s3: S3Client, bucket: str, vectors: np.ndarray, per_part: int, key: Callable[[int, int], str], first: str
 ) -> list[dict]:
@@ -440,9 +473,14 @@ def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config
             "filters": {**filters.counts, "max_dropped": int(dropped.max()) if dropped.size else 0},
         },
     )
-    # publish's Map ranges (decision 0015 "Publish fan-out in batches"), in publish's part order
+    del items, labels  # the index is written: what follows holds the users instead
+    # publish's Map ranges (decision 0015 "Publish fan-out in batches"), in publish's part order, and
+    # each range's users (ids, seen rows, exclusions) for its child ("A child holds its own users"),
+    # the ranges last: their object is what the Map reads
     sizes = [p["n_users"] for p in parts] + [p["n_items"] for p in related_parts]
-    put_json(s3, bucket, layout.publish_batches, publish_batches(sizes, config.users_per_child))
+    batches = publish_batches(sizes, config.users_per_child)
+    write_publish_slices(s3, bucket, manifest, config, filters, batches=batches, parts=parts, run_id=run_id)
+    put_json(s3, bucket, layout.publish_batches, batches)
     return RepackageResult(
         knn_train_s3_uri=s3_uri(bucket, layout.knn_train),
         # The `users-` key prefix (not the folder): the transform must not read manifest.json as input.

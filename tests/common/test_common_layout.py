@@ -22,6 +22,9 @@ def test_keys_of_one_run() -> None:
     assert run.queries_manifest == "runs/r1/knn/queries/manifest.json"
     assert run.queries_input == "runs/r1/knn/queries/users-"
     assert run.query_part(3, 5) == "runs/r1/knn/queries/users-00003.rec"
+    # publish's slices: beside the ranges, not under the transform's input prefix `users-`
+    assert run.publish_slice(17) == "runs/r1/knn/queries/publish-slice-00017.npz"
+    assert run.publish_slice(123_456) == "runs/r1/knn/queries/publish-slice-123456.npz"
     assert run.knn_model == "runs/r1/knn/model/"
     assert run.transform == "runs/r1/transform/"
     assert run.metrics == "runs/r1/evaluation/metrics.json"

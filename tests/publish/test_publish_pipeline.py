@@ -16,7 +16,13 @@ from pipeline_steps.publish.config import PublishConfig
 from pipeline_steps.publish.writer import WriteFailedError
 from pipeline_steps.query import clear_pointer_cache, get_recommendations
 from tests.conftest import BUCKET, TABLE
-from tests.prepared_run import event, put_prepared, put_queries_manifest, put_transform_output
+from tests.prepared_run import (
+    event,
+    put_prepared,
+    put_publish_batches,
+    put_queries_manifest,
+    put_transform_output,
+)
 from tests.publish.faults import CrashAfter, FaultyDynamoDB
 
 NOW = 1_800_000_000.0
@@ -119,6 +125,7 @@ def many_users_run(s3, run_id: str, n_users: int = 180, parts=(100, 80)):
         labels = np.array([rng.permutation(n_items)[:8] + 1 for _ in range(n)], dtype=float)
         put_transform_output(s3, BUCKET, run_id, p, labels, rng.normal(size=(n, 8)))
         first += n
+    put_publish_batches(s3, BUCKET, run_id)
     return event(BUCKET, run_id), users
 
 
@@ -211,14 +218,19 @@ def test_a_map_child_publishes_its_range_of_parts_loading_the_run_once(s3, dynam
     from pipeline_steps.publish import handler
 
     ev, _ = many_users_run(s3, "r1", n_users=230, parts=(100, 80, 50))
+    put_publish_batches(s3, BUCKET, "r1", users_per_child=180)  # parts 0-1, then part 2
     monkeypatch.setenv("BUCKET_NAME", BUCKET)
     monkeypatch.setenv("TABLE_NAME", TABLE)
     monkeypatch.setenv("STEP_CONFIG", json.dumps({"x": 3}))
     loads = []
-    monkeypatch.setattr(handler, "load_inputs", lambda *a: loads.append(a) or core.load_inputs(*a))
+
+    real = handler.load_range_inputs
+    monkeypatch.setattr(handler, "load_range_inputs", lambda *a: loads.append(real(*a)) or loads[-1])
     out = handler.part_handler({**ev, "first_part": 0, "last_part": 1, "n_lists": 180})
     assert out == {**out, "first_part": 0, "last_part": 1, "users_written": 180, "related_written": 0}
     assert len(loads) == 1
+    inputs, parts = loads[0]
+    assert parts == range(2) and len(inputs.users) == 180 and inputs.seen.indptr.size == 181  # its own
     record = versioning.read_run(dynamodb, TABLE, "r1")
     assert record["status"] == "writing" and record["part_users"] == {"0": 100, "1": 80}  # each marked done
     with pytest.raises(versioning.PublishStateError, match=r"parts \[2\] not written"):

@@ -281,6 +281,22 @@ def test_publish_batches_are_ranges_of_the_user_then_item_parts_within_users_per
         {"first_part": 5, "last_part": 6, "n_lists": 3},
     ]
     assert out["n_parts"] == 7 == batches[-1]["last_part"] + 1
+    # each range holding user parts has its users' slice (decision 0015 "A child holds its own users")
+    from pipeline_steps.common.slices import read_slice
+
+    slices = {}
+    for first in (0, 1, 2):
+        key = f"runs/r1/knn/queries/publish-slice-{first:05d}.npz"
+        slices[first] = read_slice(
+            s3.get_object(Bucket=BUCKET, Key=key)["Body"].read(), key=key, n_items=N_ITEMS
+        )
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/r1/knn/queries/publish-slice-")["Contents"]
+    assert len(listed) == 3  # none for the item-query-only ranges 4 and 5-6
+    got = slices[2]  # parts 2-3: users 4, 5 and 6
+    assert [got.users[u] for u in (4, 5, 6)] == ["u4", "u5", "u6"]
+    assert [got.seen.row(u).tolist() for u in (4, 5, 6)] == [[], [0, 1], []]
+    assert (slices[1].users.first, len(slices[1].users), slices[1].seen.row(3).tolist()) == (2, 2, [4])
+    assert got.exclusions.key == "" and got.exclusions.rows.indices.size == 0
 
 
 @pytest.mark.parametrize(
@@ -316,6 +332,12 @@ def test_k_counts_read_extra_and_the_filters(s3):
         "user_exclusions": 2,
         "max_dropped": 3,
     }
+    from pipeline_steps.common.slices import read_slice  # publish's slice carries the exclusions read here
+
+    key = "runs/r1/knn/queries/publish-slice-00000.npz"
+    got = read_slice(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read(), key=key, n_items=N_ITEMS)
+    assert got.exclusions.key == "filters/mine.csv"
+    assert [got.exclusions.rows.row(u).tolist() for u in range(N_USERS)] == [[], [3], [0], [], [], [], []]
 
 
 def test_a_bad_filter_file_fails_before_anything_is_written(s3):
