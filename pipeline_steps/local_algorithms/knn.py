@@ -8,9 +8,9 @@ IVF (decision 0019): ``faiss_index_ivf_nlists`` "auto" resolves to sqrt(sample_s
 hyperparameter table states (https://docs.aws.amazon.com/sagemaker/latest/dg/kNN_hyperparameters.html);
 AWS does not say how it rounds (here: down) nor what happens when fewer vectors than lists are
 sampled (here: at most one list per indexed vector). AWS documents no nprobe, neither as a
-hyperparameter nor at inference; the container's configuration has ``_faiss_index_nprobe`` (5). Here
-it is 5 unless that key is given, is stored in the index (faiss serialises nprobe) and is what the
-transform probes.
+hyperparameter nor at inference; the container's default configuration is taken to carry
+``_faiss_index_nprobe`` 5 (no AWS page states it: an assumption). Here it is 5 unless that key is
+given, is stored in the index (faiss serialises nprobe) and is what the transform probes.
 """
 
 from __future__ import annotations
