@@ -27,8 +27,11 @@ Last stdout line: one JSON object with `max_time_exponent`, `max_rss_exponent`, 
 per size, `prepare_rows_per_core_s` (DuckDB) and `spark_rows_per_core_s` (rows / (seconds after the
 Spark session's start-up × cores); null when `--engines` leaves Spark out, see `spark_status`).
 
+`--index-type` sets `topx:knn.hyperparameters.index_type` for the k-NN training (default: cdk.json's,
+`faiss.Flat`), so the transform's growth can be measured with `faiss.IVFFlat` (decision 0019).
+
     .venv/bin/python bench/scale.py [--sizes 1000000,3000000,10000000,30000000] [--engines duckdb,spark]
-                                    [--out DIR] [--seed 0]
+                                    [--index-type faiss.IVFFlat] [--out DIR] [--seed 0]
 """
 
 from __future__ import annotations
@@ -227,6 +230,8 @@ def step_knn_train(s3: Any, _dynamodb: Any, state: dict) -> dict:
         "k": rep["k"],
         "sample_size": rep["sample_size"],
     }
+    if state.get("index_type"):
+        hyper["index_type"] = state["index_type"]
     channels = [_channel("train", rep["knn_train_s3_uri"])]
     request = _training_request("knn", f"{run}-knn", hyper, channels, f"s3://{BUCKET}/runs/{run}/knn/model/")
     describe = _completed(run_training_job(request, s3=s3, log=lambda _m: None), "TrainingJobStatus")
@@ -406,6 +411,7 @@ def run_size(s3: Any, dynamodb: Any, endpoint: str, index: int, rows: int, args:
         "rows": rows,
         "input_prefix": prefix,
         "table": f"bench-table-{index}",
+        "index_type": args.index_type,
     }
     create_table(dynamodb, state["table"])
     figures: dict[str, dict] = {}
@@ -443,7 +449,9 @@ def run_size(s3: Any, dynamodb: Any, endpoint: str, index: int, rows: int, args:
     return {"shape": shape, "figures": figures}
 
 
-def summarise(sizes: list[int], per_size: list[dict], engines: list[str]) -> dict:
+def summarise(
+    sizes: list[int], per_size: list[dict], engines: list[str], index_type: str | None = None
+) -> dict:
     names = [s for s in ("prepare_spark", *STEPS) if all(s in p["figures"] for p in per_size)]
     steps: dict[str, dict] = {}
     for name in names:
@@ -495,6 +503,7 @@ def summarise(sizes: list[int], per_size: list[dict], engines: list[str]) -> dic
         "spark_rows_per_core_s": None,
         "spark_startup_seconds": None,
         "engines": engines,
+        "index_type": index_type or context()["topx:knn"]["hyperparameters"].get("index_type", "faiss.Flat"),
     }
     if "spark" in engines and "prepare_spark" in steps:
         spark = per_size[-1]["figures"]["prepare_spark"]
@@ -542,6 +551,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help="comma-separated interaction counts")
     parser.add_argument("--engines", default=",".join(ENGINES), help="prepare engines: duckdb,spark")
+    parser.add_argument(
+        "--index-type",
+        choices=("faiss.Flat", "faiss.IVFFlat"),
+        help="k-NN index_type for the k-NN training (default: cdk.json's topx:knn.hyperparameters)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory of the PNG plot")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child")
@@ -568,7 +582,7 @@ def main() -> int:
             per_size.append(run_size(s3, dynamodb, endpoint, index, rows, args))
     finally:
         conn.send("stop")
-    summary = summarise(sizes, per_size, engines)
+    summary = summarise(sizes, per_size, engines, args.index_type)
     path = plot(summary, args.out).resolve()
     summary["plot"] = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     summary["cpu_count"] = os.cpu_count()

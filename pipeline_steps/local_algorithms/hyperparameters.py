@@ -26,7 +26,6 @@ _CONTAINER_KEYS = {
     "_log_level",
     "_tuning_objective_metric",
     "_enable_profiler",
-    "_faiss_index_nprobe",
 }
 
 
@@ -102,6 +101,9 @@ _KNN: dict[str, Callable[[str, str], Any]] = {
     "index_metric": _choice(*knn.METRICS),
     "faiss_index_ivf_nlists": _int_or_auto,
     "faiss_index_pq_m": _int,
+    # Not in AWS's hyperparameter table: the container's configuration key (decision 0019); the
+    # lists probed per query by an IVF index, stored in the model.
+    "_faiss_index_nprobe": _int,
     "mini_batch_size": _int,
     "epochs": _int,
 }
@@ -170,4 +172,6 @@ def parse_knn(hyperparameters: Mapping[str, Any]) -> knn.KNNConfig:
         )
     hp.pop("mini_batch_size", None)
     hp.pop("epochs", None)
+    if "_faiss_index_nprobe" in hp:
+        hp["faiss_index_nprobe"] = hp.pop("_faiss_index_nprobe")
     return knn.KNNConfig(**hp)

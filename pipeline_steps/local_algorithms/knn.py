@@ -3,6 +3,14 @@
 Mirrors SageMaker's built-in k-NN: exact ``faiss.Flat`` search (IVF variants map to faiss's IVF),
 metrics ``L2`` / ``INNER_PRODUCT`` / ``COSINE``, a seeded ``sample_size`` subset, and verbose results
 whose distances are sorted ascending (so with INNER_PRODUCT / COSINE the best neighbour is last).
+
+IVF (decision 0019): ``faiss_index_ivf_nlists`` "auto" resolves to sqrt(sample_size), as the AWS
+hyperparameter table states (https://docs.aws.amazon.com/sagemaker/latest/dg/kNN_hyperparameters.html);
+AWS does not say how it rounds (here: down) nor what happens when fewer vectors than lists are
+sampled (here: at most one list per indexed vector). AWS documents no nprobe, neither as a
+hyperparameter nor at inference; the container's default configuration is taken to carry
+``_faiss_index_nprobe`` 5 (no AWS page states it: an assumption). Here it is 5 unless that key is
+given, is stored in the index (faiss serialises nprobe) and is what the transform probes.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ CLASSIFIER, REGRESSOR = "classifier", "regressor"
 INDEX_TYPES = ("faiss.Flat", "faiss.IVFFlat", "faiss.IVFPQ")
 # SageMaker exposes no seed for sampling; a fixed one makes local runs reproducible.
 SAMPLE_SEED = 20180101
-_NPROBE = 5  # SageMaker's container default (_faiss_index_nprobe)
+NPROBE = 5  # SageMaker's container default (_faiss_index_nprobe)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +42,7 @@ class KNNConfig:
     index_metric: str = L2
     faiss_index_ivf_nlists: int | None = None  # None = "auto"
     faiss_index_pq_m: int | None = None
+    faiss_index_nprobe: int | None = None  # None = NPROBE (the container's `_faiss_index_nprobe`)
 
 
 @dataclass
@@ -66,6 +75,11 @@ def _faiss_metric(metric: str) -> int:
     return faiss.METRIC_L2 if metric == L2 else faiss.METRIC_INNER_PRODUCT
 
 
+def auto_nlists(sample_size: int) -> int:
+    """``faiss_index_ivf_nlists`` "auto": sqrt(sample_size) (AWS's table), rounded down, at least 1."""
+    return max(1, math.isqrt(sample_size))
+
+
 def build(X: np.ndarray, labels: np.ndarray, config: KNNConfig, *, seed: int = SAMPLE_SEED) -> KNNModel:
     """Index the training vectors (a seeded random subset of ``sample_size`` when there are more)."""
     X = _as_f32(X)
@@ -82,13 +96,13 @@ def build(X: np.ndarray, labels: np.ndarray, config: KNNConfig, *, seed: int = S
             faiss.IndexFlatIP(d) if metric == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(d)
         )
     else:
-        nlist = config.faiss_index_ivf_nlists or max(1, int(math.sqrt(X.shape[0])))
-        nlist = min(nlist, X.shape[0])
+        nlist = config.faiss_index_ivf_nlists or auto_nlists(config.sample_size)
+        nlist = min(nlist, X.shape[0])  # faiss's k-means needs at least one vector per list
         kind = "Flat" if config.index_type == "faiss.IVFFlat" else f"PQ{config.faiss_index_pq_m or 1}"
         # index_factory owns the coarse quantizer (a hand-built one must outlive the index).
         ivf: Any = faiss.index_factory(d, f"IVF{nlist},{kind}", metric)  # an IndexIVF* (has nprobe)
         ivf.train(X)
-        ivf.nprobe = min(_NPROBE, nlist)
+        ivf.nprobe = min(config.faiss_index_nprobe or NPROBE, nlist)  # serialised with the index
         index = ivf
     index.add(X)
     return KNNModel(index, labels, config.k, config.predictor_type, config.index_metric)
@@ -162,6 +176,6 @@ def deserialize(index_bytes: bytes, labels: bytes, meta: bytes) -> KNNModel:
     info = json.loads(meta)
     index = faiss.deserialize_index(np.frombuffer(index_bytes, dtype=np.uint8))
     if isinstance(index, faiss.IndexIVF):
-        index.nprobe = min(_NPROBE, index.nlist)
+        index.nprobe = max(1, min(index.nprobe, index.nlist))  # the trained nprobe (serialised)
     lab = np.frombuffer(labels, dtype="<f4").astype(np.float32)
     return KNNModel(index, lab, int(info["k"]), info["predictor_type"], info.get("index_metric", L2))

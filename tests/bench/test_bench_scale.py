@@ -52,3 +52,27 @@ def test_spark_not_requested_is_stated():
     out = scale.summarise(sizes, [_per_size(n, spark=False) for n in sizes], ["duckdb"])
     assert out["spark_rows_per_core_s"] is None
     assert out["spark_status"] == "not requested (--engines)"
+
+
+def test_index_type_is_reported_cdk_json_default_otherwise():
+    sizes = [1_000_000, 3_000_000]
+    per_size = [_per_size(n, spark=False) for n in sizes]
+    assert scale.summarise(sizes, per_size, ["duckdb"])["index_type"] == "faiss.Flat"
+    assert scale.summarise(sizes, per_size, ["duckdb"], "faiss.IVFFlat")["index_type"] == "faiss.IVFFlat"
+
+
+def test_index_type_reaches_the_knn_training_request(monkeypatch):
+    import pipeline_steps.local_algorithms as local
+
+    seen: list[dict] = []
+
+    def fake_job(request, **_):
+        seen.append(request["HyperParameters"])
+        return {"TrainingJobStatus": "Completed", "ModelArtifacts": {"S3ModelArtifacts": "s3://b/m.tar.gz"}}
+
+    monkeypatch.setattr(local, "run_training_job", fake_job)
+    rep = {"feature_dim": "65", "k": "10", "sample_size": "30", "knn_train_s3_uri": "s3://b/t"}
+    state = {"run": "r", "repackage": {"result": rep}, "prepare": {"n_items": 30}}
+    scale.step_knn_train(None, None, state)
+    scale.step_knn_train(None, None, state | {"index_type": "faiss.IVFFlat"})
+    assert [h["index_type"] for h in seen] == ["faiss.Flat", "faiss.IVFFlat"]

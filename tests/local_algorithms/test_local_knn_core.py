@@ -154,3 +154,60 @@ def test_ivfpq_m_that_does_not_divide_feature_dim_is_a_client_error():
     with pytest.raises(ClientError, match="faiss_index_pq_m=3 must divide feature_dim=10"):
         parse_knn(hp)
     assert parse_knn({**hp, "faiss_index_pq_m": "5"}).faiss_index_pq_m == 5
+
+
+def _ivf(n: int, sample_size: int, **extra) -> knn.KNNModel:
+    X, _, labels = _data(n=n, q=1, d=8, seed=5)
+    config = knn.KNNConfig(
+        feature_dim=8, k=5, predictor_type=knn.CLASSIFIER, sample_size=sample_size,
+        index_type="faiss.IVFFlat", index_metric=knn.INNER_PRODUCT, **extra,
+    )  # fmt: skip
+    return knn.build(X, labels, config)
+
+
+@pytest.mark.parametrize(
+    ("sample_size", "want"), [(1, 1), (3, 1), (4, 2), (399, 19), (400, 20), (10_000, 100)]
+)
+def test_auto_nlists_is_the_square_root_of_sample_size_rounded_down(sample_size, want):
+    # AWS: faiss_index_ivf_nlists "auto" resolves to sqrt(sample_size) (kNN_hyperparameters.html).
+    assert knn.auto_nlists(sample_size) == want
+
+
+def test_auto_nlists_follows_sample_size_not_the_vectors_indexed():
+    # 400 vectors with sample_size 10,000: sqrt(10,000) = 100 lists (sqrt of the 400 vectors would be 20).
+    assert _ivf(400, 10_000).index.nlist == 100
+    # fewer vectors than lists: one list per vector at most (faiss's k-means needs as many vectors)
+    assert _ivf(60, 10_000).index.nlist == 60
+    assert _ivf(400, 400).index.nlist == 20
+    assert _ivf(400, 400, faiss_index_ivf_nlists=7).index.nlist == 7
+
+
+def test_nprobe_defaults_to_five_and_survives_serialisation():
+    model = _ivf(400, 400)
+    assert model.index.nprobe == knn.NPROBE == 5
+    assert knn.deserialize(*knn.serialize(model)).index.nprobe == 5
+
+
+def test_nprobe_from_the_container_key_is_stored_in_the_model_and_used_by_search():
+    from pipeline_steps.local_algorithms.hyperparameters import parse_knn
+
+    hp = {"feature_dim": "8", "k": "5", "predictor_type": "classifier", "sample_size": "400"}
+    hp |= {"index_type": "faiss.IVFFlat", "index_metric": "INNER_PRODUCT", "_faiss_index_nprobe": "20"}
+    config = parse_knn(hp)
+    assert config.faiss_index_nprobe == 20
+    X, Q, labels = _data(n=400, q=30, d=8, seed=5)
+    model = knn.deserialize(*knn.serialize(knn.build(X, labels, config)))
+    assert model.index.nprobe == 20  # every one of the 20 lists: the search is exact
+    _, lab = knn.search(model, Q)
+    _, want_i = _brute(X, Q, knn.INNER_PRODUCT, 5)
+    np.testing.assert_array_equal(np.sort(lab, axis=1), np.sort(labels[want_i], axis=1))
+    # more lists probed than there are: clamped to nlist
+    assert _ivf(400, 400, faiss_index_nprobe=50).index.nprobe == 20
+
+
+def test_nprobe_must_be_a_positive_integer():
+    from pipeline_steps.local_algorithms.hyperparameters import ClientError, parse_knn
+
+    hp = {"feature_dim": "8", "k": "5", "predictor_type": "classifier", "sample_size": "400"}
+    with pytest.raises(ClientError, match="_faiss_index_nprobe='0' must be >= 1"):
+        parse_knn({**hp, "_faiss_index_nprobe": "0"})
