@@ -52,3 +52,33 @@ def test_spark_not_requested_is_stated():
     out = scale.summarise(sizes, [_per_size(n, spark=False) for n in sizes], ["duckdb"])
     assert out["spark_rows_per_core_s"] is None
     assert out["spark_status"] == "not requested (--engines)"
+
+
+def test_a_profile_gives_every_step_its_values(monkeypatch):
+    """`--profile`: the sections as the app resolves them, without the bench's own reductions."""
+    monkeypatch.setattr(scale, "PROFILE", "profiles/100m.json")
+    ctx = scale.context()
+    assert ctx["topx:fm"]["instance_count"] == 3
+    assert ctx["topx:fm"]["hyperparameters"]["epochs"] == "3"  # topx:recipe minimal
+    assert ctx["topx:prepare"]["min_shards"] == 3  # FM instances -> train shards
+    assert scale._repackage_config().transform_instance_count == 12  # transform instances -> parts
+    prepare = scale._prepare_config({"input_prefix": "input/x/"})
+    assert (prepare.negative_draws, prepare.negative_ratio, prepare.engine) == (1, 1, "spark")
+    assert scale.profile_engines(["duckdb"]) == ["duckdb", "spark"]
+    assert scale.profile_summary("profiles/100m.json")["lambda_memory_mb"] == 10240
+
+
+def test_without_a_profile_the_bench_reduces_the_defaults(monkeypatch):
+    monkeypatch.setattr(scale, "PROFILE", None)
+    assert scale._prepare_config({"input_prefix": "input/x/"}).negative_draws == 1
+    assert scale.context()["topx:fm"]["instance_count"] == 1
+
+
+def test_spark_at_the_smaller_sizes_only_is_fitted_over_those():
+    """`--spark-max-rows`: the Spark figures come from the largest size it ran at."""
+    sizes = [1_000_000, 3_000_000, 10_000_000]
+    per_size = [_per_size(n, spark=n <= 3_000_000) for n in sizes]
+    out = scale.summarise(sizes, per_size, ["duckdb", "spark"])
+    assert out["steps"]["prepare_spark"]["sizes"] == [1_000_000, 3_000_000]
+    assert out["steps"]["prepare"]["sizes"] == sizes
+    assert out["spark_rows_per_core_s"] == round(3_000_000 / (30.0 * 2))
