@@ -28,7 +28,15 @@ per size, `prepare_rows_per_core_s` (DuckDB) and `spark_rows_per_core_s` (rows /
 Spark session's start-up × cores); null when `--engines` leaves Spark out, see `spark_status`).
 
     .venv/bin/python bench/scale.py [--sizes 1000000,3000000,10000000,30000000] [--engines duckdb,spark]
-                                    [--out DIR] [--seed 0]
+                                    [--out DIR] [--seed 0] [--profile profiles/100m.json]
+                                    [--spark-max-rows N]
+
+`--profile FILE`: every step takes the named configuration's values as the app resolves them for
+`-c topx:profile=FILE` (its recipe's draws, negatives and epochs instead of the bench's one draw and
+one epoch); `topx:fm.instance_count` becomes prepare's train shards and
+`topx:transform.instance_count` repackage's query parts (one local process trains and transforms
+them all), and a Spark `topx:prepare.engine` adds the Spark engine (`--spark-max-rows` bounds the
+sizes it runs at; later steps read DuckDB's outputs either way). The JSON then has `profile`.
 """
 
 from __future__ import annotations
