@@ -568,6 +568,33 @@ def summarise(all_sizes: list[int], per_size: list[dict], engines: list[str]) ->
     return out
 
 
+def per_size_from_log(text: str) -> tuple[list[int], list[dict]]:
+    """The sizes and per-size figures from the per-step lines a run printed (`--from-log`): the
+    summary of a run whose last line is missing can be made again without running it."""
+    figures: dict[int, dict[str, dict]] = {}
+    for line in text.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and "size" in doc and "step" in doc and "error" not in doc:
+            figures.setdefault(int(doc["size"]), {})[doc["step"]] = doc
+    sizes = sorted(figures)
+    per_size = []
+    for rows in sizes:
+        fig = figures[rows]
+        missing = [step for step in STEPS if step not in fig]
+        if missing:
+            raise SystemExit(f"--from-log: size {rows} has no line for {missing}")
+        shape = {"rows": rows, "counts": fig["prepare"]["counts"]}
+        shape |= {k: fig["repackage"][k] for k in ("k", "k_all_users", "users_over_cap", "n_parts")}
+        shape["evaluate"] = {
+            k: fig["evaluate"][k] for k in ("users_filled", "precision", "baseline_precision")
+        }
+        per_size.append({"shape": shape, "figures": fig})
+    return sizes, per_size
+
+
 def profile_engines(engines: list[str]) -> list[str]:
     """`--engines` plus the Spark engine when the profile's prepare runs on Spark."""
     wanted = context()["topx:prepare"]["engine"] == "spark"
@@ -603,12 +630,11 @@ def plot(summary: dict, out_dir: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sizes = summary["sizes"]
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 5))
     for name, s in summary["steps"].items():
-        ax_t.plot(sizes, s["seconds"], marker="o", label=f"{name} ({s['time_exponent']})")
+        ax_t.plot(s["sizes"], s["seconds"], marker="o", label=f"{name} ({s['time_exponent']})")
         ax_m.plot(
-            sizes,
+            s["sizes"],
             [max(v, 0.1) for v in s["rss_increment_mb"]],
             marker="o",
             label=f"{name} ({s['rss_exponent']})",
@@ -646,6 +672,11 @@ def main() -> int:
         default=None,
         help="run the Spark engine only at sizes up to this many rows (default: every size)",
     )
+    parser.add_argument(
+        "--from-log",
+        type=Path,
+        help="summarise the per-step lines a run printed (its stdout) instead of running",
+    )
     parser.add_argument("--child")
     parser.add_argument("--endpoint")
     parser.add_argument("--state")
@@ -656,6 +687,8 @@ def main() -> int:
     if args.child:
         child(args.child, args.endpoint, json.loads(args.state))
         return 0
+    if args.from_log is not None:
+        return summarise_log(args)
     sizes = sorted(int(v) for v in args.sizes.split(","))
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     if PROFILE is not None:
@@ -683,6 +716,19 @@ def main() -> int:
         summary["profile"] = profile_summary(PROFILE)
     summary["cpu_count"] = os.cpu_count()
     summary["load_average_1m"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(summary))
+    return 0
+
+
+def summarise_log(args: argparse.Namespace) -> int:
+    sizes, per_size = per_size_from_log(args.from_log.read_text())
+    engines = ["duckdb", "spark"] if any("prepare_spark" in p["figures"] for p in per_size) else ["duckdb"]
+    summary = summarise(sizes, per_size, engines)
+    path = plot(summary, args.out).resolve()
+    summary["plot"] = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+    if PROFILE is not None:
+        summary["profile"] = profile_summary(PROFILE)
+    summary["from_log"] = args.from_log.name
     print(json.dumps(summary))
     return 0
 

@@ -82,3 +82,24 @@ def test_spark_at_the_smaller_sizes_only_is_fitted_over_those():
     assert out["steps"]["prepare_spark"]["sizes"] == [1_000_000, 3_000_000]
     assert out["steps"]["prepare"]["sizes"] == sizes
     assert out["spark_rows_per_core_s"] == round(3_000_000 / (30.0 * 2))
+
+
+def test_the_summary_is_made_again_from_the_printed_lines(tmp_path):
+    """`--from-log`: the per-step lines a run printed give the same summary; the plot takes a step
+    measured at fewer sizes (the Spark engine under `--spark-max-rows`)."""
+    import json
+
+    sizes = [1_000_000, 3_000_000, 10_000_000]
+    per_size = [_per_size(n, spark=n <= 3_000_000) for n in sizes]
+    lines = ["not json", json.dumps({"size": 10_000_000, "step": "prepare_spark", "error": "boom"})]
+    for n, p in zip(sizes, per_size, strict=True):
+        p["figures"]["prepare"]["counts"] = {"train_interactions": n // 2}
+        p["figures"]["repackage"] |= {"k": 5, "k_all_users": 9, "users_over_cap": 1, "n_parts": 3}
+        p["figures"]["evaluate"] |= {"users_filled": 0, "precision": 0.1, "baseline_precision": 0.2}
+        lines += [json.dumps({"size": n, "step": step, **fig}) for step, fig in p["figures"].items()]
+    got_sizes, got = scale.per_size_from_log("\n".join(lines))
+    assert got_sizes == sizes
+    summary = scale.summarise(sizes, got, ["duckdb", "spark"])
+    assert summary["steps"] == scale.summarise(sizes, per_size, ["duckdb", "spark"])["steps"]
+    assert got[2]["shape"]["n_parts"] == 3
+    assert scale.plot(summary, tmp_path).is_file()
