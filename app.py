@@ -13,6 +13,7 @@ import aws_cdk as cdk
 from infra.config import AppConfig
 from infra.nag import add_checks
 from infra.pipeline_stack import PipelineStack
+from infra.profiles import with_profile
 from infra.storage_stack import StorageStack
 
 CDK_JSON = Path(__file__).resolve().parent / "cdk.json"
@@ -25,9 +26,15 @@ def default_context() -> dict[str, Any]:
 
 
 def build_app(context: dict[str, Any] | None = None, *, outdir: str | None = None) -> cdk.App:
-    """The app with both stacks; `context` entries override cdk.json's and the CLI's (as `-c` does)."""
-    app = cdk.App(context=default_context(), post_cli_context=context or {}, outdir=outdir)
-    config = AppConfig.from_context(app.node.get_all_context(), account=os.environ.get("CDK_DEFAULT_ACCOUNT"))
+    """The app with both stacks; `context` entries override cdk.json's and the CLI's (as `-c` does).
+
+    `topx:profile` names a checked-in file of `topx:` keys (profiles/, infra/profiles.py) layered
+    between cdk.json and the `-c` keys.
+    """
+    defaults = default_context()
+    app = cdk.App(context=defaults, post_cli_context=context or {}, outdir=outdir)
+    resolved = with_profile(app.node.get_all_context(), defaults, root=CDK_JSON.parent)
+    config = AppConfig.from_context(resolved, account=os.environ.get("CDK_DEFAULT_ACCOUNT"))
     add_project_stacks(app, config)
     add_checks(app)
     return app

@@ -32,6 +32,14 @@ Spark session's start-up × cores); null when `--engines` leaves Spark out, see 
 
     .venv/bin/python bench/scale.py [--sizes 1000000,3000000,10000000,30000000] [--engines duckdb,spark]
                                     [--index-type faiss.IVFFlat] [--out DIR] [--seed 0]
+                                    [--profile profiles/100m.json] [--spark-max-rows N]
+
+`--profile FILE`: every step takes the named configuration's values as the app resolves them for
+`-c topx:profile=FILE` (its recipe's draws, negatives and epochs instead of the bench's one draw and
+one epoch); `topx:fm.instance_count` becomes prepare's train shards and
+`topx:transform.instance_count` repackage's query parts (one local process trains and transforms
+them all), and a Spark `topx:prepare.engine` adds the Spark engine (`--spark-max-rows` bounds the
+sizes it runs at; later steps read DuckDB's outputs either way). The JSON then has `profile`.
 """
 
 from __future__ import annotations
@@ -64,9 +72,44 @@ ENGINES = ("duckdb", "spark")
 DEFAULT_OUT = ROOT / "bench-output" / "scale"
 
 
+# `--profile`: the named configuration every step takes its values from (set in the parent and,
+# through the state, in each child); None = cdk.json's defaults with the bench's two reductions.
+PROFILE: str | None = None
+
+
 def context() -> dict[str, Any]:
-    """The deployed defaults: cdk.json's context (what `cdk deploy` uses without `-c`)."""
-    return json.loads((ROOT / "cdk.json").read_text())["context"]
+    """The deployed defaults: cdk.json's context (what `cdk deploy` uses without `-c`), or with
+    `--profile` the sections as the app resolves them for `-c topx:profile=<file>` (the profile
+    layered over cdk.json, its recipe applied, the shared values injected: prepare's `min_shards` =
+    `topx:fm.instance_count`, repackage's `transform_instance_count`)."""
+    base: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
+    if PROFILE is None:
+        return base
+    return base | profile_sections(PROFILE, base)
+
+
+def profile_sections(profile: str, base: dict[str, Any]) -> dict[str, Any]:
+    """The `topx:` sections the steps read, from the AppConfig the app builds with this profile."""
+    from dataclasses import asdict
+
+    from infra.config import AppConfig
+    from infra.profiles import PROFILE_KEY, with_profile
+
+    config = AppConfig.from_context(with_profile({**base, PROFILE_KEY: profile}, base, root=ROOT))
+    steps = config.steps
+    return {
+        "topx:x": steps.publish.x,
+        "topx:recipe": steps.prepare.recipe,
+        "topx:fm": asdict(config.fm),
+        "topx:knn": asdict(config.knn),
+        "topx:transform": asdict(config.transform),
+        "topx:lambda": asdict(config.lambdas),
+        "topx:state_machine_timeout_hours": config.state_machine_timeout_hours,
+        **{
+            f"topx:{name}": asdict(getattr(steps, name))
+            for name in ("prepare", "repackage", "evaluate", "publish")
+        },
+    }
 
 
 # -- the steps, in child processes ---------------------------------------------------------------
@@ -76,8 +119,10 @@ def _prepare_config(state: dict) -> Any:
     from pipeline_steps.prepare.config import PrepareConfig
 
     defaults = {k: v for k, v in context()["topx:prepare"].items() if v is not None}
+    # without a profile, one negative draw (the FM rows of section 1 of docs/scale.md); with one, its recipe's
+    reduced = {} if PROFILE else {"negative_draws": 1}
     return PrepareConfig.from_dict(
-        {**defaults, "input_prefix": state["input_prefix"], "negative_draws": 1}, where="bench"
+        {**defaults, "input_prefix": state["input_prefix"], **reduced}, where="bench"
     )
 
 
@@ -171,7 +216,9 @@ def step_fm(s3: Any, _dynamodb: Any, state: dict) -> dict:
     from pipeline_steps.local_algorithms import run_training_job
 
     prep, run = state["prepare"], state["run"]
-    hyper = {**context()["topx:fm"]["hyperparameters"], "epochs": "1", "feature_dim": prep["feature_dim"]}
+    hyper = {**context()["topx:fm"]["hyperparameters"], "feature_dim": prep["feature_dim"]}
+    if PROFILE is None:
+        hyper["epochs"] = "1"  # with a profile, its recipe's epochs
     channels = [_channel("train", prep["train_s3_uri"])]
     if prep["test_s3_uri"]:
         channels.append(_channel("test", prep["test_s3_uri"]))
@@ -347,6 +394,8 @@ def _import_everything() -> None:
 
 
 def child(step: str, endpoint: str, state: dict) -> None:
+    global PROFILE
+    PROFILE = state.get("profile")
     _import_everything()
     s3, dynamodb = clients(endpoint)
     s3.list_buckets()
@@ -412,6 +461,7 @@ def run_size(s3: Any, dynamodb: Any, endpoint: str, index: int, rows: int, args:
         "input_prefix": prefix,
         "table": f"bench-table-{index}",
         "index_type": args.index_type,
+        "profile": PROFILE,
     }
     create_table(dynamodb, state["table"])
     figures: dict[str, dict] = {}
@@ -423,9 +473,8 @@ def run_size(s3: Any, dynamodb: Any, endpoint: str, index: int, rows: int, args:
         print(json.dumps({"size": rows, **{k: v for k, v in result.items() if k != "result"}}), flush=True)
         return result
 
-    for engine in args.engines:
-        if engine == "spark":
-            figures["prepare_spark"] = step("prepare_spark")
+    if "spark" in args.engines and rows <= args.spark_max_rows:
+        figures["prepare_spark"] = step("prepare_spark")
     prep = step("prepare")
     figures["prepare"], state["prepare"] = prep, prep["result"]
     shape |= {
@@ -450,15 +499,21 @@ def run_size(s3: Any, dynamodb: Any, endpoint: str, index: int, rows: int, args:
 
 
 def summarise(
-    sizes: list[int], per_size: list[dict], engines: list[str], index_type: str | None = None
+    all_sizes: list[int], per_size: list[dict], engines: list[str], index_type: str | None = None
 ) -> dict:
-    names = [s for s in ("prepare_spark", *STEPS) if all(s in p["figures"] for p in per_size)]
+    names = [s for s in ("prepare_spark", *STEPS) if any(s in p["figures"] for p in per_size)]
     steps: dict[str, dict] = {}
     for name in names:
-        rows = [p["figures"][name] for p in per_size]
+        # the sizes the step ran at (`--spark-max-rows` leaves the Spark engine out above it)
+        ran = [
+            (n, p["figures"][name]) for n, p in zip(all_sizes, per_size, strict=True) if name in p["figures"]
+        ]
+        sizes = [n for n, _ in ran]
+        rows = [r for _, r in ran]
         seconds = [r["seconds"] for r in rows]
         inc = [max(r["peak_rss_kb"] - r["start_rss_kb"], 0) / 1024 for r in rows]
         steps[name] = {
+            "sizes": sizes,
             "input_rows": [r["input_rows"] for r in rows],
             "seconds": [round(v, 2) for v in seconds],
             "cpu_seconds": [round(r["cpu_seconds"], 2) for r in rows],
@@ -487,7 +542,7 @@ def summarise(
     cpu_exp = {s: v["cpu_time_exponent"] for s, v in steps.items() if v["cpu_time_exponent"] is not None}
     prep = [p["figures"]["prepare"] for p in per_size]
     out: dict[str, Any] = {
-        "sizes": sizes,
+        "sizes": all_sizes,
         "shapes": [p["shape"] for p in per_size],
         "steps": steps,
         "max_time_exponent": max(time_exp.values()) if time_exp else None,
@@ -506,7 +561,7 @@ def summarise(
         "index_type": index_type or context()["topx:knn"]["hyperparameters"].get("index_type", "faiss.Flat"),
     }
     if "spark" in engines and "prepare_spark" in steps:
-        spark = per_size[-1]["figures"]["prepare_spark"]
+        spark = [p["figures"]["prepare_spark"] for p in per_size if "prepare_spark" in p["figures"]][-1]
         busy = max(spark["seconds"] - spark["startup_seconds"], 1e-9)
         out["spark_rows_per_core_s"] = round(spark["input_rows"] / (busy * spark["cores"]))
         out["spark_startup_seconds"] = round(spark["startup_seconds"], 2)
@@ -516,18 +571,73 @@ def summarise(
     return out
 
 
+def per_size_from_log(text: str) -> tuple[list[int], list[dict]]:
+    """The sizes and per-size figures from the per-step lines a run printed (`--from-log`): the
+    summary of a run whose last line is missing can be made again without running it."""
+    figures: dict[int, dict[str, dict]] = {}
+    for line in text.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and "size" in doc and "step" in doc:
+            figures.setdefault(int(doc["size"]), {})[doc["step"]] = doc
+    sizes = sorted(figures)
+    per_size = []
+    for rows in sizes:
+        fig = figures[rows]
+        missing = [step for step in STEPS if step not in fig]
+        if missing:
+            raise SystemExit(f"--from-log: size {rows} has no line for {missing}")
+        shape = {"rows": rows, "counts": fig["prepare"]["counts"]}
+        shape |= {k: fig["repackage"][k] for k in ("k", "k_all_users", "users_over_cap", "n_parts")}
+        shape["evaluate"] = {
+            k: fig["evaluate"][k] for k in ("users_filled", "precision", "baseline_precision")
+        }
+        per_size.append({"shape": shape, "figures": fig})
+    return sizes, per_size
+
+
+def profile_engines(engines: list[str]) -> list[str]:
+    """`--engines` plus the Spark engine when the profile's prepare runs on Spark."""
+    wanted = context()["topx:prepare"]["engine"] == "spark"
+    return [*engines, "spark"] if wanted and "spark" not in engines else engines
+
+
+def profile_summary(profile: str) -> dict[str, Any]:
+    """The profile's values as the bench used them (and what each became locally)."""
+    ctx = context()
+    fm, transform, prepare = ctx["topx:fm"], ctx["topx:transform"], ctx["topx:prepare"]
+    return {
+        "file": profile,
+        "recipe": ctx["topx:recipe"],
+        "negative_draws": prepare["negative_draws"],
+        "negative_ratio": prepare["negative_ratio"],
+        "epochs": fm["hyperparameters"]["epochs"],
+        "fm_instance_count": fm["instance_count"],  # locally: prepare's min_shards (train shards)
+        "min_shards": prepare["min_shards"],
+        "transform_instance_count": transform["instance_count"],  # locally: repackage's parts
+        "prepare_engine": prepare["engine"],
+        "spark_instance_type": prepare["spark_instance_type"],
+        "spark_instance_count": prepare["spark_instance_count"],
+        "lambda_memory_mb": ctx["topx:lambda"]["memory_mb"],
+        "evaluate_max_users": ctx["topx:evaluate"]["max_users"],
+        "publish_users_per_child": ctx["topx:publish"]["users_per_child"],
+        "state_machine_timeout_hours": ctx["topx:state_machine_timeout_hours"],
+    }
+
+
 def plot(summary: dict, out_dir: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sizes = summary["sizes"]
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 5))
     for name, s in summary["steps"].items():
-        ax_t.plot(sizes, s["seconds"], marker="o", label=f"{name} ({s['time_exponent']})")
+        ax_t.plot(s["sizes"], s["seconds"], marker="o", label=f"{name} ({s['time_exponent']})")
         ax_m.plot(
-            sizes,
+            s["sizes"],
             [max(v, 0.1) for v in s["rss_increment_mb"]],
             marker="o",
             label=f"{name} ({s['rss_exponent']})",
@@ -558,16 +668,41 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory of the PNG plot")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--profile",
+        help="a configuration file (profiles/*.json, as `cdk synth -c topx:profile=FILE` takes it): every "
+        "step takes its values; its instance counts become train shards and transform parts; "
+        "`topx:prepare.engine` spark adds the Spark engine",
+    )
+    parser.add_argument(
+        "--spark-max-rows",
+        type=int,
+        default=None,
+        help="run the Spark engine only at sizes up to this many rows (default: every size)",
+    )
+    parser.add_argument(
+        "--from-log",
+        type=Path,
+        help="summarise the per-step lines a run printed (its stdout) instead of running",
+    )
     parser.add_argument("--child")
     parser.add_argument("--endpoint")
     parser.add_argument("--state")
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     use_bench_credentials()
     if args.child:
         child(args.child, args.endpoint, json.loads(args.state))
         return 0
+    if args.from_log is not None:
+        return summarise_log(args)
     sizes = sorted(int(v) for v in args.sizes.split(","))
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if PROFILE is not None:
+        engines = profile_engines(engines)
+    if args.spark_max_rows is None:
+        args.spark_max_rows = max(sizes)
     unknown = sorted(set(engines) - set(ENGINES))
     if unknown or "duckdb" not in engines:
         parser.error(f"--engines: duckdb plus any of {ENGINES}; got {args.engines!r}")
@@ -585,8 +720,23 @@ def main() -> int:
     summary = summarise(sizes, per_size, engines, args.index_type)
     path = plot(summary, args.out).resolve()
     summary["plot"] = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+    if PROFILE is not None:
+        summary["profile"] = profile_summary(PROFILE)
     summary["cpu_count"] = os.cpu_count()
     summary["load_average_1m"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(summary))
+    return 0
+
+
+def summarise_log(args: argparse.Namespace) -> int:
+    sizes, per_size = per_size_from_log(args.from_log.read_text())
+    engines = ["duckdb", "spark"] if any("prepare_spark" in p["figures"] for p in per_size) else ["duckdb"]
+    summary = summarise(sizes, per_size, engines)
+    path = plot(summary, args.out).resolve()
+    summary["plot"] = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+    if PROFILE is not None:
+        summary["profile"] = profile_summary(PROFILE)
+    summary["from_log"] = args.from_log.name
     print(json.dumps(summary))
     return 0
 

@@ -113,6 +113,11 @@ def _source_fingerprint(context: dict[str, Any], app: Path) -> str:
             if "__pycache__" in file.parts or file.suffix == ".pyc":
                 continue
             digest.update(file.relative_to(REPO_ROOT).as_posix().encode() + b"\0" + file.read_bytes())
+    # `topx:profile` names a file of context keys the app reads (infra/profiles.py): its bytes count
+    profile = context.get("topx:profile")
+    if isinstance(profile, str) and profile:
+        path = Path(profile) if Path(profile).is_absolute() else REPO_ROOT / profile
+        digest.update(b"profile\0" + (path.read_bytes() if path.is_file() else b"missing"))
     return digest.hexdigest()[:20]
 
 

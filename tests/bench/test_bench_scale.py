@@ -76,3 +76,54 @@ def test_index_type_reaches_the_knn_training_request(monkeypatch):
     scale.step_knn_train(None, None, state)
     scale.step_knn_train(None, None, state | {"index_type": "faiss.IVFFlat"})
     assert [h["index_type"] for h in seen] == ["faiss.Flat", "faiss.IVFFlat"]
+
+
+def test_a_profile_gives_every_step_its_values(monkeypatch):
+    """`--profile`: the sections as the app resolves them, without the bench's own reductions."""
+    monkeypatch.setattr(scale, "PROFILE", "profiles/100m.json")
+    ctx = scale.context()
+    assert ctx["topx:fm"]["instance_count"] == 3
+    assert ctx["topx:fm"]["hyperparameters"]["epochs"] == "3"  # topx:recipe minimal
+    assert ctx["topx:prepare"]["min_shards"] == 3  # FM instances -> train shards
+    assert scale._repackage_config().transform_instance_count == 12  # transform instances -> parts
+    prepare = scale._prepare_config({"input_prefix": "input/x/"})
+    assert (prepare.negative_draws, prepare.negative_ratio, prepare.engine) == (1, 1, "spark")
+    assert scale.profile_engines(["duckdb"]) == ["duckdb", "spark"]
+    assert scale.profile_summary("profiles/100m.json")["lambda_memory_mb"] == 10240
+
+
+def test_without_a_profile_the_bench_reduces_the_defaults(monkeypatch):
+    monkeypatch.setattr(scale, "PROFILE", None)
+    assert scale._prepare_config({"input_prefix": "input/x/"}).negative_draws == 1
+    assert scale.context()["topx:fm"]["instance_count"] == 1
+
+
+def test_spark_at_the_smaller_sizes_only_is_fitted_over_those():
+    """`--spark-max-rows`: the Spark figures come from the largest size it ran at."""
+    sizes = [1_000_000, 3_000_000, 10_000_000]
+    per_size = [_per_size(n, spark=n <= 3_000_000) for n in sizes]
+    out = scale.summarise(sizes, per_size, ["duckdb", "spark"])
+    assert out["steps"]["prepare_spark"]["sizes"] == [1_000_000, 3_000_000]
+    assert out["steps"]["prepare"]["sizes"] == sizes
+    assert out["spark_rows_per_core_s"] == round(3_000_000 / (30.0 * 2))
+
+
+def test_the_summary_is_made_again_from_the_printed_lines(tmp_path):
+    """`--from-log`: the per-step lines a run printed give the same summary; the plot takes a step
+    measured at fewer sizes (the Spark engine under `--spark-max-rows`)."""
+    import json
+
+    sizes = [1_000_000, 3_000_000, 10_000_000]
+    per_size = [_per_size(n, spark=n <= 3_000_000) for n in sizes]
+    lines = ["not json", "[]"]
+    for n, p in zip(sizes, per_size, strict=True):
+        p["figures"]["prepare"]["counts"] = {"train_interactions": n // 2}
+        p["figures"]["repackage"] |= {"k": 5, "k_all_users": 9, "users_over_cap": 1, "n_parts": 3}
+        p["figures"]["evaluate"] |= {"users_filled": 0, "precision": 0.1, "baseline_precision": 0.2}
+        lines += [json.dumps({"size": n, "step": step, **fig}) for step, fig in p["figures"].items()]
+    got_sizes, got = scale.per_size_from_log("\n".join(lines))
+    assert got_sizes == sizes
+    summary = scale.summarise(sizes, got, ["duckdb", "spark"])
+    assert summary["steps"] == scale.summarise(sizes, per_size, ["duckdb", "spark"])["steps"]
+    assert got[2]["shape"]["n_parts"] == 3
+    assert scale.plot(summary, tmp_path).is_file()

@@ -173,3 +173,18 @@ def test_feature_files_become_uploads_and_prepare_prefixes(tmp_path):
     args.item_features = [str(tmp_path / "missing.tsv")]
     with pytest.raises(SystemExit, match="--item-features: no such file"):
         cli._feature_uploads(args)
+
+
+def test_a_profile_passes_through_and_its_content_keys_the_cached_assembly(tmp_path):
+    """`-c topx:profile=FILE` reaches the app as `cdk -c` does; editing the file re-synthesizes."""
+    from pipeline_steps.local.deploy import REPO_ROOT, _source_fingerprint
+
+    args = argparse.Namespace(context=["topx:profile=profiles/100m.json"])
+    overrides = cli._context_overrides(args, has_test=False)
+    assert overrides == {"topx:profile": "profiles/100m.json"}
+    profile = tmp_path / "p.json"
+    profile.write_text('{"topx:fm.instance_count": 2}')
+    context = {"topx:profile": str(profile)}
+    before = _source_fingerprint(context, REPO_ROOT / "app.py")
+    profile.write_text('{"topx:fm.instance_count": 3}')
+    assert _source_fingerprint(context, REPO_ROOT / "app.py") != before
