@@ -13,7 +13,7 @@ import aws_cdk as cdk
 from infra.config import AppConfig
 from infra.nag import add_checks
 from infra.pipeline_stack import PipelineStack
-from infra.profiles import with_profile
+from infra.profiles import check_context_keys, with_profile
 from infra.storage_stack import StorageStack
 
 CDK_JSON = Path(__file__).resolve().parent / "cdk.json"
@@ -35,6 +35,7 @@ def build_app(context: dict[str, Any] | None = None, *, outdir: str | None = Non
     app = cdk.App(context=defaults, post_cli_context=context or {}, outdir=outdir)
     resolved = with_profile(app.node.get_all_context(), defaults, root=CDK_JSON.parent)
     config = AppConfig.from_context(resolved, account=os.environ.get("CDK_DEFAULT_ACCOUNT"))
+    check_context_keys(app.node.get_all_context(), defaults)  # after: retired keys have their own message
     add_project_stacks(app, config)
     add_checks(app)
     return app

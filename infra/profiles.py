@@ -41,13 +41,25 @@ def read_profile(path: Path, known: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError(
                 f"{path}: key {key!r}: expected a '{PREFIX}' context key other than '{PROFILE_KEY}'"
             )
-        head = PREFIX + key[len(PREFIX) :].split(".", 1)[0]
-        if head not in known:
-            raise ConfigError(
-                f"{path}: key {key!r}: '{head}' is not a key of cdk.json's context (a typo?); known: "
-                f"{sorted(k for k in known if k.startswith(PREFIX))}"
-            )
+        _check_known(key, known, str(path))
     return data
+
+
+def _check_known(key: str, known: Mapping[str, Any], where: str) -> None:
+    head = PREFIX + key[len(PREFIX) :].split(".", 1)[0]
+    if head not in known and head != PROFILE_KEY:
+        raise ConfigError(
+            f"{where}: key {key!r}: '{head}' is not a key of cdk.json's context (a typo?); known: "
+            f"{sorted(k for k in known if k.startswith(PREFIX))}"
+        )
+
+
+def check_context_keys(context: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Every `topx:` key of the app's context (cdk.json + `-c`) names a key of cdk.json's context
+    (before its first dot): a misspelt `-c topx:...` fails the synth instead of being ignored."""
+    for key in context:
+        if key.startswith(PREFIX):
+            _check_known(key, defaults, "-c")
 
 
 def with_profile(context: Mapping[str, Any], defaults: Mapping[str, Any], root: Path) -> dict[str, Any]:

@@ -163,3 +163,10 @@ def test_precedence_cdk_json_then_profile_then_c(tmp_path: Path) -> None:
 def test_without_a_profile_the_context_is_unchanged() -> None:
     defaults = default_context()
     assert with_profile(defaults, defaults, root=CDK_JSON.parent) == defaults
+
+
+@pytest.mark.parametrize("key", ["topx:recipee", "topx:lamda.memory_mb"])
+def test_a_misspelt_c_key_fails_the_synth_naming_it(key: str) -> None:
+    """Without a profile too: a `-c topx:` key the app does not know is an error, not ignored."""
+    with pytest.raises(ConfigError, match=re.escape(f"-c: key {key!r}: '{key.split('.')[0]}' is not a key")):
+        build_app({key: "minimal"})
