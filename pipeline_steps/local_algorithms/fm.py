@@ -359,6 +359,8 @@ def train(
         if on_epoch is not None:
             report = EpochReport(epoch, config.epochs, total / max(n, 1), time.perf_counter() - started, n)
             on_epoch(report)
+        if not uniform:
+            del Xp  # the epoch's shuffled copy: released before the next one is built
         if on_params is not None:  # experiments: a view of the parameters after each epoch
             on_params(epoch, FMParams(w0=float(w0), w=P[:, k], V=P[:, :k]))
     return FMParams(w0=float(w0), w=P[:, k].copy(), V=np.ascontiguousarray(P[:, :k]))

@@ -140,6 +140,7 @@ def prepare(
         config.shard_rows,
         config.min_shards,
         side,
+        own_item_out=True,
     )
     test_shards = _write_shards(
         sink, out_prefix + TEST_CHANNEL, test_rows, data.n_users, data.n_items, config.shard_rows, 1, side
@@ -664,8 +665,14 @@ def _write_shards(
     shard_rows: int,
     min_shards: int = 1,
     side: features.Features | None = None,
+    *,
+    own_item_out: bool = False,
 ) -> list[str]:
-    """Encode and write shards on a few threads (numpy and S3 uploads release the GIL)."""
+    """Encode and write shards on a few threads (numpy and S3 uploads release the GIL).
+
+    `own_item_out` (the training channel): with the history field, a row's own item is left out of
+    its history (decision 0018); the test channel keeps the serving form, the whole history.
+    """
     bounds = shard_bounds(len(data[0]), shard_rows, min_shards)
     keys = [f"{prefix}part-{k:05d}.rec" for k in range(len(bounds))]
 
@@ -675,7 +682,12 @@ def _write_shards(
             body = outputs.fm_shard(data[0][sl], data[1][sl], data[2][sl], n_users, n_items)
         else:
             body = outputs.fm_shard_features(
-                data[0][sl], data[1][sl], data[2][sl], side.user_side, side.item_side
+                data[0][sl],
+                data[1][sl],
+                data[2][sl],
+                side.user_side,
+                side.item_side,
+                history_start=side.history_start if own_item_out else None,
             )
         sink.write_bytes(keys[k], body)
 

@@ -407,6 +407,12 @@ class Features:
     def feature_dim(self) -> int:
         return self.user_side.shape[1]
 
+    @property
+    def history_start(self) -> int | None:
+        """The history field's first column, or None without the field."""
+        starts = [f["start"] for f in self.manifest["fields"] if f["kind"] == "history"]
+        return starts[0] if starts else None
+
 
 def history_entries(
     users: np.ndarray, items: np.ndarray, n_users: int, start: int
@@ -509,9 +515,19 @@ def _copy_segments(
 
 
 def fm_rows(
-    users: np.ndarray, items: np.ndarray, user_side: Csr, item_side: Csr
+    users: np.ndarray,
+    items: np.ndarray,
+    user_side: Csr,
+    item_side: Csr,
+    *,
+    history_start: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(data, indices, indptr) of the FM rows user_side[u] + item_side[i], columns sorted per row.
+
+    `history_start` (training rows with the history field): a row whose item is in its user's
+    history leaves that item out of the field, the user's other n_u - 1 items weighted
+    1/sqrt(n_u - 1) (FISM's rule, decision 0018), so a positive row does not hold its own item
+    twice. Rows of other items keep the whole field as in user_side.
 
     A side row starts with its one-hot, the lowest column of that side; user feature columns all
     precede item feature columns, and the history field (a user-side field) follows them:
@@ -534,4 +550,38 @@ def fm_rows(
     _copy_segments(out, user_side, u0 + 1, starts + 2, lu - 1 - hu)  # user features
     _copy_segments(out, item_side, i0 + 1, starts + 1 + lu - hu, li - 1)  # item features
     _copy_segments(out, user_side, u0 + lu - hu, starts + lu - hu + li, hu)  # the user suffix
-    return out[1], out[0], indptr
+    if history_start is None:
+        return out[1], out[0], indptr
+    return _without_own_item(out, indptr, users, items, user_side, history_start, li)
+
+
+def _without_own_item(
+    out: tuple[np.ndarray, np.ndarray],
+    indptr: np.ndarray,
+    users: np.ndarray,
+    items: np.ndarray,
+    user_side: Csr,
+    history_start: int,
+    li: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """fm_rows' rows with each row's own item taken out of its history field, the rest reweighted."""
+    dim = user_side.shape[1]
+    side_row = np.repeat(np.arange(user_side.shape[0], dtype=np.int64), user_side.lengths())
+    keys = side_row * dim + user_side.indices  # ascending: rows in order, columns sorted per row
+    query = users.astype(np.int64) * dim + history_start + items.astype(np.int64)
+    pos = np.minimum(np.searchsorted(keys, query), max(len(keys) - 1, 0))
+    own = np.flatnonzero(keys[pos] == query) if len(keys) else np.zeros(0, np.int64)
+    if not len(own):
+        return out[1], out[0], indptr
+    nh = _tail_counts(user_side, history_start)[users[own]]  # the history is each row's suffix
+    rest = nh - 1
+    weights = (1.0 / np.sqrt(np.maximum(rest, 1))).astype(np.float32)
+    first = indptr[own + 1] - nh
+    within = np.arange(int(nh.sum())) - np.repeat(np.cumsum(nh) - nh, nh)
+    out[1][np.repeat(first, nh) + within] = np.repeat(weights, nh)
+    # the user row's entry at pos lands after the item's li entries: see the suffix copy above
+    keep = np.ones(len(out[0]), dtype=bool)
+    keep[indptr[own] + li[own] + pos[own] - user_side.indptr[users[own]]] = False
+    dropped = np.zeros(len(users) + 1, dtype=np.int64)
+    dropped[own + 1] = 1
+    return out[1][keep], out[0][keep], indptr - np.cumsum(dropped)

@@ -55,9 +55,16 @@ def fm_shard(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_users: 
 
 
 def fm_shard_features(
-    users: np.ndarray, items: np.ndarray, labels: np.ndarray, user_side: Csr, item_side: Csr
+    users: np.ndarray,
+    items: np.ndarray,
+    labels: np.ndarray,
+    user_side: Csr,
+    item_side: Csr,
+    *,
+    history_start: int | None = None,
 ) -> bytes:
-    """One RecordIO-protobuf shard of FM rows user_side[u] + item_side[i] (decision 0018)."""
-    data, indices, indptr = fm_rows(users, items, user_side, item_side)
+    """One RecordIO-protobuf shard of FM rows user_side[u] + item_side[i] (decision 0018);
+    `history_start`: leave each row's own item out of its history field (training rows)."""
+    data, indices, indptr = fm_rows(users, items, user_side, item_side, history_start=history_start)
     lab = np.ascontiguousarray(labels, dtype=np.float32)
     return recordio.encode_sparse((data, indices, indptr, (len(users), user_side.shape[1])), lab)

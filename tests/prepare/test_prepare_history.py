@@ -22,18 +22,43 @@ FEATURES = {
 }
 
 
-def _check_rows(run, us: np.ndarray, it: np.ndarray, n_users: int) -> None:
-    """Every FM row is user_side[u] + item_side[i], columns sorted."""
+def _expected_row(us: np.ndarray, it: np.ndarray, u: int, i: int, start: int | None) -> np.ndarray:
+    """user_side[u] + item_side[i]; with `start` (a training row), FISM's rule: item i left out of
+    u's history field, the other items weighted 1/sqrt(n_u - 1)."""
+    user = us[u].copy()
+    if start is not None and user[start + i]:
+        user[start + i] = 0
+        history = user[start:]
+        rest = np.count_nonzero(history)
+        history[history != 0] = np.float32(1 / np.sqrt(rest)) if rest else 0
+    return user + it[i]
+
+
+def _check_rows(run, us: np.ndarray, it: np.ndarray, n_users: int) -> int:
+    """Every test row is user_side[u] + item_side[i] (the serving form), every training row the
+    same with its own item out of its history; columns sorted. Returns the training rows changed."""
     dim = run.manifest["feature_dim"]
-    for key in run.manifest["train_shards"] + run.manifest["test_shards"]:
-        data, indices, indptr, shape, _ = recordio.read_sparse(run.path(key).read_bytes())
-        assert shape[1] == dim
-        for r in range(len(indptr) - 1):
-            cols, vals = indices[indptr[r] : indptr[r + 1]], data[indptr[r] : indptr[r + 1]]
-            assert np.all(np.diff(cols) > 0)
-            row = np.zeros(dim, np.float32)
-            row[cols] = vals
-            np.testing.assert_array_equal(row, us[int(cols[0])] + it[int(cols[1]) - n_users])
+    start = run.manifest["features"]["fields"][-1]["start"]
+    changed = 0
+    for keys, own_out in ((run.manifest["train_shards"], True), (run.manifest["test_shards"], False)):
+        for key in keys:
+            data, indices, indptr, shape, labels = recordio.read_sparse(run.path(key).read_bytes())
+            assert shape[1] == dim
+            for r in range(len(indptr) - 1):
+                cols, vals = indices[indptr[r] : indptr[r + 1]], data[indptr[r] : indptr[r + 1]]
+                assert np.all(np.diff(cols) > 0)
+                row = np.zeros(dim, np.float32)
+                row[cols] = vals
+                u, i = int(cols[0]), int(cols[1]) - n_users
+                expect = _expected_row(us, it, u, i, start if own_out else None)
+                np.testing.assert_array_equal(row, expect)
+                if own_out and us[u, start + i]:
+                    assert labels[r] == 1  # only an observed pair has its item in the history
+                    assert row[start + i] == 0  # never its own item
+                    changed += 1
+                elif own_out and labels[r] == 0:
+                    np.testing.assert_array_equal(row[start:], us[u, start:])  # a negative: whole
+    return changed
 
 
 def test_history_columns_are_the_training_items_weighted_1_over_sqrt_n(run_prepare) -> None:
@@ -74,7 +99,8 @@ def test_history_columns_are_the_training_items_weighted_1_over_sqrt_n(run_prepa
     assert not us[-1, start:].any()  # the cold user has no history
     assert not it[:, start:].any()  # the field is on the user side only
     assert run.report["features"]["history"]["entries"] == sum(len(v) for v in seen.values())
-    _check_rows(run, us, it, n_users)
+    positives = run.manifest["label_stats"]["positives"]
+    assert _check_rows(run, us, it, n_users) == positives > 0  # every positive left its item out
 
 
 def test_history_without_metadata(run_prepare) -> None:
@@ -89,7 +115,7 @@ def test_history_without_metadata(run_prepare) -> None:
     for u, user in enumerate(run.users):
         cols = {run.items[c - 8] for c in np.flatnonzero(us[u, 8:]) + 8}
         assert cols == seen[user]
-    _check_rows(run, us, it, m["n_users"])
+    assert _check_rows(run, us, it, m["n_users"]) == m["counts"]["train_rows"]  # binary: all observed
 
 
 def test_history_off_changes_no_byte(run_prepare) -> None:
@@ -102,3 +128,37 @@ def test_history_off_changes_no_byte(run_prepare) -> None:
         assert files_out == sorted(p.relative_to(off.out) for p in off.out.rglob("*") if p.is_file())
         for rel in files_out:
             assert (plain.out / rel).read_bytes() == (off.out / rel).read_bytes(), rel
+
+
+def test_own_item_out_with_user_fields_above_the_items_and_a_single_item_history() -> None:
+    """fm_rows' training form by hand: the user suffix holds a user field and the history (no item
+    fields); a user with one item gets an empty history on that item's row, and a row of an item
+    outside the history (a negative) keeps the whole field."""
+    from pipeline_steps.prepare.features import Csr, fm_rows
+
+    # 2 users, 3 items: one-hots [0, 5), a user field at 5, the history at [6, 9)
+    third, half = np.float32(1 / np.sqrt(3)), np.float32(1 / np.sqrt(2))
+    user_side = Csr(
+        np.array([0, 5, 7], np.int64),
+        np.array([0, 5, 6, 7, 8, 1, 7], np.int32),  # u0: field, items 0, 1, 2; u1: item 1 only
+        np.array([1, 1, third, third, third, 1, 1], np.float32),
+        (2, 9),
+    )
+    item_side = Csr(
+        np.arange(4, dtype=np.int64), np.array([2, 3, 4], np.int32), np.ones(3, np.float32), (3, 9)
+    )
+    users, items = np.array([0, 0, 1, 1]), np.array([1, 2, 1, 0])
+    whole = fm_rows(users, items, user_side, item_side)
+    data, indices, indptr = fm_rows(users, items, user_side, item_side, history_start=6)
+    rows = [
+        (indices[indptr[r] : indptr[r + 1]].tolist(), data[indptr[r] : indptr[r + 1]].tolist())
+        for r in range(4)
+    ]
+    assert rows == [
+        ([0, 3, 5, 6, 8], [1, 1, 1, half, half]),  # u0 x item 1: item 1 out, 1/sqrt(2)
+        ([0, 4, 5, 6, 7], [1, 1, 1, half, half]),  # u0 x item 2
+        ([1, 3], [1, 1]),  # u1 x item 1: its only item, no history left
+        ([1, 2, 7], [1, 1, 1]),  # u1 x item 0 (not in the history): unchanged
+    ]
+    assert indices[indptr[3] :].tolist() == whole[1][whole[2][3] :].tolist()
+    assert whole[2].tolist() == [0, 6, 12, 15, 18]  # without history_start: the whole field
