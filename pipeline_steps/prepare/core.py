@@ -43,6 +43,11 @@ from pipeline_steps.prepare.storage import ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
 SHARD_WORKERS = 4  # bounded: each in-flight shard holds its encoded bytes in memory
+# With side features a row holds more than two non-zeros (the history field: ~200 on ML-100k), and a
+# shard's encoding holds several arrays per non-zero: a shard also holds at most this many non-zeros
+# (~130 MB of indices and values), so SHARD_WORKERS shards in flight stay within the prepare
+# Lambda. One-hot rows (2 non-zeros) and the metadata fields alone (~8) keep `shard_rows` rows.
+SHARD_NONZEROS = 16_000_000
 
 __all__ = ["PrepareConflictError", "PrepareInputError", "prepare", "step_output"]
 
@@ -656,6 +661,15 @@ def shard_bounds(n: int, shard_rows: int, min_shards: int = 1) -> list[tuple[int
     return list(itertools.pairwise(edges))
 
 
+def rows_per_shard(data, shard_rows: int, side: features.Features | None) -> int:
+    """`shard_rows`, or fewer so that a shard of rows of the mean width holds at most
+    SHARD_NONZEROS non-zeros (rows are user_side[u] + item_side[i])."""
+    if side is None or len(data[0]) == 0:
+        return shard_rows
+    width = side.user_side.lengths()[data[0]].mean() + side.item_side.lengths()[data[1]].mean()
+    return max(1, min(shard_rows, int(SHARD_NONZEROS // max(width, 1.0))))
+
+
 def _write_shards(
     sink: Storage,
     prefix: str,
@@ -673,7 +687,7 @@ def _write_shards(
     `own_item_out` (the training channel): with the history field, a row's own item is left out of
     its history (decision 0018); the test channel keeps the serving form, the whole history.
     """
-    bounds = shard_bounds(len(data[0]), shard_rows, min_shards)
+    bounds = shard_bounds(len(data[0]), rows_per_shard(data, shard_rows, side), min_shards)
     keys = [f"{prefix}part-{k:05d}.rec" for k in range(len(bounds))]
 
     def one(k: int) -> None:

@@ -162,3 +162,31 @@ def test_own_item_out_with_user_fields_above_the_items_and_a_single_item_history
     ]
     assert indices[indptr[3] :].tolist() == whole[1][whole[2][3] :].tolist()
     assert whole[2].tolist() == [0, 6, 12, 15, 18]  # without history_start: the whole field
+
+
+def test_wide_rows_are_cut_into_shards_by_their_non_zeros(run_prepare, monkeypatch) -> None:
+    """A shard also holds at most core.SHARD_NONZEROS non-zeros (at the rows' mean width): history
+    rows are ~100x wider than one-hot rows, and a shard's encoding is held in memory."""
+    from pipeline_steps.prepare import core
+
+    kwargs = {"split": "last_n", "holdout_n": 1, "label_mode": "implicit", "user_history": True, **FEATURES}
+    whole = run_prepare(FILES, **kwargs)
+    assert len(whole.manifest["train_shards"]) == 1  # shard_rows 1,000,000: one shard
+    monkeypatch.setattr(core, "SHARD_NONZEROS", 60)
+    cut = run_prepare(FILES, **kwargs)
+    keys = cut.manifest["train_shards"]
+    sizes = []
+    for key in keys:
+        _, indices, indptr, _, _ = recordio.read_sparse(cut.path(key).read_bytes())
+        sizes.append((len(indptr) - 1, len(indices)))
+    rows, nonzeros = sum(r for r, _ in sizes), sum(n for _, n in sizes)
+    assert rows == cut.manifest["counts"]["train_rows"] and len(keys) == -(-rows // (60 * rows // nonzeros))
+    assert len(keys) > 1 and max(r for r, _ in sizes) <= 60 * rows // nonzeros + 1
+    us, it = _side(cut, "user_side"), _side(cut, "item_side")
+    _check_rows(cut, us, it, cut.manifest["n_users"])  # the same rows, cut differently
+
+
+def test_one_hot_rows_keep_shard_rows() -> None:
+    from pipeline_steps.prepare.core import rows_per_shard
+
+    assert rows_per_shard((np.zeros(5, np.int64), np.zeros(5, np.int64)), 1_000_000, None) == 1_000_000
