@@ -99,6 +99,11 @@ class PrepareConfig:
     # squared norm is 1). Training interactions only (never the holdout); cold users have none.
     # Off = the channels, the files and the manifest are as without this option.
     user_history: bool = False
+    # ID dropout (decision 0018, DropoutNet / Volkovs et al. 2017): this share of the training rows,
+    # drawn with the seeded RNG, leaves out its user one-hot column (only rows whose user has at
+    # least one feature column), so the user features learn to stand alone, as a cold user's query
+    # does. The test channel and serving are unchanged. 0 = the outputs are as without this option.
+    user_id_dropout: float = 0.0
 
     @property
     def effective_split(self) -> str:
@@ -141,6 +146,11 @@ class PrepareConfig:
             )
         if self.cold_protocols and self.cold_share <= 0:
             raise ConfigError("cold_share: must be > 0 with cold_protocols")
+        if not 0.0 <= self.user_id_dropout < 1.0:  # NaN fails too
+            raise ConfigError(
+                f"user_id_dropout: must be in [0, 1) (the share of training rows without their user "
+                f"one-hot), got {self.user_id_dropout!r}"
+            )
 
     def _check_recipe(self) -> None:
         if self.recipe == CUSTOM:
@@ -185,6 +195,8 @@ class PrepareConfig:
             del out["cold_protocols"], out["cold_share"]
         if not self.user_history:
             del out["user_history"]
+        if not self.user_id_dropout > 0:
+            del out["user_id_dropout"]
         # Keys added with the Spark engine and the recipes (decisions 0016, 0017), recorded only
         # when they differ from what every run did before them, so a retry of a run prepared before
         # those keys existed still matches its manifest (the conflict rule compares this document).

@@ -136,6 +136,7 @@ def prepare(
         if protocol is not None:
             side.manifest["protocols"] = _protocol_files(sink, out_prefix, config, protocol, n_warm, data)
     files = _file_keys(out_prefix, features=side is not None, protocols=protocol is not None)
+    drop_user = _user_id_dropout(config, train_rows[0], side)
     train_shards = _write_shards(
         sink,
         out_prefix + TRAIN_CHANNEL,
@@ -146,6 +147,7 @@ def prepare(
         config.min_shards,
         side,
         own_item_out=True,
+        drop_user=drop_user,
     )
     test_shards = _write_shards(
         sink, out_prefix + TEST_CHANNEL, test_rows, data.n_users, data.n_items, config.shard_rows, 1, side
@@ -165,6 +167,8 @@ def prepare(
         "holdout_pairs": len(data.hdu),
         "train_interactions": len(data.du),
     }
+    if drop_user is not None:
+        counts["train_rows_without_user_id"] = int(drop_user.sum())
     report = {
         "run_id": run_id,
         "counts": counts,
@@ -670,6 +674,13 @@ def rows_per_shard(data, shard_rows: int, side: features.Features | None) -> int
     return max(1, min(shard_rows, int(SHARD_NONZEROS // max(width, 1.0))))
 
 
+def _user_id_dropout(config: PrepareConfig, users: np.ndarray, side: features.Features | None):
+    """The training rows without their user one-hot (ID dropout, decision 0018), or None."""
+    if side is None:
+        return None
+    return features.user_id_dropout_rows(users, side.user_side, config.user_id_dropout, config.seed)
+
+
 def _write_shards(
     sink: Storage,
     prefix: str,
@@ -681,11 +692,13 @@ def _write_shards(
     side: features.Features | None = None,
     *,
     own_item_out: bool = False,
+    drop_user: np.ndarray | None = None,
 ) -> list[str]:
     """Encode and write shards on a few threads (numpy and S3 uploads release the GIL).
 
     `own_item_out` (the training channel): with the history field, a row's own item is left out of
     its history (decision 0018); the test channel keeps the serving form, the whole history.
+    `drop_user` (the training channel, ID dropout): one bool per row, True = no user one-hot.
     """
     bounds = shard_bounds(len(data[0]), rows_per_shard(data, shard_rows, side), min_shards)
     keys = [f"{prefix}part-{k:05d}.rec" for k in range(len(bounds))]
@@ -702,6 +715,7 @@ def _write_shards(
                 side.user_side,
                 side.item_side,
                 history_start=side.history_start if own_item_out else None,
+                drop_user=None if drop_user is None else drop_user[sl],
             )
         sink.write_bytes(keys[k], body)
 

@@ -521,8 +521,12 @@ def fm_rows(
     item_side: Csr,
     *,
     history_start: int | None = None,
+    drop_user: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(data, indices, indptr) of the FM rows user_side[u] + item_side[i], columns sorted per row.
+
+    `drop_user` (training rows with ID dropout, one bool per row): a row marked True leaves out its
+    user one-hot, its first entry (`user_id_dropout_rows`).
 
     `history_start` (training rows with the history field): a row whose item is in its user's
     history leaves that item out of the field, the user's other n_u - 1 items weighted
@@ -551,8 +555,38 @@ def fm_rows(
     _copy_segments(out, item_side, i0 + 1, starts + 1 + lu - hu, li - 1)  # item features
     _copy_segments(out, user_side, u0 + lu - hu, starts + lu - hu + li, hu)  # the user suffix
     if history_start is None:
-        return out[1], out[0], indptr
-    return _without_own_item(out, indptr, users, items, user_side, history_start, li)
+        rows = out[1], out[0], indptr
+    else:
+        rows = _without_own_item(out, indptr, users, items, user_side, history_start, li)
+    return rows if drop_user is None else _without_user_one_hot(*rows, drop_user)
+
+
+def user_id_dropout_rows(users: np.ndarray, user_side: Csr, share: float, seed: int) -> np.ndarray | None:
+    """Which training rows leave out their user one-hot (ID dropout, DropoutNet; decision 0018), or
+    None with share 0 (no draw: the rows are as without the option).
+
+    Each row is drawn with probability `share` from the seeded RNG; only rows whose user has at
+    least one feature column (a side row longer than its one-hot: a metadata or history column)
+    can be drawn, so no row is left with the item's columns alone.
+    """
+    if not share > 0:
+        return None
+    drawn = np.random.default_rng([seed, 4]).random(len(users)) < share
+    return drawn & (user_side.lengths()[users] > 1)
+
+
+def _without_user_one_hot(
+    data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, drop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows with the first entry (the user one-hot) of each row marked in `drop` taken out."""
+    rows = np.flatnonzero(drop)
+    if not len(rows):
+        return data, indices, indptr
+    keep = np.ones(len(data), dtype=bool)
+    keep[indptr[rows]] = False
+    dropped = np.zeros(len(drop) + 1, dtype=np.int64)
+    dropped[rows + 1] = 1
+    return data[keep], indices[keep], indptr - np.cumsum(dropped)
 
 
 def _without_own_item(

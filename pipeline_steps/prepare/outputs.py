@@ -62,9 +62,13 @@ def fm_shard_features(
     item_side: Csr,
     *,
     history_start: int | None = None,
+    drop_user: np.ndarray | None = None,
 ) -> bytes:
     """One RecordIO-protobuf shard of FM rows user_side[u] + item_side[i] (decision 0018);
-    `history_start`: leave each row's own item out of its history field (training rows)."""
-    data, indices, indptr = fm_rows(users, items, user_side, item_side, history_start=history_start)
+    `history_start`: leave each row's own item out of its history field (training rows);
+    `drop_user`: the rows (one bool each) that leave out their user one-hot (ID dropout)."""
+    data, indices, indptr = fm_rows(
+        users, items, user_side, item_side, history_start=history_start, drop_user=drop_user
+    )
     lab = np.ascontiguousarray(labels, dtype=np.float32)
     return recordio.encode_sparse((data, indices, indptr, (len(users), user_side.shape[1])), lab)
