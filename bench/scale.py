@@ -61,12 +61,11 @@ sys.path.insert(0, str(ROOT))
 from bench.support import moto_process  # noqa: E402
 from bench.support import steps as support  # noqa: E402
 from bench.support.moto_process import clients, use_bench_credentials  # noqa: E402
-from bench.support.synthetic import interactions_csv, pareto_activity  # noqa: E402
+from bench.support.synthetic import scale_csv  # noqa: E402
 
 BUCKET, REGION = "bench-bucket", "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/bench-sagemaker"  # the local jobs only log it
 DEFAULT_SIZES = "1000000,3000000,10000000,30000000"
-USERS_PER_ROW, ITEMS_PER_ROW = 0.03, 0.003  # issue 12's probe: 10M rows, ~295k users, 30k items
 STEPS = ("prepare", "fm", "repackage", "knn_train", "transform", "evaluate", "publish")
 ENGINES = ("duckdb", "spark")
 DEFAULT_OUT = ROOT / "bench-output" / "scale"
@@ -421,12 +420,9 @@ def child(step: str, endpoint: str, state: dict) -> None:
 
 def write_input(s3: Any, tmp: Path, rows: int, seed: int, prefix: str) -> dict:
     """The CSV of one size, generated locally then put in the bucket (neither is timed as a step)."""
-    n_users, n_items = max(round(rows * USERS_PER_ROW), 10), max(round(rows * ITEMS_PER_ROW), 10)
     path = tmp / f"interactions-{rows}.csv"
     started = time.perf_counter()
-    interactions_csv(
-        path, rows, n_users=n_users, n_items=n_items, seed=seed, user_p=pareto_activity(n_users, seed + 1)
-    )
+    n_users, n_items = scale_csv(path, rows, seed)
     s3.upload_file(str(path), BUCKET, prefix + "interactions.csv")
     size = path.stat().st_size
     path.unlink()

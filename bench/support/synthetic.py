@@ -1,7 +1,13 @@
-"""Synthetic interaction data shared by the benchmarks (bench/prepare.py, steps_memory.py, scale.py)."""
+"""Synthetic interaction data shared by the benchmarks (bench/prepare.py, steps_memory.py, scale.py).
+
+As a command, the CSV of one `bench/scale.py` size, e.g. for the local runner on a 10M slice:
+
+    .venv/bin/python -m bench.support.synthetic interactions.csv --rows 10000000 --seed 2
+"""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +75,31 @@ def interactions_csv(
                 line[:, 37 - k] = ord("0") + (ts // 10**k) % 10
             line[:, 38] = ord("\n")
             f.write(line.tobytes())
+
+
+# bench/scale.py's shape (issue 12's probe: 10M rows, ~295k users, 30k items)
+USERS_PER_ROW, ITEMS_PER_ROW = 0.03, 0.003
+
+
+def scale_csv(path: Path, rows: int, seed: int) -> tuple[int, int]:
+    """The CSV `bench/scale.py` writes for `rows` with `seed`: (users, items) of the id pools."""
+    n_users, n_items = max(round(rows * USERS_PER_ROW), 10), max(round(rows * ITEMS_PER_ROW), 10)
+    interactions_csv(
+        path, rows, n_users=n_users, n_items=n_items, seed=seed, user_p=pareto_activity(n_users, seed + 1)
+    )
+    return n_users, n_items
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="write bench/scale.py's synthetic CSV of one size")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--rows", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    n_users, n_items = scale_csv(args.out, args.rows, args.seed)
+    print(f"{args.out}: {args.rows:,} rows, {n_users:,} user ids, {n_items:,} item ids")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

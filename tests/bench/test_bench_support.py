@@ -64,3 +64,15 @@ def test_interactions_csv_without_weights_is_the_uniform_generator(tmp_path):
 def test_exponent_is_none_for_a_single_shape():
     assert exponent(2.0, 3.0, 1e6, 1e6) is None  # one shape: no growth to fit (was a ZeroDivisionError)
     assert exponent(2.0, 6.0, 1e6, 3e6) == pytest.approx(1.0)
+
+
+def test_the_command_writes_scale_py_s_csv_of_one_size(tmp_path, capsys):
+    """`python -m bench.support.synthetic OUT --rows N --seed S`: the file bench/scale.py writes."""
+    from bench.support.synthetic import main, scale_csv
+
+    assert main([str(tmp_path / "a.csv"), "--rows", "2000", "--seed", "2"]) == 0
+    assert "2,000 rows, 60 user ids" in capsys.readouterr().out
+    assert scale_csv(tmp_path / "b.csv", 2000, 2) == (60, 10)  # 3% users, 0.3% items, at least 10
+    text = (tmp_path / "a.csv").read_bytes()
+    assert text == (tmp_path / "b.csv").read_bytes()
+    assert text.startswith(b"user_id,item_id,rating,timestamp\n") and text.count(b"\n") == 2001
