@@ -153,8 +153,8 @@ def put_publish_batches(s3, bucket: str, run_id: str, *, users_per_child: int = 
     from pipeline_steps.common.batches import publish_batches
     from pipeline_steps.common.filters import FilterConfig, load_filters
     from pipeline_steps.common.layout import RunLayout
-    from pipeline_steps.common.runio import get_json, load_csr, load_id_list, load_manifest
-    from pipeline_steps.common.slices import write_slices
+    from pipeline_steps.common.runio import get_json, load_id_list, load_manifest
+    from pipeline_steps.repackage.core import write_publish_slices
 
     layout = RunLayout(run_id)
     manifest = load_manifest(s3, bucket, layout.manifest)
@@ -164,20 +164,8 @@ def put_publish_batches(s3, bucket: str, run_id: str, *, users_per_child: int = 
     batches = publish_batches(sizes, users_per_child)
     users = load_id_list(s3, bucket, manifest.file_key("users"), expected=manifest.n_users)
     items = load_id_list(s3, bucket, manifest.file_key("items"), expected=manifest.n_items)
-    data = s3.get_object(Bucket=bucket, Key=manifest.file_key("seen"))["Body"].read()
-    seen = load_csr(data, name="seen", n_users=manifest.n_users, n_items=manifest.n_items)
     config = config or FilterConfig()
     filters = load_filters(s3, bucket, config, users=users, items=items)
-    write_slices(
-        s3,
-        bucket,
-        layout,
-        batches=batches,
-        user_parts=parts,
-        users=users,
-        seen=seen,
-        excluded=filters.user_excluded,
-        exclusions_key=config.filter_user_exclusions_key,
-    )
+    write_publish_slices(s3, bucket, manifest, config, filters, batches=batches, parts=parts, run_id=run_id)
     s3.put_object(Bucket=bucket, Key=layout.publish_batches, Body=json.dumps(batches).encode())
     return batches

@@ -48,7 +48,7 @@ import numpy as np
 from pipeline_steps.common import sizing
 from pipeline_steps.common.batches import publish_batches
 from pipeline_steps.common.events import RepackageEvent, RepackageResult
-from pipeline_steps.common.filters import Filters, load_filters, no_filters
+from pipeline_steps.common.filters import FilterConfig, Filters, load_filters, no_filters
 from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.common.manifest import Manifest
 from pipeline_steps.common.runio import (
@@ -266,7 +266,7 @@ def write_publish_slices(
     s3: S3Client,
     bucket: str,
     manifest: Manifest,
-    config: RepackageConfig,
+    config: FilterConfig,
     filters: Filters,
     *,
     batches: list[dict[str, int]],
