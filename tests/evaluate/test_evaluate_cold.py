@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline_steps.common.config import config_from_dict
 from pipeline_steps.common.runio import Csr
-from pipeline_steps.evaluate.cold import category_popularity
+from pipeline_steps.evaluate.cold import category_popularity, top_random_ties
 from pipeline_steps.evaluate.config import EvaluateConfig
 from pipeline_steps.evaluate.core import evaluate_run
 from pipeline_steps.evaluate.metrics import METRIC_NAMES
@@ -152,3 +152,28 @@ def test_the_cold_gate_is_skipped_without_the_protocols(s3):
     doc = _evaluate(s3, min_cold_users_lift=5.0)
     (check,) = [c for c in doc["gate"]["checks"] if c["check"] == "min_cold_users_lift"]
     assert check["passed"] and "no cold_users protocol" in check["skipped"]
+
+
+def test_the_category_baseline_breaks_ties_at_random_not_by_index():
+    # Ten items of one category (one score) and the relevant item is the lowest index: ties by index
+    # would list it first for every user; a random order per user lists it first about 1 in 10.
+    candidates = np.arange(100, 110)
+    scores = np.full(10, 3.0)
+    rng = np.random.default_rng(0)
+    firsts = np.array([top_random_ties(scores, candidates, 3, rng)[0] for _ in range(2000)])
+    assert 0.07 < float(np.mean(firsts == 100)) < 0.13
+    assert set(np.unique(firsts)) == set(candidates.tolist())
+    # distinct scores keep their order whatever the draw; ties only reorder among themselves
+    scores = np.array([5.0, 1.0, 5.0, 9.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    for _ in range(50):
+        top = top_random_ties(scores, candidates, 5, rng)
+        assert top[0] == 103 and set(top[1:3]) == {100, 102} and set(top[3:5]) == {101, 104}
+
+
+def test_cold_items_baseline_lists_tied_items_in_a_random_order_per_user(s3):
+    # Held-out items of equally popular genres tie on category popularity: ties broken by index
+    # would give every user the same first item (coverage of one item); at random they vary.
+    manifest = _run(s3)
+    items = _evaluate(s3, x=1)["cold_items"]
+    assert items["n_eval_users"] >= 30
+    assert items["baseline"]["coverage"] * manifest["n_items"] >= 2
