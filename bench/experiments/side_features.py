@@ -16,7 +16,8 @@ and with ``--fields`` each field alone. Nothing is tuned per variant. The last s
 JSON object: every variant's P@10 by epoch, its rows x non-zeros and training seconds, and the
 ratio of each variant's final P@10 to ``none``'s, measured in the same run.
 
-    .venv/bin/python bench/experiments/side_features.py [--fields]
+    .venv/bin/python bench/experiments/side_features.py [--fields] [--history] [--only NAMES]
+        [--split ua|time] [--set FM_HYPERPARAMETER=VALUE ...] [--prepare PREPARE_KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -89,7 +90,13 @@ def precision_at_x(scores: np.ndarray, seen: sp.csr_matrix, holdout: sp.csr_matr
 
 
 def run_variant(
-    name: str, columns: dict[str, str], src: Path, tmp: Path, hyper: dict[str, str], split: str = "ua"
+    name: str,
+    columns: dict[str, str],
+    src: Path,
+    tmp: Path,
+    hyper: dict[str, str],
+    split: str = "ua",
+    prepare_set: dict | None = None,
 ) -> dict:
     # "ua": ua.base -> ua.test; "time": u.data, each user's last 10 ratings by time held out
     # (prepare's last_n split), a second split to check a setting picked on ua.test
@@ -100,6 +107,7 @@ def run_variant(
     # shards of 100,000 rows: the same rows in the same order, but prepare's encoder and the
     # reader hold one small shard at a time (the history rows are ~200 non-zeros wide)
     raw["shard_rows"] = SHARD_ROWS
+    raw.update(prepare_set or {})
     if "user_feature_columns" in columns:
         raw["user_features"] = "user-features.tsv"
     if "item_feature_columns" in columns:
@@ -142,6 +150,7 @@ def run_variant(
         "variant": name,
         "split": split,
         "hyperparameters": hyper,
+        "prepare": prepare_set or {},
         "columns": columns,
         "feature_dim": manifest.feature_dim,
         "train_rows": int(X.shape[0]),
@@ -157,6 +166,13 @@ def run_variant(
     }
 
 
+def _json_or_text(value: str) -> object:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fields", action="store_true", help="also each field alone")
@@ -166,7 +182,15 @@ def main() -> None:
     ap.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", help="override an FM hyperparameter"
     )
+    ap.add_argument(
+        "--prepare",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a topx:prepare key (VALUE read as JSON when it parses, e.g. negative_ratio=8)",
+    )
     args = ap.parse_args()
+    prepare_set = {k: _json_or_text(v) for k, v in (item.split("=", 1) for item in args.prepare)}
     hyper = json.loads((ROOT / "cdk.json").read_text())["context"]["topx:fm"]["hyperparameters"]
     hyper = {**hyper, **dict(item.split("=", 1) for item in args.set)}
     chosen = variants(args.fields, args.history)
@@ -183,7 +207,7 @@ def main() -> None:
         for path in (ml.u_data, ml.ua_base, ml.ua_test, ml.item_features, ml.user_features):
             shutil.copy(path, src / path.name)
         for name, columns in chosen.items():
-            res = run_variant(name, columns, src, tmp, hyper, args.split)
+            res = run_variant(name, columns, src, tmp, hyper, args.split, prepare_set)
             results.append(res)
             curve = " ".join(f"{v:.3f}" for v in res["p_at_10"].values())
             print(
@@ -202,6 +226,7 @@ def main() -> None:
                 else "ml-100k u.data, last 10 by time per user held out",
                 "metric": "precision@10, ua.base items masked, mean over users with ua.test items",
                 "hyperparameters": hyper,
+                "prepare": prepare_set,
                 "variants": results,
                 "ratio_vs_first": {r["variant"]: round(r["final"] / base, 4) for r in results},
             }
