@@ -104,6 +104,12 @@ class PrepareConfig:
     # least one feature column), so the user features learn to stand alone, as a cold user's query
     # does. The test channel and serving are unchanged. 0 = the outputs are as without this option.
     user_id_dropout: float = 0.0
+    # The weight of each metadata field (decision 0018, "Field weight"): a field's values sum to this
+    # instead of 1 (a categorical or bin column holds it, a multi-valued field's n columns weight/n),
+    # against 1 for the id one-hots. Smaller weights keep the fields from crowding out the one-hots
+    # early in training (LightFM's `normalize` makes a row's weights sum to 1 for the same reason).
+    # The history field keeps its own 1/sqrt(n_u). 1 = the outputs are as without this option.
+    feature_weight: float = 1.0
 
     @property
     def effective_split(self) -> str:
@@ -130,6 +136,9 @@ class PrepareConfig:
                 f"got {self.spark_instance_type!r}"
             )
         self._check_recipe()
+        self._check_features()
+
+    def _check_features(self) -> None:
         for side in ("user", "item"):
             prefix, spec = getattr(self, f"{side}_features"), getattr(self, f"{side}_feature_columns")
             fields = parse_feature_columns(spec, f"{side}_feature_columns")
@@ -150,6 +159,11 @@ class PrepareConfig:
             raise ConfigError(
                 f"user_id_dropout: must be in [0, 1) (the share of training rows without their user "
                 f"one-hot), got {self.user_id_dropout!r}"
+            )
+        if not 0.0 < self.feature_weight <= MAX_FEATURE_WEIGHT:  # NaN and inf fail too
+            raise ConfigError(
+                f"feature_weight: must be in (0, {MAX_FEATURE_WEIGHT:g}] (what each metadata field's "
+                f"values sum to; the one-hots have 1), got {self.feature_weight!r}"
             )
 
     def _check_recipe(self) -> None:
@@ -197,6 +211,8 @@ class PrepareConfig:
             del out["user_history"]
         if not self.user_id_dropout > 0:
             del out["user_id_dropout"]
+        if self.feature_weight == 1.0:
+            del out["feature_weight"]
         # Keys added with the Spark engine and the recipes (decisions 0016, 0017), recorded only
         # when they differ from what every run did before them, so a retry of a run prepared before
         # those keys existed still matches its manifest (the conflict rule compares this document).
@@ -211,6 +227,7 @@ class PrepareConfig:
         return bool(getattr(self, f"cold_{side}s")) and bool(getattr(self, f"{side}_features"))
 
 
+MAX_FEATURE_WEIGHT = 100.0
 FEATURE_KEYS = ("user_features", "item_features", "user_feature_columns", "item_feature_columns")
 FEATURE_KINDS = ("categorical", "multi", "numeric")
 # Separators of a multi-valued field by name (a comma separates the fields of the spec itself).

@@ -130,7 +130,12 @@ def prepare(
         # the history field: the training interactions only (data.du/di; never the holdout)
         history = (data.du, data.di) if config.user_history else None
         side = features.encode(
-            metadata, data.user_ids, data.item_ids, {k: len(v) for k, v in cold.items()}, history
+            metadata,
+            data.user_ids,
+            data.item_ids,
+            {k: len(v) for k, v in cold.items()},
+            history,
+            config.feature_weight,
         )
         clock.lap("features")
         if protocol is not None:

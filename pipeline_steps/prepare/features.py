@@ -246,8 +246,10 @@ def _side_matrix(
     feature_dim: int,
     n_cold: int,
     extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    weight: float = 1.0,
 ) -> tuple[Csr, list[dict], dict, dict]:
-    """(side matrix, field descriptions, counts, vocabularies) of one side; `start`: its first column.
+    """(side matrix, field descriptions, counts, vocabularies) of one side; `start`: its first column;
+    `weight`: what each field's values of an id sum to (the config's feature_weight).
 
     The last `n_cold` ids are cold (metadata only): their rows hold their feature columns only, no
     one-hot (a cold id's one-hot column is in no training row, so its weights are never trained).
@@ -282,7 +284,7 @@ def _side_matrix(
             for t in mine:
                 rows.append(dense)
                 cols.append(column[t])
-                vals.append(1.0 / len(mine))
+                vals.append(weight / len(mine))
         entries.add(np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64), np.array(vals))
         desc = {
             "name": f.name,
@@ -293,6 +295,8 @@ def _side_matrix(
         }
         if f.kind == "numeric":
             desc["edges"] = edges
+        if weight != 1.0:
+            desc["weight"] = weight
         desc["missing"] = missing
         fields.append(desc)
         vocab[f.name] = labels
@@ -430,12 +434,14 @@ def encode(
     item_ids: list[str],
     cold: dict[str, int] | None = None,
     history: tuple[np.ndarray, np.ndarray] | None = None,
+    weight: float = 1.0,
 ) -> Features:
     """Columns, side matrices and the manifest description from the parsed metadata of each side.
 
     `cold`: per side, how many of the ids at the end of the list are cold (metadata only).
     `history`: the training interactions (dense users, dense items) for the history field (the
     config's `user_history`): n_items columns after the item fields' columns, on the user side.
+    `weight`: what each metadata field's values of an id sum to (the config's `feature_weight`).
     """
     cold = cold or {}
     n_users, n_items = len(user_ids), len(item_ids)
@@ -464,7 +470,7 @@ def encode(
         ]
     feature_dim = history_start + (n_items if history is not None else 0)
     user_side, user_fields, user_counts, user_vocab = _side_matrix(
-        metadata.get("user"), "user", user_ids, 0, base, feature_dim, cold.get("user", 0), extra
+        metadata.get("user"), "user", user_ids, 0, base, feature_dim, cold.get("user", 0), extra, weight
     )
     item_side, item_fields, item_counts, item_vocab = _side_matrix(
         metadata.get("item"),
@@ -474,6 +480,7 @@ def encode(
         base + width["user"],
         feature_dim,
         cold.get("item", 0),
+        weight=weight,
     )
     manifest: dict = {
         "columns": feature_dim - base,

@@ -271,3 +271,40 @@ def test_the_metadata_is_checked_before_the_interactions(run_prepare) -> None:
     files = {"input/ratings.csv": "user_id,item_id\n,\n", "meta/items.tsv": "name\tgenres\nx\tDrama\n"}
     with pytest.raises(PrepareInputError, match=r"meta/items\.tsv:1: no item id column"):
         run_prepare(files, split="none", item_features="meta/", item_feature_columns="genres:categorical")
+
+
+def test_feature_weight_scales_every_metadata_field_and_nothing_else(run_prepare) -> None:
+    plain, weighted = _run(run_prepare), _run(run_prepare, feature_weight=0.25)
+    base = 8  # 4 user and 4 item one-hots
+    for name in ("user_side", "item_side"):
+        one, quarter = _side(plain, name), _side(weighted, name)
+        np.testing.assert_array_equal(quarter[:, :base], one[:, :base])  # the one-hots keep 1
+        np.testing.assert_allclose(quarter[:, base:], 0.25 * one[:, base:])  # each field sums to 0.25
+    assert _side(weighted, "item_side")[0, base + 2] == np.float32(0.125)  # Action|Comedy: 0.25 / 2
+    fields = weighted.manifest["features"]["fields"]
+    assert [f["weight"] for f in fields] == [0.25, 0.25, 0.25]
+    assert weighted.manifest["config"]["feature_weight"] == 0.25
+    Manifest.from_json(weighted.manifest, key="manifest.json")  # the reader accepts the weights
+    # the FM rows are still user_side[u] + item_side[i]
+    us, it = _side(weighted, "user_side"), _side(weighted, "item_side")
+    for key in weighted.manifest["train_shards"]:
+        data, indices, indptr, _shape, _labels = recordio.read_sparse(weighted.path(key).read_bytes())
+        for r in range(len(indptr) - 1):
+            cols, vals = indices[indptr[r] : indptr[r + 1]], data[indptr[r] : indptr[r + 1]]
+            row = np.zeros(us.shape[1], np.float32)
+            row[cols] = vals
+            np.testing.assert_array_equal(row, us[int(cols[0])] + it[int(cols[1]) - 4])
+
+
+def test_feature_weight_1_writes_what_no_weight_writes(run_prepare) -> None:
+    plain, one = _run(run_prepare), _run(run_prepare, feature_weight=1.0)
+    assert one.manifest == plain.manifest  # no "weight" in the fields, no key in the config
+    assert all("weight" not in f for f in plain.manifest["features"]["fields"])
+    for key in plain.manifest["train_shards"]:
+        assert one.path(key).read_bytes() == plain.path(key).read_bytes()
+
+
+@pytest.mark.parametrize("weight", [0.0, -1.0, float("nan"), float("inf"), 101.0])
+def test_a_feature_weight_out_of_range_is_refused(weight: float) -> None:
+    with pytest.raises(ConfigError, match=r"feature_weight: must be in \(0, 100\]"):
+        PrepareConfig(feature_weight=weight)
