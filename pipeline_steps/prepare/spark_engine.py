@@ -175,6 +175,13 @@ class SparkEngine(Engine):
                 result = _Result(self.spark.sql(query.to_spark(statement)))
         return result
 
+    def training_pairs(self, text: str) -> Any:
+        """The pairs as a DataFrame (its plan reads the materialised tables, so it outlives `close`),
+        for `spark_shards.TrainingPairs.write`."""
+        from pipeline_steps.prepare.spark_shards import TrainingPairs
+
+        return TrainingPairs(self.spark.sql(query.to_spark(text)))
+
     def _store(self, name: str, df: DataFrame, *, materialise: bool = True) -> None:
         if materialise:
             df = df.localCheckpoint(eager=True)
