@@ -339,10 +339,16 @@ def run_spark_prepare(
     feature_sources: dict[str, Storage] | None = None,
     spark: SparkSession | None = None,
     master: str | None = "local[*]",
+    py_files: list[str] | None = None,
 ) -> tuple[dict, dict[str, float]]:
-    """`core.prepare` on Spark: (the manifest, seconds per phase with `startup_s` and `total_s`)."""
+    """`core.prepare` on Spark: (the manifest, seconds per phase with `startup_s` and `total_s`).
+
+    `py_files`: zips for the executors' Python path (`SparkContext.addPyFile`): this package, where
+    the executors do not have it (AWS's container; locally they import it from the working directory)."""
     t0 = time.perf_counter()
     session = spark if spark is not None else spark_session(master)
+    for path in py_files or []:
+        session.sparkContext.addPyFile(path)
     timings: dict[str, float] = {"startup_s": round(time.perf_counter() - t0, 3)}
     manifest = core.prepare(
         config,
