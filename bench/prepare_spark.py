@@ -7,7 +7,8 @@ measured alone: `startup_s`), every output file written. Rows per second per cor
 (parse + rules seconds) / cores, the part Spark parallelises; the writers after it are shared.
 The last stdout line is one JSON object (`ratio_vs_duckdb`: Spark wall / DuckDB wall, same file).
 `cpu_s`: CPU seconds of the case's process and everything it started (Spark's JVM, its Python
-workers), read from /proc when it ends; `--set KEY=VALUE` changes the synthetic case's prepare
+workers), read from /proc when it ends; `peak_rss_mb`: the peak RSS of the case's Python process
+(the Spark driver's Python side, without its JVM); `--set KEY=VALUE` changes the synthetic case's prepare
 config (e.g. `--set label_mode=implicit --set negative_draws=1`: the training channel that the
 Spark engine writes in its partitions); `--no-ml100k` leaves the ML-100k case out.
 
@@ -61,6 +62,8 @@ for p in [me, *me.children(recursive=True)]:
     except psutil.Error:
         pass
 timings["cpu_s"] = round(cpu, 1)
+import resource
+timings["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # this process
 print(json.dumps(timings))
 """
 

@@ -78,6 +78,8 @@ def _both(
         _no_driver_training(monkeypatch)
     manifest, timings = run_spark_prepare(cfg, sink=LocalStorage(tmp_path / "spark"), spark=spark, **kwargs)
     assert timings["startup_s"] >= 0 and timings["total_s"] >= timings["rules_s"]
+    partitions = cfg.label_mode == "implicit" and not (cfg.user_features or cfg.item_features)
+    assert ("partitions_s" in timings and "shards_to_sink_s" in timings) == partitions
     return tmp_path / "duck", tmp_path / "spark", manifest
 
 
@@ -275,6 +277,11 @@ def test_the_job_ships_the_package_zip_on_its_path_to_the_executors(monkeypatch)
     monkeypatch.setattr(spark_job, "S3Storage", Store)
     assert spark_job.main(["--run-id", "r"], environ={"BUCKET_NAME": "b"}) == 0
     assert seen["py_files"] == [package]
+
+
+def test_the_local_python_workers_run_this_interpreter(spark):
+    """The partitions run numpy: the workers use this interpreter and its packages, not `python3`."""
+    assert spark.sparkContext.pythonExec == sys.executable
 
 
 def test_run_spark_prepare_adds_the_py_files_to_the_context(tmp_path, spark, monkeypatch):
