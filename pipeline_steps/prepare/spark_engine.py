@@ -3,8 +3,10 @@
 `SparkEngine` has the interface of the DuckDB `Engine` (`load`, `sql`, `count`, `numpy`, `min_counts`,
 `close`), so `core.prepare` runs unchanged on it: the same rules, the same Python kept around them
 (layout detection, exact example lines, decode errors), and the same writers for every output
-(labels, negatives, RecordIO shards with our encoder, id maps, seen, holdout, popularity, manifest).
-What differs is only how a statement runs:
+(labels, negatives, RecordIO shards with our encoder, id maps, seen, holdout, popularity, manifest),
+except the implicit one-hot training channel, which `training_pairs` hands to the partitions
+(`spark_shards.py`: negatives, shuffle and encoding on the executors). Otherwise what differs is
+only how a statement runs:
 
 - `CREATE TABLE t AS q` becomes a temporary view of `q`, materialised (`localCheckpoint`), and
   `DROP TABLE t` drops the view;

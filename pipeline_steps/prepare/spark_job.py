@@ -12,8 +12,9 @@ package as a zip under `PACKAGE_DIR` (put on `sys.path` below, and shipped to th
 negative sampling and our RecordIO encoder, in their partitions; decision 0016).
 
 The objects are listed in S3 (their ETags are the input fingerprint, as in the Lambda) and read
-from the local copies SageMaker downloaded. The outputs are written straight to S3 with the
-manifest last (as in the Lambda), so the prepare Lambda that follows this task finds a completed
+from the local copies SageMaker downloaded. The outputs are written straight to S3 by the driver
+(the training shards too: the executors hand them over one at a time) with the manifest last (as
+in the Lambda), so the prepare Lambda that follows this task finds a completed
 run and returns its result without recomputing; a run that already has a manifest is left alone.
 """
 
