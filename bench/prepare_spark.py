@@ -6,8 +6,13 @@ the DuckDB prepare end to end; the Spark prepare on a fresh PySpark `local[*]` s
 measured alone: `startup_s`), every output file written. Rows per second per core = input rows /
 (parse + rules seconds) / cores, the part Spark parallelises; the writers after it are shared.
 The last stdout line is one JSON object (`ratio_vs_duckdb`: Spark wall / DuckDB wall, same file).
+`cpu_s`: CPU seconds of the case's process and everything it started (Spark's JVM, its Python
+workers), read from /proc when it ends; `peak_rss_mb`: the peak RSS of the case's Python process
+(the Spark driver's Python side, without its JVM); `--set KEY=VALUE` changes the synthetic case's prepare
+config (e.g. `--set label_mode=implicit --set negative_draws=1`: the training channel that the
+Spark engine writes in its partitions); `--no-ml100k` leaves the ML-100k case out.
 
-    .venv/bin/python bench/prepare_spark.py [--rows 1000000] [--ml100k PATH]
+    .venv/bin/python bench/prepare_spark.py [--rows 1000000] [--ml100k PATH] [--no-ml100k] [--set K=V ...]
 """
 
 from __future__ import annotations
@@ -46,6 +51,19 @@ else:
     manifest, timings = run_spark_prepare(cfg, **kwargs)
 timings["wall_s"] = time.perf_counter() - t0
 timings["rows"] = manifest["counts"]["rows_read"]
+timings["train_rows"] = manifest["counts"]["train_rows"]
+import psutil
+me = psutil.Process()
+cpu = 0.0
+for p in [me, *me.children(recursive=True)]:
+    try:
+        t = p.cpu_times()
+        cpu += t.user + t.system + t.children_user + t.children_system
+    except psutil.Error:
+        pass
+timings["cpu_s"] = round(cpu, 1)
+import resource
+timings["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # this process
 print(json.dumps(timings))
 """
 
@@ -69,16 +87,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--ml100k", type=Path, default=ML100K)
+    ap.add_argument("--no-ml100k", action="store_true", help="the synthetic case only")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="synthetic case config")
     args = ap.parse_args()
+    overrides = {k: _value(v) for k, _, v in (item.partition("=") for item in args.set)}
     report: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
         work = Path(tmp)
         cases = []
-        if args.ml100k.is_file():
+        if args.ml100k.is_file() and not args.no_ml100k:
             cases.append(("ml100k", args.ml100k, {}))
         synth = work / "synthetic.csv"
         synthetic(synth, args.rows)
-        cases.append(("synthetic", synth, {"label_mode": "binary"}))
+        cases.append(("synthetic", synth, {"label_mode": "binary", **overrides}))
         for name, path, config in cases:
             duck, spark = run("duckdb", path, work, config), run("spark", path, work, config)
             report[name] = {
@@ -95,6 +116,14 @@ def main() -> None:
         "duckdb_rows_per_core_s": report["synthetic"]["duckdb"]["rows_per_core_s"],
     }
     print(json.dumps(report))
+
+
+def _value(text: str) -> object:
+    """A `--set` value: JSON when it parses (numbers, true/false), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 if __name__ == "__main__":

@@ -114,14 +114,13 @@ def prepare(
         clock.lap("parse")
         log.info("parsed %d rows (%d valid)", train.rows_read, train.rows_valid)
         data, duplicates, filtered = _relational(config, sql, train, test)
+        # The Spark engine samples and encodes the implicit training channel in its partitions.
+        pairs = _training_pairs(config, sql, metadata, data)
         sql.close()
     clock.lap("rules")
     protocol = _protocol_split(config, metadata, data) if config.cold_protocols else None
     data = _kept(data, protocol)
-    # Labels on the warm ids only: a cold id is never drawn as a negative (it has no training rows).
-    train_rows, test_rows, label_stats = _labelled(
-        config, data.du, data.di, data.r, data.hdu, data.hdi, data.hr, data.n_users, data.n_items
-    )
+    train_rows, test_rows, label_stats, written = _labels(config, pairs, data, sink, out_prefix)
     clock.lap("labels")
     n_warm = {"user": data.n_users, "item": data.n_items}
     data, cold = _with_cold(metadata, protocol, data)
@@ -141,18 +140,8 @@ def prepare(
         if protocol is not None:
             side.manifest["protocols"] = _protocol_files(sink, out_prefix, config, protocol, n_warm, data)
     files = _file_keys(out_prefix, features=side is not None, protocols=protocol is not None)
-    drop_user = _user_id_dropout(config, train_rows[0], side)
-    train_shards = _write_shards(
-        sink,
-        out_prefix + TRAIN_CHANNEL,
-        train_rows,
-        data.n_users,
-        data.n_items,
-        config.shard_rows,
-        config.min_shards,
-        side,
-        own_item_out=True,
-        drop_user=drop_user,
+    train_shards, n_train, drop_user = written or _train_shards(
+        config, sink, out_prefix, train_rows, data, side
     )
     test_shards = _write_shards(
         sink, out_prefix + TEST_CHANNEL, test_rows, data.n_users, data.n_items, config.shard_rows, 1, side
@@ -167,7 +156,7 @@ def prepare(
         "bad_rows": train.bad_rows,
         "duplicates": duplicates,
         "filtered": filtered,
-        "train_rows": len(train_rows[0]),
+        "train_rows": n_train,
         "test_rows": len(test_rows[0]),
         "holdout_pairs": len(data.hdu),
         "train_interactions": len(data.du),
@@ -282,6 +271,10 @@ class _Dense:
     user_ids: list[str]
     item_ids: list[str]
     test_info: dict
+    # The training pairs as codes (the query) and code -> dense index (for the Spark partitions)
+    train_query: str = ""
+    lut_u: np.ndarray | None = None
+    lut_i: np.ndarray | None = None
 
     def ids(self, side: str) -> list[str]:
         return self.user_ids if side == "user" else self.item_ids
@@ -330,8 +323,10 @@ def _relational(
         mask = both.pop("held").astype(bool)
         tr, held = {k: v[~mask] for k, v in both.items()}, {k: v[mask] for k, v in both.items()}
         del both
+        train_query = f"SELECT u, i FROM ({last_n}) WHERE NOT held"
     else:
         tr = engine.numpy(f"SELECT {columns} FROM {kept}")
+        train_query = f"SELECT u, i FROM {kept}"
     if split == "explicit":
         assert test is not None
         _need_ratings(config, test, " in the test file(s)")
@@ -363,6 +358,9 @@ def _relational(
         user_ids=user_ids,
         item_ids=item_ids,
         test_info=test_info,
+        train_query=train_query,
+        lut_u=lut_u,
+        lut_i=lut_i,
     )
     return dense, train.rows_valid - deduped, deduped - n_kept
 
@@ -592,18 +590,7 @@ def _labelled(config: PrepareConfig, du, di, r, hdu, hdi, hr, n_users: int, n_it
             parts_i += [di, ni.astype(np.int32)]
             parts_y += [np.ones(len(du), np.float32), np.zeros(len(nu), np.float32)]
         train = (np.concatenate(parts_u), np.concatenate(parts_i), np.concatenate(parts_y))
-        # Test negatives avoid every observed pair (train and holdout); training negatives only
-        # avoid training pairs, so the holdout does not leak into training.
-        everything = csr_from_pairs(np.concatenate([du, hdu]), np.concatenate([di, hdi]), n_users, n_items)
-        rng = np.random.default_rng([seed, 2])
-        nu, ni = labels.sample_negatives(
-            hdu, config.negative_ratio, everything, n_items, config.negative_sampling, popularity, rng
-        )
-        test = (
-            np.concatenate([hdu, nu.astype(np.int32)]),
-            np.concatenate([hdi, ni.astype(np.int32)]),
-            np.concatenate([np.ones(len(hdu), np.float32), np.zeros(len(nu), np.float32)]),
-        )
+        test = _implicit_test(config, du, di, hdu, hdi, n_users, n_items, popularity)
     if config.shuffle and len(train[0]):
         # SGD reads the file in order: rows grouped by user would train badly.
         perm = np.random.default_rng([seed, 3]).permutation(len(train[0]))
@@ -620,6 +607,110 @@ def _labelled(config: PrepareConfig, du, di, r, hdu, hdi, hr, n_users: int, n_it
     if config.label_mode == "implicit":
         stats |= _negative_stats(config, len(du))
     return train, test, stats
+
+
+def _training_pairs(config: PrepareConfig, engine: Engine, metadata: dict, data: _Dense):
+    """The engine's handle on the training pairs when it writes the training channel (None: the
+    driver writes it)."""
+    return engine.training_pairs(data.train_query) if _in_partitions(config, metadata) else None
+
+
+def _labels(config: PrepareConfig, pairs, data: _Dense, sink: Storage, out_prefix: str):
+    """(train rows or None, test rows, label_stats, (train shard keys, train rows, None) when the
+    engine's partitions wrote the training channel, else None)."""
+    if pairs is not None:
+        keys, n_train, test_rows, stats = _partitioned(config, pairs, data, sink, out_prefix)
+        return None, test_rows, stats, (keys, n_train, None)
+    # Labels on the warm ids only: a cold id is never drawn as a negative (it has no training rows).
+    train_rows, test_rows, stats = _labelled(
+        config, data.du, data.di, data.r, data.hdu, data.hdi, data.hr, data.n_users, data.n_items
+    )
+    return train_rows, test_rows, stats, None
+
+
+def _train_shards(config: PrepareConfig, sink: Storage, out_prefix: str, train_rows, data: _Dense, side):
+    """The driver path's training channel: (shard keys, rows, ID dropout rows or None)."""
+    drop_user = _user_id_dropout(config, train_rows[0], side)
+    keys = _write_shards(
+        sink,
+        out_prefix + TRAIN_CHANNEL,
+        train_rows,
+        data.n_users,
+        data.n_items,
+        config.shard_rows,
+        config.min_shards,
+        side,
+        own_item_out=True,
+        drop_user=drop_user,
+    )
+    return keys, len(train_rows[0]), drop_user
+
+
+def _implicit_test(config: PrepareConfig, du, di, hdu, hdi, n_users: int, n_items: int, popularity):
+    """The implicit test channel: the holdout pairs and `negative_ratio` negatives each."""
+    # Test negatives avoid every observed pair (train and holdout); training negatives only avoid
+    # training pairs, so the holdout does not leak into training.
+    everything = csr_from_pairs(np.concatenate([du, hdu]), np.concatenate([di, hdi]), n_users, n_items)
+    rng = np.random.default_rng([config.seed, 2])
+    nu, ni = labels.sample_negatives(
+        hdu, config.negative_ratio, everything, n_items, config.negative_sampling, popularity, rng
+    )
+    return (
+        np.concatenate([hdu, nu.astype(np.int32)]),
+        np.concatenate([hdi, ni.astype(np.int32)]),
+        np.concatenate([np.ones(len(hdu), np.float32), np.zeros(len(nu), np.float32)]),
+    )
+
+
+def _in_partitions(config: PrepareConfig, metadata: dict) -> bool:
+    """Whether an engine that can (Spark) writes the training channel in its partitions: implicit
+    labels with one-hot rows (no side features, history or ID dropout, no cold protocols)."""
+    return config.label_mode == "implicit" and not metadata and not config.user_history
+
+
+def _partitioned(config: PrepareConfig, pairs, data: _Dense, sink: Storage, out_prefix: str):
+    """The implicit training channel written by the engine's partitions (spark_shards.py), the test
+    channel here: (train shard keys, train rows, test rows, label_stats), as the driver path."""
+    from pipeline_steps.prepare import spark_shards
+
+    assert data.lut_u is not None and data.lut_i is not None
+    n_users, n_items = data.n_users, data.n_items
+    popularity = np.bincount(data.di, minlength=n_items)
+    degree = np.bincount(data.du, minlength=n_users)
+    rows = spark_shards.train_rows_per_user(degree, n_items, config.negative_ratio, config.negative_draws)
+    parts = len(shard_bounds(int(rows.sum()), config.shard_rows, config.min_shards))
+    sampling = spark_shards.Sampling(
+        n_users=n_users,
+        n_items=n_items,
+        ratio=config.negative_ratio,
+        draws=config.negative_draws,
+        mode=config.negative_sampling,
+        seed=config.seed,
+        shuffle=config.shuffle,
+    )
+    keys, n_train, negatives = pairs.write(
+        sink,
+        out_prefix + TRAIN_CHANNEL,
+        lut_u=data.lut_u,
+        lut_i=data.lut_i,
+        starts=spark_shards.user_starts(rows, parts),
+        sampling=sampling,
+        popularity=popularity,
+    )
+    test = _implicit_test(config, data.du, data.di, data.hdu, data.hdi, n_users, n_items, popularity)
+    positives = n_train - negatives
+    stats = {
+        "positives": positives,
+        "negatives": negatives,
+        "mean": _label_mean(positives, n_train),
+    } | _negative_stats(config, len(data.du))
+    return keys, n_train, test, stats
+
+
+def _label_mean(positives: int, rows: int) -> float:
+    """The mean label as the driver path's `float32 y.mean()` gives it (exact while the float32 sum
+    of the ones is, below 2^24 positives; above, that sum rounds and this is the exact mean)."""
+    return round(float(np.float32(positives / rows)), 6) if rows else 0.0
 
 
 def _negative_stats(config: PrepareConfig, n_positives: int) -> dict:

@@ -256,6 +256,11 @@ class Engine:
     def numpy(self, text: str) -> dict[str, np.ndarray]:
         return self.sql(text).fetchnumpy()
 
+    def training_pairs(self, text: str) -> Any:
+        """The training pairs `text` selects, kept for the engine to write the training channel
+        itself, or None: the driver writes it (here; the Spark engine writes it in its partitions)."""
+        return None
+
     def close(self) -> None:
         self.con.close()
 

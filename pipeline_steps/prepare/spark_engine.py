@@ -3,8 +3,10 @@
 `SparkEngine` has the interface of the DuckDB `Engine` (`load`, `sql`, `count`, `numpy`, `min_counts`,
 `close`), so `core.prepare` runs unchanged on it: the same rules, the same Python kept around them
 (layout detection, exact example lines, decode errors), and the same writers for every output
-(labels, negatives, RecordIO shards with our encoder, id maps, seen, holdout, popularity, manifest).
-What differs is only how a statement runs:
+(labels, negatives, RecordIO shards with our encoder, id maps, seen, holdout, popularity, manifest),
+except the implicit one-hot training channel, which `training_pairs` hands to the partitions
+(`spark_shards.py`: negatives, shuffle and encoding on the executors). Otherwise what differs is
+only how a statement runs:
 
 - `CREATE TABLE t AS q` becomes a temporary view of `q`, materialised (`localCheckpoint`), and
   `DROP TABLE t` drops the view;
@@ -33,6 +35,7 @@ import logging
 import os
 import re
 import stat
+import sys
 import tempfile
 import time
 import warnings
@@ -49,6 +52,8 @@ from pipeline_steps.prepare.storage import Storage
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+    from pipeline_steps.prepare.spark_shards import TrainingPairs
 
 log = logging.getLogger(__name__)
 _LOW_BITS = (1 << 33) - 1  # monotonically_increasing_id: record number within the partition
@@ -104,6 +109,10 @@ def spark_session(
     home = java_home()
     if home is not None:
         os.environ["JAVA_HOME"] = home
+    if master is not None:
+        # The Python workers run spark_shards' numpy code: this interpreter (its packages), not
+        # whatever `python3` is first on PATH. (spark-submit's sessions: the container sets it.)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName("topx-prepare")
     if master is not None:
         builder = builder.master(master)
@@ -160,6 +169,7 @@ class SparkEngine(Engine):
         self._tables: dict[str, DataFrame] = {}
         self._rows: dict[str, int] = {}
         self._views: list[str] = []  # the files' own views (read by queries, not tables)
+        self.pairs: TrainingPairs | None = None  # when the partitions write the training channel
         codec = codecs.lookup(config.encoding).name
         self.spark_encoding = _SPARK_ENCODING.get(codec)
 
@@ -174,6 +184,14 @@ class SparkEngine(Engine):
             else:
                 result = _Result(self.spark.sql(query.to_spark(statement)))
         return result
+
+    def training_pairs(self, text: str) -> Any:
+        """The pairs as a DataFrame (its plan reads the materialised tables, so it outlives `close`),
+        for `spark_shards.TrainingPairs.write`."""
+        from pipeline_steps.prepare.spark_shards import TrainingPairs
+
+        self.pairs = TrainingPairs(self.spark.sql(query.to_spark(text)))
+        return self.pairs
 
     def _store(self, name: str, df: DataFrame, *, materialise: bool = True) -> None:
         if materialise:
@@ -332,11 +350,25 @@ def run_spark_prepare(
     feature_sources: dict[str, Storage] | None = None,
     spark: SparkSession | None = None,
     master: str | None = "local[*]",
+    py_files: list[str] | None = None,
 ) -> tuple[dict, dict[str, float]]:
-    """`core.prepare` on Spark: (the manifest, seconds per phase with `startup_s` and `total_s`)."""
+    """`core.prepare` on Spark: (the manifest, seconds per phase with `startup_s` and `total_s`;
+    with the training channel in the partitions also `partitions_s`, the executors' part, and
+    `shards_to_sink_s`, the driver's, both inside `labels_s`).
+
+    `py_files`: zips for the executors' Python path (`SparkContext.addPyFile`): this package, where
+    the executors do not have it (AWS's container; locally they import it from the working directory)."""
     t0 = time.perf_counter()
     session = spark if spark is not None else spark_session(master)
+    for path in py_files or []:
+        session.sparkContext.addPyFile(path)
     timings: dict[str, float] = {"startup_s": round(time.perf_counter() - t0, 3)}
+    engines: list[SparkEngine] = []
+
+    def engine(c: PrepareConfig, work: str) -> SparkEngine:
+        engines.append(SparkEngine(c, work, session))
+        return engines[-1]
+
     manifest = core.prepare(
         config,
         source=source,
@@ -346,9 +378,11 @@ def run_spark_prepare(
         test_source=test_source,
         bucket=bucket,
         feature_sources=feature_sources,
-        engine=lambda c, work: SparkEngine(c, work, session),
+        engine=engine,
         timings=timings,
     )
+    for used in engines:  # the training channel's phases (inside labels_s), when in the partitions
+        timings |= used.pairs.seconds if used.pairs is not None else {}
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     timings["cores"] = float(session.sparkContext.defaultParallelism)
     return manifest, timings

@@ -7,12 +7,14 @@ Run by the container's `smspark-submit` with this file as the application (the s
 
 Environment as the prepare Lambda's: `BUCKET_NAME`, `STEP_CONFIG`. Inputs (ProcessingInputs):
 the `input_prefix` objects under `INPUT_DIR`, the `test_prefix` objects under `TEST_DIR`, and this
-package as a zip under `PACKAGE_DIR` (put on `sys.path` below; only the driver imports it: the
-Spark work is SQL, no Python runs on the executors).
+package as a zip under `PACKAGE_DIR` (put on `sys.path` below, and shipped to the executors with
+`SparkContext.addPyFile`: with implicit labels the executors run `spark_shards`' Python, numpy's
+negative sampling and our RecordIO encoder, in their partitions; decision 0016).
 
 The objects are listed in S3 (their ETags are the input fingerprint, as in the Lambda) and read
-from the local copies SageMaker downloaded. The outputs are written straight to S3 with the
-manifest last (as in the Lambda), so the prepare Lambda that follows this task finds a completed
+from the local copies SageMaker downloaded. The outputs are written straight to S3 by the driver
+(the training shards too: the executors hand them over one at a time) with the manifest last (as
+in the Lambda), so the prepare Lambda that follows this task finds a completed
 run and returns its result without recomputing; a run that already has a manifest is left alone.
 """
 
@@ -34,8 +36,8 @@ from pipeline_steps.common.config import step_config_json
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.common.layout import RunLayout
 from pipeline_steps.prepare.config import SPARK_DATA_DIR as INPUT_DIR
+from pipeline_steps.prepare.config import SPARK_PACKAGE_DIR, PrepareConfig
 from pipeline_steps.prepare.config import SPARK_TEST_DIR as TEST_DIR
-from pipeline_steps.prepare.config import PrepareConfig
 from pipeline_steps.prepare.storage import ObjectInfo, S3Storage
 
 log = logging.getLogger(__name__)
@@ -73,14 +75,21 @@ class MirroredStorage:
         return self.s3.uri(key)
 
 
+def package_zips() -> builtins.list[str]:
+    """The package zip(s) the job put on `sys.path` (none when the package is imported otherwise)."""
+    return [p for p in sys.path if os.path.dirname(p) == SPARK_PACKAGE_DIR and p.endswith(".zip")]
+
+
 def main(
     argv: builtins.list[str] | None = None,
     *,
     s3_client: object = None,
     master: str | None = None,
     environ: dict[str, str] | None = None,
+    py_files: builtins.list[str] | None = None,
 ) -> int:
-    """The job; `s3_client`, `master` (None: spark-submit's) and `environ` for the local runner."""
+    """The job; `s3_client`, `master` (None: spark-submit's) and `environ` for the local runner;
+    `py_files`: shipped to the executors (default: the package zip(s) put on `sys.path` above)."""
     from pipeline_steps.prepare.spark_engine import run_spark_prepare
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -110,6 +119,7 @@ def main(
         # side-feature metadata (decision 0018) is read from S3 itself: it is not a ProcessingInput
         feature_sources={"user": s3, "item": s3},
         master=master,
+        py_files=package_zips() if py_files is None else py_files,
     )
     rows = manifest["counts"]["train_rows"]
     log.info("spark prepare %s: %d train rows; timings %s", args.run_id, rows, timings)

