@@ -1,8 +1,9 @@
 """The Spark prepare's code assets and execution role (`topx:prepare.engine: spark`, decision 0016).
 
 - `script`: `pipeline_steps/prepare/spark_job.py` as one file, the application `smspark-submit` runs;
-- `package`: `pipeline_steps/` zipped as the package (the script puts the zip on `sys.path`; only the
-  driver imports it, and AWS's Spark container brings numpy, pyarrow and boto3);
+- `package`: `pipeline_steps/` zipped as the package (the script puts the zip on `sys.path` and ships
+  it to the executors; AWS's Spark container brings numpy, pandas and boto3, not pyarrow: decision
+  0016);
 - `role`: what the processing job may do, no more: the prepare Lambda's S3 access (read the input
   and test prefixes, read/write/delete `runs/*/prepared/`), read the two code objects by exact key,
   pull the Spark image, write its logs to /aws/sagemaker/ProcessingJobs, and the KMS key.

@@ -31,6 +31,7 @@ session is built on the one spark-submit configured, with the container's Java.
 from __future__ import annotations
 
 import codecs
+import functools
 import logging
 import os
 import re
@@ -39,6 +40,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +149,8 @@ class _Result:
         return [tuple(r) for r in self.df.collect()]
 
     def fetchnumpy(self) -> dict[str, np.ndarray]:
+        if not _has_pyarrow():  # AWS's Spark processing container: numpy, no pyarrow
+            return collect_numpy(self.df)
         if hasattr(self.df, "toArrow"):  # Spark 4
             table = self.df.toArrow()
         else:  # Spark 3.5 (AWS's processing container): the same Arrow batches
@@ -157,6 +161,53 @@ class _Result:
             if table is None:
                 return {name: np.empty(0) for name in self.df.columns}
         return {name: table.column(name).to_numpy() for name in table.column_names}
+
+
+def _has_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# Spark SQL type names (DataFrame.dtypes) -> the numpy dtype Arrow's to_numpy gives; others: object
+_NUMPY_DTYPES = {
+    "tinyint": np.int8,
+    "smallint": np.int16,
+    "int": np.int32,
+    "bigint": np.int64,
+    "float": np.float32,
+    "double": np.float64,
+    "boolean": np.bool_,
+}
+
+
+def _partition_arrays(rows: Iterable, dtypes: list[Any]) -> Iterator[list[np.ndarray]]:
+    """On an executor: one partition's rows as one numpy array per column (none for no rows)."""
+    rows = list(rows)
+    if rows:
+        yield [_array([r[k] for r in rows], dtype) for k, dtype in enumerate(dtypes)]
+
+
+def _array(values: list, dtype: Any) -> np.ndarray:
+    if dtype is None:
+        return np.array(values, dtype=object)
+    if any(v is None for v in values):  # as Arrow: a numeric column with nulls becomes float NaN
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.array(values, dtype=dtype)
+
+
+def collect_numpy(df: DataFrame) -> dict[str, np.ndarray]:
+    """`fetchnumpy` without pyarrow: each partition's columns built as numpy arrays on its executor
+    (numpy is in AWS's Spark processing container, pyarrow is not: decision 0016), collected in
+    partition order (so an ORDER BY holds) and joined; the dtypes Arrow's `to_numpy` gives."""
+    dtypes = [_NUMPY_DTYPES.get(t) for _, t in df.dtypes]
+    parts = df.rdd.mapPartitions(functools.partial(_partition_arrays, dtypes=dtypes)).collect()
+    return {
+        name: np.concatenate([p[k] for p in parts]) if parts else np.empty(0, dtype=dtypes[k] or object)
+        for k, name in enumerate(df.columns)
+    }
 
 
 class SparkEngine(Engine):
