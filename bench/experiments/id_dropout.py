@@ -5,7 +5,8 @@ deployed template in the embedded AWS, ML-100k ua with all five metadata fields,
 on, the deployment's FM hyperparameters, x = 10) with `-c topx:prepare.user_id_dropout=SHARE`,
 nothing else changed. The protocol's held-out users and items depend on prepare's seed only, so
 every share is scored on the same held-out users; the most-popular baseline comes from the same run.
-Optional `--seeds` adds `-c topx:prepare.seed=S` (a different hold-out, negatives and dropout draw).
+Optional `--seeds` adds `-c topx:prepare.seed=S` (a different hold-out, negatives and dropout draw);
+`-c KEY=VALUE` adds any other context to every demo (e.g. `topx:prepare.feature_weight=0.25`).
 
 Last stdout line: one JSON object, per (share, seed): warm P@10 (kept users, ua.test) and
 most-popular's, cold users' P@10 / NDCG@10 and most-popular's, cold items' NDCG@10 and
@@ -52,11 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.1, 0.3])
     parser.add_argument("--seeds", type=int, nargs="*", default=[], help="prepare seeds (default: cdk.json)")
+    parser.add_argument(
+        "-c",
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more context for every demo, e.g. topx:prepare.feature_weight=0.25",
+    )
     args = parser.parse_args(argv)
     rows = []
     for seed in args.seeds or [None]:
         for share in args.shares:
             extra = ["--features", "-c", f"topx:prepare.user_id_dropout={share}"]
+            for item in args.context:
+                extra += ["-c", item]
             if seed is not None:
                 extra += ["-c", f"topx:prepare.seed={seed}"]
             report, wall, code = run_demo(*extra)
