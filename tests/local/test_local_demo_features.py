@@ -41,6 +41,7 @@ def test_the_demo_runs_with_ml100k_features_and_the_cold_protocols(tmp_path, mon
     assert o["topx:prepare.user_features"] == "metadata/users/"
     assert o["topx:prepare.user_feature_columns"] == "age:numeric:5,gender:categorical,occupation:categorical"
     assert o["topx:prepare.cold_protocols"] is True
+    assert o["topx:prepare.feature_weight"] == 0.25  # decision 0018, "Field weight"
     keys = [key for key, _ in seen["uploads"]]
     assert {"metadata/items/item-features.tsv", "metadata/users/user-features.tsv"} <= set(keys)
 
@@ -48,6 +49,11 @@ def test_the_demo_runs_with_ml100k_features_and_the_cold_protocols(tmp_path, mon
 def test_the_demo_protocols_can_be_turned_off(tmp_path, monkeypatch):
     seen = _fake_demo(tmp_path, monkeypatch, "--features", "-c", "topx:prepare.cold_protocols=false")
     assert seen["overrides"]["topx:prepare.cold_protocols"] is False
+
+
+def test_the_demo_feature_weight_can_be_set(tmp_path, monkeypatch):
+    seen = _fake_demo(tmp_path, monkeypatch, "--features", "-c", "topx:prepare.feature_weight=1")
+    assert seen["overrides"]["topx:prepare.feature_weight"] == 1
 
 
 def test_the_plain_demo_has_no_features(tmp_path, monkeypatch):
