@@ -567,9 +567,16 @@ def summarise(
     return out
 
 
+# steps whose figures make a size's shape: without them the size cannot be summarised
+SHAPE_STEPS = ("prepare", "repackage", "evaluate")
+
+
 def per_size_from_log(text: str) -> tuple[list[int], list[dict]]:
     """The sizes and per-size figures from the per-step lines a run printed (`--from-log`): the
-    summary of a run whose last line is missing can be made again without running it."""
+    summary of a run whose last line is missing can be made again without running it.
+
+    A run stopped by a failed step (e.g. publish at the largest size) is summarised too: each other
+    step is fitted over the sizes it has, and the size lists the missing steps (`missing_steps`)."""
     figures: dict[int, dict[str, dict]] = {}
     for line in text.splitlines():
         try:
@@ -583,9 +590,11 @@ def per_size_from_log(text: str) -> tuple[list[int], list[dict]]:
     for rows in sizes:
         fig = figures[rows]
         missing = [step for step in STEPS if step not in fig]
-        if missing:
+        if any(step in missing for step in SHAPE_STEPS):
             raise SystemExit(f"--from-log: size {rows} has no line for {missing}")
         shape = {"rows": rows, "counts": fig["prepare"]["counts"]}
+        if missing:
+            shape["missing_steps"] = missing
         shape |= {k: fig["repackage"][k] for k in ("k", "k_all_users", "users_over_cap", "n_parts")}
         shape["evaluate"] = {
             k: fig["evaluate"][k] for k in ("users_filled", "precision", "baseline_precision")

@@ -127,3 +127,33 @@ def test_the_summary_is_made_again_from_the_printed_lines(tmp_path):
     assert summary["steps"] == scale.summarise(sizes, per_size, ["duckdb", "spark"])["steps"]
     assert got[2]["shape"]["n_parts"] == 3
     assert scale.plot(summary, tmp_path).is_file()
+
+
+def test_a_run_stopped_by_a_failed_step_is_summarised_without_it():
+    """`--from-log` on a run whose publish failed at the largest size: the other steps are fitted
+    over every size, publish over the sizes it has, and the size names what it lacks."""
+    import json
+
+    import pytest
+
+    sizes = [1_000_000, 3_000_000, 10_000_000]
+    lines = []
+    for n in sizes:
+        p = _per_size(n, spark=False)
+        p["figures"]["prepare"]["counts"] = {"train_interactions": n // 2}
+        p["figures"]["repackage"] |= {"k": 5, "k_all_users": 9, "users_over_cap": 1, "n_parts": 3}
+        p["figures"]["evaluate"] |= {"users_filled": 0, "precision": 0.1, "baseline_precision": 0.2}
+        lines += [
+            json.dumps({"size": n, "step": step, **fig})
+            for step, fig in p["figures"].items()
+            if not (step == "publish" and n == sizes[-1])
+        ]
+    got_sizes, got = scale.per_size_from_log("\n".join(lines))
+    assert got_sizes == sizes and got[2]["shape"]["missing_steps"] == ["publish"]
+    assert "missing_steps" not in got[1]["shape"]
+    summary = scale.summarise(sizes, got, ["duckdb"])
+    assert summary["steps"]["publish"]["sizes"] == sizes[:2]
+    assert summary["steps"]["transform"]["sizes"] == sizes
+    without_prepare = [line for line in lines if '"step": "prepare"' not in line or '"size": 1000000' in line]
+    with pytest.raises(SystemExit, match="size 3000000 has no line for"):
+        scale.per_size_from_log("\n".join(without_prepare))
