@@ -307,7 +307,7 @@ class SparkEngine(Engine):
             mode="PERMISSIVE",
             columnNameOfCorruptRecord="_corrupt",
             encoding=encoding,
-            multiLine=False,
+            multiLine=self._multi_line(path, gz, encoding),
             ignoreLeadingWhiteSpace=False,
             ignoreTrailingWhiteSpace=False,
         )  # read again by each query below: every one names more columns than `_corrupt`
@@ -357,6 +357,23 @@ class SparkEngine(Engine):
             first = numbered.select("reason").take(1)
             valid -= int(bool(first) and first[0][0] is None)
         return parsed, wrong, total, total - int(layout.header and total > 0), valid
+
+    def _multi_line(self, path: str, gz: bool, encoding: str) -> bool:
+        """Whether Spark reads the file record by record (`multiLine`), as DuckDB does, so a quoted
+        field may span lines. That makes the file one task, so only where it can matter: a gzip
+        file (one task anyway: gzip is not splittable) or a file holding the quote character;
+        others stay splittable, line by line."""
+        quote = self.config.quotechar
+        if not quote:
+            return False
+        if gz:
+            return True
+        needle = quote.encode("iso8859-1" if encoding == "ISO-8859-1" else "utf-8")  # (_readable)
+        with open(path, "rb") as raw:
+            while chunk := raw.read(1 << 24):
+                if needle in chunk:
+                    return True
+        return False
 
     def _readable(self, f: LocalFile, gz: bool) -> tuple[str, str]:
         """(a path Spark reads as this file, its Spark encoding name).

@@ -360,3 +360,29 @@ def test_without_pyarrow_prepare_gives_the_same_bytes(tmp_path, spark, monkeypat
     duck, spark_out, manifest = _both(tmp_path, spark, files, test_prefix="input-test/", label_mode="binary")
     assert _digests(duck) == _digests(spark_out)
     assert fetched and manifest["counts"]["test_rows"] > 0
+
+
+def test_a_quoted_field_spanning_lines_gives_the_same_bytes(tmp_path, spark):
+    """DuckDB reads a quoted field with a newline as one record; Spark does too once the file is read
+    with `multiLine` (files holding the quote character), and the bad row after it keeps its line."""
+    data = 'user,item,rating,timestamp\nu1,"two\nlines",4,5\nu2,i2,x,6\n' + "".join(
+        f"u{k % 40},i{k % 13},{1 + k % 5},{100 + k}\n" for k in range(600)
+    )
+    duck, spark_out, manifest = _both(
+        tmp_path, spark, {"input/q.csv": data}, label_mode="binary", max_bad_fraction=0.05
+    )
+    assert _digests(duck) == _digests(spark_out)
+    assert manifest["counts"]["bad_rows"] == 1
+    assert "two\nlines" in json.loads((spark_out / manifest["files"]["items"]).read_text())
+
+
+def test_only_files_with_the_quote_character_are_read_record_by_record(tmp_path, spark):
+    engine = spark_engine.SparkEngine(PrepareConfig(), str(tmp_path), spark)
+    plain, quoted = tmp_path / "plain.csv", tmp_path / "quoted.csv"
+    plain.write_text("u,i\n" + "u1,i1\n" * 1000)
+    quoted.write_text("u,i\n" + "u1,i1\n" * 1000 + 'u2,"i2"\n')
+    assert not engine._multi_line(str(plain), False, "UTF-8")  # stays splittable
+    assert engine._multi_line(str(quoted), False, "UTF-8")
+    assert engine._multi_line(str(plain), True, "UTF-8")  # gzip: one task anyway
+    unquoted = spark_engine.SparkEngine(PrepareConfig(quotechar=""), str(tmp_path), spark)
+    assert not unquoted._multi_line(str(quoted), False, "UTF-8")
