@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fm_defaults_grid import train_channel
 
+from infra.context import from_cli
 from pipeline_steps.common.manifest import Manifest
 from pipeline_steps.datasets.movielens import CITATION, load
 from pipeline_steps.formats.fm_model import FMModel
@@ -166,13 +167,6 @@ def run_variant(
     }
 
 
-def _json_or_text(value: str) -> object:
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fields", action="store_true", help="also each field alone")
@@ -190,7 +184,7 @@ def main() -> None:
         help="override a topx:prepare key (VALUE read as JSON when it parses, e.g. negative_ratio=8)",
     )
     args = ap.parse_args()
-    prepare_set = {k: _json_or_text(v) for k, v in (item.split("=", 1) for item in args.prepare)}
+    prepare_set = {k: from_cli(v) for k, v in (item.split("=", 1) for item in args.prepare)}
     hyper = json.loads((ROOT / "cdk.json").read_text())["context"]["topx:fm"]["hyperparameters"]
     hyper = {**hyper, **dict(item.split("=", 1) for item in args.set)}
     chosen = variants(args.fields, args.history)

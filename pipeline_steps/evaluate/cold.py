@@ -79,9 +79,9 @@ def user_queries(s3: S3Client, inputs: RunInputs, users: np.ndarray) -> np.ndarr
     return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
 
-def _top(scores: np.ndarray, candidates: np.ndarray, x: int) -> np.ndarray:
-    """The x best candidates by score, best first (ties by candidate order)."""
-    order = np.lexsort((np.arange(candidates.size), -scores))
+def _top(scores: np.ndarray, candidates: np.ndarray, x: int, ties: np.ndarray | None = None) -> np.ndarray:
+    """The x best candidates by score, best first; ties by `ties` (default: candidate order)."""
+    order = np.lexsort((np.arange(candidates.size) if ties is None else ties, -scores))
     return candidates[order[:x]]
 
 
@@ -94,8 +94,7 @@ def top_random_ties(
     score): ties by candidate order would rank by the ids' order, which can carry the popularity the
     baseline is not meant to have (see the module docstring).
     """
-    order = np.lexsort((rng.random(candidates.size), -scores))
-    return candidates[order[:x]]
+    return _top(scores, candidates, x, rng.random(candidates.size))
 
 
 def category_popularity(
