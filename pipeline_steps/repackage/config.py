@@ -28,6 +28,13 @@ class RepackageConfig(FilterConfig):
     # k covers this quantile of the users' need x + read_extra + dropped(u) (1.0 = the heaviest user);
     # users beyond it are topped up from the filtered popularity order by publish (decision 0015)
     k_quantile: float = field(default=0.99, metadata=between(0.5, 1.0))
+    # A cold id (metadata only, decision 0018 "Cold ids") has an id column the FM never trained. With
+    # this on, its query / vector is the FM's prediction with that id's factors and linear weight set
+    # to the mean of the warm ids' (the population's prior: the "average user" plus the features),
+    # instead of leaving the id out. Users on (cold users beat most-popular with it, decision 0018
+    # "Cold users: the mean id"); items off (measured no better there).
+    cold_users_mean_id: bool = True
+    cold_items_mean_id: bool = False
     # upper cap on users per query part (= per transform request)
     users_per_shard: int = field(default=100_000, metadata=between(1))
     # Injected from `topx:transform` (infra/step_configs.py): the part size follows from them (sizing.py).

@@ -161,9 +161,18 @@ def knn_vectors(model: Any, manifest: Manifest) -> tuple[np.ndarray, np.ndarray,
 
 
 def side_vectors(
-    model: Any, manifest: Manifest, user_side: SideMatrix, item_side: SideMatrix
+    model: Any,
+    manifest: Manifest,
+    user_side: SideMatrix,
+    item_side: SideMatrix,
+    *,
+    mean_id: tuple[bool, bool] = (False, False),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Like `knn_vectors`, from the side matrices: items [S_i, lin_i + P_i], queries [S_u, 1] (float32)."""
+    """Like `knn_vectors`, from the side matrices: items [S_i, lin_i + P_i], queries [S_u, 1] (float32).
+
+    `mean_id` (users, items): the cold ids of that side (`Manifest.first_cold`, the tail of the map)
+    get the mean of the warm ids' one-hot factors v and linear weight w as their id's (`with_mean_id`).
+    """
     V = np.asarray(model.V, dtype=np.float32)
     w = np.asarray(model.w, dtype=np.float32).reshape(-1)
     if int(model.feature_dim) != manifest.feature_dim or V.shape[0] != manifest.feature_dim:
@@ -185,6 +194,10 @@ def side_vectors(
 
     S_i, b_i = sides(item_side)
     S_u, _ = sides(user_side)
+    if mean_id[0]:
+        with_mean_id(S_u, None, V, w, ids=0, first_cold=manifest.first_cold("user"))
+    if mean_id[1]:
+        with_mean_id(S_i, b_i, V, w, ids=manifest.n_users, first_cold=manifest.first_cold("item"))
     items = np.hstack([S_i, b_i[:, None]]).astype(np.float32)
     users = np.hstack([S_u, np.ones((S_u.shape[0], 1))]).astype(np.float32)
     if manifest.n_items > 2**24:
@@ -192,6 +205,22 @@ def side_vectors(
             f"{manifest.key}: {manifest.n_items} items exceed 2^24: float32 labels would collide"
         )
     return items, np.arange(1, manifest.n_items + 1, dtype=np.float32), users
+
+
+def with_mean_id(
+    S: np.ndarray, b: np.ndarray | None, V: np.ndarray, w: np.ndarray, *, ids: int, first_cold: int
+) -> None:
+    """Rows [first_cold, len(S)) of one side, in place: as if each cold id's one-hot (columns
+    `ids + r`, never in a training row) held the warm ids' mean factors v̄ = mean(V[ids : ids +
+    first_cold]) and mean weight w̄. Adding that column (value 1) to a row adds v̄ to its factor sum
+    S, and w̄ + <v̄, S> (its pairs with the row's other columns) to the row's own terms b. Nothing
+    without warm or cold ids."""
+    if first_cold == 0 or first_cold == len(S):
+        return
+    v_bar = V[ids : ids + first_cold].astype(np.float64).mean(axis=0)
+    if b is not None:  # before S moves: the pairs are with the row's feature columns
+        b[first_cold:] += float(w[ids : ids + first_cold].astype(np.float64).mean()) + S[first_cold:] @ v_bar
+    S[first_cold:] += v_bar
 
 
 class SideMatrix:
@@ -433,7 +462,12 @@ def repackage(*, s3: S3Client, bucket: str, event: dict | RepackageEvent, config
     if whole:
         model = read_fm_model(get_bytes(s3, model_bucket, model_key))
         if manifest.has_features:
-            items, labels, users = side_vectors(model, manifest, *load_sides(s3, bucket, manifest))
+            items, labels, users = side_vectors(
+                model,
+                manifest,
+                *load_sides(s3, bucket, manifest),
+                mean_id=(config.cold_users_mean_id, config.cold_items_mean_id),
+            )
         else:
             items, labels, users = knn_vectors(model, manifest)
         size = part_size(config, k=k, feature_dim=items.shape[1], where=f"run {run_id}")

@@ -234,3 +234,93 @@ def test_the_identity_holds_on_prepare_rows_with_the_history_field(tmp_path):
             assert ip[u, i] == pytest.approx(score, rel=1e-5, abs=1e-4)
             checked += 1
     assert checked == manifest.counts["test_rows"] > 0
+
+
+def cold_tail(rng, n_rows: int, one_hot_start: int, start: int, width: int, n_cold: int) -> np.ndarray:
+    """`random_side` whose last `n_cold` rows are cold ids: feature columns only, at least one."""
+    side = random_side(rng, n_rows, one_hot_start, start, width)
+    for r in range(n_rows - n_cold, n_rows):
+        side[r, one_hot_start + r] = 0.0
+        if not side[r, start : start + width].any():
+            side[r, start + int(rng.integers(width))] = 1.0
+    return side
+
+
+@pytest.mark.parametrize("users, items", [(True, False), (False, True), (True, True), (False, False)])
+def test_a_cold_id_gets_the_warm_ids_mean_factors_and_weight(users, items):
+    """The oracle: the FM's own prediction on a model with one more column, holding the mean factors
+    and mean linear weight of the side's warm one-hots, active (value 1) in each cold id's row."""
+    rng = np.random.default_rng(21)
+    model = random_model(rng, feature_dim=DIM)
+    base = N_USERS + N_ITEMS
+    n_cold_users, n_cold_items = 2, 2
+    user_side = cold_tail(rng, N_USERS, 0, base, USER_COLS, n_cold_users)
+    item_side = cold_tail(rng, N_ITEMS, N_USERS, base + USER_COLS, ITEM_COLS, n_cold_items)
+    doc = {"run_id": "r", "n_users": N_USERS, "n_items": N_ITEMS, "feature_dim": DIM, "files": {}}
+    doc["features"] = {
+        "columns": DIM - base,
+        "fields": [{"name": "f", "start": base, "stop": DIM}],
+        "user": {"cold": n_cold_users},
+        "item": {"cold": n_cold_items},
+    }
+    manifest = Manifest.from_json(doc, key="m.json")
+    sides = [
+        SideMatrix(side_npz(d), name="s", n_rows=len(d), feature_dim=DIM) for d in (user_side, item_side)
+    ]
+    items_v, _, queries = side_vectors(model, manifest, *sides, mean_id=(users, items))
+
+    from pipeline_steps.formats.fm_model import FMModel
+
+    warm_u, warm_i = N_USERS - n_cold_users, N_ITEMS - n_cold_items
+    V = np.vstack([model.V, model.V[:warm_u].mean(0), model.V[N_USERS : N_USERS + warm_i].mean(0)])
+    w = np.concatenate([model.w, [model.w[:warm_u].mean(), model.w[N_USERS : N_USERS + warm_i].mean()]])
+    wide = FMModel(w0=model.w0, w=w.astype(np.float32), V=V, feature_dim=DIM + 2, hyperparameters={})
+    user_rows = np.hstack([user_side, np.zeros((N_USERS, 2), np.float32)])
+    item_rows = np.hstack([item_side, np.zeros((N_ITEMS, 2), np.float32)])
+    if users:
+        user_rows[warm_u:, DIM] = 1.0
+    if items:
+        item_rows[warm_i:, DIM + 1] = 1.0
+    ip = queries.astype(np.float64) @ items_v.astype(np.float64).T
+    for u in range(N_USERS):
+        constant = fm_predict(wide, user_rows[u])
+        for i in range(N_ITEMS):
+            score = fm_predict(wide, user_rows[u] + item_rows[i]) - constant
+            assert ip[u, i] == pytest.approx(score, rel=1e-5, abs=1e-4)
+    # the warm rows are those of `mean_id` off, to the byte
+    plain_items, _, plain_queries = side_vectors(model, manifest, *sides)
+    assert items_v[:warm_i].tobytes() == plain_items[:warm_i].tobytes()
+    assert queries[:warm_u].tobytes() == plain_queries[:warm_u].tobytes()
+    assert (queries[warm_u:].tobytes() == plain_queries[warm_u:].tobytes()) is not users
+    assert (items_v[warm_i:].tobytes() == plain_items[warm_i:].tobytes()) is not items
+
+
+@pytest.mark.parametrize("overrides", [{}, {"cold_users_mean_id": False, "cold_items_mean_id": True}])
+def test_repackage_passes_the_mean_id_switches(s3, overrides):
+    """Defaults: cold users get the mean id, cold items do not; the switches reach `side_vectors`."""
+    rng = np.random.default_rng(22)
+    model = random_model(rng, feature_dim=DIM)
+    event = setup(s3, rng, fm_model_bytes(model, mtime=0))
+    base = N_USERS + N_ITEMS
+    user_side = cold_tail(rng, N_USERS, 0, base, USER_COLS, 2)
+    item_side = cold_tail(rng, N_ITEMS, N_USERS, base + USER_COLS, ITEM_COLS, 1)
+    put_features(s3, user_side, item_side)
+    key = "runs/r1/prepared/manifest.json"
+    doc = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    doc["features"].update(user={"cold": 2}, item={"cold": 1})
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(doc).encode())
+    out = repackage(s3=s3, bucket=BUCKET, event=event, config=cfg(x=2, **overrides))
+
+    items, _ = read(s3, "runs/r1/knn/train/items.rec")
+    qm = json.loads(s3.get_object(Bucket=BUCKET, Key=out["queries_manifest_key"])["Body"].read())
+    queries = np.vstack([read(s3, p["key"])[0] for p in qm["parts"]])
+    manifest = Manifest.from_json(doc, key=key)
+    sides = [
+        SideMatrix(side_npz(d), name="s", n_rows=len(d), feature_dim=DIM) for d in (user_side, item_side)
+    ]
+    switches = (overrides.get("cold_users_mean_id", True), overrides.get("cold_items_mean_id", False))
+    want_items, _, want_queries = side_vectors(model, manifest, *sides, mean_id=switches)
+    assert queries.tobytes() == want_queries.tobytes() and items.tobytes() == want_items.tobytes()
+    other_items, _, other_queries = side_vectors(model, manifest, *sides, mean_id=(False, False))
+    assert (queries.tobytes() == other_queries.tobytes()) is not switches[0]
+    assert (items.tobytes() == other_items.tobytes()) is not switches[1]
