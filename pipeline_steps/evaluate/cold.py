@@ -4,7 +4,8 @@ Prepare (`topx:prepare.cold_protocols`) held out a fixed-seed share of the users
 with every interaction they had; they are cold ids (rows of features only) at the tail of the maps,
 `features.protocols` gives their ranges and `cold_users_holdout.npz` / `cold_items_holdout.npz` the
 interactions to find. Both protocols score the repackaged vectors directly (the k-NN index's inner
-product: user query [S_u, 1], item vector [S_i, b_i]; the FM's exact ranking, decision 0018), not the
+product: user query [S_u, 1] (a cold user's [S_u + v̄, 1] with `topx:repackage.cold_users_mean_id`),
+item vector [S_i, b_i]; the FM's exact ranking, decision 0018), not the
 transform output: the cold-item protocol ranks a subset of the catalogue the k-NN lists do not hold.
 
 - cold users: each held-out user with interactions ranks every item but the held-out items (their

@@ -31,8 +31,8 @@ class RepackageConfig(FilterConfig):
     # A cold id (metadata only, decision 0018 "Cold ids") has an id column the FM never trained. With
     # this on, its query / vector is the FM's prediction with that id's factors and linear weight set
     # to the mean of the warm ids' (the population's prior: the "average user" plus the features),
-    # instead of leaving the id out. Users on (cold users beat most-popular with it, decision 0018
-    # "Cold users: the mean id"); items off (measured no better there).
+    # instead of leaving the id out. Users on (cold users' P@10 1.033x most-popular's over five
+    # ML-100k hold-outs, from 1.019x; decision 0018 "Cold users: the mean id"); items off (no gain).
     cold_users_mean_id: bool = True
     cold_items_mean_id: bool = False
     # upper cap on users per query part (= per transform request)
