@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline_steps.common.manifest import Manifest
-from pipeline_steps.formats.fm_model import fm_model_bytes
+from pipeline_steps.formats.fm_model import FMModel, fm_model_bytes
 from pipeline_steps.prepare.outputs import npz_bytes
 from pipeline_steps.repackage.core import (
     FeatureDimMismatchError,
@@ -246,6 +246,10 @@ def cold_tail(rng, n_rows: int, one_hot_start: int, start: int, width: int, n_co
     return side
 
 
+def side_matrices(*dense: np.ndarray) -> list[SideMatrix]:
+    return [SideMatrix(side_npz(d), name="s", n_rows=len(d), feature_dim=DIM) for d in dense]
+
+
 @pytest.mark.parametrize("users, items", [(True, False), (False, True), (True, True), (False, False)])
 def test_a_cold_id_gets_the_warm_ids_mean_factors_and_weight(users, items):
     """The oracle: the FM's own prediction on a model with one more column, holding the mean factors
@@ -264,13 +268,8 @@ def test_a_cold_id_gets_the_warm_ids_mean_factors_and_weight(users, items):
         "item": {"cold": n_cold_items},
     }
     manifest = Manifest.from_json(doc, key="m.json")
-    sides = [
-        SideMatrix(side_npz(d), name="s", n_rows=len(d), feature_dim=DIM) for d in (user_side, item_side)
-    ]
+    sides = side_matrices(user_side, item_side)
     items_v, _, queries = side_vectors(model, manifest, *sides, mean_id=(users, items))
-
-    from pipeline_steps.formats.fm_model import FMModel
-
     warm_u, warm_i = N_USERS - n_cold_users, N_ITEMS - n_cold_items
     V = np.vstack([model.V, model.V[:warm_u].mean(0), model.V[N_USERS : N_USERS + warm_i].mean(0)])
     w = np.concatenate([model.w, [model.w[:warm_u].mean(), model.w[N_USERS : N_USERS + warm_i].mean()]])
@@ -315,9 +314,7 @@ def test_repackage_passes_the_mean_id_switches(s3, overrides):
     qm = json.loads(s3.get_object(Bucket=BUCKET, Key=out["queries_manifest_key"])["Body"].read())
     queries = np.vstack([read(s3, p["key"])[0] for p in qm["parts"]])
     manifest = Manifest.from_json(doc, key=key)
-    sides = [
-        SideMatrix(side_npz(d), name="s", n_rows=len(d), feature_dim=DIM) for d in (user_side, item_side)
-    ]
+    sides = side_matrices(user_side, item_side)
     switches = (overrides.get("cold_users_mean_id", True), overrides.get("cold_items_mean_id", False))
     want_items, _, want_queries = side_vectors(model, manifest, *sides, mean_id=switches)
     assert queries.tobytes() == want_queries.tobytes() and items.tobytes() == want_items.tobytes()
