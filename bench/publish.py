@@ -33,6 +33,7 @@ from bench.support import moto_process
 from bench.support.moto_process import use_bench_credentials
 from pipeline_steps.common.config import config_from_dict
 from pipeline_steps.common.items import encode_items
+from pipeline_steps.local import moto_fixes
 from pipeline_steps.publish import core
 from pipeline_steps.publish.config import PublishConfig
 from tests.conftest import create_table
@@ -48,6 +49,7 @@ def serve(port: int, conn) -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     from moto.dynamodb.models import dynamodb_backends
 
+    moto_fixes.install()  # as the local runner's server
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     conn.send("ready")

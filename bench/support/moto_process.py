@@ -49,6 +49,9 @@ def serve(port: int, conn: Connection) -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     from moto.server import ThreadedMotoServer
 
+    from pipeline_steps.local import moto_fixes
+
+    moto_fixes.install()  # the local runner's server: TransactWriteItems without the table copy
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     conn.send("ready")

@@ -13,7 +13,7 @@ import os
 import urllib.request
 from typing import Any
 
-from pipeline_steps.local import access, adapter
+from pipeline_steps.local import access, adapter, moto_fixes
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 DEFAULT_REGION = "us-east-1"
@@ -64,6 +64,7 @@ class LocalAws:
         logging.getLogger("moto").setLevel(logging.CRITICAL)
 
         if _server is None:
+            moto_fixes.install()  # TransactWriteItems without moto's whole-table copy
             # Port 0: the OS picks a free loopback port, no race with other processes.
             _server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             _server.start()
