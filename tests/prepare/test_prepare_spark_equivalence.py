@@ -386,3 +386,15 @@ def test_only_files_with_the_quote_character_are_read_record_by_record(tmp_path,
     assert engine._multi_line(str(plain), True, "UTF-8")  # gzip: one task anyway
     unquoted = spark_engine.SparkEngine(PrepareConfig(quotechar=""), str(tmp_path), spark)
     assert not unquoted._multi_line(str(quoted), False, "UTF-8")
+
+
+def test_a_multi_byte_quote_character_across_two_scanned_chunks_is_found(tmp_path, spark, monkeypatch):
+    engine = spark_engine.SparkEngine(PrepareConfig(quotechar="\u00ab"), str(tmp_path), spark)
+    path = tmp_path / "quoted.csv"
+    path.write_bytes("u,i\nu1,i1\nu2,\u00abi2\u00bb\n".encode())  # the quote at bytes 13-14
+    monkeypatch.setattr(spark_engine, "_SCAN_BYTES", 14)  # the first chunk ends inside it
+    assert engine._multi_line(str(path), False, "UTF-8")
+    monkeypatch.setattr(spark_engine, "_SCAN_BYTES", 3)  # and with chunks shorter than the file's lines
+    assert engine._multi_line(str(path), False, "UTF-8")
+    path.write_bytes("u,i\nu1,i1\n\u00bb\n".encode())  # the same lead byte, another character
+    assert not engine._multi_line(str(path), False, "UTF-8")
