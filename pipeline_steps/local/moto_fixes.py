@@ -6,7 +6,11 @@ moto 5.2.5 keeps its rollback copy by deep-copying every table a transaction nam
 two-action transaction on a table of a million items takes minutes (the publish pointer flip at
 30M interactions did not answer within botocore's 60 s; docs/scale.md). `install` keeps moto's
 transaction (its checks, conditions, errors and writes are unchanged) and replaces the table copy
-by a copy of the items the actions name, restored on the same failures moto rolls back on.
+by a copy of the items the actions name, restored on the same failures moto rolls back on (and
+on any other error inside the call: a transaction is all or nothing on AWS). Pinned to moto 5.2.5,
+like the adapter: it relies on that version's rollback copy being `copy.deepcopy` of the table.
+Installed by the embedded AWS (`server.py`) and the benchmarks' moto servers; never removed (the
+transactions it runs are moto's own).
 """
 
 from __future__ import annotations
@@ -14,6 +18,11 @@ from __future__ import annotations
 import copy
 import threading
 from typing import Any
+
+import moto
+
+if moto.__version__ != "5.2.5":
+    raise ImportError(f"moto_fixes is written for moto 5.2.5's transactions, found {moto.__version__}")
 
 _lock = threading.Lock()
 _installed = False
