@@ -52,7 +52,8 @@ m = prepare(config, source=LocalStorage(args["src"]), sink=LocalStorage(args["ou
 dt = time.perf_counter() - t
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({{"seconds": dt, "peak_rss_mb": ru.ru_maxrss / 1024,
-                  "cpu_seconds": ru.ru_utime + ru.ru_stime,
+                  "cpu_seconds": ru.ru_utime + ru.ru_stime, "user_seconds": ru.ru_utime,
+                  "sys_seconds": ru.ru_stime, "minor_faults": ru.ru_minflt,
                   "counts": m["counts"], "n_users": m["n_users"], "n_items": m["n_items"]}}))
 """
 
@@ -113,12 +114,14 @@ def run_case(
     res["config"] = config
     res["seconds"] = round(res["seconds"], 3)
     res["cpu_seconds"] = round(res["cpu_seconds"], 3)
+    res["user_seconds"], res["sys_seconds"] = round(res["user_seconds"], 3), round(res["sys_seconds"], 3)
     res["rows_per_cpu_s"] = round(rows / res["cpu_seconds"])
     res["peak_rss_mb"] = round(res["peak_rss_mb"], 1)
     res["rss_bytes_per_row"] = round(res["peak_rss_mb"] * 2**20 / rows)
     print(
         f"  {name}: {rows:,} rows in {res['seconds']:.2f}s = {res['rows_per_s']:,} rows/s "
-        f"(cpu {res['cpu_seconds']:.2f}s = {res['rows_per_cpu_s']:,} rows/cpu-s), "
+        f"(cpu {res['cpu_seconds']:.2f}s = {res['rows_per_cpu_s']:,} rows/cpu-s; user "
+        f"{res['user_seconds']:.2f}s, system {res['sys_seconds']:.2f}s, {res['minor_faults']:,} faults), "
         f"peak RSS {res['peak_rss_mb']:.0f} MB ({res['rss_bytes_per_row']} B/row), "
         f"{res['n_users']:,} users, {res['n_items']:,} items, "
         f"{res['counts']['train_rows']:,} train rows",
@@ -243,7 +246,11 @@ def main() -> None:
                 "rows_per_cpu_s": old_case["rows_per_cpu_s"],
                 "peak_rss_mb": old_case["peak_rss_mb"],
                 "rss_bytes_per_row": old_case["rss_bytes_per_row"],
+                "user_seconds": old_case["user_seconds"],
+                "sys_seconds": old_case["sys_seconds"],
                 "throughput_vs_old": round(big_case["rows_per_s"] / old_case["rows_per_s"], 2),
+                # user CPU only: the kernel's share (page faults) varies between machines and days
+                "user_cpu_vs_old": round(big_case["user_seconds"] / old_case["user_seconds"], 2),
                 "memory_vs_old": round(big_case["peak_rss_mb"] / old_case["peak_rss_mb"], 2),
             }
             if old_case
@@ -262,6 +269,9 @@ def main() -> None:
                     "seconds",
                     "rows_per_s",
                     "cpu_seconds",
+                    "user_seconds",
+                    "sys_seconds",
+                    "minor_faults",
                     "peak_rss_mb",
                     "n_users",
                     "n_items",
