@@ -41,7 +41,12 @@ def table(aws, monkeypatch):
 
 
 def _item(pk: str, value: str) -> dict:
-    return {"pk": {"S": pk}, "sk": {"S": "list"}, "v": {"S": value}}
+    # a binary, a list and a map beside the string: a restored item keeps every attribute type
+    extra = {"b": {"B": value.encode() + b"\x00\xff"}, "l": {"L": [{"N": "1"}, {"S": value}]}}
+    return {"pk": {"S": pk}, "sk": {"S": "list"}, "v": {"S": value}, **extra, "m": {"M": {"k": {"S": value}}}}
+
+
+_KEY = ("pk", "sk")
 
 
 def _key(pk: str) -> dict:
@@ -50,6 +55,8 @@ def _key(pk: str) -> dict:
 
 def _state(client) -> dict[str, str]:
     items = client.scan(TableName=TABLE)["Items"]
+    for item in items:  # every attribute as written
+        assert item == _item(item["pk"]["S"], item["v"]["S"]), item
     return {item["pk"]["S"]: item["v"]["S"] for item in items}
 
 
@@ -61,8 +68,10 @@ def _actions(condition_holds: bool) -> list[dict]:
             "Update": {
                 "TableName": TABLE,
                 "Key": _key("u1"),
-                "UpdateExpression": "SET v = :v",
-                "ExpressionAttributeValues": {":v": {"S": "new"}},
+                "UpdateExpression": "SET v = :v, b = :b, l = :l, m = :m",
+                "ExpressionAttributeValues": {
+                    f":{name}": value for name, value in _item("u1", "new").items() if name not in _KEY
+                },
             }
         },
         {
