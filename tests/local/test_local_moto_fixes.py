@@ -34,9 +34,7 @@ def table(aws, monkeypatch):
             copies.append(y is not x)
         return y
 
-    import moto.dynamodb.models as models
-
-    monkeypatch.setattr(models.copy, "deepcopy", spy)
+    monkeypatch.setattr(copy, "deepcopy", spy)  # the function moto's models call, for this test
     return client, dynamodb_backends["123456789012"]["us-east-1"].tables[TABLE], copies
 
 
